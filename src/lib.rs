@@ -1,0 +1,18 @@
+//! kpistream: KPI data streams. Signed datapoints arrive over gRPC, are verified,
+//! stored exactly per period with a revision history, and are read back by the
+//! people the stream is shared with.
+
+pub mod ids;
+pub mod period;
+pub mod signature;
+pub mod value;
+
+/// Types generated from `proto/kpistream/v1`. They stay at the gRPC edge and in the SDK.
+#[allow(clippy::all, missing_docs)]
+pub mod proto {
+    tonic::include_proto!("kpistream.v1");
+
+    /// The encoded file descriptor set, for server reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        include_bytes!(concat!(env!("OUT_DIR"), "/kpistream_descriptor.bin"));
+}

@@ -1,0 +1,251 @@
+//! Value types and exact decimal values.
+//!
+//! Values travel as decimal text and are stored as text: they are never floats.
+//! Accepted grammar: an optional `-`, digits, optionally `.` and digits
+//! (`1234.50`, `-0.125`). Exponents, `NaN`, infinities, `+`, spaces and thousands
+//! separators are refused, and a value is never rounded: one that does not fit 28
+//! significant digits, or has more decimals than its type allows, is refused.
+
+use std::fmt;
+use std::str::FromStr;
+
+use iso_currency::Currency;
+use rust_decimal::Decimal;
+
+/// Decimals a currency value may carry beyond its currency's minor unit (USD: 2 + 4 = 6),
+/// for unit prices and converted amounts.
+pub const CURRENCY_EXTRA_DECIMALS: u32 = 4;
+/// Decimals a number or percentage may carry.
+pub const MAX_DECIMALS: u32 = 12;
+
+/// What a stream's values mean.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ValueType {
+    Number,
+    /// An amount of money in one ISO 4217 currency.
+    Currency(Currency),
+    /// A percentage: `12.5` means 12.5 %.
+    Percentage,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ValueError {
+    #[error("unknown value type {0:?}: use number, currency or percentage")]
+    UnknownType(String),
+    #[error("{0:?} is not an ISO 4217 currency code (for example EUR, USD, JPY)")]
+    UnknownCurrency(String),
+    #[error("a currency stream needs a currency code (for example --currency EUR)")]
+    MissingCurrency,
+    #[error("only currency streams have a currency code")]
+    UnexpectedCurrency,
+    #[error("the value is empty")]
+    Empty,
+    #[error("{0:?} is not a number: NaN and infinities are not values")]
+    NotFinite(String),
+    #[error("{0:?} is not an exact decimal: write digits with an optional - and . (like -1234.50)")]
+    Malformed(String),
+    #[error("{0:?} has more than 28 significant digits")]
+    TooLarge(String),
+    #[error("{text:?} has {scale} decimals; {what} allows at most {max}")]
+    TooManyDecimals {
+        text: String,
+        scale: u32,
+        max: u32,
+        what: String,
+    },
+}
+
+impl ValueType {
+    /// Builds a value type from its name and, for currency, its code.
+    pub fn from_parts(kind: &str, currency: Option<&str>) -> Result<Self, ValueError> {
+        let currency = currency.filter(|c| !c.is_empty());
+        match (kind.to_ascii_lowercase().as_str(), currency) {
+            ("number", None) => Ok(Self::Number),
+            ("percentage", None) => Ok(Self::Percentage),
+            ("currency", Some(code)) => Currency::from_code(&code.to_ascii_uppercase())
+                .map(Self::Currency)
+                .ok_or_else(|| ValueError::UnknownCurrency(code.to_owned())),
+            ("currency", None) => Err(ValueError::MissingCurrency),
+            ("number" | "percentage", Some(_)) => Err(ValueError::UnexpectedCurrency),
+            _ => Err(ValueError::UnknownType(kind.to_owned())),
+        }
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Number => "number",
+            Self::Currency(_) => "currency",
+            Self::Percentage => "percentage",
+        }
+    }
+
+    pub fn currency_code(&self) -> Option<&'static str> {
+        match self {
+            Self::Currency(c) => Some(c.code()),
+            _ => None,
+        }
+    }
+
+    fn max_decimals(&self) -> (u32, String) {
+        match self {
+            Self::Currency(c) => {
+                let minor = u32::from(c.exponent().unwrap_or(0));
+                (
+                    minor + CURRENCY_EXTRA_DECIMALS,
+                    format!("{} (minor unit {minor})", c.code()),
+                )
+            }
+            Self::Number => (MAX_DECIMALS, "a number".into()),
+            Self::Percentage => (MAX_DECIMALS, "a percentage".into()),
+        }
+    }
+
+    /// Parses decimal text into an exact value of this type.
+    pub fn parse_value(&self, text: &str) -> Result<Value, ValueError> {
+        let value = parse_decimal(text)?;
+        let (max, what) = self.max_decimals();
+        if value.scale() > max {
+            return Err(ValueError::TooManyDecimals {
+                text: text.to_owned(),
+                scale: value.scale(),
+                max,
+                what,
+            });
+        }
+        Ok(Value(value))
+    }
+}
+
+impl fmt::Display for ValueType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Currency(c) => write!(f, "currency ({})", c.code()),
+            other => f.write_str(other.kind()),
+        }
+    }
+}
+
+/// An exact decimal value; its text keeps the scale it was given (`1234.50`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Value(Decimal);
+
+impl Value {
+    pub fn decimal(&self) -> Decimal {
+        self.0
+    }
+}
+
+impl fmt::Display for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+fn parse_decimal(text: &str) -> Result<Decimal, ValueError> {
+    if text.is_empty() {
+        return Err(ValueError::Empty);
+    }
+    let lower = text.to_ascii_lowercase();
+    let unsigned = lower.trim_start_matches(['-', '+']);
+    if ["nan", "inf", "infinity"].contains(&unsigned) {
+        return Err(ValueError::NotFinite(text.to_owned()));
+    }
+    let digits = text.strip_prefix('-').unwrap_or(text);
+    let (int, frac) = match digits.split_once('.') {
+        Some((int, frac)) => (int, Some(frac)),
+        None => (digits, None),
+    };
+    let all_digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if !all_digits(int) || !frac.is_none_or(all_digits) {
+        return Err(ValueError::Malformed(text.chars().take(64).collect()));
+    }
+    let significant = int.trim_start_matches('0').len() + frac.map_or(0, str::len);
+    if significant > 28 {
+        return Err(ValueError::TooLarge(text.chars().take(64).collect()));
+    }
+    let mut value =
+        Decimal::from_str_exact(text).map_err(|_| ValueError::TooLarge(text.to_owned()))?;
+    if value.is_zero() {
+        value.set_sign_positive(true);
+    }
+    Ok(value)
+}
+
+impl FromStr for Value {
+    type Err = ValueError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        ValueType::Number.parse_value(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exact_decimals_keep_their_text() {
+        for text in ["1234.50", "-0.125", "0", "42", "0.000001"] {
+            assert_eq!(
+                ValueType::Number.parse_value(text).unwrap().to_string(),
+                text
+            );
+        }
+        assert_eq!(
+            ValueType::Number.parse_value("-0").unwrap().to_string(),
+            "0"
+        );
+    }
+
+    #[test]
+    fn nan_infinity_and_exponents_are_refused() {
+        for text in ["NaN", "nan", "inf", "-Infinity"] {
+            assert!(matches!(
+                ValueType::Number.parse_value(text),
+                Err(ValueError::NotFinite(_))
+            ));
+        }
+        for text in [
+            "1e999", "1E3", "+1", " 1", "1,000", "0x10", ".5", "5.", "1.2.3",
+        ] {
+            assert!(
+                matches!(
+                    ValueType::Number.parse_value(text),
+                    Err(ValueError::Malformed(_))
+                ),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn values_are_never_rounded() {
+        let long = "1234567890123456789012345678.9";
+        assert!(matches!(
+            ValueType::Number.parse_value(long),
+            Err(ValueError::TooLarge(_))
+        ));
+    }
+
+    #[test]
+    fn currency_values_allow_the_minor_unit_plus_four_decimals() {
+        let usd = ValueType::from_parts("currency", Some("usd")).unwrap();
+        assert!(usd.parse_value("19.999999").is_ok());
+        assert!(usd.parse_value("19.9999999").is_err());
+        let jpy = ValueType::from_parts("currency", Some("JPY")).unwrap();
+        let err = jpy.parse_value("1.00001").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "\"1.00001\" has 5 decimals; JPY (minor unit 0) allows at most 4"
+        );
+    }
+
+    #[test]
+    fn currency_needs_a_known_code() {
+        assert_eq!(
+            ValueType::from_parts("currency", None),
+            Err(ValueError::MissingCurrency)
+        );
+        assert!(ValueType::from_parts("currency", Some("XYZ")).is_err());
+        assert!(ValueType::from_parts("number", Some("EUR")).is_err());
+    }
+}
