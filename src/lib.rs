@@ -2,9 +2,13 @@
 //! stored exactly per period with a revision history, and are read back by the
 //! people the stream is shared with.
 
+pub mod auth;
 pub mod ids;
+pub mod ingest;
 pub mod period;
 pub mod signature;
+pub mod store;
+pub mod stream;
 pub mod value;
 
 /// Types generated from `proto/kpistream/v1`. They stay at the gRPC edge and in the SDK.

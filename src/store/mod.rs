@@ -1,0 +1,180 @@
+//! The `Store` trait: the only door to storage. SQLite is the embedded default; other
+//! backends implement the same trait and pass the same conformance suite.
+
+mod sqlite;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use jiff::Timestamp;
+
+pub use sqlite::SqliteStore;
+
+use crate::auth::Principal;
+use crate::ids::{KeyId, OrgId, StreamId, UserId};
+use crate::ingest::batch::{CommitRefusal, PreparedBatch, PublishOutcome};
+use crate::stream::{
+    Category, DeletedCounts, PublishingKey, Stream, StreamDefinition, StreamKey, StreamUpdate,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{0} was not found")]
+    NotFound(String),
+    #[error("{0} already exists")]
+    AlreadyExists(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("could not apply the database migrations: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("the database holds a value kpistream cannot read: {0}")]
+    Corrupt(String),
+    #[error("unsupported database URL {0:?}: use sqlite://PATH")]
+    UnsupportedUrl(String),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// A new stream key, public half only.
+#[derive(Debug, Clone)]
+pub struct NewKey {
+    pub key_id: KeyId,
+    pub public_key: [u8; 32],
+    pub origin: crate::stream::KeyOrigin,
+}
+
+/// One stored datapoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PointRecord {
+    pub period: String,
+    pub value: String,
+    pub external_id: Option<String>,
+    pub updated_at: Timestamp,
+    pub batch_id: String,
+    pub key_id: String,
+    pub revision_count: u32,
+}
+
+/// One replaced value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevisionRecord {
+    pub period: String,
+    pub old_value: String,
+    pub new_value: String,
+    pub batch_id: String,
+    pub key_id: String,
+    pub revised_at: Timestamp,
+}
+
+/// What the first start creates.
+#[derive(Debug, Clone)]
+pub struct Bootstrap {
+    pub org_id: OrgId,
+    pub org_name: String,
+    pub user_id: UserId,
+    pub user_name: String,
+    pub token_hash: [u8; 32],
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Creates the first organisation, admin and token if the database has none.
+    /// Returns false (and changes nothing) when an organisation exists.
+    async fn bootstrap(&self, first: &Bootstrap, now: Timestamp) -> Result<bool>;
+    /// The principal a token hash belongs to, if the token is valid at `now`.
+    async fn principal_for_token(&self, hash: &[u8; 32], now: Timestamp)
+    -> Result<Option<Principal>>;
+
+    async fn create_category(&self, org: &OrgId, name: &str, now: Timestamp) -> Result<Category>;
+    async fn list_categories(&self, org: &OrgId) -> Result<Vec<Category>>;
+    async fn rename_category(&self, org: &OrgId, name: &str, new_name: &str) -> Result<Category>;
+    async fn delete_category(&self, org: &OrgId, name: &str) -> Result<()>;
+
+    async fn create_stream(
+        &self,
+        org: &OrgId,
+        creator: &UserId,
+        id: &StreamId,
+        definition: &StreamDefinition,
+        key: &NewKey,
+        now: Timestamp,
+    ) -> Result<(Stream, StreamKey)>;
+    async fn list_streams(&self, org: &OrgId) -> Result<Vec<Stream>>;
+    async fn get_stream(&self, org: &OrgId, id: &StreamId) -> Result<Stream>;
+    /// Applies `update`; changes of frequency, type or time zone are refused once the
+    /// stream holds data.
+    async fn update_stream(
+        &self,
+        org: &OrgId,
+        id: &StreamId,
+        update: &StreamUpdate,
+        now: Timestamp,
+    ) -> Result<Stream>;
+    async fn set_stream_disabled(
+        &self,
+        org: &OrgId,
+        id: &StreamId,
+        disabled: bool,
+        now: Timestamp,
+    ) -> Result<Stream>;
+    async fn delete_stream(&self, org: &OrgId, id: &StreamId) -> Result<DeletedCounts>;
+
+    async fn add_key(
+        &self,
+        org: &OrgId,
+        stream: &StreamId,
+        key: &NewKey,
+        now: Timestamp,
+    ) -> Result<StreamKey>;
+    async fn revoke_key(
+        &self,
+        org: &OrgId,
+        stream: &StreamId,
+        key: &KeyId,
+        now: Timestamp,
+    ) -> Result<StreamKey>;
+    async fn list_keys(&self, org: &OrgId, stream: &StreamId) -> Result<Vec<StreamKey>>;
+    /// The key and stream settings the publish path checks a batch against.
+    async fn publishing_key(&self, stream: &StreamId, key: &KeyId)
+    -> Result<Option<PublishingKey>>;
+
+    /// Commits the batches in one transaction (group commit) and returns one result
+    /// each, in order. A batch id already committed for its stream returns the stored
+    /// outcome with `replayed` set, and stores nothing.
+    async fn commit_batches(
+        &self,
+        batches: &[PreparedBatch],
+        now: Timestamp,
+    ) -> Result<Vec<Result<PublishOutcome, CommitRefusal>>>;
+    /// Forgets batch ids accepted before `before` (the end of the dedup window).
+    async fn prune_batches(&self, before: Timestamp) -> Result<u64>;
+
+    async fn list_points(
+        &self,
+        stream: &StreamId,
+        from: Option<&str>,
+        to: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<PointRecord>>;
+    async fn latest_point(&self, stream: &StreamId) -> Result<Option<PointRecord>>;
+    async fn list_revisions(&self, stream: &StreamId, period: &str) -> Result<Vec<RevisionRecord>>;
+}
+
+/// Opens the store a database URL names, creating and migrating it as needed.
+pub async fn open(url: &str) -> Result<Arc<dyn Store>> {
+    if url.starts_with("sqlite:") {
+        return Ok(Arc::new(SqliteStore::open(url).await?));
+    }
+    Err(StoreError::UnsupportedUrl(url.to_owned()))
+}
+
+/// Microseconds since the epoch, as stored.
+pub(crate) fn to_micros(ts: Timestamp) -> i64 {
+    ts.as_microsecond()
+}
+
+pub(crate) fn from_micros(us: i64) -> Result<Timestamp> {
+    Timestamp::from_microsecond(us).map_err(|e| StoreError::Corrupt(e.to_string()))
+}

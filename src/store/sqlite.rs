@@ -1,0 +1,834 @@
+//! The SQLite store: one file, WAL journal, `synchronous=FULL`, so a committed
+//! transaction survives power loss. Migrations in `migrations/sqlite` run at open.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use jiff::Timestamp;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::{Row, Sqlite, Transaction};
+
+use super::{
+    Bootstrap, NewKey, PointRecord, Result, RevisionRecord, Store, StoreError, from_micros,
+    to_micros,
+};
+use crate::auth::{Principal, Role};
+use crate::ids::{KeyId, OrgId, StreamId, UserId};
+use crate::ingest::batch::{CommitRefusal, PreparedBatch, PublishOutcome};
+use crate::period::Frequency;
+use crate::stream::{
+    Category, DeletedCounts, KeyOrigin, PublishingKey, Stream, StreamDefinition, StreamKey,
+    StreamUpdate,
+};
+use crate::value::ValueType;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+const STREAM_COLUMNS: &str = "s.id, s.org_id, s.name, s.description, c.name AS category, \
+     s.frequency, s.value_type, s.currency, s.time_zone, s.disabled, s.created_at, \
+     s.updated_at, s.latest_period, s.last_data_at, s.point_count \
+     FROM streams s LEFT JOIN categories c ON c.id = s.category_id";
+
+const KEY_COLUMNS: &str =
+    "key_id, public_key, origin, created_at, last_used_at, revoked_at FROM stream_keys";
+
+const POINT_COLUMNS: &str =
+    "period, value, external_id, updated_at, batch_id, key_id, revision_count FROM points";
+
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating the file and its folder if missing) and migrates the database.
+    pub async fn open(url: &str) -> Result<Self> {
+        create_parent_dir(url)?;
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(options)
+            .await?;
+        MIGRATOR.run(&pool).await?;
+        Ok(Self { pool })
+    }
+
+    /// The pool, for checks such as `PRAGMA integrity_check`.
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    async fn category_id(
+        tx: &mut Transaction<'_, Sqlite>,
+        org: &OrgId,
+        name: Option<&str>,
+    ) -> Result<Option<i64>> {
+        let Some(name) = name else { return Ok(None) };
+        let id: Option<i64> =
+            sqlx::query_scalar("SELECT id FROM categories WHERE org_id = ? AND name = ?")
+                .bind(org.as_str())
+                .bind(name)
+                .fetch_optional(&mut **tx)
+                .await?;
+        id.map(Some).ok_or_else(|| {
+            StoreError::NotFound(format!(
+                "category {name:?} (create it first with `kpistream category create`)"
+            ))
+        })
+    }
+
+    async fn stream_in(
+        tx: &mut Transaction<'_, Sqlite>,
+        org: &OrgId,
+        id: &StreamId,
+    ) -> Result<Stream> {
+        let sql = format!("SELECT {STREAM_COLUMNS} WHERE s.id = ? AND s.org_id = ?");
+        let row = sqlx::query(&sql)
+            .bind(id.as_str())
+            .bind(org.as_str())
+            .fetch_optional(&mut **tx)
+            .await?;
+        row.as_ref()
+            .map(stream_from_row)
+            .transpose()?
+            .ok_or_else(|| stream_not_found(id))
+    }
+
+    async fn key_in(
+        tx: &mut Transaction<'_, Sqlite>,
+        stream: &StreamId,
+        key: &KeyId,
+    ) -> Result<StreamKey> {
+        let sql = format!("SELECT {KEY_COLUMNS} WHERE stream_id = ? AND key_id = ?");
+        let row = sqlx::query(&sql)
+            .bind(stream.as_str())
+            .bind(key.as_str())
+            .fetch_optional(&mut **tx)
+            .await?;
+        row.as_ref()
+            .map(key_from_row)
+            .transpose()?
+            .ok_or_else(|| StoreError::NotFound(format!("key {key} of stream {stream}")))
+    }
+
+    async fn commit_one(
+        tx: &mut Transaction<'_, Sqlite>,
+        batch: &PreparedBatch,
+        now: Timestamp,
+    ) -> Result<Result<PublishOutcome, CommitRefusal>> {
+        let stored: Option<String> =
+            sqlx::query_scalar("SELECT outcome FROM batches WHERE stream_id = ? AND batch_id = ?")
+                .bind(batch.stream_id.as_str())
+                .bind(&batch.batch_id)
+                .fetch_optional(&mut **tx)
+                .await?;
+        if let Some(stored) = stored {
+            let mut outcome: PublishOutcome = serde_json::from_str(&stored)
+                .map_err(|e| StoreError::Corrupt(format!("stored batch outcome: {e}")))?;
+            outcome.replayed = true;
+            return Ok(Ok(outcome));
+        }
+        let stream = sqlx::query("SELECT disabled, frequency FROM streams WHERE id = ?")
+            .bind(batch.stream_id.as_str())
+            .fetch_optional(&mut **tx)
+            .await?;
+        let Some(stream) = stream else {
+            return Ok(Err(CommitRefusal::StreamGone(batch.stream_id.clone())));
+        };
+        if stream.get::<bool, _>("disabled") {
+            return Ok(Err(CommitRefusal::Disabled(batch.stream_id.clone())));
+        }
+        if parse_frequency(stream.get("frequency"))? != batch.frequency {
+            return Ok(Err(CommitRefusal::FrequencyChanged(batch.stream_id.clone())));
+        }
+        let (new_points, revised) = Self::upsert_points(tx, batch, now).await?;
+        let outcome = PublishOutcome {
+            batch_id: batch.batch_id.clone(),
+            accepted: batch.points.len() as u32,
+            revised,
+            rejected: batch.rejected.clone(),
+            replayed: false,
+            committed_at: now,
+        };
+        let json = serde_json::to_string(&outcome).expect("outcome serializes");
+        sqlx::query(
+            "INSERT INTO batches (stream_id, batch_id, key_id, accepted_at, outcome) VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(batch.stream_id.as_str())
+        .bind(&batch.batch_id)
+        .bind(batch.key_id.as_str())
+        .bind(to_micros(now))
+        .bind(json)
+        .execute(&mut **tx)
+        .await?;
+        if let Some(latest) = batch.points.iter().map(|p| p.period.as_str()).max() {
+            sqlx::query(
+                "UPDATE streams SET point_count = point_count + ?, last_data_at = ?, \
+                 latest_period = CASE WHEN latest_period IS NULL OR latest_period < ? THEN ? ELSE latest_period END \
+                 WHERE id = ?",
+            )
+            .bind(new_points)
+            .bind(to_micros(now))
+            .bind(latest)
+            .bind(latest)
+            .bind(batch.stream_id.as_str())
+            .execute(&mut **tx)
+            .await?;
+        }
+        sqlx::query("UPDATE stream_keys SET last_used_at = ? WHERE stream_id = ? AND key_id = ?")
+            .bind(to_micros(now))
+            .bind(batch.stream_id.as_str())
+            .bind(batch.key_id.as_str())
+            .execute(&mut **tx)
+            .await?;
+        Ok(Ok(outcome))
+    }
+
+    /// Stores the points, keeping a revision for each replaced value.
+    /// Returns (periods that were new, values replaced).
+    async fn upsert_points(
+        tx: &mut Transaction<'_, Sqlite>,
+        batch: &PreparedBatch,
+        now: Timestamp,
+    ) -> Result<(i64, u32)> {
+        let (mut new_points, mut revised) = (0i64, 0u32);
+        for point in &batch.points {
+            let old: Option<(String, Option<String>)> = sqlx::query_as(
+                "SELECT value, external_id FROM points WHERE stream_id = ? AND period = ?",
+            )
+            .bind(batch.stream_id.as_str())
+            .bind(&point.period)
+            .fetch_optional(&mut **tx)
+            .await?;
+            match old {
+                None => {
+                    sqlx::query(
+                        "INSERT INTO points (stream_id, period, value, external_id, batch_id, key_id, updated_at) \
+                         VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    )
+                    .bind(batch.stream_id.as_str())
+                    .bind(&point.period)
+                    .bind(&point.value)
+                    .bind(&point.external_id)
+                    .bind(&batch.batch_id)
+                    .bind(batch.key_id.as_str())
+                    .bind(to_micros(now))
+                    .execute(&mut **tx)
+                    .await?;
+                    new_points += 1;
+                }
+                Some((value, external_id))
+                    if value == point.value && external_id == point.external_id => {}
+                Some((old_value, _)) => {
+                    sqlx::query(
+                        "UPDATE points SET value = ?, external_id = ?, batch_id = ?, key_id = ?, \
+                         updated_at = ?, revision_count = revision_count + 1 \
+                         WHERE stream_id = ? AND period = ?",
+                    )
+                    .bind(&point.value)
+                    .bind(&point.external_id)
+                    .bind(&batch.batch_id)
+                    .bind(batch.key_id.as_str())
+                    .bind(to_micros(now))
+                    .bind(batch.stream_id.as_str())
+                    .bind(&point.period)
+                    .execute(&mut **tx)
+                    .await?;
+                    sqlx::query(
+                        "INSERT INTO revisions (stream_id, period, old_value, new_value, batch_id, key_id, revised_at) \
+                         VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    )
+                    .bind(batch.stream_id.as_str())
+                    .bind(&point.period)
+                    .bind(old_value)
+                    .bind(&point.value)
+                    .bind(&batch.batch_id)
+                    .bind(batch.key_id.as_str())
+                    .bind(to_micros(now))
+                    .execute(&mut **tx)
+                    .await?;
+                    revised += 1;
+                }
+            }
+        }
+        Ok((new_points, revised))
+    }
+}
+
+fn create_parent_dir(url: &str) -> Result<()> {
+    let path = url
+        .trim_start_matches("sqlite://")
+        .trim_start_matches("sqlite:");
+    let path = path.split('?').next().unwrap_or_default();
+    if path.is_empty() || path.starts_with(":memory:") {
+        return Ok(());
+    }
+    if let Some(parent) = Path::new(path).parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|e| {
+            StoreError::Database(sqlx::Error::Configuration(
+                format!("cannot create the database folder {}: {e}", parent.display()).into(),
+            ))
+        })?;
+    }
+    Ok(())
+}
+
+fn stream_not_found(id: &StreamId) -> StoreError {
+    StoreError::NotFound(format!("stream {id}"))
+}
+
+fn is_unique_violation(err: &sqlx::Error) -> bool {
+    err.as_database_error()
+        .is_some_and(|e| e.is_unique_violation())
+}
+
+fn parse_frequency(text: String) -> Result<Frequency> {
+    text.parse()
+        .map_err(|_| StoreError::Corrupt(format!("frequency {text:?}")))
+}
+
+fn opt_micros(us: Option<i64>) -> Result<Option<Timestamp>> {
+    us.map(from_micros).transpose()
+}
+
+fn stream_from_row(row: &SqliteRow) -> Result<Stream> {
+    let currency: Option<String> = row.get("currency");
+    let value_type = ValueType::from_parts(row.get("value_type"), currency.as_deref())
+        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let id: String = row.get("id");
+    let org: String = row.get("org_id");
+    Ok(Stream {
+        id: StreamId::parse(&id).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        org_id: OrgId::parse(&org).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        definition: StreamDefinition {
+            name: row.get("name"),
+            description: row.get("description"),
+            category: row.get("category"),
+            frequency: parse_frequency(row.get("frequency"))?,
+            value_type,
+            time_zone: row.get("time_zone"),
+        },
+        disabled: row.get("disabled"),
+        created_at: from_micros(row.get("created_at"))?,
+        updated_at: from_micros(row.get("updated_at"))?,
+        latest_period: row.get("latest_period"),
+        last_data_at: opt_micros(row.get("last_data_at"))?,
+        point_count: row.get::<i64, _>("point_count") as u64,
+    })
+}
+
+fn public_key_bytes(bytes: Vec<u8>) -> Result<[u8; 32]> {
+    bytes
+        .try_into()
+        .map_err(|_| StoreError::Corrupt("a stored public key is not 32 bytes".into()))
+}
+
+fn key_from_row(row: &SqliteRow) -> Result<StreamKey> {
+    let key_id: String = row.get("key_id");
+    Ok(StreamKey {
+        key_id: KeyId::parse(&key_id).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        public_key: public_key_bytes(row.get("public_key"))?,
+        origin: KeyOrigin::parse(row.get("origin")),
+        created_at: from_micros(row.get("created_at"))?,
+        last_used_at: opt_micros(row.get("last_used_at"))?,
+        revoked_at: opt_micros(row.get("revoked_at"))?,
+    })
+}
+
+fn point_from_row(row: &SqliteRow) -> Result<PointRecord> {
+    Ok(PointRecord {
+        period: row.get("period"),
+        value: row.get("value"),
+        external_id: row.get("external_id"),
+        updated_at: from_micros(row.get("updated_at"))?,
+        batch_id: row.get("batch_id"),
+        key_id: row.get("key_id"),
+        revision_count: row.get::<i64, _>("revision_count") as u32,
+    })
+}
+
+fn category_from_row(row: &SqliteRow) -> Result<Category> {
+    Ok(Category {
+        name: row.get("name"),
+        stream_count: row.get::<i64, _>("stream_count") as u64,
+        created_at: from_micros(row.get("created_at"))?,
+    })
+}
+
+const CATEGORY_SELECT: &str = "SELECT c.name, c.created_at, \
+     (SELECT COUNT(*) FROM streams s WHERE s.category_id = c.id) AS stream_count \
+     FROM categories c";
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn bootstrap(&self, first: &Bootstrap, now: Timestamp) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        let orgs: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM orgs")
+            .fetch_one(&mut *tx)
+            .await?;
+        if orgs > 0 {
+            return Ok(false);
+        }
+        let now = to_micros(now);
+        sqlx::query("INSERT INTO orgs (id, name, created_at) VALUES (?, ?, ?)")
+            .bind(first.org_id.as_str())
+            .bind(&first.org_name)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("INSERT INTO users (id, org_id, name, role, created_at) VALUES (?, ?, ?, 'admin', ?)")
+            .bind(first.user_id.as_str())
+            .bind(first.org_id.as_str())
+            .bind(&first.user_name)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("INSERT INTO tokens (id, user_id, name, hash, created_at) VALUES (?, ?, 'bootstrap', ?, ?)")
+            .bind(format!("tok_{}", uuid::Uuid::now_v7().simple()))
+            .bind(first.user_id.as_str())
+            .bind(&first.token_hash[..])
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn principal_for_token(
+        &self,
+        hash: &[u8; 32],
+        now: Timestamp,
+    ) -> Result<Option<Principal>> {
+        let row = sqlx::query(
+            "SELECT u.id, u.org_id, u.role FROM tokens t JOIN users u ON u.id = t.user_id \
+             WHERE t.hash = ? AND t.revoked_at IS NULL AND (t.expires_at IS NULL OR t.expires_at > ?)",
+        )
+        .bind(&hash[..])
+        .bind(to_micros(now))
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let user: String = row.get("id");
+        let org: String = row.get("org_id");
+        Ok(Some(Principal {
+            user_id: UserId::parse(&user).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            org_id: OrgId::parse(&org).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            role: Role::parse(row.get("role")),
+        }))
+    }
+
+    async fn create_category(&self, org: &OrgId, name: &str, now: Timestamp) -> Result<Category> {
+        let inserted =
+            sqlx::query("INSERT INTO categories (org_id, name, created_at) VALUES (?, ?, ?)")
+                .bind(org.as_str())
+                .bind(name)
+                .bind(to_micros(now))
+                .execute(&self.pool)
+                .await;
+        match inserted {
+            Err(e) if is_unique_violation(&e) => {
+                Err(StoreError::AlreadyExists(format!("category {name:?}")))
+            }
+            Err(e) => Err(e.into()),
+            Ok(_) => Ok(Category {
+                name: name.to_owned(),
+                stream_count: 0,
+                created_at: now,
+            }),
+        }
+    }
+
+    async fn list_categories(&self, org: &OrgId) -> Result<Vec<Category>> {
+        let sql = format!("{CATEGORY_SELECT} WHERE c.org_id = ? ORDER BY c.name");
+        let rows = sqlx::query(&sql)
+            .bind(org.as_str())
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(category_from_row).collect()
+    }
+
+    async fn rename_category(&self, org: &OrgId, name: &str, new_name: &str) -> Result<Category> {
+        let updated = sqlx::query("UPDATE categories SET name = ? WHERE org_id = ? AND name = ?")
+            .bind(new_name)
+            .bind(org.as_str())
+            .bind(name)
+            .execute(&self.pool)
+            .await;
+        match updated {
+            Err(e) if is_unique_violation(&e) => {
+                return Err(StoreError::AlreadyExists(format!("category {new_name:?}")));
+            }
+            Err(e) => return Err(e.into()),
+            Ok(done) if done.rows_affected() == 0 => {
+                return Err(StoreError::NotFound(format!("category {name:?}")));
+            }
+            Ok(_) => {}
+        }
+        let sql = format!("{CATEGORY_SELECT} WHERE c.org_id = ? AND c.name = ?");
+        let row = sqlx::query(&sql)
+            .bind(org.as_str())
+            .bind(new_name)
+            .fetch_one(&self.pool)
+            .await?;
+        category_from_row(&row)
+    }
+
+    async fn delete_category(&self, org: &OrgId, name: &str) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        let Some(id) = Self::category_id(&mut tx, org, Some(name)).await.map_err(|_| {
+            StoreError::NotFound(format!("category {name:?}"))
+        })?
+        else {
+            return Ok(());
+        };
+        let used: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM streams WHERE category_id = ?")
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await?;
+        if used > 0 {
+            return Err(StoreError::Conflict(format!(
+                "category {name:?} is used by {used} stream(s): move or delete them first"
+            )));
+        }
+        sqlx::query("DELETE FROM categories WHERE id = ?")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn create_stream(
+        &self,
+        org: &OrgId,
+        creator: &UserId,
+        id: &StreamId,
+        definition: &StreamDefinition,
+        key: &NewKey,
+        now: Timestamp,
+    ) -> Result<(Stream, StreamKey)> {
+        let mut tx = self.pool.begin().await?;
+        let category = Self::category_id(&mut tx, org, definition.category.as_deref()).await?;
+        let at = to_micros(now);
+        sqlx::query(
+            "INSERT INTO streams (id, org_id, name, description, category_id, frequency, value_type, \
+             currency, time_zone, created_by, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(id.as_str())
+        .bind(org.as_str())
+        .bind(&definition.name)
+        .bind(&definition.description)
+        .bind(category)
+        .bind(definition.frequency.as_str())
+        .bind(definition.value_type.kind())
+        .bind(definition.value_type.currency_code())
+        .bind(&definition.time_zone)
+        .bind(creator.as_str())
+        .bind(at)
+        .bind(at)
+        .execute(&mut *tx)
+        .await?;
+        insert_key(&mut tx, id, key, at).await?;
+        let stream = Self::stream_in(&mut tx, org, id).await?;
+        let key = Self::key_in(&mut tx, id, &key.key_id).await?;
+        tx.commit().await?;
+        Ok((stream, key))
+    }
+
+    async fn list_streams(&self, org: &OrgId) -> Result<Vec<Stream>> {
+        let sql = format!("SELECT {STREAM_COLUMNS} WHERE s.org_id = ? ORDER BY s.name, s.id");
+        let rows = sqlx::query(&sql)
+            .bind(org.as_str())
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(stream_from_row).collect()
+    }
+
+    async fn get_stream(&self, org: &OrgId, id: &StreamId) -> Result<Stream> {
+        let mut tx = self.pool.begin().await?;
+        Self::stream_in(&mut tx, org, id).await
+    }
+
+    async fn update_stream(
+        &self,
+        org: &OrgId,
+        id: &StreamId,
+        update: &StreamUpdate,
+        now: Timestamp,
+    ) -> Result<Stream> {
+        let mut tx = self.pool.begin().await?;
+        let current = Self::stream_in(&mut tx, org, id).await?;
+        let next = update.apply(&current.definition);
+        let shape_changes = next.frequency != current.definition.frequency
+            || next.value_type != current.definition.value_type
+            || next.time_zone != current.definition.time_zone;
+        if shape_changes && current.point_count > 0 {
+            return Err(StoreError::Conflict(format!(
+                "stream {id} already holds {} point(s): its frequency, value type and time zone \
+                 are fixed once data exists (create a new stream instead)",
+                current.point_count
+            )));
+        }
+        let category = Self::category_id(&mut tx, org, next.category.as_deref()).await?;
+        sqlx::query(
+            "UPDATE streams SET name = ?, description = ?, category_id = ?, frequency = ?, \
+             value_type = ?, currency = ?, time_zone = ?, updated_at = ? WHERE id = ?",
+        )
+        .bind(&next.name)
+        .bind(&next.description)
+        .bind(category)
+        .bind(next.frequency.as_str())
+        .bind(next.value_type.kind())
+        .bind(next.value_type.currency_code())
+        .bind(&next.time_zone)
+        .bind(to_micros(now))
+        .bind(id.as_str())
+        .execute(&mut *tx)
+        .await?;
+        let stream = Self::stream_in(&mut tx, org, id).await?;
+        tx.commit().await?;
+        Ok(stream)
+    }
+
+    async fn set_stream_disabled(
+        &self,
+        org: &OrgId,
+        id: &StreamId,
+        disabled: bool,
+        now: Timestamp,
+    ) -> Result<Stream> {
+        let mut tx = self.pool.begin().await?;
+        Self::stream_in(&mut tx, org, id).await?;
+        sqlx::query("UPDATE streams SET disabled = ?, updated_at = ? WHERE id = ?")
+            .bind(disabled)
+            .bind(to_micros(now))
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await?;
+        let stream = Self::stream_in(&mut tx, org, id).await?;
+        tx.commit().await?;
+        Ok(stream)
+    }
+
+    async fn delete_stream(&self, org: &OrgId, id: &StreamId) -> Result<DeletedCounts> {
+        let mut tx = self.pool.begin().await?;
+        Self::stream_in(&mut tx, org, id).await?;
+        let mut counts = DeletedCounts::default();
+        for (table, slot) in [
+            ("points", &mut counts.points),
+            ("revisions", &mut counts.revisions),
+            ("stream_keys", &mut counts.keys),
+        ] {
+            let sql = format!("DELETE FROM {table} WHERE stream_id = ?");
+            *slot = sqlx::query(&sql)
+                .bind(id.as_str())
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        }
+        sqlx::query("DELETE FROM batches WHERE stream_id = ?")
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM streams WHERE id = ?")
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(counts)
+    }
+
+    async fn add_key(
+        &self,
+        org: &OrgId,
+        stream: &StreamId,
+        key: &NewKey,
+        now: Timestamp,
+    ) -> Result<StreamKey> {
+        let mut tx = self.pool.begin().await?;
+        Self::stream_in(&mut tx, org, stream).await?;
+        let same: Option<String> = sqlx::query_scalar(
+            "SELECT key_id FROM stream_keys WHERE stream_id = ? AND public_key = ?",
+        )
+        .bind(stream.as_str())
+        .bind(&key.public_key[..])
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(existing) = same {
+            return Err(StoreError::AlreadyExists(format!(
+                "this public key (as {existing} of stream {stream})"
+            )));
+        }
+        insert_key(&mut tx, stream, key, to_micros(now)).await?;
+        let key = Self::key_in(&mut tx, stream, &key.key_id).await?;
+        tx.commit().await?;
+        Ok(key)
+    }
+
+    async fn revoke_key(
+        &self,
+        org: &OrgId,
+        stream: &StreamId,
+        key: &KeyId,
+        now: Timestamp,
+    ) -> Result<StreamKey> {
+        let mut tx = self.pool.begin().await?;
+        Self::stream_in(&mut tx, org, stream).await?;
+        Self::key_in(&mut tx, stream, key).await?;
+        sqlx::query(
+            "UPDATE stream_keys SET revoked_at = COALESCE(revoked_at, ?) WHERE stream_id = ? AND key_id = ?",
+        )
+        .bind(to_micros(now))
+        .bind(stream.as_str())
+        .bind(key.as_str())
+        .execute(&mut *tx)
+        .await?;
+        let key = Self::key_in(&mut tx, stream, key).await?;
+        tx.commit().await?;
+        Ok(key)
+    }
+
+    async fn list_keys(&self, org: &OrgId, stream: &StreamId) -> Result<Vec<StreamKey>> {
+        let mut tx = self.pool.begin().await?;
+        Self::stream_in(&mut tx, org, stream).await?;
+        let sql = format!("SELECT {KEY_COLUMNS} WHERE stream_id = ? ORDER BY created_at, key_id");
+        let rows = sqlx::query(&sql)
+            .bind(stream.as_str())
+            .fetch_all(&mut *tx)
+            .await?;
+        rows.iter().map(key_from_row).collect()
+    }
+
+    async fn publishing_key(
+        &self,
+        stream: &StreamId,
+        key: &KeyId,
+    ) -> Result<Option<PublishingKey>> {
+        let row = sqlx::query(
+            "SELECT k.public_key, k.revoked_at, s.frequency, s.value_type, s.currency, s.time_zone, s.disabled \
+             FROM stream_keys k JOIN streams s ON s.id = k.stream_id WHERE k.stream_id = ? AND k.key_id = ?",
+        )
+        .bind(stream.as_str())
+        .bind(key.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let currency: Option<String> = row.get("currency");
+        Ok(Some(PublishingKey {
+            public_key: public_key_bytes(row.get("public_key"))?,
+            revoked_at: opt_micros(row.get("revoked_at"))?,
+            frequency: parse_frequency(row.get("frequency"))?,
+            value_type: ValueType::from_parts(row.get("value_type"), currency.as_deref())
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            time_zone: row.get("time_zone"),
+            disabled: row.get("disabled"),
+        }))
+    }
+
+    async fn commit_batches(
+        &self,
+        batches: &[PreparedBatch],
+        now: Timestamp,
+    ) -> Result<Vec<Result<PublishOutcome, CommitRefusal>>> {
+        let mut conn = self.pool.acquire().await?;
+        // IMMEDIATE takes the write lock up front, so the transaction never has to
+        // upgrade from reading to writing (which SQLite may refuse under contention).
+        let mut tx = sqlx::Connection::begin_with(&mut *conn, "BEGIN IMMEDIATE").await?;
+        let mut results = Vec::with_capacity(batches.len());
+        for batch in batches {
+            results.push(Self::commit_one(&mut tx, batch, now).await?);
+        }
+        tx.commit().await?;
+        Ok(results)
+    }
+
+    async fn prune_batches(&self, before: Timestamp) -> Result<u64> {
+        let done = sqlx::query("DELETE FROM batches WHERE accepted_at < ?")
+            .bind(to_micros(before))
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn list_points(
+        &self,
+        stream: &StreamId,
+        from: Option<&str>,
+        to: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<PointRecord>> {
+        let sql = format!(
+            "SELECT {POINT_COLUMNS} WHERE stream_id = ?1 AND (?2 IS NULL OR period >= ?2) \
+             AND (?3 IS NULL OR period <= ?3) ORDER BY period LIMIT ?4"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(stream.as_str())
+            .bind(from)
+            .bind(to)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(point_from_row).collect()
+    }
+
+    async fn latest_point(&self, stream: &StreamId) -> Result<Option<PointRecord>> {
+        let sql = format!("SELECT {POINT_COLUMNS} WHERE stream_id = ? ORDER BY period DESC LIMIT 1");
+        let row = sqlx::query(&sql)
+            .bind(stream.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(point_from_row).transpose()
+    }
+
+    async fn list_revisions(&self, stream: &StreamId, period: &str) -> Result<Vec<RevisionRecord>> {
+        let rows = sqlx::query(
+            "SELECT period, old_value, new_value, batch_id, key_id, revised_at FROM revisions \
+             WHERE stream_id = ? AND period = ? ORDER BY id",
+        )
+        .bind(stream.as_str())
+        .bind(period)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(RevisionRecord {
+                    period: row.get("period"),
+                    old_value: row.get("old_value"),
+                    new_value: row.get("new_value"),
+                    batch_id: row.get("batch_id"),
+                    key_id: row.get("key_id"),
+                    revised_at: from_micros(row.get("revised_at"))?,
+                })
+            })
+            .collect()
+    }
+}
+
+async fn insert_key(
+    tx: &mut Transaction<'_, Sqlite>,
+    stream: &StreamId,
+    key: &NewKey,
+    at: i64,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO stream_keys (stream_id, key_id, public_key, origin, created_at) VALUES (?, ?, ?, ?, ?)",
+    )
+    .bind(stream.as_str())
+    .bind(key.key_id.as_str())
+    .bind(&key.public_key[..])
+    .bind(key.origin.as_str())
+    .bind(at)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
