@@ -1,1 +1,371 @@
+//! The publish path: look up the key, verify the signature over the received bytes
+//! and validate the points off the async reactor, then hand the batch to the single
+//! writer, which group-commits whatever batches are waiting in one transaction. The
+//! caller gets its outcome only after that transaction committed.
+
 pub mod batch;
+pub mod validate;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use jiff::Timestamp;
+use tokio::sync::{mpsc, oneshot};
+
+use self::batch::{CommitRefusal, PointRejection, PreparedBatch, PublishOutcome};
+use crate::ids::{InvalidId, KeyId, StreamId};
+use crate::signature::{self, SignatureError};
+use crate::store::{Store, StoreError};
+use crate::stream::PublishingKey;
+
+/// Longest batch id, in bytes.
+pub const MAX_BATCH_ID_BYTES: usize = 128;
+
+/// Limits and windows of the publish path.
+#[derive(Debug, Clone)]
+pub struct IngestConfig {
+    /// How far `signed_at` may be from the server's clock, either way.
+    pub max_skew: Duration,
+    /// Most points in one batch.
+    pub max_points_per_batch: usize,
+    /// How long an accepted batch id is remembered for replays.
+    pub dedup_window: Duration,
+    /// How long a looked-up key is cached (revocations on this server take effect at once).
+    pub key_cache_ttl: Duration,
+    /// Most batches one writer transaction carries.
+    pub max_group: usize,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        Self {
+            max_skew: Duration::from_secs(300),
+            max_points_per_batch: 10_000,
+            dedup_window: Duration::from_secs(7 * 24 * 3600),
+            key_cache_ttl: Duration::from_secs(2),
+            max_group: 64,
+        }
+    }
+}
+
+/// The envelope as received.
+#[derive(Debug, Clone)]
+pub struct Envelope {
+    pub stream_id: String,
+    pub key_id: String,
+    pub batch: Vec<u8>,
+    pub signature: Vec<u8>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error("the request has no signed batch")]
+    MissingBatch,
+    #[error("the envelope's {0}")]
+    InvalidId(#[from] InvalidId),
+    #[error("stream {stream_id} has no key {key_id}")]
+    UnknownKey { stream_id: String, key_id: String },
+    #[error("key {key_id} of stream {stream_id} was revoked at {revoked_at}")]
+    RevokedKey {
+        stream_id: StreamId,
+        key_id: KeyId,
+        revoked_at: Timestamp,
+    },
+    #[error("{0}")]
+    Signature(#[from] SignatureError),
+    #[error(
+        "the batch was signed at {signed_at}, {off_by} s from the server's clock; at most {max} s is allowed (check the publisher's clock)"
+    )]
+    Skew {
+        signed_at: Timestamp,
+        off_by: i64,
+        max: u64,
+    },
+    #[error("the batch has no batch_id: give each batch a unique id, such as a UUIDv7")]
+    MissingBatchId,
+    #[error("the batch_id is {0} bytes; at most {MAX_BATCH_ID_BYTES} are allowed")]
+    BatchIdTooLong(usize),
+    #[error("the batch has no points")]
+    NoPoints,
+    #[error("the batch has {count} points; at most {max} are allowed per batch: split it")]
+    TooManyPoints { count: usize, max: usize },
+    #[error("stream {0} is disabled: an admin must enable it before it takes data")]
+    Disabled(StreamId),
+    #[error("all_or_nothing was asked and {} point(s) are invalid, so nothing was stored: {}", .0.len(), describe(.0))]
+    AllOrNothing(Vec<PointRejection>),
+    #[error("{0}")]
+    Refused(#[from] CommitRefusal),
+    #[error("{0}")]
+    Store(#[from] Arc<StoreError>),
+    #[error("the server is shutting down; publish again")]
+    ShuttingDown,
+}
+
+fn describe(rejected: &[PointRejection]) -> String {
+    let shown: Vec<String> = rejected
+        .iter()
+        .take(10)
+        .map(|r| format!("point {}: {}", r.index, r.reason))
+        .collect();
+    let more = rejected.len().saturating_sub(shown.len());
+    let tail = if more > 0 {
+        format!("; and {more} more")
+    } else {
+        String::new()
+    };
+    format!("{}{tail}", shown.join("; "))
+}
+
+impl IngestError {
+    /// A short label for metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::MissingBatch | Self::InvalidId(_) => "malformed",
+            Self::UnknownKey { .. } => "unknown_key",
+            Self::RevokedKey { .. } => "revoked_key",
+            Self::Signature(SignatureError::BadSignature { .. }) => "signature",
+            Self::Signature(_) => "malformed",
+            Self::Skew { .. } => "skew",
+            Self::MissingBatchId | Self::BatchIdTooLong(_) | Self::NoPoints => "malformed",
+            Self::TooManyPoints { .. } => "too_many_points",
+            Self::Disabled(_) | Self::Refused(CommitRefusal::Disabled(_)) => "disabled",
+            Self::Refused(_) => "conflict",
+            Self::AllOrNothing(_) => "all_or_nothing",
+            Self::Store(_) | Self::ShuttingDown => "unavailable",
+        }
+    }
+}
+
+type CommitResult = Result<Result<PublishOutcome, CommitRefusal>, Arc<StoreError>>;
+
+struct WriteJob {
+    batch: PreparedBatch,
+    reply: oneshot::Sender<CommitResult>,
+}
+
+type KeyCache = Mutex<HashMap<(StreamId, KeyId), (PublishingKey, Instant)>>;
+
+/// The publish path. Cheap to clone; all clones share one writer.
+#[derive(Clone)]
+pub struct Ingestor {
+    store: Arc<dyn Store>,
+    writer: mpsc::Sender<WriteJob>,
+    config: Arc<IngestConfig>,
+    keys: Arc<KeyCache>,
+}
+
+impl Ingestor {
+    /// Starts the writer task. It ends when the last clone of the ingestor is dropped,
+    /// after committing what it holds.
+    pub fn start(store: Arc<dyn Store>, config: IngestConfig) -> Self {
+        let (writer, rx) = mpsc::channel(config.max_group * 4);
+        tokio::spawn(write_loop(store.clone(), rx, config.max_group));
+        Self {
+            store,
+            writer,
+            config: Arc::new(config),
+            keys: Arc::default(),
+        }
+    }
+
+    pub fn config(&self) -> &IngestConfig {
+        &self.config
+    }
+
+    /// Forgets cached keys of a stream, after an admin changed it.
+    pub fn forget_stream(&self, stream: &StreamId) {
+        self.keys
+            .lock()
+            .expect("key cache lock")
+            .retain(|(s, _), _| s != stream);
+    }
+
+    /// Verifies, validates and durably stores one batch.
+    #[tracing::instrument(name = "publish", skip_all, fields(stream_id = %envelope.stream_id, key_id = %envelope.key_id))]
+    pub async fn publish(
+        &self,
+        envelope: Envelope,
+        all_or_nothing: bool,
+    ) -> Result<PublishOutcome, IngestError> {
+        let started = Instant::now();
+        let result = self.publish_inner(envelope, all_or_nothing).await;
+        record_metrics(&result, started);
+        result
+    }
+
+    async fn publish_inner(
+        &self,
+        envelope: Envelope,
+        all_or_nothing: bool,
+    ) -> Result<PublishOutcome, IngestError> {
+        let stream_id = StreamId::parse(&envelope.stream_id)?;
+        let key_id = KeyId::parse(&envelope.key_id)?;
+        let key = self.key(&stream_id, &key_id).await?;
+        if let Some(revoked_at) = key.revoked_at {
+            return Err(IngestError::RevokedKey {
+                stream_id,
+                key_id,
+                revoked_at,
+            });
+        }
+        let config = self.config.clone();
+        let prepared = tokio::task::spawn_blocking(move || {
+            prepare(&stream_id, &key_id, &key, &envelope, &config, all_or_nothing)
+        })
+        .await
+        .map_err(|_| IngestError::ShuttingDown)??;
+        tracing::debug!(batch_id = %prepared.batch_id, points = prepared.points.len(), "verified");
+        let (reply, answer) = oneshot::channel();
+        self.writer
+            .send(WriteJob {
+                batch: prepared,
+                reply,
+            })
+            .await
+            .map_err(|_| IngestError::ShuttingDown)?;
+        let outcome = answer.await.map_err(|_| IngestError::ShuttingDown)???;
+        Ok(outcome)
+    }
+
+    async fn key(&self, stream: &StreamId, key: &KeyId) -> Result<PublishingKey, IngestError> {
+        let cache_key = (stream.clone(), key.clone());
+        if let Some((cached, at)) = self.keys.lock().expect("key cache lock").get(&cache_key) {
+            if at.elapsed() < self.config.key_cache_ttl {
+                return Ok(cached.clone());
+            }
+        }
+        let found = self
+            .store
+            .publishing_key(stream, key)
+            .await
+            .map_err(Arc::new)?
+            .ok_or_else(|| IngestError::UnknownKey {
+                stream_id: stream.to_string(),
+                key_id: key.to_string(),
+            })?;
+        self.keys
+            .lock()
+            .expect("key cache lock")
+            .insert(cache_key, (found.clone(), Instant::now()));
+        Ok(found)
+    }
+
+    /// Forgets batch ids older than the dedup window.
+    pub async fn prune(&self) -> Result<u64, StoreError> {
+        let window = jiff::SignedDuration::try_from(self.config.dedup_window).unwrap_or_default();
+        let before = Timestamp::now()
+            .checked_sub(window)
+            .unwrap_or(Timestamp::UNIX_EPOCH);
+        self.store.prune_batches(before).await
+    }
+}
+
+/// The CPU part of a publish, run on a blocking thread: verify, decode, check, validate.
+fn prepare(
+    stream_id: &StreamId,
+    key_id: &KeyId,
+    key: &PublishingKey,
+    envelope: &Envelope,
+    config: &IngestConfig,
+    all_or_nothing: bool,
+) -> Result<PreparedBatch, IngestError> {
+    let public_key = signature::parse_public_key(&key.public_key)?;
+    let verified = signature::verify(
+        stream_id,
+        key_id,
+        &public_key,
+        &envelope.batch,
+        &envelope.signature,
+    )?;
+    let off_by = Timestamp::now().duration_since(verified.signed_at).as_secs();
+    if off_by.unsigned_abs() > config.max_skew.as_secs() {
+        return Err(IngestError::Skew {
+            signed_at: verified.signed_at,
+            off_by,
+            max: config.max_skew.as_secs(),
+        });
+    }
+    if verified.batch_id.is_empty() {
+        return Err(IngestError::MissingBatchId);
+    }
+    if verified.batch_id.len() > MAX_BATCH_ID_BYTES {
+        return Err(IngestError::BatchIdTooLong(verified.batch_id.len()));
+    }
+    if key.disabled {
+        return Err(IngestError::Disabled(stream_id.clone()));
+    }
+    if verified.points.is_empty() {
+        return Err(IngestError::NoPoints);
+    }
+    if verified.points.len() > config.max_points_per_batch {
+        return Err(IngestError::TooManyPoints {
+            count: verified.points.len(),
+            max: config.max_points_per_batch,
+        });
+    }
+    let tz = jiff::tz::TimeZone::get(&key.time_zone).unwrap_or(jiff::tz::TimeZone::UTC);
+    let validated =
+        validate::validate_points(&verified.points, key.frequency, &key.value_type, &tz);
+    for kind in &validated.kinds {
+        metrics::counter!("kpistream_points_rejected_total", "reason" => kind.as_str())
+            .increment(1);
+    }
+    if all_or_nothing && !validated.rejected.is_empty() {
+        return Err(IngestError::AllOrNothing(validated.rejected));
+    }
+    Ok(PreparedBatch {
+        stream_id: stream_id.clone(),
+        key_id: key_id.clone(),
+        batch_id: verified.batch_id,
+        frequency: key.frequency,
+        points: validated.points,
+        rejected: validated.rejected,
+    })
+}
+
+fn record_metrics(result: &Result<PublishOutcome, IngestError>, started: Instant) {
+    metrics::histogram!("kpistream_publish_duration_seconds")
+        .record(started.elapsed().as_secs_f64());
+    match result {
+        Ok(outcome) if outcome.replayed => {
+            metrics::counter!("kpistream_publishes_total", "outcome" => "replayed").increment(1);
+        }
+        Ok(outcome) => {
+            metrics::counter!("kpistream_publishes_total", "outcome" => "accepted").increment(1);
+            metrics::counter!("kpistream_points_accepted_total")
+                .increment(u64::from(outcome.accepted));
+        }
+        Err(err) => {
+            metrics::counter!("kpistream_publishes_total", "outcome" => "refused").increment(1);
+            metrics::counter!("kpistream_batches_refused_total", "reason" => err.reason())
+                .increment(1);
+        }
+    }
+}
+
+/// The single writer: takes the first waiting batch, then every batch already queued
+/// (up to `max_group`), and commits them in one transaction.
+async fn write_loop(store: Arc<dyn Store>, mut rx: mpsc::Receiver<WriteJob>, max_group: usize) {
+    let mut jobs = Vec::with_capacity(max_group);
+    while rx.recv_many(&mut jobs, max_group).await > 0 {
+        let (batches, replies): (Vec<PreparedBatch>, Vec<_>) =
+            jobs.drain(..).map(|j| (j.batch, j.reply)).unzip();
+        metrics::histogram!("kpistream_commit_group_batches").record(batches.len() as f64);
+        match store.commit_batches(&batches, Timestamp::now()).await {
+            Ok(results) => {
+                for (reply, result) in replies.into_iter().zip(results) {
+                    let _ = reply.send(Ok(result));
+                }
+            }
+            Err(err) => {
+                tracing::error!(error = %err, batches = batches.len(), "group commit failed");
+                let err = Arc::new(err);
+                for reply in replies {
+                    let _ = reply.send(Err(err.clone()));
+                }
+            }
+        }
+    }
+    tracing::debug!("writer stopped");
+}
