@@ -29,7 +29,11 @@ impl Role {
     }
 
     pub fn parse(s: &str) -> Self {
-        if s == "admin" { Self::Admin } else { Self::Member }
+        if s == "admin" {
+            Self::Admin
+        } else {
+            Self::Member
+        }
     }
 }
 
@@ -68,9 +72,7 @@ pub fn hash_token(token: &SecretString) -> [u8; 32] {
 /// Reads the token out of an `authorization` header value.
 pub fn bearer(header: Option<&str>) -> Result<SecretString, AuthError> {
     let header = header.ok_or(AuthError::MissingToken)?;
-    let (scheme, token) = header
-        .split_once(' ')
-        .ok_or(AuthError::MalformedHeader)?;
+    let (scheme, token) = header.split_once(' ').ok_or(AuthError::MalformedHeader)?;
     if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
         return Err(AuthError::MalformedHeader);
     }

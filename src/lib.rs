@@ -3,12 +3,19 @@
 //! people the stream is shared with.
 
 pub mod auth;
+pub mod cli;
+pub mod client;
+pub mod config;
+pub mod grpc;
+pub mod http;
 pub mod ids;
 pub mod ingest;
 pub mod period;
+pub mod server;
 pub mod signature;
 pub mod store;
 pub mod stream;
+pub mod telemetry;
 pub mod value;
 
 /// Types generated from `proto/kpistream/v1`. They stay at the gRPC edge and in the SDK.

@@ -49,7 +49,11 @@ impl FromStr for StreamStatus {
         [Self::Pending, Self::Active, Self::Stale, Self::Disabled]
             .into_iter()
             .find(|st| st.as_str().eq_ignore_ascii_case(s))
-            .ok_or_else(|| StreamError::Invalid(format!("unknown status {s:?}: use pending, active, stale or disabled")))
+            .ok_or_else(|| {
+                StreamError::Invalid(format!(
+                    "unknown status {s:?}: use pending, active, stale or disabled"
+                ))
+            })
     }
 }
 

@@ -211,7 +211,14 @@ impl Ingestor {
         }
         let config = self.config.clone();
         let prepared = tokio::task::spawn_blocking(move || {
-            prepare(&stream_id, &key_id, &key, &envelope, &config, all_or_nothing)
+            prepare(
+                &stream_id,
+                &key_id,
+                &key,
+                &envelope,
+                &config,
+                all_or_nothing,
+            )
         })
         .await
         .map_err(|_| IngestError::ShuttingDown)??;
@@ -278,7 +285,9 @@ fn prepare(
         &envelope.batch,
         &envelope.signature,
     )?;
-    let off_by = Timestamp::now().duration_since(verified.signed_at).as_secs();
+    let off_by = Timestamp::now()
+        .duration_since(verified.signed_at)
+        .as_secs();
     if off_by.unsigned_abs() > config.max_skew.as_secs() {
         return Err(IngestError::Skew {
             signed_at: verified.signed_at,

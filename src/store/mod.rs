@@ -80,12 +80,17 @@ pub struct Bootstrap {
 
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
+    /// Checks the database answers.
+    async fn ping(&self) -> Result<()>;
     /// Creates the first organisation, admin and token if the database has none.
     /// Returns false (and changes nothing) when an organisation exists.
     async fn bootstrap(&self, first: &Bootstrap, now: Timestamp) -> Result<bool>;
     /// The principal a token hash belongs to, if the token is valid at `now`.
-    async fn principal_for_token(&self, hash: &[u8; 32], now: Timestamp)
-    -> Result<Option<Principal>>;
+    async fn principal_for_token(
+        &self,
+        hash: &[u8; 32],
+        now: Timestamp,
+    ) -> Result<Option<Principal>>;
 
     async fn create_category(&self, org: &OrgId, name: &str, now: Timestamp) -> Result<Category>;
     async fn list_categories(&self, org: &OrgId) -> Result<Vec<Category>>;

@@ -149,7 +149,9 @@ impl SqliteStore {
             return Ok(Err(CommitRefusal::Disabled(batch.stream_id.clone())));
         }
         if parse_frequency(stream.get("frequency"))? != batch.frequency {
-            return Ok(Err(CommitRefusal::FrequencyChanged(batch.stream_id.clone())));
+            return Ok(Err(CommitRefusal::FrequencyChanged(
+                batch.stream_id.clone(),
+            )));
         }
         let (new_points, revised) = Self::upsert_points(tx, batch, now).await?;
         let outcome = PublishOutcome {
@@ -273,10 +275,17 @@ fn create_parent_dir(url: &str) -> Result<()> {
     if path.is_empty() || path.starts_with(":memory:") {
         return Ok(());
     }
-    if let Some(parent) = Path::new(path).parent().filter(|p| !p.as_os_str().is_empty()) {
+    if let Some(parent) = Path::new(path)
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+    {
         std::fs::create_dir_all(parent).map_err(|e| {
             StoreError::Database(sqlx::Error::Configuration(
-                format!("cannot create the database folder {}: {e}", parent.display()).into(),
+                format!(
+                    "cannot create the database folder {}: {e}",
+                    parent.display()
+                )
+                .into(),
             ))
         })?;
     }
@@ -371,6 +380,11 @@ const CATEGORY_SELECT: &str = "SELECT c.name, c.created_at, \
 
 #[async_trait]
 impl Store for SqliteStore {
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
     async fn bootstrap(&self, first: &Bootstrap, now: Timestamp) -> Result<bool> {
         let mut tx = self.pool.begin().await?;
         let orgs: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM orgs")
@@ -386,13 +400,15 @@ impl Store for SqliteStore {
             .bind(now)
             .execute(&mut *tx)
             .await?;
-        sqlx::query("INSERT INTO users (id, org_id, name, role, created_at) VALUES (?, ?, ?, 'admin', ?)")
-            .bind(first.user_id.as_str())
-            .bind(first.org_id.as_str())
-            .bind(&first.user_name)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "INSERT INTO users (id, org_id, name, role, created_at) VALUES (?, ?, ?, 'admin', ?)",
+        )
+        .bind(first.user_id.as_str())
+        .bind(first.org_id.as_str())
+        .bind(&first.user_name)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
         sqlx::query("INSERT INTO tokens (id, user_id, name, hash, created_at) VALUES (?, ?, 'bootstrap', ?, ?)")
             .bind(format!("tok_{}", uuid::Uuid::now_v7().simple()))
             .bind(first.user_id.as_str())
@@ -485,9 +501,9 @@ impl Store for SqliteStore {
 
     async fn delete_category(&self, org: &OrgId, name: &str) -> Result<()> {
         let mut tx = self.pool.begin().await?;
-        let Some(id) = Self::category_id(&mut tx, org, Some(name)).await.map_err(|_| {
-            StoreError::NotFound(format!("category {name:?}"))
-        })?
+        let Some(id) = Self::category_id(&mut tx, org, Some(name))
+            .await
+            .map_err(|_| StoreError::NotFound(format!("category {name:?}")))?
         else {
             return Ok(());
         };
@@ -782,7 +798,8 @@ impl Store for SqliteStore {
     }
 
     async fn latest_point(&self, stream: &StreamId) -> Result<Option<PointRecord>> {
-        let sql = format!("SELECT {POINT_COLUMNS} WHERE stream_id = ? ORDER BY period DESC LIMIT 1");
+        let sql =
+            format!("SELECT {POINT_COLUMNS} WHERE stream_id = ? ORDER BY period DESC LIMIT 1");
         let row = sqlx::query(&sql)
             .bind(stream.as_str())
             .fetch_optional(&self.pool)

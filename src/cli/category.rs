@@ -1,0 +1,108 @@
+//! `kpistream category …`.
+
+use super::output::{Format, Rows, time};
+use super::{ServerArgs, status};
+use crate::proto;
+
+#[derive(Debug, clap::Subcommand)]
+pub enum CategoryCommand {
+    /// Create a category.
+    #[command(after_help = "Example:\n  kpistream category create Product")]
+    Create {
+        name: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// List categories with how many streams use each.
+    #[command(after_help = "Example:\n  kpistream category list --output csv")]
+    List {
+        #[arg(long, value_enum, default_value_t)]
+        output: Format,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Rename a category; its streams follow.
+    #[command(after_help = "Example:\n  kpistream category rename Product Growth")]
+    Rename {
+        name: String,
+        new_name: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Delete a category no stream uses.
+    #[command(after_help = "Example:\n  kpistream category delete Growth")]
+    Delete {
+        name: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+}
+
+impl CategoryCommand {
+    pub async fn run(self) -> anyhow::Result<()> {
+        match self {
+            Self::Create { name, server } => {
+                let c = server
+                    .connect()
+                    .await?
+                    .admin()
+                    .create_category(proto::CreateCategoryRequest { name })
+                    .await
+                    .map_err(status)?
+                    .into_inner();
+                println!("created category {:?}", c.name);
+            }
+            Self::List { output, server } => {
+                let list = server
+                    .connect()
+                    .await?
+                    .admin()
+                    .list_categories(proto::ListCategoriesRequest {})
+                    .await
+                    .map_err(status)?
+                    .into_inner();
+                let mut rows = Rows::new(vec!["name", "streams", "created"]);
+                for c in &list.categories {
+                    rows.push(vec![
+                        c.name.clone(),
+                        c.stream_count.to_string(),
+                        time(&c.created_at),
+                    ]);
+                }
+                rows.print(output)?;
+            }
+            Self::Rename {
+                name,
+                new_name,
+                server,
+            } => {
+                let c = server
+                    .connect()
+                    .await?
+                    .admin()
+                    .rename_category(proto::RenameCategoryRequest {
+                        name: name.clone(),
+                        new_name,
+                    })
+                    .await
+                    .map_err(status)?
+                    .into_inner();
+                println!(
+                    "renamed category {name:?} to {:?} ({} streams)",
+                    c.name, c.stream_count
+                );
+            }
+            Self::Delete { name, server } => {
+                server
+                    .connect()
+                    .await?
+                    .admin()
+                    .delete_category(proto::DeleteCategoryRequest { name: name.clone() })
+                    .await
+                    .map_err(status)?;
+                println!("deleted category {name:?}");
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,192 @@
+//! `kpistream key …`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use base64::Engine;
+
+use super::output::{Format, Rows, time};
+use super::{ServerArgs, status};
+use crate::proto;
+
+#[derive(Debug, clap::Subcommand)]
+pub enum KeyCommand {
+    /// Add a new generated key; earlier keys keep working until revoked.
+    #[command(
+        after_help = "Example:\n  kpistream key rotate str_8fK2mQ1xZp4LwT9a --credential-out wau-2.kpik"
+    )]
+    Rotate {
+        stream: String,
+        /// Where to write the new credential: a file (mode 0600), or - for standard output.
+        #[arg(long)]
+        credential_out: PathBuf,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Revoke a key: its signatures are refused from now on.
+    #[command(after_help = "Example:\n  kpistream key revoke str_8fK2mQ1xZp4LwT9a key_Q2v9XbT1cE")]
+    Revoke {
+        stream: String,
+        key: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Register your own Ed25519 public key (hex or base64url), so the private key never leaves you.
+    #[command(
+        after_help = "Example:\n  kpistream key add str_8fK2mQ1xZp4LwT9a --public-key d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a"
+    )]
+    Add {
+        stream: String,
+        #[arg(long)]
+        public_key: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// List a stream's keys.
+    #[command(after_help = "Example:\n  kpistream key list str_8fK2mQ1xZp4LwT9a")]
+    List {
+        stream: String,
+        #[arg(long, value_enum, default_value_t)]
+        output: Format,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+}
+
+impl KeyCommand {
+    pub async fn run(self) -> anyhow::Result<()> {
+        match self {
+            Self::Rotate {
+                stream,
+                credential_out,
+                server,
+            } => {
+                let r = server
+                    .connect()
+                    .await?
+                    .admin()
+                    .rotate_key(proto::StreamRef {
+                        stream_id: stream.clone(),
+                    })
+                    .await
+                    .map_err(status)?
+                    .into_inner();
+                let key = r.key.unwrap_or_default();
+                write_credential(&credential_out, &r.credential, &key.key_id)?;
+                eprintln!("older keys of stream {stream} keep working until you revoke them");
+                Ok(())
+            }
+            Self::Revoke {
+                stream,
+                key,
+                server,
+            } => {
+                let k = server
+                    .connect()
+                    .await?
+                    .admin()
+                    .revoke_key(proto::RevokeKeyRequest {
+                        stream_id: stream.clone(),
+                        key_id: key,
+                    })
+                    .await
+                    .map_err(status)?
+                    .into_inner();
+                println!(
+                    "revoked key {} of stream {stream} at {}",
+                    k.key_id,
+                    time(&k.revoked_at)
+                );
+                Ok(())
+            }
+            Self::Add {
+                stream,
+                public_key,
+                server,
+            } => {
+                let bytes = decode_key(&public_key)?;
+                let k = server
+                    .connect()
+                    .await?
+                    .admin()
+                    .add_key(proto::AddKeyRequest {
+                        stream_id: stream.clone(),
+                        public_key: bytes,
+                    })
+                    .await
+                    .map_err(status)?
+                    .into_inner();
+                println!("registered public key as {} of stream {stream}", k.key_id);
+                println!(
+                    "sign with credential kpik1.{stream}.{}.<your seed>",
+                    k.key_id
+                );
+                Ok(())
+            }
+            Self::List {
+                stream,
+                output,
+                server,
+            } => {
+                let list = server
+                    .connect()
+                    .await?
+                    .admin()
+                    .list_keys(proto::StreamRef { stream_id: stream })
+                    .await
+                    .map_err(status)?
+                    .into_inner();
+                let mut rows = Rows::new(vec![
+                    "key",
+                    "origin",
+                    "public_key",
+                    "created",
+                    "last_used",
+                    "revoked",
+                ]);
+                for k in &list.keys {
+                    rows.push(vec![
+                        k.key_id.clone(),
+                        k.origin.clone(),
+                        hex::encode(&k.public_key),
+                        time(&k.created_at),
+                        time(&k.last_used_at),
+                        time(&k.revoked_at),
+                    ]);
+                }
+                rows.print(output)
+            }
+        }
+    }
+}
+
+fn decode_key(text: &str) -> anyhow::Result<Vec<u8>> {
+    let text = text.trim();
+    if let Ok(bytes) = hex::decode(text) {
+        return Ok(bytes);
+    }
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(text.trim_end_matches('='))
+        .context("the public key is neither hex nor base64url")
+}
+
+/// Writes a credential to a 0600 file, or to standard output for `-`.
+pub fn write_credential(path: &Path, credential: &str, key_id: &str) -> anyhow::Result<()> {
+    if path.as_os_str() == "-" {
+        println!("{credential}");
+        eprintln!("credential of key {key_id} printed above: it is shown only this once");
+        return Ok(());
+    }
+    if path.exists() {
+        anyhow::bail!(
+            "{} already exists: choose another --credential-out (a credential is never overwritten)",
+            path.display()
+        );
+    }
+    crate::server::write_secret_file(path, credential)?;
+    eprintln!(
+        "credential of key {key_id} written to {} (mode 0600): it is shown only this once",
+        path.display()
+    );
+    Ok(())
+}

@@ -1,0 +1,114 @@
+//! The command line: one file per verb group. Client verbs talk to the server through
+//! [`crate::client`], the same code an SDK user calls.
+
+mod category;
+mod key;
+mod output;
+mod publish;
+mod query;
+mod serve;
+mod stream;
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use secrecy::SecretString;
+
+use crate::client::Client;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "kpistream",
+    version,
+    about = "KPI data streams: signed datapoints, stored exactly, shared with the right people"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the ingestion server.
+    Serve(serve::ServeArgs),
+    /// Create, list, show, change, disable and delete streams.
+    #[command(subcommand)]
+    Stream(stream::StreamCommand),
+    /// Rotate, revoke, register and list a stream's signing keys.
+    #[command(subcommand)]
+    Key(key::KeyCommand),
+    /// Manage the categories streams are filed under.
+    #[command(subcommand)]
+    Category(category::CategoryCommand),
+    /// Sign and publish datapoints with a stream's credential.
+    Publish(publish::PublishArgs),
+    /// Read a stream's values, its latest value or a period's revisions.
+    Query(query::QueryArgs),
+}
+
+/// Where the server is and who we are.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServerArgs {
+    /// The server's gRPC address.
+    #[arg(
+        long,
+        env = "KPISTREAM_SERVER",
+        default_value = "http://127.0.0.1:50051",
+        global = true
+    )]
+    server: String,
+    /// Bearer token for admin and query calls (default: read from --token-file).
+    #[arg(long, env = "KPISTREAM_TOKEN", hide_env_values = true, global = true)]
+    token: Option<String>,
+    /// File holding the token, as written by the server's first start.
+    #[arg(
+        long,
+        env = "KPISTREAM_TOKEN_FILE",
+        default_value = "data/admin.token",
+        global = true
+    )]
+    token_file: PathBuf,
+}
+
+impl ServerArgs {
+    /// Connects with the token from `--token`, `KPISTREAM_TOKEN` or the token file.
+    async fn connect(&self) -> anyhow::Result<Client> {
+        let token = match &self.token {
+            Some(t) => SecretString::from(t.trim().to_owned()),
+            None => {
+                let text = std::fs::read_to_string(&self.token_file).with_context(|| {
+                    format!(
+                        "no token: set KPISTREAM_TOKEN, pass --token, or point --token-file at the file `kpistream serve` wrote ({} could not be read)",
+                        self.token_file.display()
+                    )
+                })?;
+                SecretString::from(text.trim().to_owned())
+            }
+        };
+        Ok(Client::connect(&self.server, Some(token)).await?)
+    }
+
+    /// Connects without a token (publishing needs none).
+    async fn connect_anonymous(&self) -> anyhow::Result<Client> {
+        Ok(Client::connect(&self.server, None).await?)
+    }
+}
+
+impl Cli {
+    pub async fn run(self) -> anyhow::Result<()> {
+        match self.command {
+            Command::Serve(args) => args.run().await,
+            Command::Stream(cmd) => cmd.run().await,
+            Command::Key(cmd) => cmd.run().await,
+            Command::Category(cmd) => cmd.run().await,
+            Command::Publish(args) => args.run().await,
+            Command::Query(args) => args.run().await,
+        }
+    }
+}
+
+/// Turns a gRPC status into an error that reads as a sentence.
+pub(crate) fn status(err: tonic::Status) -> anyhow::Error {
+    anyhow::anyhow!("{} ({:?})", err.message(), err.code())
+}

@@ -1,0 +1,96 @@
+//! `kpistream serve`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+
+use crate::config::ServerConfig;
+use crate::server::Application;
+
+/// Runs the ingestion server (gRPC, plus HTTP for /healthz and /metrics).
+///
+/// Example:
+///   kpistream serve --db sqlite://data/kpistream.db --listen 127.0.0.1:50051
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Example:\n  kpistream serve\n  kpistream serve --config kpistream.toml --listen 0.0.0.0:50051"
+)]
+pub struct ServeArgs {
+    /// TOML config file; flags and KPISTREAM_* variables override its values.
+    #[arg(long, env = "KPISTREAM_CONFIG")]
+    config: Option<PathBuf>,
+    /// Database URL [default: sqlite://data/kpistream.db]
+    #[arg(long, env = "KPISTREAM_DB")]
+    db: Option<String>,
+    /// gRPC address [default: 127.0.0.1:50051]
+    #[arg(long, env = "KPISTREAM_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// HTTP address for /healthz and /metrics [default: 127.0.0.1:9090]
+    #[arg(long, env = "KPISTREAM_HTTP")]
+    http: Option<SocketAddr>,
+    /// Where a fresh database's admin token is written [default: data/admin.token]
+    #[arg(long, env = "KPISTREAM_ADMIN_TOKEN_FILE")]
+    admin_token_file: Option<PathBuf>,
+    /// Allowed clock skew of signed batches, in seconds [default: 300]
+    #[arg(long, env = "KPISTREAM_MAX_SKEW_SECS")]
+    max_skew_secs: Option<u64>,
+    /// Most points per batch [default: 10000]
+    #[arg(long, env = "KPISTREAM_MAX_POINTS_PER_BATCH")]
+    max_points_per_batch: Option<usize>,
+}
+
+impl ServeArgs {
+    fn config(self) -> anyhow::Result<ServerConfig> {
+        let mut config = match &self.config {
+            Some(path) => ServerConfig::from_file(path)?,
+            None => ServerConfig::default(),
+        };
+        if let Some(db) = self.db {
+            config.db = db;
+        }
+        if let Some(listen) = self.listen {
+            config.listen = listen;
+        }
+        if let Some(http) = self.http {
+            config.http = http;
+        }
+        if let Some(path) = self.admin_token_file {
+            config.admin_token_file = path;
+        }
+        if let Some(skew) = self.max_skew_secs {
+            config.ingest.max_skew_secs = skew;
+        }
+        if let Some(max) = self.max_points_per_batch {
+            config.limits.max_points_per_batch = max;
+        }
+        Ok(config)
+    }
+
+    pub async fn run(self) -> anyhow::Result<()> {
+        crate::telemetry::init_logs();
+        crate::telemetry::metrics();
+        let config = self.config()?;
+        let db = config.db.clone();
+        let app = Application::build(config).await?;
+        println!(
+            "kpistream {} serving database {db}",
+            env!("CARGO_PKG_VERSION")
+        );
+        println!("gRPC listening on {}", app.grpc_addr());
+        println!("HTTP listening on {} (/healthz, /metrics)", app.http_addr());
+        app.run(shutdown_signal())
+            .await
+            .context("the server stopped with an error")
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

@@ -1,0 +1,444 @@
+//! `kpistream stream …`.
+
+use std::path::PathBuf;
+
+use super::output::{Format, Rows, time};
+use super::{ServerArgs, status};
+use crate::proto;
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum FrequencyArg {
+    Daily,
+    Weekly,
+    Monthly,
+    Quarterly,
+}
+
+impl From<FrequencyArg> for proto::Frequency {
+    fn from(f: FrequencyArg) -> Self {
+        match f {
+            FrequencyArg::Daily => Self::Daily,
+            FrequencyArg::Weekly => Self::Weekly,
+            FrequencyArg::Monthly => Self::Monthly,
+            FrequencyArg::Quarterly => Self::Quarterly,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum TypeArg {
+    Number,
+    Currency,
+    Percentage,
+}
+
+impl From<TypeArg> for proto::ValueType {
+    fn from(t: TypeArg) -> Self {
+        match t {
+            TypeArg::Number => Self::Number,
+            TypeArg::Currency => Self::Currency,
+            TypeArg::Percentage => Self::Percentage,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum StatusArg {
+    Pending,
+    Active,
+    Stale,
+    Disabled,
+}
+
+impl From<StatusArg> for proto::StreamStatus {
+    fn from(s: StatusArg) -> Self {
+        match s {
+            StatusArg::Pending => Self::Pending,
+            StatusArg::Active => Self::Active,
+            StatusArg::Stale => Self::Stale,
+            StatusArg::Disabled => Self::Disabled,
+        }
+    }
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum StreamCommand {
+    /// Create a stream; prints its id and writes its credential (shown once) to a 0600 file.
+    #[command(
+        after_help = "Example:\n  kpistream stream create --name \"Weekly active users\" --frequency weekly --type number \\\n    --category Product --tz Europe/Paris --credential-out wau.kpik"
+    )]
+    Create {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        frequency: FrequencyArg,
+        #[arg(long = "type")]
+        value_type: TypeArg,
+        /// ISO 4217 code, for --type currency.
+        #[arg(long)]
+        currency: Option<String>,
+        /// IANA time zone used to place timestamps in periods.
+        #[arg(long, default_value = "UTC")]
+        tz: String,
+        /// A category that exists (see `kpistream category create`).
+        #[arg(long)]
+        category: Option<String>,
+        #[arg(long, default_value = "")]
+        description: String,
+        /// Where to write the credential: a file (mode 0600), or - for standard output.
+        #[arg(long)]
+        credential_out: PathBuf,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// List streams, optionally filtered.
+    #[command(
+        after_help = "Example:\n  kpistream stream list --category Product --status stale --output json"
+    )]
+    List {
+        #[arg(long)]
+        category: Option<String>,
+        #[arg(long)]
+        status: Option<StatusArg>,
+        /// Case-insensitive part of the name.
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long, value_enum, default_value_t)]
+        output: Format,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Show a stream: status, latest period, last data, point count and keys.
+    #[command(after_help = "Example:\n  kpistream stream show str_8fK2mQ1xZp4LwT9a")]
+    Show {
+        stream: String,
+        #[arg(long, value_enum, default_value_t)]
+        output: Format,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Change a stream's name, description or category (frequency, type, currency and
+    /// time zone only while it has no data).
+    #[command(
+        after_help = "Example:\n  kpistream stream update str_8fK2mQ1xZp4LwT9a --name \"WAU (all platforms)\" --category Growth"
+    )]
+    Update {
+        stream: String,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        description: Option<String>,
+        /// A category that exists, or "" to remove it.
+        #[arg(long)]
+        category: Option<String>,
+        #[arg(long)]
+        frequency: Option<FrequencyArg>,
+        #[arg(long = "type")]
+        value_type: Option<TypeArg>,
+        #[arg(long)]
+        currency: Option<String>,
+        #[arg(long)]
+        tz: Option<String>,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Refuse publishes to a stream until it is enabled again.
+    #[command(after_help = "Example:\n  kpistream stream disable str_8fK2mQ1xZp4LwT9a")]
+    Disable {
+        stream: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Accept publishes to a disabled stream again.
+    #[command(after_help = "Example:\n  kpistream stream enable str_8fK2mQ1xZp4LwT9a")]
+    Enable {
+        stream: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Delete a stream with its keys, points and revisions, irreversibly.
+    #[command(after_help = "Example:\n  kpistream stream delete str_8fK2mQ1xZp4LwT9a --yes")]
+    Delete {
+        stream: String,
+        /// Confirms the deletion.
+        #[arg(long)]
+        yes: bool,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+}
+
+impl StreamCommand {
+    pub async fn run(self) -> anyhow::Result<()> {
+        match self {
+            Self::Create {
+                name,
+                frequency,
+                value_type,
+                currency,
+                tz,
+                category,
+                description,
+                credential_out,
+                server,
+            } => {
+                let request = proto::CreateStreamRequest {
+                    name,
+                    description,
+                    category: category.unwrap_or_default(),
+                    frequency: proto::Frequency::from(frequency) as i32,
+                    value_type: proto::ValueType::from(value_type) as i32,
+                    currency: currency.unwrap_or_default(),
+                    time_zone: tz,
+                };
+                let created = server
+                    .connect()
+                    .await?
+                    .admin()
+                    .create_stream(request)
+                    .await
+                    .map_err(status)?
+                    .into_inner();
+                let stream = created.stream.unwrap_or_default();
+                let key = created.key.unwrap_or_default();
+                eprintln!(
+                    "created stream {} {:?} ({}, {})",
+                    stream.id,
+                    stream.name,
+                    frequency_name(stream.frequency),
+                    type_name(&stream)
+                );
+                super::key::write_credential(&credential_out, &created.credential, &key.key_id)?;
+                if credential_out.as_os_str() != "-" {
+                    println!("{}", stream.id);
+                }
+                Ok(())
+            }
+            Self::List {
+                category,
+                status: st,
+                name,
+                output,
+                server,
+            } => {
+                let request = proto::ListStreamsRequest {
+                    category: category.unwrap_or_default(),
+                    status: st.map_or(0, |s| proto::StreamStatus::from(s) as i32),
+                    name_contains: name.unwrap_or_default(),
+                };
+                let list = server
+                    .connect()
+                    .await?
+                    .admin()
+                    .list_streams(request)
+                    .await
+                    .map_err(status)?
+                    .into_inner();
+                let mut rows = Rows::new(vec![
+                    "id",
+                    "name",
+                    "category",
+                    "frequency",
+                    "type",
+                    "status",
+                    "latest",
+                    "points",
+                ]);
+                for s in &list.streams {
+                    rows.push(vec![
+                        s.id.clone(),
+                        s.name.clone(),
+                        s.category.clone(),
+                        frequency_name(s.frequency).into(),
+                        type_name(s),
+                        status_name(s.status).into(),
+                        s.latest_period.clone(),
+                        s.point_count.to_string(),
+                    ]);
+                }
+                rows.print(output)
+            }
+            Self::Show {
+                stream,
+                output,
+                server,
+            } => {
+                let detail = server
+                    .connect()
+                    .await?
+                    .admin()
+                    .get_stream(proto::StreamRef { stream_id: stream })
+                    .await
+                    .map_err(status)?
+                    .into_inner();
+                print_detail(&detail, output)
+            }
+            Self::Update {
+                stream,
+                name,
+                description,
+                category,
+                frequency,
+                value_type,
+                currency,
+                tz,
+                server,
+            } => {
+                let request = proto::UpdateStreamRequest {
+                    stream_id: stream,
+                    name,
+                    description,
+                    category,
+                    frequency: frequency.map_or(0, |f| proto::Frequency::from(f) as i32),
+                    value_type: value_type.map_or(0, |t| proto::ValueType::from(t) as i32),
+                    currency,
+                    time_zone: tz,
+                };
+                let s = server
+                    .connect()
+                    .await?
+                    .admin()
+                    .update_stream(request)
+                    .await
+                    .map_err(status)?
+                    .into_inner();
+                println!(
+                    "updated stream {} {:?} ({}, {}, category {:?})",
+                    s.id,
+                    s.name,
+                    frequency_name(s.frequency),
+                    type_name(&s),
+                    s.category
+                );
+                Ok(())
+            }
+            Self::Disable { stream, server } => {
+                let s = server
+                    .connect()
+                    .await?
+                    .admin()
+                    .disable_stream(proto::StreamRef { stream_id: stream })
+                    .await
+                    .map_err(status)?
+                    .into_inner();
+                println!(
+                    "stream {} is disabled: publishes are refused until it is enabled",
+                    s.id
+                );
+                Ok(())
+            }
+            Self::Enable { stream, server } => {
+                let s = server
+                    .connect()
+                    .await?
+                    .admin()
+                    .enable_stream(proto::StreamRef { stream_id: stream })
+                    .await
+                    .map_err(status)?
+                    .into_inner();
+                println!(
+                    "stream {} is enabled (status {})",
+                    s.id,
+                    status_name(s.status)
+                );
+                Ok(())
+            }
+            Self::Delete {
+                stream,
+                yes,
+                server,
+            } => {
+                if !yes {
+                    anyhow::bail!(
+                        "deleting stream {stream} removes its keys, points and revisions irreversibly: add --yes to confirm"
+                    );
+                }
+                let d = server
+                    .connect()
+                    .await?
+                    .admin()
+                    .delete_stream(proto::StreamRef {
+                        stream_id: stream.clone(),
+                    })
+                    .await
+                    .map_err(status)?
+                    .into_inner();
+                println!(
+                    "deleted stream {stream}: {} points, {} revisions and {} keys removed",
+                    d.points_deleted, d.revisions_deleted, d.keys_deleted
+                );
+                Ok(())
+            }
+        }
+    }
+}
+
+fn print_detail(detail: &proto::StreamDetail, output: Format) -> anyhow::Result<()> {
+    let s = detail.stream.clone().unwrap_or_default();
+    let mut fields = Rows::new(vec!["field", "value"]);
+    let none = |v: String| if v.is_empty() { "-".to_owned() } else { v };
+    for (k, v) in [
+        ("id", s.id.clone()),
+        ("name", s.name.clone()),
+        ("description", none(s.description.clone())),
+        ("category", none(s.category.clone())),
+        ("frequency", frequency_name(s.frequency).to_owned()),
+        ("type", type_name(&s)),
+        ("time zone", s.time_zone.clone()),
+        ("status", status_name(s.status).to_owned()),
+        ("latest period", none(s.latest_period.clone())),
+        ("last data", none(time(&s.last_data_at))),
+        ("points", s.point_count.to_string()),
+        ("created", time(&s.created_at)),
+    ] {
+        fields.push(vec![k.to_owned(), v]);
+    }
+    let mut keys = Rows::new(vec!["key", "origin", "created", "last_used", "revoked"]);
+    for k in &detail.keys {
+        keys.push(vec![
+            k.key_id.clone(),
+            k.origin.clone(),
+            time(&k.created_at),
+            none(time(&k.last_used_at)),
+            none(time(&k.revoked_at)),
+        ]);
+    }
+    if let Format::Table = output {
+        for row in &fields.rows {
+            println!("{:<14} {}", format!("{}:", row[0]), row[1]);
+        }
+        println!();
+        return keys.print(output);
+    }
+    fields.print(output)?;
+    keys.print(output)
+}
+
+pub fn frequency_name(f: i32) -> &'static str {
+    match proto::Frequency::try_from(f) {
+        Ok(proto::Frequency::Daily) => "daily",
+        Ok(proto::Frequency::Weekly) => "weekly",
+        Ok(proto::Frequency::Monthly) => "monthly",
+        Ok(proto::Frequency::Quarterly) => "quarterly",
+        _ => "?",
+    }
+}
+
+pub fn type_name(s: &proto::Stream) -> String {
+    match proto::ValueType::try_from(s.value_type) {
+        Ok(proto::ValueType::Number) => "number".into(),
+        Ok(proto::ValueType::Currency) => format!("currency {}", s.currency),
+        Ok(proto::ValueType::Percentage) => "percentage".into(),
+        _ => "?".into(),
+    }
+}
+
+pub fn status_name(st: i32) -> &'static str {
+    match proto::StreamStatus::try_from(st) {
+        Ok(proto::StreamStatus::Pending) => "pending",
+        Ok(proto::StreamStatus::Active) => "active",
+        Ok(proto::StreamStatus::Stale) => "stale",
+        Ok(proto::StreamStatus::Disabled) => "disabled",
+        _ => "?",
+    }
+}

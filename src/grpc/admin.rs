@@ -1,0 +1,413 @@
+//! `kpistream.v1.StreamAdmin`: streams, keys and categories. Every call needs an org
+//! admin's token.
+
+use jiff::Timestamp;
+use tonic::{Request, Response, Status};
+
+use super::{ApiError, AppState, convert, parse_stream_id};
+use crate::auth::Principal;
+use crate::ids::{KeyId, StreamId};
+use crate::proto;
+use crate::proto::stream_admin_server::StreamAdmin;
+use crate::signature::{self, Credential};
+use crate::store::NewKey;
+use crate::stream::{KeyOrigin, StreamDefinition, StreamFilter, StreamUpdate, check_name};
+use crate::value::ValueType;
+
+pub struct AdminService {
+    state: AppState,
+}
+
+impl AdminService {
+    pub fn new(state: AppState) -> Self {
+        Self { state }
+    }
+
+    async fn admin<T>(
+        &self,
+        request: &Request<T>,
+        action: &'static str,
+    ) -> Result<Principal, ApiError> {
+        let who = self.state.principal(request).await?;
+        who.require_admin(action)?;
+        Ok(who)
+    }
+
+    async fn create_stream(
+        &self,
+        request: Request<proto::CreateStreamRequest>,
+    ) -> Result<proto::CreateStreamResponse, ApiError> {
+        let who = self.admin(&request, "create streams").await?;
+        let r = request.into_inner();
+        let frequency = super::convert::frequency_from_proto(r.frequency)?.ok_or_else(|| {
+            ApiError::Invalid("frequency is required: daily, weekly, monthly or quarterly".into())
+        })?;
+        let kind = convert::value_kind_from_proto(r.value_type)?.ok_or_else(|| {
+            ApiError::Invalid("value_type is required: number, currency or percentage".into())
+        })?;
+        let definition = StreamDefinition {
+            name: r.name.trim().to_owned(),
+            description: r.description,
+            category: non_empty(r.category),
+            frequency,
+            value_type: ValueType::from_parts(kind, Some(r.currency.as_str()))?,
+            time_zone: non_empty(r.time_zone).unwrap_or_else(|| "UTC".into()),
+        };
+        definition.check()?;
+        let credential = Credential::generate(StreamId::generate(), KeyId::generate());
+        let key = NewKey {
+            key_id: credential.key_id().clone(),
+            public_key: credential.public_key().to_bytes(),
+            origin: KeyOrigin::Generated,
+        };
+        let now = Timestamp::now();
+        let (stream, key) = self
+            .state
+            .store
+            .create_stream(
+                &who.org_id,
+                &who.user_id,
+                credential.stream_id(),
+                &definition,
+                &key,
+                now,
+            )
+            .await?;
+        tracing::info!(stream_id = %stream.id, name = %definition.name, "stream created");
+        Ok(proto::CreateStreamResponse {
+            stream: Some(convert::stream(&stream, now)),
+            key: Some(convert::key(&key)),
+            credential: credential.expose_secret(),
+        })
+    }
+
+    async fn update_stream(
+        &self,
+        request: Request<proto::UpdateStreamRequest>,
+    ) -> Result<proto::Stream, ApiError> {
+        let who = self.admin(&request, "update streams").await?;
+        let r = request.into_inner();
+        let id = parse_stream_id(&r.stream_id)?;
+        let current = self.state.store.get_stream(&who.org_id, &id).await?;
+        let kind = convert::value_kind_from_proto(r.value_type)?;
+        let value_type = match (kind, r.currency.as_deref()) {
+            (None, None) => None,
+            (Some(kind), currency) => Some(ValueType::from_parts(kind, currency)?),
+            (None, Some(currency)) => Some(ValueType::from_parts(
+                current.definition.value_type.kind(),
+                Some(currency),
+            )?),
+        };
+        let update = StreamUpdate {
+            name: r.name.map(|n| n.trim().to_owned()),
+            description: r.description,
+            category: r.category.map(non_empty),
+            frequency: convert::frequency_from_proto(r.frequency)?,
+            value_type,
+            time_zone: r.time_zone,
+        };
+        update.apply(&current.definition).check()?;
+        let stream = self
+            .state
+            .store
+            .update_stream(&who.org_id, &id, &update, Timestamp::now())
+            .await?;
+        self.state.ingestor.forget_stream(&id);
+        Ok(convert::stream(&stream, Timestamp::now()))
+    }
+
+    async fn set_disabled(
+        &self,
+        request: Request<proto::StreamRef>,
+        disabled: bool,
+    ) -> Result<proto::Stream, ApiError> {
+        let who = self.admin(&request, "disable or enable streams").await?;
+        let id = parse_stream_id(&request.get_ref().stream_id)?;
+        let stream = self
+            .state
+            .store
+            .set_stream_disabled(&who.org_id, &id, disabled, Timestamp::now())
+            .await?;
+        self.state.ingestor.forget_stream(&id);
+        tracing::info!(stream_id = %id, disabled, "stream state changed");
+        Ok(convert::stream(&stream, Timestamp::now()))
+    }
+
+    async fn rotate_key(
+        &self,
+        request: Request<proto::StreamRef>,
+    ) -> Result<proto::RotateKeyResponse, ApiError> {
+        let who = self.admin(&request, "rotate keys").await?;
+        let id = parse_stream_id(&request.get_ref().stream_id)?;
+        let credential = Credential::generate(id.clone(), KeyId::generate());
+        let key = NewKey {
+            key_id: credential.key_id().clone(),
+            public_key: credential.public_key().to_bytes(),
+            origin: KeyOrigin::Generated,
+        };
+        let key = self
+            .state
+            .store
+            .add_key(&who.org_id, &id, &key, Timestamp::now())
+            .await?;
+        tracing::info!(stream_id = %id, key_id = %key.key_id, "key rotated");
+        Ok(proto::RotateKeyResponse {
+            key: Some(convert::key(&key)),
+            credential: credential.expose_secret(),
+        })
+    }
+
+    async fn add_key(
+        &self,
+        request: Request<proto::AddKeyRequest>,
+    ) -> Result<proto::StreamKey, ApiError> {
+        let who = self.admin(&request, "add keys").await?;
+        let r = request.into_inner();
+        let id = parse_stream_id(&r.stream_id)?;
+        let public_key = signature::parse_public_key(&r.public_key)?;
+        let key = NewKey {
+            key_id: KeyId::generate(),
+            public_key: public_key.to_bytes(),
+            origin: KeyOrigin::Registered,
+        };
+        let key = self
+            .state
+            .store
+            .add_key(&who.org_id, &id, &key, Timestamp::now())
+            .await?;
+        tracing::info!(stream_id = %id, key_id = %key.key_id, "public key registered");
+        Ok(convert::key(&key))
+    }
+
+    async fn revoke_key(
+        &self,
+        request: Request<proto::RevokeKeyRequest>,
+    ) -> Result<proto::StreamKey, ApiError> {
+        let who = self.admin(&request, "revoke keys").await?;
+        let r = request.into_inner();
+        let id = parse_stream_id(&r.stream_id)?;
+        let key_id = KeyId::parse(&r.key_id)?;
+        let key = self
+            .state
+            .store
+            .revoke_key(&who.org_id, &id, &key_id, Timestamp::now())
+            .await?;
+        self.state.ingestor.forget_stream(&id);
+        tracing::info!(stream_id = %id, key_id = %key_id, "key revoked");
+        Ok(convert::key(&key))
+    }
+}
+
+fn non_empty(s: String) -> Option<String> {
+    let s = s.trim();
+    (!s.is_empty()).then(|| s.to_owned())
+}
+
+fn category_name(name: &str) -> Result<String, ApiError> {
+    check_name("category name", name)?;
+    Ok(name.trim().to_owned())
+}
+
+type Reply<T> = Result<Response<T>, Status>;
+
+fn reply<T>(result: Result<T, ApiError>) -> Reply<T> {
+    result.map(Response::new).map_err(Status::from)
+}
+
+#[tonic::async_trait]
+impl StreamAdmin for AdminService {
+    async fn create_stream(
+        &self,
+        request: Request<proto::CreateStreamRequest>,
+    ) -> Reply<proto::CreateStreamResponse> {
+        reply(self.create_stream(request).await)
+    }
+
+    async fn list_streams(
+        &self,
+        request: Request<proto::ListStreamsRequest>,
+    ) -> Reply<proto::ListStreamsResponse> {
+        reply(
+            async {
+                let who = self.admin(&request, "list streams").await?;
+                let r = request.into_inner();
+                let filter = StreamFilter {
+                    category: non_empty(r.category),
+                    status: convert::status_from_proto(r.status)?,
+                    name_contains: non_empty(r.name_contains),
+                };
+                let now = Timestamp::now();
+                let streams = self.state.store.list_streams(&who.org_id).await?;
+                Ok(proto::ListStreamsResponse {
+                    streams: streams
+                        .iter()
+                        .filter(|s| filter.matches(s, now))
+                        .map(|s| convert::stream(s, now))
+                        .collect(),
+                })
+            }
+            .await,
+        )
+    }
+
+    async fn get_stream(&self, request: Request<proto::StreamRef>) -> Reply<proto::StreamDetail> {
+        reply(
+            async {
+                let who = self.admin(&request, "read stream details").await?;
+                let stream = self
+                    .state
+                    .stream_for(&who, &request.get_ref().stream_id)
+                    .await?;
+                let keys = self.state.store.list_keys(&who.org_id, &stream.id).await?;
+                Ok(proto::StreamDetail {
+                    stream: Some(convert::stream(&stream, Timestamp::now())),
+                    keys: keys.iter().map(convert::key).collect(),
+                })
+            }
+            .await,
+        )
+    }
+
+    async fn update_stream(
+        &self,
+        request: Request<proto::UpdateStreamRequest>,
+    ) -> Reply<proto::Stream> {
+        reply(self.update_stream(request).await)
+    }
+
+    async fn disable_stream(&self, request: Request<proto::StreamRef>) -> Reply<proto::Stream> {
+        reply(self.set_disabled(request, true).await)
+    }
+
+    async fn enable_stream(&self, request: Request<proto::StreamRef>) -> Reply<proto::Stream> {
+        reply(self.set_disabled(request, false).await)
+    }
+
+    async fn delete_stream(
+        &self,
+        request: Request<proto::StreamRef>,
+    ) -> Reply<proto::DeleteStreamResponse> {
+        reply(
+            async {
+                let who = self.admin(&request, "delete streams").await?;
+                let id = parse_stream_id(&request.get_ref().stream_id)?;
+                let counts = self.state.store.delete_stream(&who.org_id, &id).await?;
+                self.state.ingestor.forget_stream(&id);
+                tracing::info!(stream_id = %id, points = counts.points, "stream deleted");
+                Ok(proto::DeleteStreamResponse {
+                    points_deleted: counts.points,
+                    revisions_deleted: counts.revisions,
+                    keys_deleted: counts.keys,
+                })
+            }
+            .await,
+        )
+    }
+
+    async fn rotate_key(
+        &self,
+        request: Request<proto::StreamRef>,
+    ) -> Reply<proto::RotateKeyResponse> {
+        reply(self.rotate_key(request).await)
+    }
+
+    async fn revoke_key(
+        &self,
+        request: Request<proto::RevokeKeyRequest>,
+    ) -> Reply<proto::StreamKey> {
+        reply(self.revoke_key(request).await)
+    }
+
+    async fn add_key(&self, request: Request<proto::AddKeyRequest>) -> Reply<proto::StreamKey> {
+        reply(self.add_key(request).await)
+    }
+
+    async fn list_keys(
+        &self,
+        request: Request<proto::StreamRef>,
+    ) -> Reply<proto::ListKeysResponse> {
+        reply(
+            async {
+                let who = self.admin(&request, "list keys").await?;
+                let id = parse_stream_id(&request.get_ref().stream_id)?;
+                let keys = self.state.store.list_keys(&who.org_id, &id).await?;
+                Ok(proto::ListKeysResponse {
+                    keys: keys.iter().map(convert::key).collect(),
+                })
+            }
+            .await,
+        )
+    }
+
+    async fn create_category(
+        &self,
+        request: Request<proto::CreateCategoryRequest>,
+    ) -> Reply<proto::Category> {
+        reply(
+            async {
+                let who = self.admin(&request, "create categories").await?;
+                let name = category_name(&request.get_ref().name)?;
+                let category = self
+                    .state
+                    .store
+                    .create_category(&who.org_id, &name, Timestamp::now())
+                    .await?;
+                Ok(convert::category(&category))
+            }
+            .await,
+        )
+    }
+
+    async fn list_categories(
+        &self,
+        request: Request<proto::ListCategoriesRequest>,
+    ) -> Reply<proto::ListCategoriesResponse> {
+        reply(
+            async {
+                let who = self.admin(&request, "list categories").await?;
+                let categories = self.state.store.list_categories(&who.org_id).await?;
+                Ok(proto::ListCategoriesResponse {
+                    categories: categories.iter().map(convert::category).collect(),
+                })
+            }
+            .await,
+        )
+    }
+
+    async fn rename_category(
+        &self,
+        request: Request<proto::RenameCategoryRequest>,
+    ) -> Reply<proto::Category> {
+        reply(
+            async {
+                let who = self.admin(&request, "rename categories").await?;
+                let r = request.get_ref();
+                let new_name = category_name(&r.new_name)?;
+                let category = self
+                    .state
+                    .store
+                    .rename_category(&who.org_id, &r.name, &new_name)
+                    .await?;
+                Ok(convert::category(&category))
+            }
+            .await,
+        )
+    }
+
+    async fn delete_category(
+        &self,
+        request: Request<proto::DeleteCategoryRequest>,
+    ) -> Reply<proto::DeleteCategoryResponse> {
+        reply(
+            async {
+                let who = self.admin(&request, "delete categories").await?;
+                self.state
+                    .store
+                    .delete_category(&who.org_id, &request.get_ref().name)
+                    .await?;
+                Ok(proto::DeleteCategoryResponse {})
+            }
+            .await,
+        )
+    }
+}

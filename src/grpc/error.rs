@@ -1,0 +1,111 @@
+//! The one mapping from domain errors to gRPC status codes. Every message is a
+//! sentence a person can act on.
+
+use tonic::{Code, Status};
+
+use crate::auth::AuthError;
+use crate::ids::InvalidId;
+use crate::ingest::IngestError;
+use crate::ingest::batch::CommitRefusal;
+use crate::period::PeriodError;
+use crate::signature::SignatureError;
+use crate::store::StoreError;
+use crate::stream::StreamError;
+use crate::value::ValueError;
+
+/// Everything a gRPC handler can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Ingest(#[from] IngestError),
+    #[error(transparent)]
+    Stream(#[from] StreamError),
+    #[error(transparent)]
+    Period(#[from] PeriodError),
+    #[error(transparent)]
+    Value(#[from] ValueError),
+    #[error(transparent)]
+    Signature(#[from] SignatureError),
+    #[error(transparent)]
+    Id(#[from] InvalidId),
+    /// A request field is missing or out of range.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl From<ApiError> for Status {
+    fn from(err: ApiError) -> Self {
+        let code = code_of(&err);
+        if code == Code::Internal || code == Code::Unavailable {
+            tracing::error!(error = %err, "request failed");
+        }
+        Status::new(code, err.to_string())
+    }
+}
+
+fn code_of(err: &ApiError) -> Code {
+    match err {
+        ApiError::Auth(e) => match e {
+            AuthError::MissingToken | AuthError::MalformedHeader | AuthError::InvalidToken => {
+                Code::Unauthenticated
+            }
+            AuthError::NotAdmin(_) => Code::PermissionDenied,
+        },
+        ApiError::Store(e) => store_code(e),
+        ApiError::Ingest(e) => ingest_code(e),
+        ApiError::Stream(StreamError::Invalid(_))
+        | ApiError::Period(_)
+        | ApiError::Value(_)
+        | ApiError::Signature(_)
+        | ApiError::Id(_)
+        | ApiError::Invalid(_) => Code::InvalidArgument,
+    }
+}
+
+fn store_code(err: &StoreError) -> Code {
+    match err {
+        StoreError::NotFound(_) => Code::NotFound,
+        StoreError::AlreadyExists(_) => Code::AlreadyExists,
+        StoreError::Conflict(_) => Code::FailedPrecondition,
+        StoreError::Database(_) => Code::Unavailable,
+        StoreError::Migrate(_) | StoreError::Corrupt(_) | StoreError::UnsupportedUrl(_) => {
+            Code::Internal
+        }
+    }
+}
+
+fn ingest_code(err: &IngestError) -> Code {
+    match err {
+        IngestError::MissingBatch
+        | IngestError::InvalidId(_)
+        | IngestError::MissingBatchId
+        | IngestError::BatchIdTooLong(_)
+        | IngestError::NoPoints
+        | IngestError::TooManyPoints { .. }
+        | IngestError::AllOrNothing(_) => Code::InvalidArgument,
+        IngestError::Signature(e) => match e {
+            SignatureError::BadSignature { .. } => Code::Unauthenticated,
+            SignatureError::SignatureLength(_)
+            | SignatureError::PublicKeyLength(_)
+            | SignatureError::InvalidPublicKey
+            | SignatureError::WeakPublicKey
+            | SignatureError::Undecodable(_)
+            | SignatureError::MissingSignedAt
+            | SignatureError::InvalidSignedAt => Code::InvalidArgument,
+        },
+        IngestError::UnknownKey { .. }
+        | IngestError::RevokedKey { .. }
+        | IngestError::Skew { .. } => Code::Unauthenticated,
+        IngestError::Disabled(_) => Code::FailedPrecondition,
+        IngestError::Refused(refusal) => match refusal {
+            CommitRefusal::StreamGone(_) | CommitRefusal::Disabled(_) => Code::FailedPrecondition,
+            CommitRefusal::FrequencyChanged(_) => Code::Aborted,
+        },
+        IngestError::Store(e) => store_code(e),
+        IngestError::ShuttingDown => Code::Unavailable,
+    }
+}
