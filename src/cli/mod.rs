@@ -1,6 +1,7 @@
 //! The command line: one file per verb group. Client verbs talk to the server through
 //! [`crate::client`], the same code an SDK user calls.
 
+mod bench;
 mod category;
 mod key;
 mod output;
@@ -45,6 +46,8 @@ enum Command {
     Publish(publish::PublishArgs),
     /// Read a stream's values, its latest value or a period's revisions.
     Query(query::QueryArgs),
+    /// Measure publish throughput against a running server.
+    Bench(bench::BenchArgs),
 }
 
 /// Where the server is and who we are.
@@ -104,6 +107,7 @@ impl Cli {
             Command::Category(cmd) => cmd.run().await,
             Command::Publish(args) => args.run().await,
             Command::Query(args) => args.run().await,
+            Command::Bench(args) => args.run().await,
         }
     }
 }

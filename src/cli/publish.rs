@@ -65,7 +65,11 @@ impl PublishArgs {
             let first = chunk[0].number;
             let last = chunk[chunk.len() - 1].number;
             let response = client.publish(&credential, points, self.all_or_nothing).await.map_err(|e| {
-                status(e).context(format!("{source} lines {first}-{last}: batch refused ({batches} earlier batch(es) were stored)"))
+                let place = match self.file {
+                    Some(_) => format!("{source} lines {first}-{last}: batch refused ({batches} earlier batch(es) were stored)"),
+                    None => "publish refused".to_owned(),
+                };
+                status(e).context(place)
             })?;
             batches += 1;
             totals.0 += u64::from(response.accepted);
@@ -73,7 +77,10 @@ impl PublishArgs {
             totals.2 += response.rejected.len() as u64;
             for rejection in &response.rejected {
                 let line = chunk.get(rejection.index as usize).map_or(0, |l| l.number);
-                eprintln!("{source} line {line}: {}", rejection.reason);
+                match self.file {
+                    Some(_) => eprintln!("{source} line {line}: {}", rejection.reason),
+                    None => eprintln!("rejected: {}", rejection.reason),
+                }
             }
         }
         let (accepted, revised, rejected) = totals;

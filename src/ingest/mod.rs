@@ -206,7 +206,7 @@ impl Ingestor {
             return Err(IngestError::RevokedKey {
                 stream_id,
                 key_id,
-                revoked_at,
+                revoked_at: revoked_at.round(jiff::Unit::Second).unwrap_or(revoked_at),
             });
         }
         let config = self.config.clone();
@@ -285,10 +285,10 @@ fn prepare(
         &envelope.batch,
         &envelope.signature,
     )?;
-    let off_by = Timestamp::now()
-        .duration_since(verified.signed_at)
-        .as_secs();
-    if off_by.unsigned_abs() > config.max_skew.as_secs() {
+    let off = Timestamp::now().duration_since(verified.signed_at);
+    let off_by = off.as_secs();
+    // Compare the exact duration: whole seconds would let up to 0.999 s past the limit in.
+    if off.unsigned_abs() > config.max_skew {
         return Err(IngestError::Skew {
             signed_at: verified.signed_at,
             off_by,
