@@ -92,13 +92,12 @@ impl Application {
             .with_graceful_shutdown(stopped(stop_rx.clone()));
         let http_task = tokio::spawn(async move { http_server.await });
 
-        let grpc_result = grpc_server(&config, state)?
-            .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), async move {
-                shutdown.await;
-                tracing::info!("shutting down: finishing in-flight calls");
-                let _ = stop_tx.send(true);
-            })
-            .await;
+        let grpc_result = serve_grpc(&config, state, grpc, async move {
+            shutdown.await;
+            tracing::info!("shutting down: finishing in-flight calls");
+            let _ = stop_tx.send(true);
+        })
+        .await;
         pruner.abort();
         http_task.await.context("the HTTP server panicked")??;
         grpc_result.context("the gRPC server failed")?;
@@ -107,10 +106,12 @@ impl Application {
     }
 }
 
-fn grpc_server(
+async fn serve_grpc(
     config: &ServerConfig,
     state: AppState,
-) -> anyhow::Result<tonic::transport::server::Router> {
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
     let limit = config.limits.max_message_bytes;
     let (health, health_service) = tonic_health::server::health_reporter();
     let reflection = tonic_reflection::server::Builder::configure()
@@ -124,9 +125,12 @@ fn grpc_server(
             .await;
         health.set_serving::<QueryServer<QueryService>>().await;
     });
-    Ok(tonic::transport::Server::builder()
+    tonic::transport::Server::builder()
         .max_concurrent_streams(Some(config.limits.max_concurrent_streams))
         .timeout(Duration::from_secs(config.limits.request_timeout_secs))
+        .layer(tower::util::MapResponseLayer::new(
+            oversize_is_resource_exhausted,
+        ))
         .add_service(health_service)
         .add_service(reflection)
         .add_service(
@@ -136,7 +140,32 @@ fn grpc_server(
             StreamAdminServer::new(AdminService::new(state.clone()))
                 .max_decoding_message_size(limit),
         )
-        .add_service(QueryServer::new(QueryService::new(state)).max_decoding_message_size(limit)))
+        .add_service(QueryServer::new(QueryService::new(state)).max_decoding_message_size(limit))
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .await?;
+    Ok(())
+}
+
+/// The gRPC library answers a message over the size limit with OUT_OF_RANGE; gRPC's
+/// own convention (and other languages' servers) say RESOURCE_EXHAUSTED, which is what
+/// kpistream documents. Rewrites that one answer, with a sentence a person can act on.
+fn oversize_is_resource_exhausted<B>(mut response: http::Response<B>) -> http::Response<B> {
+    let headers = response.headers_mut();
+    let oversize = headers.get("grpc-status").is_some_and(|s| s == "11")
+        && headers
+            .get("grpc-message")
+            .and_then(|m| m.to_str().ok())
+            .is_some_and(|m| m.contains("message%20length%20too%20large"));
+    if oversize {
+        headers.insert("grpc-status", http::HeaderValue::from_static("8"));
+        headers.insert(
+            "grpc-message",
+            http::HeaderValue::from_static(
+                "the%20message%20is%20larger%20than%20the%20server%27s%20limit%20%28limits.max_message_bytes%29%3A%20send%20smaller%20batches",
+            ),
+        );
+    }
+    response
 }
 
 async fn stopped(mut rx: watch::Receiver<bool>) {
