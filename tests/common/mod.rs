@@ -1,0 +1,407 @@
+//! Shared by the black-box tests: starts the real `kpistream serve` binary on port 0 in
+//! a temporary folder, connects the SDK client to it, and kills it when dropped.
+//!
+//! Each test binary uses a different part of this module, hence the `dead_code` allow.
+#![allow(dead_code)]
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use kpistream::client::{Client, Credential, new_batch, point_for_period};
+use kpistream::proto;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use secrecy::SecretString;
+use tempfile::TempDir;
+use tonic::Status;
+
+/// How long the server may take to print its addresses.
+const START_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long a stopping server may take to exit.
+const EXIT_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Environment variables the binary reads; cleared so the host's cannot leak in.
+const SERVER_ENV: [&str; 10] = [
+    "KPISTREAM_CONFIG",
+    "KPISTREAM_DB",
+    "KPISTREAM_LISTEN",
+    "KPISTREAM_HTTP",
+    "KPISTREAM_ADMIN_TOKEN_FILE",
+    "KPISTREAM_MAX_SKEW_SECS",
+    "KPISTREAM_MAX_POINTS_PER_BATCH",
+    "KPISTREAM_SERVER",
+    "KPISTREAM_TOKEN",
+    "KPISTREAM_TOKEN_FILE",
+];
+
+/// A running `kpistream serve` process over a database in its own temporary folder.
+pub struct TestServer {
+    dir: TempDir,
+    child: Option<Child>,
+    extra_args: Vec<String>,
+    starts: u32,
+    /// `http://127.0.0.1:PORT` of the gRPC server.
+    pub grpc: String,
+    /// Address of the HTTP server (`/healthz`, `/metrics`).
+    pub http: SocketAddr,
+    /// The admin token the first start wrote.
+    pub token: String,
+}
+
+impl TestServer {
+    /// Starts a server with the default settings on a fresh database.
+    pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// Starts a server on a fresh database with extra `serve` flags.
+    pub fn start_with(extra_args: &[&str]) -> Self {
+        let dir = tempfile::tempdir().expect("temporary folder");
+        let mut server = Self {
+            dir,
+            child: None,
+            extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
+            starts: 0,
+            grpc: String::new(),
+            http: "127.0.0.1:0".parse().unwrap(),
+            token: String::new(),
+        };
+        server.spawn();
+        server.token = std::fs::read_to_string(server.token_path())
+            .expect("the first start writes the admin token file")
+            .trim()
+            .to_owned();
+        assert!(!server.token.is_empty(), "the admin token file is empty");
+        server
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.dir().join("kpistream.db")
+    }
+
+    pub fn token_path(&self) -> PathBuf {
+        self.dir().join("admin.token")
+    }
+
+    /// The process id of the running server.
+    pub fn pid(&self) -> Pid {
+        let child = self.child.as_ref().expect("the server is running");
+        Pid::from_raw(child.id() as i32)
+    }
+
+    /// The server's log (stderr) of every start so far, for failure messages.
+    pub fn logs(&self) -> String {
+        (1..=self.starts)
+            .map(|n| std::fs::read_to_string(self.log_path(n)).unwrap_or_default())
+            .collect::<Vec<_>>()
+            .join("\n--- restart ---\n")
+    }
+
+    fn log_path(&self, start: u32) -> PathBuf {
+        self.dir().join(format!("server-{start}.log"))
+    }
+
+    fn spawn(&mut self) {
+        self.starts += 1;
+        let log = File::create(self.log_path(self.starts)).expect("log file");
+        let db = format!("sqlite://{}", self.db_path().display());
+        let mut command = Command::new(env!("CARGO_BIN_EXE_kpistream"));
+        command
+            .current_dir(self.dir())
+            .arg("serve")
+            .args(["--db", &db])
+            .args(["--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"])
+            .arg("--admin-token-file")
+            .arg(self.token_path())
+            .args(&self.extra_args)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log));
+        for var in SERVER_ENV {
+            command.env_remove(var);
+        }
+        let mut child = command.spawn().expect("the kpistream binary starts");
+        let stdout = child.stdout.take().expect("piped stdout");
+        self.child = Some(child);
+        let (grpc, http) = self.wait_for_addresses(stdout);
+        self.grpc = format!("http://{grpc}");
+        self.http = http;
+    }
+
+    /// Reads stdout on a thread (which keeps draining it afterwards) until both
+    /// "listening" lines arrived.
+    fn wait_for_addresses(&self, stdout: std::process::ChildStdout) -> (SocketAddr, SocketAddr) {
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { return };
+                if tx.send(line).is_err() {
+                    // Nobody listens any more: keep draining so the server never blocks.
+                    continue;
+                }
+            }
+        });
+        let deadline = Instant::now() + START_TIMEOUT;
+        let (mut grpc, mut http) = (None, None);
+        while grpc.is_none() || http.is_none() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = rx.recv_timeout(left).unwrap_or_else(|_| {
+                panic!(
+                    "the server did not print its addresses within {START_TIMEOUT:?}\n{}",
+                    self.logs()
+                )
+            });
+            if let Some(rest) = line.strip_prefix("gRPC listening on ") {
+                grpc = Some(rest.trim().parse().expect("gRPC address"));
+            } else if let Some(rest) = line.strip_prefix("HTTP listening on ") {
+                let addr = rest.split_whitespace().next().expect("HTTP address");
+                http = Some(addr.parse().expect("HTTP address"));
+            }
+        }
+        (grpc.unwrap(), http.unwrap())
+    }
+
+    /// A client carrying the admin token.
+    pub async fn client(&self) -> Client {
+        Client::connect(&self.grpc, Some(SecretString::from(self.token.clone())))
+            .await
+            .expect("the client connects")
+    }
+
+    /// A client with no token (enough for publishing).
+    pub async fn anonymous_client(&self) -> Client {
+        Client::connect(&self.grpc, None)
+            .await
+            .expect("the client connects")
+    }
+
+    /// Creates a stream and returns it with the credential of its first key.
+    pub async fn create_stream(
+        &self,
+        request: proto::CreateStreamRequest,
+    ) -> (proto::Stream, Credential) {
+        let created = self
+            .client()
+            .await
+            .admin()
+            .create_stream(request)
+            .await
+            .expect("the stream is created")
+            .into_inner();
+        let credential = created.credential.parse().expect("the credential parses");
+        (created.stream.expect("the created stream"), credential)
+    }
+
+    /// Creates a daily number stream in UTC.
+    pub async fn daily_stream(&self, name: &str) -> (String, Credential) {
+        let (stream, credential) = self
+            .create_stream(stream_request(name, proto::Frequency::Daily, "UTC"))
+            .await;
+        (stream.id, credential)
+    }
+
+    /// Sends SIGKILL and waits for the process to be gone.
+    pub fn kill(&mut self) {
+        let mut child = self.child.take().expect("the server is running");
+        let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
+        child.wait().expect("the killed server is reaped");
+    }
+
+    /// Sends SIGTERM and waits (bounded) for the process to exit.
+    pub fn terminate(&mut self) -> ExitStatus {
+        let pid = self.pid();
+        kill(pid, Signal::SIGTERM).expect("SIGTERM is delivered");
+        self.wait_for_exit()
+    }
+
+    /// Waits for the server to exit on its own, killing it after [`EXIT_TIMEOUT`].
+    pub fn wait_for_exit(&mut self) -> ExitStatus {
+        let deadline = Instant::now() + EXIT_TIMEOUT;
+        let child = self.child.as_mut().expect("the server is running");
+        loop {
+            if let Some(status) = child.try_wait().expect("wait on the server") {
+                self.child = None;
+                return status;
+            }
+            if Instant::now() > deadline {
+                self.kill();
+                panic!(
+                    "the server did not exit within {EXIT_TIMEOUT:?}\n{}",
+                    self.logs()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Starts the server again on the same folder and database (killing it first if it
+    /// still runs). The addresses change; the token stays.
+    pub fn restart(&mut self) {
+        if self.child.is_some() {
+            self.kill();
+        }
+        self.spawn();
+    }
+
+    /// A plain HTTP/1.0 GET on the HTTP port: (status code, body).
+    pub fn http_get(&self, path: &str) -> (u16, String) {
+        let mut stream = TcpStream::connect(self.http).expect("HTTP port accepts");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        write!(stream, "GET {path} HTTP/1.0\r\nHost: {}\r\n\r\n", self.http).unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).expect("HTTP response");
+        let (head, body) = response
+            .split_once("\r\n\r\n")
+            .expect("HTTP response has a head and a body");
+        let code = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or_else(|| panic!("no status code in {head:?}"));
+        (code, body.to_owned())
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A number stream of `frequency` in `time_zone`.
+pub fn stream_request(
+    name: &str,
+    frequency: proto::Frequency,
+    time_zone: &str,
+) -> proto::CreateStreamRequest {
+    proto::CreateStreamRequest {
+        name: name.to_owned(),
+        frequency: frequency as i32,
+        value_type: proto::ValueType::Number as i32,
+        time_zone: time_zone.to_owned(),
+        ..Default::default()
+    }
+}
+
+/// A point for a period, without an external id.
+pub fn point(period: &str, value: &str) -> proto::Point {
+    point_for_period(period, value, "")
+}
+
+/// A batch with an explicit id and `signed_at`.
+pub fn batch(
+    batch_id: &str,
+    signed_at: jiff::Timestamp,
+    points: Vec<proto::Point>,
+) -> proto::Batch {
+    proto::Batch {
+        batch_id: batch_id.to_owned(),
+        signed_at: Some(prost_types::Timestamp {
+            seconds: signed_at.as_second(),
+            nanos: signed_at.subsec_nanosecond(),
+        }),
+        points,
+    }
+}
+
+/// A fresh batch (new UUIDv7 id, signed now) sealed with `credential`.
+pub fn sealed(credential: &Credential, points: Vec<proto::Point>) -> proto::SignedBatch {
+    credential.seal(&new_batch(points))
+}
+
+/// Publishes an envelope as it is.
+pub async fn publish_envelope(
+    client: &Client,
+    envelope: proto::SignedBatch,
+    all_or_nothing: bool,
+) -> Result<proto::PublishResponse, Status> {
+    client
+        .ingest()
+        .publish(proto::PublishRequest {
+            batch: Some(envelope),
+            all_or_nothing,
+        })
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+/// Every point of a stream, oldest first (paging past the 10,000-point query limit).
+pub async fn all_points(client: &Client, stream_id: &str) -> Vec<proto::DataPoint> {
+    let mut out: Vec<proto::DataPoint> = Vec::new();
+    loop {
+        let from = out.last().map(|p| p.period.clone()).unwrap_or_default();
+        let page = client
+            .query()
+            .list_points(proto::ListPointsRequest {
+                stream_id: stream_id.to_owned(),
+                from: from.clone(),
+                ..Default::default()
+            })
+            .await
+            .expect("the points of the stream")
+            .into_inner()
+            .points;
+        let full = page.len() == 10_000;
+        // `from` is inclusive: the first point of a later page was the last of the previous.
+        let skip = usize::from(!from.is_empty() && page.first().is_some_and(|p| p.period == from));
+        out.extend(page.into_iter().skip(skip));
+        if !full {
+            return out;
+        }
+    }
+}
+
+/// (period, value) pairs of a stream's points.
+pub async fn values(client: &Client, stream_id: &str) -> Vec<(String, String)> {
+    all_points(client, stream_id)
+        .await
+        .into_iter()
+        .map(|p| (p.period, p.value))
+        .collect()
+}
+
+/// The stream as `GetStream` shows it, with its keys.
+pub async fn show(client: &Client, stream_id: &str) -> proto::StreamDetail {
+    client
+        .admin()
+        .get_stream(proto::StreamRef {
+            stream_id: stream_id.to_owned(),
+        })
+        .await
+        .expect("the stream is shown")
+        .into_inner()
+}
+
+/// The `n`th day after 2000-01-01, as daily period text: many distinct periods.
+pub fn day(n: i64) -> String {
+    use jiff::ToSpan;
+    jiff::civil::date(2000, 1, 1)
+        .checked_add(n.days())
+        .expect("a date in range")
+        .to_string()
+}
+
+/// A `kpistream` CLI command run in `dir`, with the host's KPISTREAM_* variables removed.
+pub fn cli(dir: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_kpistream"));
+    command.current_dir(dir).stdin(Stdio::null());
+    for var in SERVER_ENV {
+        command.env_remove(var);
+    }
+    command
+}
