@@ -196,74 +196,61 @@ impl SqliteStore {
         Ok(Ok(outcome))
     }
 
-    /// Stores the points, keeping a revision for each replaced value.
+    /// Stores the points, keeping a revision for each replaced value, in three
+    /// statements whatever the batch size (the points travel as one JSON array).
     /// Returns (periods that were new, values replaced).
     async fn upsert_points(
         tx: &mut Transaction<'_, Sqlite>,
         batch: &PreparedBatch,
         now: Timestamp,
     ) -> Result<(i64, u32)> {
-        let (mut new_points, mut revised) = (0i64, 0u32);
-        for point in &batch.points {
-            let old: Option<(String, Option<String>)> = sqlx::query_as(
-                "SELECT value, external_id FROM points WHERE stream_id = ? AND period = ?",
-            )
-            .bind(batch.stream_id.as_str())
-            .bind(&point.period)
-            .fetch_optional(&mut **tx)
-            .await?;
-            match old {
-                None => {
-                    sqlx::query(
-                        "INSERT INTO points (stream_id, period, value, external_id, batch_id, key_id, updated_at) \
-                         VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    )
-                    .bind(batch.stream_id.as_str())
-                    .bind(&point.period)
-                    .bind(&point.value)
-                    .bind(&point.external_id)
-                    .bind(&batch.batch_id)
-                    .bind(batch.key_id.as_str())
-                    .bind(to_micros(now))
-                    .execute(&mut **tx)
-                    .await?;
-                    new_points += 1;
-                }
-                Some((value, external_id))
-                    if value == point.value && external_id == point.external_id => {}
-                Some((old_value, _)) => {
-                    sqlx::query(
-                        "UPDATE points SET value = ?, external_id = ?, batch_id = ?, key_id = ?, \
-                         updated_at = ?, revision_count = revision_count + 1 \
-                         WHERE stream_id = ? AND period = ?",
-                    )
-                    .bind(&point.value)
-                    .bind(&point.external_id)
-                    .bind(&batch.batch_id)
-                    .bind(batch.key_id.as_str())
-                    .bind(to_micros(now))
-                    .bind(batch.stream_id.as_str())
-                    .bind(&point.period)
-                    .execute(&mut **tx)
-                    .await?;
-                    sqlx::query(
-                        "INSERT INTO revisions (stream_id, period, old_value, new_value, batch_id, key_id, revised_at) \
-                         VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    )
-                    .bind(batch.stream_id.as_str())
-                    .bind(&point.period)
-                    .bind(old_value)
-                    .bind(&point.value)
-                    .bind(&batch.batch_id)
-                    .bind(batch.key_id.as_str())
-                    .bind(to_micros(now))
-                    .execute(&mut **tx)
-                    .await?;
-                    revised += 1;
-                }
-            }
-        }
-        Ok((new_points, revised))
+        let points: Vec<serde_json::Value> = batch
+            .points
+            .iter()
+            .map(|p| serde_json::json!({ "p": p.period, "v": p.value, "e": p.external_id }))
+            .collect();
+        let points = serde_json::Value::Array(points).to_string();
+        // CROSS JOIN keeps json_each as the outer loop, so each point is one primary-key
+        // lookup (SQLite would otherwise scan the points table per point).
+        let existing: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM json_each(?1) j CROSS JOIN points p \
+             ON p.stream_id = ?2 AND p.period = json_extract(j.value, '$.p')",
+        )
+        .bind(&points)
+        .bind(batch.stream_id.as_str())
+        .fetch_one(&mut **tx)
+        .await?;
+        let revised = sqlx::query(
+            "INSERT INTO revisions (stream_id, period, old_value, new_value, batch_id, key_id, revised_at) \
+             SELECT p.stream_id, p.period, p.value, json_extract(j.value, '$.v'), ?3, ?4, ?5 \
+             FROM json_each(?1) j CROSS JOIN points p ON p.stream_id = ?2 AND p.period = json_extract(j.value, '$.p') \
+             WHERE p.value IS NOT json_extract(j.value, '$.v') OR p.external_id IS NOT json_extract(j.value, '$.e')",
+        )
+        .bind(&points)
+        .bind(batch.stream_id.as_str())
+        .bind(&batch.batch_id)
+        .bind(batch.key_id.as_str())
+        .bind(to_micros(now))
+        .execute(&mut **tx)
+        .await?
+        .rows_affected();
+        sqlx::query(
+            "INSERT INTO points (stream_id, period, value, external_id, batch_id, key_id, updated_at) \
+             SELECT ?2, json_extract(value, '$.p'), json_extract(value, '$.v'), json_extract(value, '$.e'), ?3, ?4, ?5 \
+             FROM json_each(?1) WHERE true \
+             ON CONFLICT (stream_id, period) DO UPDATE SET value = excluded.value, \
+             external_id = excluded.external_id, batch_id = excluded.batch_id, key_id = excluded.key_id, \
+             updated_at = excluded.updated_at, revision_count = points.revision_count + 1 \
+             WHERE points.value IS NOT excluded.value OR points.external_id IS NOT excluded.external_id",
+        )
+        .bind(&points)
+        .bind(batch.stream_id.as_str())
+        .bind(&batch.batch_id)
+        .bind(batch.key_id.as_str())
+        .bind(to_micros(now))
+        .execute(&mut **tx)
+        .await?;
+        Ok((batch.points.len() as i64 - existing, revised as u32))
     }
 }
 
