@@ -856,6 +856,10 @@ async fn publish_stream_answers_each_batch_in_order_and_a_bad_one_in_band() {
             assert_eq!(error.code, Code::Unauthenticated as i32, "{error:?}");
             assert!(!error.message.is_empty());
             assert_eq!(answer.accepted, 0);
+            assert_eq!(
+                answer.batch_id, batch_ids[i],
+                "a failed batch is named by the id it claims"
+            );
         } else {
             assert!(answer.error.is_none(), "batch {i}: {answer:?}");
             assert_eq!(

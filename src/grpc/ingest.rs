@@ -1,11 +1,13 @@
 //! `kpistream.v1.Ingest`: unary and streaming publish.
 
 use std::pin::Pin;
+use std::sync::Arc;
 
 use futures::{Stream, StreamExt};
+use prost::Message;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::{AppState, convert};
+use super::{ApiError, AppState, convert};
 use crate::ingest::{Envelope, IngestError};
 use crate::proto;
 use crate::proto::ingest_server::Ingest;
@@ -25,23 +27,61 @@ impl IngestService {
 
 async fn publish_one(
     state: AppState,
-    request: proto::PublishRequest,
+    envelope: Arc<Envelope>,
+    all_or_nothing: bool,
 ) -> Result<proto::PublishResponse, Status> {
+    let outcome = state
+        .ingestor
+        .publish(envelope, all_or_nothing)
+        .await
+        .map_err(ApiError::from)?;
+    Ok(convert::outcome(outcome))
+}
+
+fn envelope(request: &mut proto::PublishRequest) -> Result<Arc<Envelope>, Status> {
     let batch = request
         .batch
-        .ok_or(super::ApiError::Ingest(IngestError::MissingBatch))?;
-    let envelope = Envelope {
+        .take()
+        .ok_or(ApiError::Ingest(IngestError::MissingBatch))?;
+    Ok(Arc::new(Envelope {
         stream_id: batch.stream_id,
         key_id: batch.key_id,
         batch: batch.batch,
         signature: batch.signature,
+    }))
+}
+
+/// Answers one request of a `PublishStream`: a failed batch is reported in-band, with
+/// the batch id it claims (read without trusting it) so the publisher can match it.
+async fn stream_answer(
+    state: AppState,
+    mut request: proto::PublishRequest,
+) -> proto::PublishResponse {
+    let result = match envelope(&mut request) {
+        Ok(envelope) => publish_one(state, envelope.clone(), request.all_or_nothing)
+            .await
+            .map_err(|status| (status, claimed_batch_id(&envelope.batch))),
+        Err(status) => Err((status, String::new())),
     };
-    let outcome = state
-        .ingestor
-        .publish(envelope, request.all_or_nothing)
-        .await
-        .map_err(super::ApiError::from)?;
-    Ok(convert::outcome(outcome))
+    result.unwrap_or_else(|(status, batch_id)| proto::PublishResponse {
+        batch_id,
+        error: Some(proto::BatchError {
+            code: status.code() as i32,
+            message: status.message().to_owned(),
+        }),
+        ..Default::default()
+    })
+}
+
+fn claimed_batch_id(bytes: &[u8]) -> String {
+    proto::Batch::decode(bytes)
+        .map(|b| {
+            b.batch_id
+                .chars()
+                .take(crate::ingest::MAX_BATCH_ID_BYTES)
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 type ResponseStream = Pin<Box<dyn Stream<Item = Result<proto::PublishResponse, Status>> + Send>>;
@@ -52,7 +92,9 @@ impl Ingest for IngestService {
         &self,
         request: Request<proto::PublishRequest>,
     ) -> Result<Response<proto::PublishResponse>, Status> {
-        publish_one(self.state.clone(), request.into_inner())
+        let mut request = request.into_inner();
+        let envelope = envelope(&mut request)?;
+        publish_one(self.state.clone(), envelope, request.all_or_nothing)
             .await
             .map(Response::new)
     }
@@ -68,21 +110,7 @@ impl Ingest for IngestService {
             .into_inner()
             .map(move |item| {
                 let state = state.clone();
-                async move {
-                    let request = item?;
-                    let batch_id_hint = String::new();
-                    Ok(match publish_one(state, request).await {
-                        Ok(response) => response,
-                        Err(status) => proto::PublishResponse {
-                            batch_id: batch_id_hint,
-                            error: Some(proto::BatchError {
-                                code: status.code() as i32,
-                                message: status.message().to_owned(),
-                            }),
-                            ..Default::default()
-                        },
-                    })
-                }
+                async move { Ok(stream_answer(state, item?).await) }
             })
             .buffered(STREAM_CONCURRENCY);
         Ok(Response::new(Box::pin(answers)))

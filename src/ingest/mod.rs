@@ -185,7 +185,7 @@ impl Ingestor {
     #[tracing::instrument(name = "publish", skip_all, fields(stream_id = %envelope.stream_id, key_id = %envelope.key_id))]
     pub async fn publish(
         &self,
-        envelope: Envelope,
+        envelope: Arc<Envelope>,
         all_or_nothing: bool,
     ) -> Result<PublishOutcome, IngestError> {
         let started = Instant::now();
@@ -196,7 +196,7 @@ impl Ingestor {
 
     async fn publish_inner(
         &self,
-        envelope: Envelope,
+        envelope: Arc<Envelope>,
         all_or_nothing: bool,
     ) -> Result<PublishOutcome, IngestError> {
         let stream_id = StreamId::parse(&envelope.stream_id)?;
