@@ -54,19 +54,62 @@ pub struct Client {
     token: BearerToken,
 }
 
+/// How to reach a server: the token for admin and query calls, and (over `https://`)
+/// how to trust the server and prove who we are.
+#[derive(Clone, Default)]
+pub struct ConnectOptions {
+    /// Bearer token for admin and query calls; publishing needs none.
+    pub token: Option<SecretString>,
+}
+
+impl std::fmt::Debug for ConnectOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectOptions")
+            .field("token", &self.token.as_ref().map(|_| "[REDACTED]"))
+            .finish()
+    }
+}
+
+impl ConnectOptions {
+    /// Options with a bearer token.
+    pub fn with_token(token: SecretString) -> Self {
+        Self { token: Some(token) }
+    }
+
+    /// The endpoint for `address`, configured by these options. The connection is made
+    /// lazily by the caller.
+    pub fn endpoint(&self, address: &str) -> Result<Endpoint, ClientError> {
+        Endpoint::from_str(address).map_err(|_| ClientError::Endpoint(address.to_owned()))
+    }
+}
+
 impl Client {
     /// Connects to `endpoint` (`http://127.0.0.1:50051`); `token` is needed for admin
     /// and query calls, not for publishing.
     pub async fn connect(endpoint: &str, token: Option<SecretString>) -> Result<Self, ClientError> {
-        let channel = Endpoint::from_str(endpoint)
-            .map_err(|_| ClientError::Endpoint(endpoint.to_owned()))?
+        Self::connect_with(endpoint, ConnectOptions { token }).await
+    }
+
+    /// Connects to `endpoint` with `options`.
+    pub async fn connect_with(
+        endpoint: &str,
+        options: ConnectOptions,
+    ) -> Result<Self, ClientError> {
+        let channel = options
+            .endpoint(endpoint)?
             .connect()
             .await
             .map_err(|source| ClientError::Connect {
                 endpoint: endpoint.to_owned(),
                 source,
             })?;
-        let token = match token {
+        Ok(Self::from_channel(channel, &options)?)
+    }
+
+    /// A client over an existing channel (for example one made with
+    /// [`ConnectOptions::endpoint`] and `connect_lazy`).
+    pub fn from_channel(channel: Channel, options: &ConnectOptions) -> Result<Self, ClientError> {
+        let token = match &options.token {
             None => None,
             Some(t) => {
                 let mut value: MetadataValue<_> = format!("Bearer {}", t.expose_secret())
