@@ -103,7 +103,7 @@ impl Client {
                 endpoint: endpoint.to_owned(),
                 source,
             })?;
-        Ok(Self::from_channel(channel, &options)?)
+        Self::from_channel(channel, &options)
     }
 
     /// A client over an existing channel (for example one made with
