@@ -22,6 +22,7 @@ use crate::client::Client;
 #[command(
     name = "kpistream",
     version,
+    args_override_self = true,
     about = "KPI data streams: signed datapoints, stored exactly, shared with the right people"
 )]
 pub struct Cli {

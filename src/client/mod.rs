@@ -1,6 +1,8 @@
 //! The SDK: a typed client for the kpistream services and the signing helpers a
 //! publisher needs. The CLI uses exactly this code.
 
+mod publisher;
+
 use std::str::FromStr;
 
 use secrecy::{ExposeSecret, SecretString};
@@ -10,6 +12,10 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Status};
 
+pub use self::publisher::{
+    BatchFailure, FailedBatch, PointOutcome, PublishError, Publisher, PublisherBuilder, Receipt,
+    RejectedPoint, Report, RetryPolicy, Transport,
+};
 use crate::proto;
 use crate::proto::ingest_client::IngestClient;
 use crate::proto::query_client::QueryClient;
