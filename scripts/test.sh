@@ -7,10 +7,11 @@ cd "$(dirname "$0")/.."
 bash scripts/python-venv.sh
 export KPISTREAM_PYTHON="$PWD/.venv/bin/python"
 
+# Doc examples first (nextest does not run them), so the run closes on the suite's summary.
+cargo test --doc
 if cargo nextest --version >/dev/null 2>&1; then
     cargo nextest run --all-targets --no-fail-fast
 else
     echo "cargo-nextest not found: running cargo test"
     cargo test --all-targets --no-fail-fast
 fi
-cargo test --doc
