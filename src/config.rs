@@ -31,6 +31,8 @@ pub struct ServerConfig {
     pub limits: Limits,
     /// Replay protection.
     pub ingest: IngestSettings,
+    /// TLS for the gRPC port (off unless `cert` and `key` are set).
+    pub tls: TlsSettings,
 }
 
 /// Limits enforced on every request.
@@ -58,6 +60,23 @@ pub struct IngestSettings {
     pub dedup_window_hours: u64,
 }
 
+/// TLS for the gRPC port. The HTTP port (`/healthz`, `/metrics`) stays plain HTTP: keep
+/// it on a loopback address, or behind a proxy that adds TLS.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsSettings {
+    /// PEM file with the server's certificate, followed by any intermediate CA
+    /// certificates. Setting it and `key` serves gRPC over TLS only (no plain text).
+    pub cert: Option<PathBuf>,
+    /// PEM file with the private key of `cert` (PKCS#8, PKCS#1 or SEC1). Keep it
+    /// readable by the server's user only.
+    pub key: Option<PathBuf>,
+    /// PEM file with the CA certificate that signs client certificates. Setting it
+    /// requires every client to present a certificate signed by this CA (mutual TLS);
+    /// the bearer token is still needed for admin and query calls.
+    pub client_ca: Option<PathBuf>,
+}
+
 impl Default for ServerConfig {
     fn default() -> Self {
         Self {
@@ -69,6 +88,7 @@ impl Default for ServerConfig {
             admin_name: "admin".into(),
             limits: Limits::default(),
             ingest: IngestSettings::default(),
+            tls: TlsSettings::default(),
         }
     }
 }
@@ -137,6 +157,19 @@ mod tests {
         assert_eq!(config.limits.max_points_per_batch, 5);
         assert_eq!(config.limits.max_message_bytes, 4 * 1024 * 1024);
         assert_eq!(config.db, "sqlite://data/kpistream.db");
+    }
+
+    #[test]
+    fn the_tls_section_names_the_certificate_key_and_client_ca_files() {
+        let text = "[tls]\ncert = \"s.pem\"\nkey = \"s.key\"\nclient_ca = \"ca.pem\"\n";
+        let config: ServerConfig = toml::from_str(text).unwrap();
+        assert_eq!(config.tls.cert.as_deref(), Some(Path::new("s.pem")));
+        assert_eq!(config.tls.key.as_deref(), Some(Path::new("s.key")));
+        assert_eq!(config.tls.client_ca.as_deref(), Some(Path::new("ca.pem")));
+        assert!(
+            ServerConfig::default().tls.cert.is_none(),
+            "TLS is off by default"
+        );
     }
 
     #[test]

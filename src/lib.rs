@@ -16,6 +16,7 @@ pub mod signature;
 pub mod store;
 pub mod stream;
 pub mod telemetry;
+pub mod tls;
 pub mod value;
 
 /// Types generated from `proto/kpistream/v1`. They stay at the gRPC edge and in the SDK.

@@ -1,5 +1,7 @@
 //! `kpistream serve`: opens the store, bootstraps a fresh database, and runs the gRPC
 //! and HTTP servers until the shutdown future resolves. Tests and `main` share this path.
+//! The gRPC port serves TLS (and mutual TLS) when the config names a certificate; the
+//! HTTP port is always plain HTTP.
 
 use std::future::Future;
 use std::io::Write;
@@ -8,14 +10,15 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 
 use crate::auth;
-use crate::config::ServerConfig;
+use crate::config::{ServerConfig, TlsSettings};
 use crate::grpc::AppState;
 use crate::grpc::admin::AdminService;
 use crate::grpc::ingest::IngestService;
@@ -26,6 +29,22 @@ use crate::proto::ingest_server::IngestServer;
 use crate::proto::query_server::QueryServer;
 use crate::proto::stream_admin_server::StreamAdminServer;
 use crate::store::{self, Bootstrap, Store};
+use crate::tls;
+
+/// How long a client may take over the TLS handshake before the server drops it, so
+/// connections that never finish one (a plain-text client, say) do not pile up.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How the gRPC port is secured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GrpcSecurity {
+    /// Plain-text HTTP/2 (`http://`).
+    Plain,
+    /// TLS (`https://`): clients check the server's certificate.
+    Tls,
+    /// Mutual TLS: the server also requires a client certificate signed by its client CA.
+    MutualTls,
+}
 
 /// A server bound to its ports, ready to run.
 pub struct Application {
@@ -33,11 +52,18 @@ pub struct Application {
     store: Arc<dyn Store>,
     grpc: TcpListener,
     http: TcpListener,
+    tls: Option<ServerTlsConfig>,
+    security: GrpcSecurity,
 }
 
 impl Application {
-    /// Opens the database (migrating it), bootstraps it if empty, and binds both ports.
+    /// Reads the TLS files, opens the database (migrating it), bootstraps it if empty,
+    /// and binds both ports.
     pub async fn build(config: ServerConfig) -> anyhow::Result<Self> {
+        let (tls, security) = match server_tls(&config.tls)? {
+            Some((tls, security)) => (Some(tls), security),
+            None => (None, GrpcSecurity::Plain),
+        };
         let store = store::open(&config.db)
             .await
             .with_context(|| format!("cannot open the database {}", config.db))?;
@@ -48,12 +74,25 @@ impl Application {
         let http = TcpListener::bind(config.http)
             .await
             .with_context(|| format!("cannot listen for HTTP on {}", config.http))?;
+        if security != GrpcSecurity::Plain && !config.http.ip().is_loopback() {
+            tracing::warn!(
+                http = %config.http,
+                "gRPC is served over TLS, but /healthz and /metrics are plain HTTP on a non-loopback address"
+            );
+        }
         Ok(Self {
             config,
             store,
             grpc,
             http,
+            tls,
+            security,
         })
+    }
+
+    /// Plain text, TLS or mutual TLS on the gRPC port.
+    pub fn grpc_security(&self) -> GrpcSecurity {
+        self.security
     }
 
     pub fn grpc_addr(&self) -> SocketAddr {
@@ -79,6 +118,8 @@ impl Application {
             store,
             grpc,
             http,
+            tls,
+            security: _,
         } = self;
         let (stop_tx, stop_rx) = watch::channel(false);
         let ingestor = Ingestor::start(store.clone(), config.ingest_config());
@@ -92,7 +133,7 @@ impl Application {
             .with_graceful_shutdown(stopped(stop_rx.clone()));
         let http_task = tokio::spawn(async move { http_server.await });
 
-        let grpc_result = serve_grpc(&config, state, grpc, async move {
+        let grpc_result = serve_grpc(&config, tls, state, grpc, async move {
             shutdown.await;
             tracing::info!("shutting down: finishing in-flight calls");
             let _ = stop_tx.send(true);
@@ -108,6 +149,7 @@ impl Application {
 
 async fn serve_grpc(
     config: &ServerConfig,
+    tls: Option<ServerTlsConfig>,
     state: AppState,
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
@@ -125,7 +167,11 @@ async fn serve_grpc(
             .await;
         health.set_serving::<QueryServer<QueryService>>().await;
     });
-    tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = tls {
+        builder = builder.tls_config(tls)?;
+    }
+    builder
         .max_concurrent_streams(Some(config.limits.max_concurrent_streams))
         .timeout(Duration::from_secs(config.limits.request_timeout_secs))
         .layer(tower::util::MapResponseLayer::new(
@@ -144,6 +190,49 @@ async fn serve_grpc(
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await?;
     Ok(())
+}
+
+/// Reads the TLS files `settings` names and checks that they work together: `None` when
+/// TLS is off. Every error names the file and the setting to fix.
+fn server_tls(settings: &TlsSettings) -> anyhow::Result<Option<(ServerTlsConfig, GrpcSecurity)>> {
+    let (cert_path, key_path) = match (&settings.cert, &settings.key) {
+        (Some(cert), Some(key)) => (cert, key),
+        (None, None) if settings.client_ca.is_some() => bail!(
+            "tls.client_ca (--tls-client-ca) requires client certificates, which needs TLS: set tls.cert (--tls-cert) and tls.key (--tls-key) too"
+        ),
+        (None, None) => return Ok(None),
+        (Some(_), None) => bail!(
+            "TLS needs a certificate and its key: tls.cert (--tls-cert) is set but tls.key (--tls-key) is not"
+        ),
+        (None, Some(_)) => bail!(
+            "TLS needs a certificate and its key: tls.key (--tls-key) is set but tls.cert (--tls-cert) is not"
+        ),
+    };
+    let cert = tls::read_certificates(cert_path, "server certificate (tls.cert, --tls-cert)")?;
+    let key = tls::read_private_key(key_path, "server key (tls.key, --tls-key)")?;
+    let mut config = ServerTlsConfig::new()
+        .identity(Identity::from_pem(cert, key.expose_secret()))
+        .timeout(TLS_HANDSHAKE_TIMEOUT);
+    let mut security = GrpcSecurity::Tls;
+    if let Some(ca_path) = &settings.client_ca {
+        let ca = tls::read_certificates(
+            ca_path,
+            "client CA certificate (tls.client_ca, --tls-client-ca)",
+        )?;
+        config = config.client_ca_root(Certificate::from_pem(ca));
+        security = GrpcSecurity::MutualTls;
+    }
+    // Building the TLS acceptor is where a key that does not belong to the certificate
+    // shows up; do it now, so start-up fails instead of the first handshake.
+    if let Err(e) = tonic::transport::Server::builder().tls_config(config.clone()) {
+        let cause = std::error::Error::source(&e).map_or_else(|| e.to_string(), |s| s.to_string());
+        bail!(
+            "cannot serve TLS with the certificate {} and the key {}: {cause}",
+            cert_path.display(),
+            key_path.display()
+        );
+    }
+    Ok(Some((config, security)))
 }
 
 /// The gRPC library answers a message over the size limit with OUT_OF_RANGE; gRPC's

@@ -16,7 +16,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use secrecy::SecretString;
 
-use crate::client::Client;
+use crate::client::{Client, ConnectOptions};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -54,7 +54,7 @@ enum Command {
 /// Where the server is and who we are.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServerArgs {
-    /// The server's gRPC address.
+    /// The server's gRPC address: http://HOST:PORT, or https://HOST:PORT for TLS.
     #[arg(
         long,
         env = "KPISTREAM_SERVER",
@@ -73,6 +73,20 @@ pub struct ServerArgs {
         global = true
     )]
     token_file: PathBuf,
+    /// PEM CA certificate that signed the server's certificate, for https:// with a private CA (default: the public roots).
+    #[arg(long, env = "KPISTREAM_CA_CERT", value_name = "FILE", global = true)]
+    ca_cert: Option<PathBuf>,
+    /// PEM client certificate, for servers that require one (mutual TLS); needs --client-key.
+    #[arg(
+        long,
+        env = "KPISTREAM_CLIENT_CERT",
+        value_name = "FILE",
+        global = true
+    )]
+    client_cert: Option<PathBuf>,
+    /// PEM private key of --client-cert.
+    #[arg(long, env = "KPISTREAM_CLIENT_KEY", value_name = "FILE", global = true)]
+    client_key: Option<PathBuf>,
 }
 
 impl ServerArgs {
@@ -90,12 +104,31 @@ impl ServerArgs {
                 SecretString::from(text.trim().to_owned())
             }
         };
-        Ok(Client::connect(&self.server, Some(token)).await?)
+        let options = ConnectOptions {
+            token: Some(token),
+            ..self.tls_options()?
+        };
+        Ok(Client::connect_with(&self.server, options).await?)
     }
 
     /// Connects without a token (publishing needs none).
     async fn connect_anonymous(&self) -> anyhow::Result<Client> {
-        Ok(Client::connect(&self.server, None).await?)
+        Ok(Client::connect_with(&self.server, self.tls_options()?).await?)
+    }
+
+    /// The CA and client certificate from `--ca-cert`, `--client-cert`, `--client-key`.
+    fn tls_options(&self) -> anyhow::Result<ConnectOptions> {
+        let mut options = ConnectOptions::default();
+        if let Some(ca) = &self.ca_cert {
+            options = options.ca_file(ca)?;
+        }
+        match (&self.client_cert, &self.client_key) {
+            (Some(cert), Some(key)) => options = options.client_identity_files(cert, key)?,
+            (None, None) => {}
+            (Some(_), None) => anyhow::bail!("--client-cert needs --client-key (its private key)"),
+            (None, Some(_)) => anyhow::bail!("--client-key needs --client-cert (its certificate)"),
+        }
+        Ok(options)
     }
 }
 

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 
 use crate::config::ServerConfig;
-use crate::server::Application;
+use crate::server::{Application, GrpcSecurity};
 
 /// Runs the ingestion server (gRPC, plus HTTP for /healthz and /metrics).
 ///
@@ -14,7 +14,7 @@ use crate::server::Application;
 ///   kpistream serve --db sqlite://data/kpistream.db --listen 127.0.0.1:50051
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Example:\n  kpistream serve\n  kpistream serve --config kpistream.toml --listen 0.0.0.0:50051"
+    after_help = "Example:\n  kpistream serve\n  kpistream serve --config kpistream.toml --listen 0.0.0.0:50051\n  kpistream serve --tls-cert server.pem --tls-key server.key --tls-client-ca ca.pem"
 )]
 pub struct ServeArgs {
     /// TOML config file; flags and KPISTREAM_* variables override its values.
@@ -38,6 +38,15 @@ pub struct ServeArgs {
     /// Most points per batch [default: 10000]
     #[arg(long, env = "KPISTREAM_MAX_POINTS_PER_BATCH")]
     max_points_per_batch: Option<usize>,
+    /// PEM certificate (chain) of the server: with --tls-key, gRPC is served over TLS only
+    #[arg(long, env = "KPISTREAM_TLS_CERT", value_name = "FILE")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert
+    #[arg(long, env = "KPISTREAM_TLS_KEY", value_name = "FILE")]
+    tls_key: Option<PathBuf>,
+    /// PEM CA certificate that client certificates must be signed by: requires one from every client (mTLS)
+    #[arg(long, env = "KPISTREAM_TLS_CLIENT_CA", value_name = "FILE")]
+    tls_client_ca: Option<PathBuf>,
 }
 
 impl ServeArgs {
@@ -64,6 +73,15 @@ impl ServeArgs {
         if let Some(max) = self.max_points_per_batch {
             config.limits.max_points_per_batch = max;
         }
+        if let Some(path) = self.tls_cert {
+            config.tls.cert = Some(path);
+        }
+        if let Some(path) = self.tls_key {
+            config.tls.key = Some(path);
+        }
+        if let Some(path) = self.tls_client_ca {
+            config.tls.client_ca = Some(path);
+        }
         Ok(config)
     }
 
@@ -77,7 +95,13 @@ impl ServeArgs {
             "kpistream {} serving database {db}",
             env!("CARGO_PKG_VERSION")
         );
-        println!("gRPC listening on {}", app.grpc_addr());
+        // Tests and scripts read the address after this exact prefix, up to a space.
+        let security = match app.grpc_security() {
+            GrpcSecurity::Plain => "",
+            GrpcSecurity::Tls => " (TLS)",
+            GrpcSecurity::MutualTls => " (mTLS)",
+        };
+        println!("gRPC listening on {}{security}", app.grpc_addr());
         println!("HTTP listening on {} (/healthz, /metrics)", app.http_addr());
         app.run(shutdown_signal())
             .await

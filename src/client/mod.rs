@@ -1,17 +1,21 @@
 //! The SDK: a typed client for the kpistream services and the signing helpers a
 //! publisher needs. The CLI uses exactly this code.
 
+mod connect;
 mod publisher;
 
+use std::path::Path;
 use std::str::FromStr;
+use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 use tonic::metadata::MetadataValue;
 use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use tonic::{Request, Status};
 
+pub use self::connect::ClientIdentity;
 pub use self::publisher::{
     BatchFailure, FailedBatch, PointOutcome, PublishError, Publisher, PublisherBuilder, Receipt,
     RejectedPoint, Report, RetryPolicy, Transport,
@@ -21,18 +25,67 @@ use crate::proto::ingest_client::IngestClient;
 use crate::proto::query_client::QueryClient;
 use crate::proto::stream_admin_client::StreamAdminClient;
 pub use crate::signature::{Credential, CredentialError};
+use crate::tls::TlsFileError;
 
+/// How long the TLS handshake may take.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why a client could not be made or could not reach the server. Each message says
+/// what to change.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error("{0:?} is not a server address: use http://HOST:PORT")]
+    #[error("{0:?} is not a server address: use http://HOST:PORT, or https://HOST:PORT for TLS")]
     Endpoint(String),
-    #[error("cannot connect to {endpoint}: {source} (is `kpistream serve` running there?)")]
-    Connect {
-        endpoint: String,
-        source: tonic::transport::Error,
-    },
+    #[error("cannot connect to {endpoint}: {cause} (is `kpistream serve` running there?)")]
+    Connect { endpoint: String, cause: String },
     #[error("the token is not valid header text")]
     Token,
+    #[error(transparent)]
+    TlsFile(#[from] TlsFileError),
+    #[error(
+        "TLS settings (a CA certificate, a client certificate or a TLS domain name) were given, but {endpoint} is plain text: use https:// to connect with TLS"
+    )]
+    TlsWithoutHttps { endpoint: String },
+    #[error("cannot set up TLS for {endpoint}: {cause}")]
+    TlsConfig { endpoint: String, cause: String },
+    /// `http://` to a port that did not answer gRPC in plain text: most likely TLS.
+    #[error(
+        "the server at {endpoint} did not answer gRPC over plain text: is it serving TLS? use {https} ({cause})"
+    )]
+    ServesTls {
+        endpoint: String,
+        https: String,
+        cause: String,
+    },
+    /// `https://` to a port that did not answer TLS: most likely plain text.
+    #[error(
+        "the server at {endpoint} did not answer TLS: is it serving plain text? use {http} ({cause})"
+    )]
+    NotTls {
+        endpoint: String,
+        http: String,
+        cause: String,
+    },
+    #[error(
+        "the server at {endpoint} presented a certificate this client does not trust ({cause}): trust the CA that signed it (--ca-cert FILE, ConnectOptions::ca_file)"
+    )]
+    UntrustedServer { endpoint: String, cause: String },
+    #[error(
+        "the server at {endpoint} requires a client certificate (mutual TLS): give one with --client-cert FILE --client-key FILE (ConnectOptions::client_identity_files)"
+    )]
+    ClientCertificateRequired { endpoint: String },
+    #[error(
+        "the server at {endpoint} refused the TLS connection after the handshake: it did not accept our client certificate, which must be signed by the CA the server trusts for clients (its --tls-client-ca) ({cause})"
+    )]
+    ClientCertificateRefused { endpoint: String, cause: String },
+    #[error(
+        "the server at {endpoint} closed the TLS connection after the handshake: if it requires client certificates (mutual TLS), give one with --client-cert FILE --client-key FILE ({cause})"
+    )]
+    ClosedAfterHandshake { endpoint: String, cause: String },
+    #[error("TLS with the server at {endpoint} failed: {cause}")]
+    Tls { endpoint: String, cause: String },
+    #[error("the server at {endpoint} accepted the connection but did not answer gRPC ({cause})")]
+    NoAnswer { endpoint: String, cause: String },
 }
 
 /// Adds `authorization: Bearer <token>` to every call.
@@ -62,16 +115,47 @@ pub struct Client {
 
 /// How to reach a server: the token for admin and query calls, and (over `https://`)
 /// how to trust the server and prove who we are.
+///
+/// ```no_run
+/// use kpistream::client::{Client, ConnectOptions};
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let options = ConnectOptions::default()
+///     .ca_file("ca.pem")?
+///     .client_identity_files("client.pem", "client.key")?;
+/// let client = Client::connect_with("https://localhost:50051", options).await?;
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone, Default)]
 pub struct ConnectOptions {
     /// Bearer token for admin and query calls; publishing needs none.
     pub token: Option<SecretString>,
+    /// PEM certificate(s) of the CA that signed the server's certificate, for an
+    /// `https://` server with a private CA. When set, only these CAs are trusted; when
+    /// not, the public web roots (Mozilla's list, built in) are.
+    pub ca_certificate: Option<Vec<u8>>,
+    /// The certificate and key shown to a server that requires client certificates
+    /// (mutual TLS).
+    pub client_identity: Option<ClientIdentity>,
+    /// The name the server's certificate must carry, when it is not the host of the
+    /// address (for example when connecting through a tunnel or by another name).
+    pub tls_domain: Option<String>,
 }
 
 impl std::fmt::Debug for ConnectOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ConnectOptions")
             .field("token", &self.token.as_ref().map(|_| "[REDACTED]"))
+            .field(
+                "ca_certificate",
+                &self
+                    .ca_certificate
+                    .as_ref()
+                    .map(|pem| format!("{} bytes", pem.len())),
+            )
+            .field("client_identity", &self.client_identity)
+            .field("tls_domain", &self.tls_domain)
             .finish()
     }
 }
@@ -79,13 +163,87 @@ impl std::fmt::Debug for ConnectOptions {
 impl ConnectOptions {
     /// Options with a bearer token.
     pub fn with_token(token: SecretString) -> Self {
-        Self { token: Some(token) }
+        Self {
+            token: Some(token),
+            ..Self::default()
+        }
     }
 
-    /// The endpoint for `address`, configured by these options. The connection is made
-    /// lazily by the caller.
+    /// Trusts the CA certificate(s) in the PEM file at `path` (instead of the public
+    /// roots) to sign the server's certificate. Errors name the file.
+    pub fn ca_file(self, path: impl AsRef<Path>) -> Result<Self, ClientError> {
+        let pem = crate::tls::read_certificates(path.as_ref(), "CA certificate")?;
+        Ok(self.ca_pem(pem))
+    }
+
+    /// Trusts the CA certificate(s) in `pem` (instead of the public roots).
+    pub fn ca_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.ca_certificate = Some(pem.into());
+        self
+    }
+
+    /// Shows the certificate in the PEM file `cert` and its private key in `key` to
+    /// servers that require client certificates. Errors name the file.
+    pub fn client_identity_files(
+        self,
+        cert: impl AsRef<Path>,
+        key: impl AsRef<Path>,
+    ) -> Result<Self, ClientError> {
+        Ok(self.identity(ClientIdentity::from_files(cert, key)?))
+    }
+
+    /// Shows `identity` to servers that require client certificates.
+    pub fn identity(mut self, identity: ClientIdentity) -> Self {
+        self.client_identity = Some(identity);
+        self
+    }
+
+    /// Checks the server's certificate against `name` instead of the address's host.
+    pub fn tls_domain_name(mut self, name: impl Into<String>) -> Self {
+        self.tls_domain = Some(name.into());
+        self
+    }
+
+    fn uses_tls_settings(&self) -> bool {
+        self.ca_certificate.is_some() || self.client_identity.is_some() || self.tls_domain.is_some()
+    }
+
+    /// The endpoint for `address` (`http://HOST:PORT`, or `https://HOST:PORT` for TLS
+    /// with these options' CA and client certificate), not yet connected.
     pub fn endpoint(&self, address: &str) -> Result<Endpoint, ClientError> {
-        Endpoint::from_str(address).map_err(|_| ClientError::Endpoint(address.to_owned()))
+        let endpoint =
+            Endpoint::from_str(address).map_err(|_| ClientError::Endpoint(address.to_owned()))?;
+        match endpoint.uri().scheme_str() {
+            Some("https") => {
+                endpoint
+                    .tls_config(self.tls_config())
+                    .map_err(|e| ClientError::TlsConfig {
+                        endpoint: address.to_owned(),
+                        cause: connect::describe(&e),
+                    })
+            }
+            Some("http") if self.uses_tls_settings() => Err(ClientError::TlsWithoutHttps {
+                endpoint: address.to_owned(),
+            }),
+            Some("http") => Ok(endpoint),
+            _ => Err(ClientError::Endpoint(address.to_owned())),
+        }
+    }
+
+    fn tls_config(&self) -> ClientTlsConfig {
+        let mut tls = ClientTlsConfig::new().timeout(TLS_HANDSHAKE_TIMEOUT);
+        tls = match &self.ca_certificate {
+            Some(pem) => tls.ca_certificate(Certificate::from_pem(pem)),
+            None => tls.with_webpki_roots(),
+        };
+        if let Some(identity) = &self.client_identity {
+            let key = identity.key_pem.expose_secret();
+            tls = tls.identity(Identity::from_pem(&identity.cert_pem, key));
+        }
+        if let Some(name) = &self.tls_domain {
+            tls = tls.domain_name(name);
+        }
+        tls
     }
 }
 
@@ -93,10 +251,16 @@ impl Client {
     /// Connects to `endpoint` (`http://127.0.0.1:50051`); `token` is needed for admin
     /// and query calls, not for publishing.
     pub async fn connect(endpoint: &str, token: Option<SecretString>) -> Result<Self, ClientError> {
-        Self::connect_with(endpoint, ConnectOptions { token }).await
+        let options = ConnectOptions {
+            token,
+            ..ConnectOptions::default()
+        };
+        Self::connect_with(endpoint, options).await
     }
 
-    /// Connects to `endpoint` with `options`.
+    /// Connects to `endpoint` with `options`, and makes one health check so that a
+    /// wrong scheme, an untrusted certificate or a missing client certificate fails
+    /// here, with a sentence, rather than at the first call.
     pub async fn connect_with(
         endpoint: &str,
         options: ConnectOptions,
@@ -105,10 +269,8 @@ impl Client {
             .endpoint(endpoint)?
             .connect()
             .await
-            .map_err(|source| ClientError::Connect {
-                endpoint: endpoint.to_owned(),
-                source,
-            })?;
+            .map_err(|error| connect::connect_failed(endpoint, &options, error))?;
+        connect::probe(channel.clone(), endpoint, &options).await?;
         Self::from_channel(channel, &options)
     }
 

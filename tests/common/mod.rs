@@ -26,7 +26,7 @@ const START_TIMEOUT: Duration = Duration::from_secs(20);
 const EXIT_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Environment variables the binary reads; cleared so the host's cannot leak in.
-const SERVER_ENV: [&str; 10] = [
+const SERVER_ENV: [&str; 16] = [
     "KPISTREAM_CONFIG",
     "KPISTREAM_DB",
     "KPISTREAM_LISTEN",
@@ -37,6 +37,12 @@ const SERVER_ENV: [&str; 10] = [
     "KPISTREAM_SERVER",
     "KPISTREAM_TOKEN",
     "KPISTREAM_TOKEN_FILE",
+    "KPISTREAM_TLS_CERT",
+    "KPISTREAM_TLS_KEY",
+    "KPISTREAM_TLS_CLIENT_CA",
+    "KPISTREAM_CA_CERT",
+    "KPISTREAM_CLIENT_CERT",
+    "KPISTREAM_CLIENT_KEY",
 ];
 
 /// A running `kpistream serve` process over a database in its own temporary folder.
@@ -162,7 +168,9 @@ impl TestServer {
                 )
             });
             if let Some(rest) = line.strip_prefix("gRPC listening on ") {
-                grpc = Some(rest.trim().parse().expect("gRPC address"));
+                // A TLS server adds " (TLS)" or " (mTLS)" after the address.
+                let addr = rest.split_whitespace().next().expect("gRPC address");
+                grpc = Some(addr.parse().expect("gRPC address"));
             } else if let Some(rest) = line.strip_prefix("HTTP listening on ") {
                 let addr = rest.split_whitespace().next().expect("HTTP address");
                 http = Some(addr.parse().expect("HTTP address"));
