@@ -127,6 +127,7 @@ impl Application {
         let state = AppState {
             store: store.clone(),
             ingestor,
+            deadline: Duration::from_secs(config.limits.request_timeout_secs),
         };
 
         let http_server = axum::serve(http, crate::http::router(store.clone()))
@@ -173,7 +174,6 @@ async fn serve_grpc(
     }
     builder
         .max_concurrent_streams(Some(config.limits.max_concurrent_streams))
-        .timeout(Duration::from_secs(config.limits.request_timeout_secs))
         .layer(tower::util::MapResponseLayer::new(
             oversize_is_resource_exhausted,
         ))

@@ -210,25 +210,21 @@ fn category_name(name: &str) -> Result<String, ApiError> {
 
 type Reply<T> = Result<Response<T>, Status>;
 
-fn reply<T>(result: Result<T, ApiError>) -> Reply<T> {
-    result.map(Response::new).map_err(Status::from)
-}
-
 #[tonic::async_trait]
 impl StreamAdmin for AdminService {
     async fn create_stream(
         &self,
         request: Request<proto::CreateStreamRequest>,
     ) -> Reply<proto::CreateStreamResponse> {
-        reply(self.create_stream(request).await)
+        self.state.reply(self.create_stream(request)).await
     }
 
     async fn list_streams(
         &self,
         request: Request<proto::ListStreamsRequest>,
     ) -> Reply<proto::ListStreamsResponse> {
-        reply(
-            async {
+        self.state
+            .reply(async {
                 let who = self.admin(&request, "list streams").await?;
                 let r = request.into_inner();
                 let filter = StreamFilter {
@@ -245,14 +241,13 @@ impl StreamAdmin for AdminService {
                         .map(|s| convert::stream(s, now))
                         .collect(),
                 })
-            }
-            .await,
-        )
+            })
+            .await
     }
 
     async fn get_stream(&self, request: Request<proto::StreamRef>) -> Reply<proto::StreamDetail> {
-        reply(
-            async {
+        self.state
+            .reply(async {
                 let who = self.admin(&request, "read stream details").await?;
                 let stream = self
                     .state
@@ -263,32 +258,31 @@ impl StreamAdmin for AdminService {
                     stream: Some(convert::stream(&stream, Timestamp::now())),
                     keys: keys.iter().map(convert::key).collect(),
                 })
-            }
-            .await,
-        )
+            })
+            .await
     }
 
     async fn update_stream(
         &self,
         request: Request<proto::UpdateStreamRequest>,
     ) -> Reply<proto::Stream> {
-        reply(self.update_stream(request).await)
+        self.state.reply(self.update_stream(request)).await
     }
 
     async fn disable_stream(&self, request: Request<proto::StreamRef>) -> Reply<proto::Stream> {
-        reply(self.set_disabled(request, true).await)
+        self.state.reply(self.set_disabled(request, true)).await
     }
 
     async fn enable_stream(&self, request: Request<proto::StreamRef>) -> Reply<proto::Stream> {
-        reply(self.set_disabled(request, false).await)
+        self.state.reply(self.set_disabled(request, false)).await
     }
 
     async fn delete_stream(
         &self,
         request: Request<proto::StreamRef>,
     ) -> Reply<proto::DeleteStreamResponse> {
-        reply(
-            async {
+        self.state
+            .reply(async {
                 let who = self.admin(&request, "delete streams").await?;
                 let id = parse_stream_id(&request.get_ref().stream_id)?;
                 let counts = self.state.store.delete_stream(&who.org_id, &id).await?;
@@ -299,52 +293,50 @@ impl StreamAdmin for AdminService {
                     revisions_deleted: counts.revisions,
                     keys_deleted: counts.keys,
                 })
-            }
-            .await,
-        )
+            })
+            .await
     }
 
     async fn rotate_key(
         &self,
         request: Request<proto::StreamRef>,
     ) -> Reply<proto::RotateKeyResponse> {
-        reply(self.rotate_key(request).await)
+        self.state.reply(self.rotate_key(request)).await
     }
 
     async fn revoke_key(
         &self,
         request: Request<proto::RevokeKeyRequest>,
     ) -> Reply<proto::StreamKey> {
-        reply(self.revoke_key(request).await)
+        self.state.reply(self.revoke_key(request)).await
     }
 
     async fn add_key(&self, request: Request<proto::AddKeyRequest>) -> Reply<proto::StreamKey> {
-        reply(self.add_key(request).await)
+        self.state.reply(self.add_key(request)).await
     }
 
     async fn list_keys(
         &self,
         request: Request<proto::StreamRef>,
     ) -> Reply<proto::ListKeysResponse> {
-        reply(
-            async {
+        self.state
+            .reply(async {
                 let who = self.admin(&request, "list keys").await?;
                 let id = parse_stream_id(&request.get_ref().stream_id)?;
                 let keys = self.state.store.list_keys(&who.org_id, &id).await?;
                 Ok(proto::ListKeysResponse {
                     keys: keys.iter().map(convert::key).collect(),
                 })
-            }
-            .await,
-        )
+            })
+            .await
     }
 
     async fn create_category(
         &self,
         request: Request<proto::CreateCategoryRequest>,
     ) -> Reply<proto::Category> {
-        reply(
-            async {
+        self.state
+            .reply(async {
                 let who = self.admin(&request, "create categories").await?;
                 let name = category_name(&request.get_ref().name)?;
                 let category = self
@@ -353,33 +345,31 @@ impl StreamAdmin for AdminService {
                     .create_category(&who.org_id, &name, Timestamp::now())
                     .await?;
                 Ok(convert::category(&category))
-            }
-            .await,
-        )
+            })
+            .await
     }
 
     async fn list_categories(
         &self,
         request: Request<proto::ListCategoriesRequest>,
     ) -> Reply<proto::ListCategoriesResponse> {
-        reply(
-            async {
+        self.state
+            .reply(async {
                 let who = self.admin(&request, "list categories").await?;
                 let categories = self.state.store.list_categories(&who.org_id).await?;
                 Ok(proto::ListCategoriesResponse {
                     categories: categories.iter().map(convert::category).collect(),
                 })
-            }
-            .await,
-        )
+            })
+            .await
     }
 
     async fn rename_category(
         &self,
         request: Request<proto::RenameCategoryRequest>,
     ) -> Reply<proto::Category> {
-        reply(
-            async {
+        self.state
+            .reply(async {
                 let who = self.admin(&request, "rename categories").await?;
                 let r = request.get_ref();
                 let new_name = category_name(&r.new_name)?;
@@ -389,25 +379,23 @@ impl StreamAdmin for AdminService {
                     .rename_category(&who.org_id, &r.name, &new_name)
                     .await?;
                 Ok(convert::category(&category))
-            }
-            .await,
-        )
+            })
+            .await
     }
 
     async fn delete_category(
         &self,
         request: Request<proto::DeleteCategoryRequest>,
     ) -> Reply<proto::DeleteCategoryResponse> {
-        reply(
-            async {
+        self.state
+            .reply(async {
                 let who = self.admin(&request, "delete categories").await?;
                 self.state
                     .store
                     .delete_category(&who.org_id, &request.get_ref().name)
                     .await?;
                 Ok(proto::DeleteCategoryResponse {})
-            }
-            .await,
-        )
+            })
+            .await
     }
 }

@@ -35,6 +35,9 @@ pub enum ApiError {
     /// A request field is missing or out of range.
     #[error("{0}")]
     Invalid(String),
+    /// The call took longer than the server's request deadline.
+    #[error("the call took longer than the server's deadline of {} s (limits.request_timeout_secs)", .0.as_secs())]
+    Deadline(std::time::Duration),
 }
 
 impl From<ApiError> for Status {
@@ -63,6 +66,7 @@ fn code_of(err: &ApiError) -> Code {
         | ApiError::Signature(_)
         | ApiError::Id(_)
         | ApiError::Invalid(_) => Code::InvalidArgument,
+        ApiError::Deadline(_) => Code::DeadlineExceeded,
     }
 }
 

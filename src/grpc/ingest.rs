@@ -30,12 +30,14 @@ async fn publish_one(
     envelope: Arc<Envelope>,
     all_or_nothing: bool,
 ) -> Result<proto::PublishResponse, Status> {
-    let outcome = state
-        .ingestor
-        .publish(envelope, all_or_nothing)
+    let ingestor = state.ingestor.clone();
+    state
+        .reply(async move {
+            let outcome = ingestor.publish(envelope, all_or_nothing).await?;
+            Ok(convert::outcome(outcome))
+        })
         .await
-        .map_err(ApiError::from)?;
-    Ok(convert::outcome(outcome))
+        .map(Response::into_inner)
 }
 
 fn envelope(request: &mut proto::PublishRequest) -> Result<Arc<Envelope>, Status> {

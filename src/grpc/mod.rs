@@ -9,7 +9,10 @@ pub mod query;
 
 use std::sync::Arc;
 
-use tonic::Request;
+use std::future::Future;
+use std::time::Duration;
+
+use tonic::{Request, Response, Status};
 
 pub use self::error::ApiError;
 use crate::auth::{self, AuthError, Principal};
@@ -23,9 +26,24 @@ use crate::stream::Stream;
 pub struct AppState {
     pub store: Arc<dyn Store>,
     pub ingestor: Ingestor,
+    /// How long one call (or one batch of a `PublishStream`) may take.
+    pub deadline: Duration,
 }
 
 impl AppState {
+    /// Runs a handler within the request deadline and turns its result into a reply.
+    /// The deadline is per call here (not a server-wide layer) so that a long-lived
+    /// `PublishStream` is never cut: each of its batches has the deadline instead.
+    pub async fn reply<T>(
+        &self,
+        work: impl Future<Output = Result<T, ApiError>>,
+    ) -> Result<Response<T>, Status> {
+        match tokio::time::timeout(self.deadline, work).await {
+            Ok(result) => result.map(Response::new).map_err(Status::from),
+            Err(_) => Err(ApiError::Deadline(self.deadline).into()),
+        }
+    }
+
     /// The principal of the request's bearer token.
     pub async fn principal<T>(&self, request: &Request<T>) -> Result<Principal, ApiError> {
         let header = request

@@ -22,18 +22,14 @@ impl QueryService {
 
 type Reply<T> = Result<Response<T>, Status>;
 
-fn reply<T>(result: Result<T, ApiError>) -> Reply<T> {
-    result.map(Response::new).map_err(Status::from)
-}
-
 #[tonic::async_trait]
 impl Query for QueryService {
     async fn list_points(
         &self,
         request: Request<proto::ListPointsRequest>,
     ) -> Reply<proto::ListPointsResponse> {
-        reply(
-            async {
+        self.state
+            .reply(async {
                 let who = self.state.principal(&request).await?;
                 let r = request.into_inner();
                 let stream = self.state.stream_for(&who, &r.stream_id).await?;
@@ -57,14 +53,13 @@ impl Query for QueryService {
                 Ok(proto::ListPointsResponse {
                     points: points.into_iter().map(convert::point).collect(),
                 })
-            }
-            .await,
-        )
+            })
+            .await
     }
 
     async fn latest(&self, request: Request<proto::LatestRequest>) -> Reply<proto::DataPoint> {
-        reply(
-            async {
+        self.state
+            .reply(async {
                 let who = self.state.principal(&request).await?;
                 let stream = self
                     .state
@@ -82,17 +77,16 @@ impl Query for QueryService {
                         ))
                     })?;
                 Ok(convert::point(point))
-            }
-            .await,
-        )
+            })
+            .await
     }
 
     async fn list_revisions(
         &self,
         request: Request<proto::ListRevisionsRequest>,
     ) -> Reply<proto::ListRevisionsResponse> {
-        reply(
-            async {
+        self.state
+            .reply(async {
                 let who = self.state.principal(&request).await?;
                 let r = request.into_inner();
                 let stream = self.state.stream_for(&who, &r.stream_id).await?;
@@ -101,8 +95,7 @@ impl Query for QueryService {
                 Ok(proto::ListRevisionsResponse {
                     revisions: revisions.into_iter().map(convert::revision).collect(),
                 })
-            }
-            .await,
-        )
+            })
+            .await
     }
 }
