@@ -4,6 +4,8 @@
 //! [`VerifiedBatch`] can only come out of [`verify`]: code that holds one knows the
 //! bytes were signed by the key it names, for the stream it names.
 
+#![warn(missing_docs)]
+
 use std::fmt;
 use std::str::FromStr;
 
@@ -20,24 +22,38 @@ pub const PAYLOAD_TYPE_PREFIX: &str = "kpistream.v1.Batch/";
 /// The prefix of a credential string.
 pub const CREDENTIAL_PREFIX: &str = "kpik1";
 
+/// Why a signature, a public key or the signed bytes were refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SignatureError {
+    /// An Ed25519 signature is 64 bytes.
     #[error("the signature must be 64 bytes, got {0}")]
     SignatureLength(usize),
+    /// An Ed25519 public key is 32 bytes.
     #[error("the public key must be 32 bytes, got {0}")]
     PublicKeyLength(usize),
+    /// The bytes do not decode to a curve point.
     #[error("the public key is not a valid Ed25519 point")]
     InvalidPublicKey,
+    /// A small-order key would verify forged signatures: refused.
     #[error("the public key has small order and can never verify a signature")]
     WeakPublicKey,
+    /// Strict verification failed.
     #[error(
         "the signature does not verify for stream {stream_id} with key {key_id}: the batch bytes were changed, signed for another stream, or signed with another key"
     )]
-    BadSignature { stream_id: StreamId, key_id: KeyId },
+    BadSignature {
+        /// The stream the envelope names.
+        stream_id: StreamId,
+        /// The key the envelope names.
+        key_id: KeyId,
+    },
+    /// The signed bytes verified but are not a `Batch` message.
     #[error("the batch bytes are not a kpistream.v1.Batch message: {0}")]
     Undecodable(String),
+    /// `signed_at` is required.
     #[error("the batch has no signed_at timestamp")]
     MissingSignedAt,
+    /// `signed_at` is out of range.
     #[error("signed_at is not a valid timestamp")]
     InvalidSignedAt,
 }
@@ -80,19 +96,25 @@ pub struct Credential {
     signing_key: SigningKey,
 }
 
+/// Why a credential string does not parse. The message never contains the secret.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CredentialError {
+    /// Not four dot-separated parts.
     #[error("a credential has four parts kpik1.<stream_id>.<key_id>.<seed>")]
     Shape,
+    /// Not a `kpik1` credential.
     #[error("a credential starts with kpik1.")]
     Prefix,
+    /// The stream or key id is malformed.
     #[error("the credential's {0}")]
     Id(#[from] InvalidId),
+    /// The seed is not 32 bytes of base64url.
     #[error("the credential's seed is not 32 bytes of base64url without padding")]
     Seed,
 }
 
 impl Credential {
+    /// A credential from its parts.
     pub fn new(stream_id: StreamId, key_id: KeyId, signing_key: SigningKey) -> Self {
         Self {
             stream_id,
@@ -107,14 +129,17 @@ impl Credential {
         Self::new(stream_id, key_id, signing_key)
     }
 
+    /// The stream this credential signs for.
     pub fn stream_id(&self) -> &StreamId {
         &self.stream_id
     }
 
+    /// The key's id within its stream.
     pub fn key_id(&self) -> &KeyId {
         &self.key_id
     }
 
+    /// The public half, as the server stores it.
     pub fn public_key(&self) -> VerifyingKey {
         self.signing_key.verifying_key()
     }
@@ -185,29 +210,62 @@ impl FromStr for Credential {
 /// What a point says about when it happened, as received.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum When {
+    /// Period text, checked against the stream's frequency later.
     Period(String),
+    /// An instant, placed in the stream's time zone later.
     At(jiff::Timestamp),
-    /// The point named neither (or an invalid timestamp); validation refuses it.
+    /// The point named neither; validation refuses it.
     Missing,
+    /// The timestamp is out of range; validation refuses it.
     InvalidTimestamp,
 }
 
 /// One point as the publisher sent it, before validation against the stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RawPoint {
+    /// The period or instant.
     pub when: When,
+    /// The value text, unchecked.
     pub value: String,
+    /// The source record's id, possibly empty.
     pub external_id: String,
 }
 
 /// A batch whose signature verified over the bytes received, then decoded.
 #[derive(Debug, Clone)]
 pub struct VerifiedBatch {
-    pub stream_id: StreamId,
-    pub key_id: KeyId,
-    pub batch_id: String,
-    pub signed_at: jiff::Timestamp,
-    pub points: Vec<RawPoint>,
+    stream_id: StreamId,
+    key_id: KeyId,
+    batch_id: String,
+    signed_at: jiff::Timestamp,
+    points: Vec<RawPoint>,
+}
+
+impl VerifiedBatch {
+    /// The stream the signature is bound to.
+    pub fn stream_id(&self) -> &StreamId {
+        &self.stream_id
+    }
+
+    /// The key that signed.
+    pub fn key_id(&self) -> &KeyId {
+        &self.key_id
+    }
+
+    /// The publisher's idempotency key.
+    pub fn batch_id(&self) -> &str {
+        &self.batch_id
+    }
+
+    /// When the publisher signed the batch.
+    pub fn signed_at(&self) -> jiff::Timestamp {
+        self.signed_at
+    }
+
+    /// The points as sent.
+    pub fn points(&self) -> &[RawPoint] {
+        &self.points
+    }
 }
 
 /// Verifies `signature` over `PAE(stream type, batch)` with `key`, strictly, and only

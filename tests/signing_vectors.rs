@@ -481,8 +481,8 @@ fn check_verdict(file: &str, v: &Vector) {
         if v.valid { "accepted" } else { "refused" }
     );
     if let Ok(batch) = result {
-        assert!(!batch.batch_id.is_empty(), "{file}: {:?}", v.name);
-        assert!(!batch.points.is_empty(), "{file}: {:?}", v.name);
+        assert!(!batch.batch_id().is_empty(), "{file}: {:?}", v.name);
+        assert!(!batch.points().is_empty(), "{file}: {:?}", v.name);
         return;
     }
     // Without the small-order check of parse_public_key, verify_strict itself must refuse.
@@ -571,12 +571,12 @@ fn a_verified_vector_decodes_to_the_batch_that_was_signed() {
     let file = load(OURS);
     let v = &file.vectors[0];
     let batch = server_verify(v).unwrap();
-    assert_eq!(batch.batch_id, "01a1ee56-5e00-7000-8000-000000000001");
-    assert_eq!(batch.signed_at.as_second(), SIGNED_AT);
-    assert_eq!(batch.points.len(), 1);
+    assert_eq!(batch.batch_id(), "01a1ee56-5e00-7000-8000-000000000001");
+    assert_eq!(batch.signed_at().as_second(), SIGNED_AT);
+    assert_eq!(batch.points().len(), 1);
     assert_eq!(
-        batch.points[0].when,
+        batch.points()[0].when,
         signature::When::Period("2026-11-20".into())
     );
-    assert_eq!(batch.points[0].value, "1234.50");
+    assert_eq!(batch.points()[0].value, "1234.50");
 }

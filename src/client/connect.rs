@@ -7,6 +7,8 @@
 //! error", "connection closed", "received corrupt message of type
 //! InvalidContentType"); the sentences here say what the user should change.
 
+#![warn(missing_docs)]
+
 use std::error::Error as StdError;
 use std::path::Path;
 use std::time::Duration;

@@ -1,6 +1,8 @@
 //! The SDK: a typed client for the kpistream services and the signing helpers a
 //! publisher needs. The CLI uses exactly this code.
 
+#![warn(missing_docs)]
+
 mod connect;
 mod publisher;
 
@@ -34,27 +36,49 @@ const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// what to change.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
+    /// The address is not a URL.
     #[error("{0:?} is not a server address: use http://HOST:PORT, or https://HOST:PORT for TLS")]
     Endpoint(String),
+    /// The connection could not be made.
     #[error("cannot connect to {endpoint}: {cause} (is `kpistream serve` running there?)")]
-    Connect { endpoint: String, cause: String },
+    Connect {
+        /// The server address that was dialled.
+        endpoint: String,
+        /// What the transport layer reported.
+        cause: String,
+    },
+    /// The token cannot be sent as a header.
     #[error("the token is not valid header text")]
     Token,
+    /// A certificate or key file could not be read or parsed.
     #[error(transparent)]
     TlsFile(#[from] TlsFileError),
+    /// TLS settings were given for a plain-text address.
     #[error(
         "TLS settings (a CA certificate, a client certificate or a TLS domain name) were given, but {endpoint} is plain text: use https:// to connect with TLS"
     )]
-    TlsWithoutHttps { endpoint: String },
+    TlsWithoutHttps {
+        /// The server address that was dialled.
+        endpoint: String,
+    },
+    /// The TLS settings could not be applied.
     #[error("cannot set up TLS for {endpoint}: {cause}")]
-    TlsConfig { endpoint: String, cause: String },
+    TlsConfig {
+        /// The server address that was dialled.
+        endpoint: String,
+        /// What the transport layer reported.
+        cause: String,
+    },
     /// `http://` to a port that did not answer gRPC in plain text: most likely TLS.
     #[error(
         "the server at {endpoint} did not answer gRPC over plain text: is it serving TLS? use {https} ({cause})"
     )]
     ServesTls {
+        /// The server address that was dialled.
         endpoint: String,
+        /// The same address with `https://`.
         https: String,
+        /// What the transport layer reported.
         cause: String,
     },
     /// `https://` to a port that did not answer TLS: most likely plain text.
@@ -62,33 +86,71 @@ pub enum ClientError {
         "the server at {endpoint} did not answer TLS: is it serving plain text? use {http} ({cause})"
     )]
     NotTls {
+        /// The server address that was dialled.
         endpoint: String,
+        /// The same address with `http://`.
         http: String,
+        /// What the transport layer reported.
         cause: String,
     },
+    /// The server's certificate is not signed by a trusted CA.
     #[error(
         "the server at {endpoint} presented a certificate this client does not trust ({cause}): trust the CA that signed it (--ca-cert FILE, ConnectOptions::ca_file)"
     )]
-    UntrustedServer { endpoint: String, cause: String },
+    UntrustedServer {
+        /// The server address that was dialled.
+        endpoint: String,
+        /// What the transport layer reported.
+        cause: String,
+    },
+    /// The server requires a client certificate and none was given.
     #[error(
         "the server at {endpoint} requires a client certificate (mutual TLS): give one with --client-cert FILE --client-key FILE (ConnectOptions::client_identity_files)"
     )]
-    ClientCertificateRequired { endpoint: String },
+    ClientCertificateRequired {
+        /// The server address that was dialled.
+        endpoint: String,
+    },
+    /// The server refused our client certificate.
     #[error(
         "the server at {endpoint} refused the TLS connection after the handshake: it did not accept our client certificate, which must be signed by the CA the server trusts for clients (its --tls-client-ca) ({cause})"
     )]
-    ClientCertificateRefused { endpoint: String, cause: String },
+    ClientCertificateRefused {
+        /// The server address that was dialled.
+        endpoint: String,
+        /// What the transport layer reported.
+        cause: String,
+    },
+    /// The server closed the connection right after the TLS handshake.
     #[error(
         "the server at {endpoint} closed the TLS connection after the handshake: if it requires client certificates (mutual TLS), give one with --client-cert FILE --client-key FILE ({cause})"
     )]
-    ClosedAfterHandshake { endpoint: String, cause: String },
+    ClosedAfterHandshake {
+        /// The server address that was dialled.
+        endpoint: String,
+        /// What the transport layer reported.
+        cause: String,
+    },
+    /// Another TLS failure.
     #[error("TLS with the server at {endpoint} failed: {cause}")]
-    Tls { endpoint: String, cause: String },
+    Tls {
+        /// The server address that was dialled.
+        endpoint: String,
+        /// What the transport layer reported.
+        cause: String,
+    },
+    /// The server accepted the connection but did not answer gRPC.
     #[error("the server at {endpoint} accepted the connection but did not answer gRPC ({cause})")]
-    NoAnswer { endpoint: String, cause: String },
+    NoAnswer {
+        /// The server address that was dialled.
+        endpoint: String,
+        /// What the transport layer reported.
+        cause: String,
+    },
 }
 
-/// Adds `authorization: Bearer <token>` to every call.
+/// Adds `authorization: Bearer <token>` to every call (the value is marked sensitive,
+/// so it is never logged).
 #[derive(Clone)]
 pub struct BearerToken(Option<MetadataValue<tonic::metadata::Ascii>>);
 
@@ -103,7 +165,9 @@ impl Interceptor for BearerToken {
     }
 }
 
+/// The generated `StreamAdmin` client, sending the token.
 pub type AdminClient = StreamAdminClient<InterceptedService<Channel, BearerToken>>;
+/// The generated `Query` client, sending the token.
 pub type ReadClient = QueryClient<InterceptedService<Channel, BearerToken>>;
 
 /// A connection to a kpistream server.
@@ -293,16 +357,19 @@ impl Client {
         })
     }
 
+    /// The `StreamAdmin` service: streams, keys, categories (needs an admin's token).
     pub fn admin(&self) -> AdminClient {
         StreamAdminClient::with_interceptor(self.channel.clone(), self.token.clone())
             .max_decoding_message_size(64 * 1024 * 1024)
     }
 
+    /// The `Query` service: points, latest value, revisions (needs a token).
     pub fn query(&self) -> ReadClient {
         QueryClient::with_interceptor(self.channel.clone(), self.token.clone())
             .max_decoding_message_size(64 * 1024 * 1024)
     }
 
+    /// The `Ingest` service (no token: signatures authorise publishing).
     pub fn ingest(&self) -> IngestClient<Channel> {
         IngestClient::new(self.channel.clone())
     }

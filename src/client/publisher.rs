@@ -12,6 +12,8 @@
 //!   `ABORTED` or a dropped connection, so the server stores a retried batch once (it
 //!   answers a replay with the original result). Other codes are final.
 
+#![warn(missing_docs)]
+
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -71,12 +73,22 @@ impl Default for RetryPolicy {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PointOutcome {
     /// Stored (or already stored by an earlier attempt of the same batch).
-    Accepted { batch_id: String },
+    Accepted {
+        /// The batch that carried the point.
+        batch_id: String,
+    },
     /// The server refused this point and stored the others of its batch.
-    Rejected { batch_id: String, reason: String },
+    Rejected {
+        /// The batch that carried the point.
+        batch_id: String,
+        /// The server's reason, a sentence.
+        reason: String,
+    },
     /// The whole batch failed and nothing of it was stored.
     Failed {
+        /// The batch that carried the point.
         batch_id: String,
+        /// Why the batch failed.
         failure: BatchFailure,
     },
 }
@@ -84,7 +96,9 @@ pub enum PointOutcome {
 /// Why a batch failed as a whole.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BatchFailure {
+    /// The gRPC status code of the last attempt.
     pub code: Code,
+    /// The server's (or the transport's) message.
     pub message: String,
     /// How many times the batch was sent.
     pub attempts: u32,
@@ -93,16 +107,22 @@ pub struct BatchFailure {
 /// A point the server refused, with its reason.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RejectedPoint {
+    /// The batch that carried the point.
     pub batch_id: String,
+    /// The point as it was handed in.
     pub point: proto::Point,
+    /// The server's reason, a sentence.
     pub reason: String,
 }
 
 /// A batch that failed as a whole.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FailedBatch {
+    /// The batch's id.
     pub batch_id: String,
+    /// How many points it carried (none of them was stored).
     pub points: usize,
+    /// Why it failed.
     pub failure: BatchFailure,
 }
 
@@ -115,7 +135,9 @@ pub struct Report {
     /// Batches the server had already stored (a retry after a lost answer); their
     /// points count in `accepted`.
     pub replayed_batches: u64,
+    /// Points the server refused, each with its reason.
     pub rejected: Vec<RejectedPoint>,
+    /// Batches that failed as a whole.
     pub failed: Vec<FailedBatch>,
 }
 
@@ -136,8 +158,10 @@ impl Report {
 /// Why a point was not taken.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PublishError {
+    /// [`Publisher::try_publish`] found no room (the buffer's size is given).
     #[error("the publisher's buffer is full ({0} points): wait for batches to be acknowledged")]
     Full(usize),
+    /// The publisher was closed.
     #[error("the publisher is closed")]
     Closed,
 }
@@ -210,11 +234,13 @@ impl PublisherBuilder {
         self
     }
 
+    /// How batches travel (default [`Transport::Stream`]).
     pub fn transport(mut self, transport: Transport) -> Self {
         self.transport = transport;
         self
     }
 
+    /// When and for how long a batch is retried (see [`RetryPolicy`]).
     pub fn retry(mut self, retry: RetryPolicy) -> Self {
         self.retry = retry;
         self
@@ -239,6 +265,8 @@ impl PublisherBuilder {
         let permits = Arc::new(Semaphore::new(self.buffer));
         let (tx, rx) = mpsc::unbounded_channel();
         let batcher = Batcher {
+            endpoint: self.endpoint,
+            options: self.options,
             credential: self.credential,
             sender: Arc::new(sender),
             batch_size: self.batch_size,
@@ -387,6 +415,8 @@ struct Pending {
 }
 
 struct Batcher {
+    endpoint: String,
+    options: ConnectOptions,
     credential: Credential,
     sender: Arc<Sender>,
     batch_size: usize,
@@ -462,9 +492,18 @@ impl Batcher {
         };
         let sender = self.sender.clone();
         let retry = self.retry;
+        let (endpoint, options) = (self.endpoint.clone(), self.options.clone());
         sending.spawn(async move {
             let (result, attempts) = send_with_retry(&sender, request, retry).await;
             drop(slot);
+            // A transport failure gets the sentence the client would say at connect time
+            // ("is it serving TLS?"), not the transport's raw wording.
+            let result = result.map_err(|status| {
+                match ClientError::from_transport_status(&endpoint, &options, &status) {
+                    Some(explained) => Status::new(status.code(), explained.to_string()),
+                    None => status,
+                }
+            });
             resolve(batch.batch_id, items, result, attempts)
         });
     }

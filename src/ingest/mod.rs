@@ -285,37 +285,37 @@ fn prepare(
         &envelope.batch,
         &envelope.signature,
     )?;
-    let off = Timestamp::now().duration_since(verified.signed_at);
+    let off = Timestamp::now().duration_since(verified.signed_at());
     let off_by = off.as_secs();
     // Compare the exact duration: whole seconds would let up to 0.999 s past the limit in.
     if off.unsigned_abs() > config.max_skew {
         return Err(IngestError::Skew {
-            signed_at: verified.signed_at,
+            signed_at: verified.signed_at(),
             off_by,
             max: config.max_skew.as_secs(),
         });
     }
-    if verified.batch_id.is_empty() {
+    if verified.batch_id().is_empty() {
         return Err(IngestError::MissingBatchId);
     }
-    if verified.batch_id.len() > MAX_BATCH_ID_BYTES {
-        return Err(IngestError::BatchIdTooLong(verified.batch_id.len()));
+    if verified.batch_id().len() > MAX_BATCH_ID_BYTES {
+        return Err(IngestError::BatchIdTooLong(verified.batch_id().len()));
     }
     if key.disabled {
         return Err(IngestError::Disabled(stream_id.clone()));
     }
-    if verified.points.is_empty() {
+    if verified.points().is_empty() {
         return Err(IngestError::NoPoints);
     }
-    if verified.points.len() > config.max_points_per_batch {
+    if verified.points().len() > config.max_points_per_batch {
         return Err(IngestError::TooManyPoints {
-            count: verified.points.len(),
+            count: verified.points().len(),
             max: config.max_points_per_batch,
         });
     }
     let tz = jiff::tz::TimeZone::get(&key.time_zone).unwrap_or(jiff::tz::TimeZone::UTC);
     let validated =
-        validate::validate_points(&verified.points, key.frequency, &key.value_type, &tz);
+        validate::validate_points(verified.points(), key.frequency, &key.value_type, &tz);
     for kind in &validated.kinds {
         metrics::counter!("kpistream_points_rejected_total", "reason" => kind.as_str())
             .increment(1);
@@ -326,7 +326,7 @@ fn prepare(
     Ok(PreparedBatch {
         stream_id: stream_id.clone(),
         key_id: key_id.clone(),
-        batch_id: verified.batch_id,
+        batch_id: verified.batch_id().to_owned(),
         frequency: key.frequency,
         points: validated.points,
         rejected: validated.rejected,
