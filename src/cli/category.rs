@@ -2,7 +2,6 @@
 
 use super::output::{Format, Rows, time};
 use super::{ServerArgs, status};
-use crate::proto;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum CategoryCommand {
@@ -45,24 +44,15 @@ impl CategoryCommand {
                 let c = server
                     .connect()
                     .await?
-                    .admin()
-                    .create_category(proto::CreateCategoryRequest { name })
+                    .create_category(&name)
                     .await
-                    .map_err(status)?
-                    .into_inner();
+                    .map_err(status)?;
                 println!("created category {:?}", c.name);
             }
             Self::List { output, server } => {
-                let list = server
-                    .connect()
-                    .await?
-                    .admin()
-                    .list_categories(proto::ListCategoriesRequest {})
-                    .await
-                    .map_err(status)?
-                    .into_inner();
+                let categories = server.connect().await?.categories().await.map_err(status)?;
                 let mut rows = Rows::new(vec!["name", "streams", "created"]);
-                for c in &list.categories {
+                for c in &categories {
                     rows.push(vec![
                         c.name.clone(),
                         c.stream_count.to_string(),
@@ -79,14 +69,9 @@ impl CategoryCommand {
                 let c = server
                     .connect()
                     .await?
-                    .admin()
-                    .rename_category(proto::RenameCategoryRequest {
-                        name: name.clone(),
-                        new_name,
-                    })
+                    .rename_category(&name, &new_name)
                     .await
-                    .map_err(status)?
-                    .into_inner();
+                    .map_err(status)?;
                 println!(
                     "renamed category {name:?} to {:?} ({} streams)",
                     c.name, c.stream_count
@@ -96,8 +81,7 @@ impl CategoryCommand {
                 server
                     .connect()
                     .await?
-                    .admin()
-                    .delete_category(proto::DeleteCategoryRequest { name: name.clone() })
+                    .delete_category(&name)
                     .await
                     .map_err(status)?;
                 println!("deleted category {name:?}");

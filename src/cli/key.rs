@@ -7,7 +7,6 @@ use base64::Engine;
 
 use super::output::{Format, Rows, time};
 use super::{ServerArgs, status};
-use crate::proto;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum KeyCommand {
@@ -61,18 +60,13 @@ impl KeyCommand {
                 credential_out,
                 server,
             } => {
-                let r = server
+                let (key, credential) = server
                     .connect()
                     .await?
-                    .admin()
-                    .rotate_key(proto::StreamRef {
-                        stream_id: stream.clone(),
-                    })
+                    .rotate_key(&stream)
                     .await
-                    .map_err(status)?
-                    .into_inner();
-                let key = r.key.unwrap_or_default();
-                write_credential(&credential_out, &r.credential, &key.key_id)?;
+                    .map_err(status)?;
+                write_credential(&credential_out, &credential.expose_secret(), &key.key_id)?;
                 eprintln!("older keys of stream {stream} keep working until you revoke them");
                 Ok(())
             }
@@ -84,14 +78,9 @@ impl KeyCommand {
                 let k = server
                     .connect()
                     .await?
-                    .admin()
-                    .revoke_key(proto::RevokeKeyRequest {
-                        stream_id: stream.clone(),
-                        key_id: key,
-                    })
+                    .revoke_key(&stream, &key)
                     .await
-                    .map_err(status)?
-                    .into_inner();
+                    .map_err(status)?;
                 println!(
                     "revoked key {} of stream {stream} at {}",
                     k.key_id,
@@ -108,14 +97,9 @@ impl KeyCommand {
                 let k = server
                     .connect()
                     .await?
-                    .admin()
-                    .add_key(proto::AddKeyRequest {
-                        stream_id: stream.clone(),
-                        public_key: bytes,
-                    })
+                    .add_key(&stream, &bytes)
                     .await
-                    .map_err(status)?
-                    .into_inner();
+                    .map_err(status)?;
                 println!("registered public key as {} of stream {stream}", k.key_id);
                 println!(
                     "sign with credential kpik1.{stream}.{}.<your seed>",
@@ -128,14 +112,12 @@ impl KeyCommand {
                 output,
                 server,
             } => {
-                let list = server
+                let keys = server
                     .connect()
                     .await?
-                    .admin()
-                    .list_keys(proto::StreamRef { stream_id: stream })
+                    .keys(&stream)
                     .await
-                    .map_err(status)?
-                    .into_inner();
+                    .map_err(status)?;
                 let mut rows = Rows::new(vec![
                     "key",
                     "origin",
@@ -144,7 +126,7 @@ impl KeyCommand {
                     "last_used",
                     "revoked",
                 ]);
-                for k in &list.keys {
+                for k in &keys {
                     rows.push(vec![
                         k.key_id.clone(),
                         k.origin.clone(),

@@ -3,7 +3,7 @@
 
 use super::output::{Format, Rows, time};
 use super::{ServerArgs, status};
-use crate::proto;
+use crate::client::PeriodRange;
 
 /// Read a stream's values.
 #[derive(Debug, clap::Args)]
@@ -35,16 +35,12 @@ pub struct QueryArgs {
 
 impl QueryArgs {
     pub async fn run(self) -> anyhow::Result<()> {
-        let mut query = self.server.connect().await?.query();
+        let client = self.server.connect().await?;
         if let Some(period) = self.revisions {
-            let list = query
-                .list_revisions(proto::ListRevisionsRequest {
-                    stream_id: self.stream,
-                    period,
-                })
+            let revisions = client
+                .revisions(&self.stream, &period)
                 .await
-                .map_err(status)?
-                .into_inner();
+                .map_err(status)?;
             let mut rows = Rows::new(vec![
                 "period",
                 "old_value",
@@ -53,7 +49,7 @@ impl QueryArgs {
                 "batch_id",
                 "key_id",
             ]);
-            for r in list.revisions {
+            for r in revisions {
                 rows.push(vec![
                     r.period,
                     r.old_value,
@@ -66,28 +62,14 @@ impl QueryArgs {
             return rows.print(self.output);
         }
         let points = if self.latest {
-            vec![
-                query
-                    .latest(proto::LatestRequest {
-                        stream_id: self.stream,
-                    })
-                    .await
-                    .map_err(status)?
-                    .into_inner(),
-            ]
+            vec![client.latest(&self.stream).await.map_err(status)?]
         } else {
-            let request = proto::ListPointsRequest {
-                stream_id: self.stream,
-                from: self.from.unwrap_or_default(),
-                to: self.to.unwrap_or_default(),
+            let range = PeriodRange {
+                from: self.from,
+                to: self.to,
                 limit: self.limit,
             };
-            query
-                .list_points(request)
-                .await
-                .map_err(status)?
-                .into_inner()
-                .points
+            client.points(&self.stream, &range).await.map_err(status)?
         };
         let mut rows = Rows::new(vec![
             "period",

@@ -4,7 +4,10 @@ use std::path::PathBuf;
 
 use super::output::{Format, Rows, time};
 use super::{ServerArgs, status};
+use crate::client::{NewStream, StreamChanges, StreamFilter, ValueKind};
+use crate::period::Frequency;
 use crate::proto;
+use crate::stream::StreamStatus;
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 pub enum FrequencyArg {
@@ -14,7 +17,7 @@ pub enum FrequencyArg {
     Quarterly,
 }
 
-impl From<FrequencyArg> for proto::Frequency {
+impl From<FrequencyArg> for Frequency {
     fn from(f: FrequencyArg) -> Self {
         match f {
             FrequencyArg::Daily => Self::Daily,
@@ -32,16 +35,6 @@ pub enum TypeArg {
     Percentage,
 }
 
-impl From<TypeArg> for proto::ValueType {
-    fn from(t: TypeArg) -> Self {
-        match t {
-            TypeArg::Number => Self::Number,
-            TypeArg::Currency => Self::Currency,
-            TypeArg::Percentage => Self::Percentage,
-        }
-    }
-}
-
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 pub enum StatusArg {
     Pending,
@@ -50,7 +43,7 @@ pub enum StatusArg {
     Disabled,
 }
 
-impl From<StatusArg> for proto::StreamStatus {
+impl From<StatusArg> for StreamStatus {
     fn from(s: StatusArg) -> Self {
         match s {
             StatusArg::Pending => Self::Pending,
@@ -182,33 +175,33 @@ impl StreamCommand {
                 credential_out,
                 server,
             } => {
-                let request = proto::CreateStreamRequest {
+                let new = NewStream {
                     name,
                     description,
-                    category: category.unwrap_or_default(),
-                    frequency: proto::Frequency::from(frequency) as i32,
-                    value_type: proto::ValueType::from(value_type) as i32,
-                    currency: currency.unwrap_or_default(),
+                    category,
+                    frequency: frequency.into(),
+                    value: value_kind(value_type, currency)?,
                     time_zone: tz,
                 };
                 let created = server
                     .connect()
                     .await?
-                    .admin()
-                    .create_stream(request)
+                    .create_stream(new)
                     .await
-                    .map_err(status)?
-                    .into_inner();
-                let stream = created.stream.unwrap_or_default();
-                let key = created.key.unwrap_or_default();
+                    .map_err(status)?;
+                let stream = &created.stream;
                 eprintln!(
                     "created stream {} {:?} ({}, {})",
                     stream.id,
                     stream.name,
                     frequency_name(stream.frequency),
-                    type_name(&stream)
+                    type_name(stream)
                 );
-                super::key::write_credential(&credential_out, &created.credential, &key.key_id)?;
+                super::key::write_credential(
+                    &credential_out,
+                    &created.credential.expose_secret(),
+                    &created.key.key_id,
+                )?;
                 if credential_out.as_os_str() != "-" {
                     println!("{}", stream.id);
                 }
@@ -221,19 +214,17 @@ impl StreamCommand {
                 output,
                 server,
             } => {
-                let request = proto::ListStreamsRequest {
-                    category: category.unwrap_or_default(),
-                    status: st.map_or(0, |s| proto::StreamStatus::from(s) as i32),
-                    name_contains: name.unwrap_or_default(),
+                let filter = StreamFilter {
+                    category,
+                    status: st.map(Into::into),
+                    name_contains: name,
                 };
-                let list = server
+                let streams = server
                     .connect()
                     .await?
-                    .admin()
-                    .list_streams(request)
+                    .streams(&filter)
                     .await
-                    .map_err(status)?
-                    .into_inner();
+                    .map_err(status)?;
                 let mut rows = Rows::new(vec![
                     "id",
                     "name",
@@ -244,7 +235,7 @@ impl StreamCommand {
                     "latest",
                     "points",
                 ]);
-                for s in &list.streams {
+                for s in &streams {
                     rows.push(vec![
                         s.id.clone(),
                         s.name.clone(),
@@ -266,11 +257,9 @@ impl StreamCommand {
                 let detail = server
                     .connect()
                     .await?
-                    .admin()
-                    .get_stream(proto::StreamRef { stream_id: stream })
+                    .stream(&stream)
                     .await
-                    .map_err(status)?
-                    .into_inner();
+                    .map_err(status)?;
                 print_detail(&detail, output)
             }
             Self::Update {
@@ -284,24 +273,25 @@ impl StreamCommand {
                 tz,
                 server,
             } => {
-                let request = proto::UpdateStreamRequest {
-                    stream_id: stream,
+                let value = match (value_type, currency) {
+                    (None, None) => None,
+                    (Some(kind), currency) => Some(value_kind(kind, currency)?),
+                    (None, Some(code)) => Some(ValueKind::Currency(code)),
+                };
+                let changes = StreamChanges {
                     name,
                     description,
                     category,
-                    frequency: frequency.map_or(0, |f| proto::Frequency::from(f) as i32),
-                    value_type: value_type.map_or(0, |t| proto::ValueType::from(t) as i32),
-                    currency,
+                    frequency: frequency.map(Into::into),
+                    value,
                     time_zone: tz,
                 };
                 let s = server
                     .connect()
                     .await?
-                    .admin()
-                    .update_stream(request)
+                    .update_stream(&stream, changes)
                     .await
-                    .map_err(status)?
-                    .into_inner();
+                    .map_err(status)?;
                 println!(
                     "updated stream {} {:?} ({}, {}, category {:?})",
                     s.id,
@@ -316,11 +306,9 @@ impl StreamCommand {
                 let s = server
                     .connect()
                     .await?
-                    .admin()
-                    .disable_stream(proto::StreamRef { stream_id: stream })
+                    .disable_stream(&stream)
                     .await
-                    .map_err(status)?
-                    .into_inner();
+                    .map_err(status)?;
                 println!(
                     "stream {} is disabled: publishes are refused until it is enabled",
                     s.id
@@ -331,11 +319,9 @@ impl StreamCommand {
                 let s = server
                     .connect()
                     .await?
-                    .admin()
-                    .enable_stream(proto::StreamRef { stream_id: stream })
+                    .enable_stream(&stream)
                     .await
-                    .map_err(status)?
-                    .into_inner();
+                    .map_err(status)?;
                 println!(
                     "stream {} is enabled (status {})",
                     s.id,
@@ -356,13 +342,9 @@ impl StreamCommand {
                 let d = server
                     .connect()
                     .await?
-                    .admin()
-                    .delete_stream(proto::StreamRef {
-                        stream_id: stream.clone(),
-                    })
+                    .delete_stream(&stream)
                     .await
-                    .map_err(status)?
-                    .into_inner();
+                    .map_err(status)?;
                 println!(
                     "deleted stream {stream}: {} points, {} revisions and {} keys removed",
                     d.points_deleted, d.revisions_deleted, d.keys_deleted
@@ -370,6 +352,15 @@ impl StreamCommand {
                 Ok(())
             }
         }
+    }
+}
+
+fn value_kind(kind: TypeArg, currency: Option<String>) -> anyhow::Result<ValueKind> {
+    match (kind, currency) {
+        (TypeArg::Currency, currency) => Ok(ValueKind::Currency(currency.unwrap_or_default())),
+        (_, Some(_)) => anyhow::bail!("--currency goes with --type currency only"),
+        (TypeArg::Number, None) => Ok(ValueKind::Number),
+        (TypeArg::Percentage, None) => Ok(ValueKind::Percentage),
     }
 }
 

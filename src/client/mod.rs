@@ -3,6 +3,7 @@
 
 #![warn(missing_docs)]
 
+mod api;
 mod connect;
 mod publisher;
 
@@ -17,6 +18,9 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use tonic::{Request, Status};
 
+pub use self::api::{
+    CreatedStream, NewStream, PeriodRange, StreamChanges, StreamFilter, ValueKind,
+};
 pub use self::connect::ClientIdentity;
 pub use self::publisher::{
     BatchFailure, FailedBatch, PointOutcome, PublishError, Publisher, PublisherBuilder, Receipt,

@@ -1,0 +1,351 @@
+//! Typed calls for the admin and query services, so programs (and the command line)
+//! speak in streams, keys and points rather than in request messages.
+
+#![warn(missing_docs)]
+use tonic::Status;
+
+use super::{Client, Credential};
+use crate::period::Frequency;
+use crate::proto;
+use crate::stream::StreamStatus;
+
+/// What a stream's values are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ValueKind {
+    /// A plain number.
+    Number,
+    /// An amount in one ISO 4217 currency (the code).
+    Currency(String),
+    /// A percentage figure (`12.5` means 12.5 %).
+    Percentage,
+}
+
+/// A stream to create.
+#[derive(Debug, Clone)]
+pub struct NewStream {
+    /// Shown to readers; 1 to 200 characters.
+    pub name: String,
+    /// Optional longer text.
+    pub description: String,
+    /// A category that exists, if any.
+    pub category: Option<String>,
+    /// One value per period of this length.
+    pub frequency: Frequency,
+    /// What the values are.
+    pub value: ValueKind,
+    /// IANA time zone used to place timestamps in periods (`UTC` when empty).
+    pub time_zone: String,
+}
+
+/// A created stream with the credential of its first key, shown this once.
+#[derive(Debug)]
+pub struct CreatedStream {
+    /// The stream as stored.
+    pub stream: proto::Stream,
+    /// Its first key (public half).
+    pub key: proto::StreamKey,
+    /// The private key with the ids it signs for.
+    pub credential: Credential,
+}
+
+/// Changes to a stream; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct StreamChanges {
+    /// A new name.
+    pub name: Option<String>,
+    /// A new description.
+    pub description: Option<String>,
+    /// A new category; `Some("")` removes it.
+    pub category: Option<String>,
+    /// Only while the stream has no data.
+    pub frequency: Option<Frequency>,
+    /// Only while the stream has no data.
+    pub value: Option<ValueKind>,
+    /// Only while the stream has no data.
+    pub time_zone: Option<String>,
+}
+
+/// Which streams to list.
+#[derive(Debug, Clone, Default)]
+pub struct StreamFilter {
+    /// Only this category.
+    pub category: Option<String>,
+    /// Only streams with this status.
+    pub status: Option<StreamStatus>,
+    /// Only names containing this text (case-insensitive).
+    pub name_contains: Option<String>,
+}
+
+/// Which points of a stream to read.
+#[derive(Debug, Clone, Default)]
+pub struct PeriodRange {
+    /// First period (inclusive), as text of the stream's frequency.
+    pub from: Option<String>,
+    /// Last period (inclusive).
+    pub to: Option<String>,
+    /// At most this many points (0: the server's maximum).
+    pub limit: u32,
+}
+
+fn frequency(f: Frequency) -> proto::Frequency {
+    match f {
+        Frequency::Daily => proto::Frequency::Daily,
+        Frequency::Weekly => proto::Frequency::Weekly,
+        Frequency::Monthly => proto::Frequency::Monthly,
+        Frequency::Quarterly => proto::Frequency::Quarterly,
+    }
+}
+
+fn status(s: StreamStatus) -> proto::StreamStatus {
+    match s {
+        StreamStatus::Pending => proto::StreamStatus::Pending,
+        StreamStatus::Active => proto::StreamStatus::Active,
+        StreamStatus::Stale => proto::StreamStatus::Stale,
+        StreamStatus::Disabled => proto::StreamStatus::Disabled,
+    }
+}
+
+/// The wire form of a value kind: (type, currency code).
+fn value_kind(v: &ValueKind) -> (proto::ValueType, String) {
+    match v {
+        ValueKind::Number => (proto::ValueType::Number, String::new()),
+        ValueKind::Currency(code) => (proto::ValueType::Currency, code.clone()),
+        ValueKind::Percentage => (proto::ValueType::Percentage, String::new()),
+    }
+}
+
+fn stream_ref(id: &str) -> proto::StreamRef {
+    proto::StreamRef {
+        stream_id: id.to_owned(),
+    }
+}
+
+fn credential(text: &str) -> Result<Credential, Status> {
+    text.parse().map_err(|e| {
+        Status::internal(format!(
+            "the server sent a credential that does not parse: {e}"
+        ))
+    })
+}
+
+impl Client {
+    /// Creates a category.
+    pub async fn create_category(&self, name: &str) -> Result<proto::Category, Status> {
+        let request = proto::CreateCategoryRequest {
+            name: name.to_owned(),
+        };
+        Ok(self.admin().create_category(request).await?.into_inner())
+    }
+
+    /// Every category of the organisation, with how many streams use it.
+    pub async fn categories(&self) -> Result<Vec<proto::Category>, Status> {
+        let request = proto::ListCategoriesRequest {};
+        Ok(self
+            .admin()
+            .list_categories(request)
+            .await?
+            .into_inner()
+            .categories)
+    }
+
+    /// Renames a category; its streams follow.
+    pub async fn rename_category(
+        &self,
+        name: &str,
+        new_name: &str,
+    ) -> Result<proto::Category, Status> {
+        let request = proto::RenameCategoryRequest {
+            name: name.to_owned(),
+            new_name: new_name.to_owned(),
+        };
+        Ok(self.admin().rename_category(request).await?.into_inner())
+    }
+
+    /// Deletes a category no stream uses.
+    pub async fn delete_category(&self, name: &str) -> Result<(), Status> {
+        let request = proto::DeleteCategoryRequest {
+            name: name.to_owned(),
+        };
+        self.admin().delete_category(request).await?;
+        Ok(())
+    }
+
+    /// Creates a stream; the credential in the answer is shown only this once.
+    pub async fn create_stream(&self, new: NewStream) -> Result<CreatedStream, Status> {
+        let (value_type, currency) = value_kind(&new.value);
+        let request = proto::CreateStreamRequest {
+            name: new.name,
+            description: new.description,
+            category: new.category.unwrap_or_default(),
+            frequency: frequency(new.frequency) as i32,
+            value_type: value_type as i32,
+            currency,
+            time_zone: new.time_zone,
+        };
+        let created = self.admin().create_stream(request).await?.into_inner();
+        Ok(CreatedStream {
+            stream: created.stream.unwrap_or_default(),
+            key: created.key.unwrap_or_default(),
+            credential: credential(&created.credential)?,
+        })
+    }
+
+    /// The streams matching `filter`.
+    pub async fn streams(&self, filter: &StreamFilter) -> Result<Vec<proto::Stream>, Status> {
+        let request = proto::ListStreamsRequest {
+            category: filter.category.clone().unwrap_or_default(),
+            status: filter.status.map_or(0, |s| status(s) as i32),
+            name_contains: filter.name_contains.clone().unwrap_or_default(),
+        };
+        Ok(self
+            .admin()
+            .list_streams(request)
+            .await?
+            .into_inner()
+            .streams)
+    }
+
+    /// A stream with its keys.
+    pub async fn stream(&self, id: &str) -> Result<proto::StreamDetail, Status> {
+        Ok(self.admin().get_stream(stream_ref(id)).await?.into_inner())
+    }
+
+    /// Applies `changes` to a stream.
+    pub async fn update_stream(
+        &self,
+        id: &str,
+        changes: StreamChanges,
+    ) -> Result<proto::Stream, Status> {
+        let (value_type, currency) = match &changes.value {
+            Some(kind) => {
+                let (t, c) = value_kind(kind);
+                (t as i32, Some(c))
+            }
+            None => (0, None),
+        };
+        let request = proto::UpdateStreamRequest {
+            stream_id: id.to_owned(),
+            name: changes.name,
+            description: changes.description,
+            category: changes.category,
+            frequency: changes.frequency.map_or(0, |f| frequency(f) as i32),
+            value_type,
+            currency,
+            time_zone: changes.time_zone,
+        };
+        Ok(self.admin().update_stream(request).await?.into_inner())
+    }
+
+    /// Refuses publishes to a stream until it is enabled.
+    pub async fn disable_stream(&self, id: &str) -> Result<proto::Stream, Status> {
+        Ok(self
+            .admin()
+            .disable_stream(stream_ref(id))
+            .await?
+            .into_inner())
+    }
+
+    /// Accepts publishes to a disabled stream again.
+    pub async fn enable_stream(&self, id: &str) -> Result<proto::Stream, Status> {
+        Ok(self
+            .admin()
+            .enable_stream(stream_ref(id))
+            .await?
+            .into_inner())
+    }
+
+    /// Deletes a stream with its keys, points and revisions, irreversibly.
+    pub async fn delete_stream(&self, id: &str) -> Result<proto::DeleteStreamResponse, Status> {
+        Ok(self
+            .admin()
+            .delete_stream(stream_ref(id))
+            .await?
+            .into_inner())
+    }
+
+    /// Adds a generated key; returns it with its credential (shown this once).
+    pub async fn rotate_key(&self, stream: &str) -> Result<(proto::StreamKey, Credential), Status> {
+        let rotated = self
+            .admin()
+            .rotate_key(stream_ref(stream))
+            .await?
+            .into_inner();
+        Ok((
+            rotated.key.unwrap_or_default(),
+            credential(&rotated.credential)?,
+        ))
+    }
+
+    /// Revokes a key.
+    pub async fn revoke_key(&self, stream: &str, key: &str) -> Result<proto::StreamKey, Status> {
+        let request = proto::RevokeKeyRequest {
+            stream_id: stream.to_owned(),
+            key_id: key.to_owned(),
+        };
+        Ok(self.admin().revoke_key(request).await?.into_inner())
+    }
+
+    /// Registers a 32-byte Ed25519 public key made elsewhere.
+    pub async fn add_key(
+        &self,
+        stream: &str,
+        public_key: &[u8],
+    ) -> Result<proto::StreamKey, Status> {
+        let request = proto::AddKeyRequest {
+            stream_id: stream.to_owned(),
+            public_key: public_key.to_vec(),
+        };
+        Ok(self.admin().add_key(request).await?.into_inner())
+    }
+
+    /// A stream's keys, revoked ones included.
+    pub async fn keys(&self, stream: &str) -> Result<Vec<proto::StreamKey>, Status> {
+        Ok(self
+            .admin()
+            .list_keys(stream_ref(stream))
+            .await?
+            .into_inner()
+            .keys)
+    }
+
+    /// The points of a stream in a period range, oldest first.
+    pub async fn points(
+        &self,
+        stream: &str,
+        range: &PeriodRange,
+    ) -> Result<Vec<proto::DataPoint>, Status> {
+        let request = proto::ListPointsRequest {
+            stream_id: stream.to_owned(),
+            from: range.from.clone().unwrap_or_default(),
+            to: range.to.clone().unwrap_or_default(),
+            limit: range.limit,
+        };
+        Ok(self.query().list_points(request).await?.into_inner().points)
+    }
+
+    /// The point of the latest period.
+    pub async fn latest(&self, stream: &str) -> Result<proto::DataPoint, Status> {
+        let request = proto::LatestRequest {
+            stream_id: stream.to_owned(),
+        };
+        Ok(self.query().latest(request).await?.into_inner())
+    }
+
+    /// The revisions of one period, oldest first.
+    pub async fn revisions(
+        &self,
+        stream: &str,
+        period: &str,
+    ) -> Result<Vec<proto::Revision>, Status> {
+        let request = proto::ListRevisionsRequest {
+            stream_id: stream.to_owned(),
+            period: period.to_owned(),
+        };
+        Ok(self
+            .query()
+            .list_revisions(request)
+            .await?
+            .into_inner()
+            .revisions)
+    }
+}
