@@ -41,8 +41,11 @@ impl Role {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
     pub user_id: UserId,
+    pub name: String,
     pub org_id: OrgId,
     pub role: Role,
+    /// May create organisations (the first start's admin).
+    pub server_admin: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -81,6 +84,10 @@ pub fn bearer(header: Option<&str>) -> Result<SecretString, AuthError> {
 
 impl Principal {
     /// Refuses unless the principal is an org admin.
+    pub fn is_admin(&self) -> bool {
+        self.role == Role::Admin
+    }
+
     pub fn require_admin(&self, action: &'static str) -> Result<(), AuthError> {
         match self.role {
             Role::Admin => Ok(()),

@@ -2,6 +2,7 @@
 //! stored exactly per period with a revision history, and are read back by the
 //! people the stream is shared with.
 
+pub mod access;
 pub mod auth;
 pub mod cli;
 pub mod client;

@@ -78,6 +78,10 @@ pub enum StreamCommand {
         category: Option<String>,
         #[arg(long, default_value = "")]
         description: String,
+        /// Share it: user:NAME, team:NAME or org, optionally :read (default) or :manage.
+        /// Repeat for several. You manage the streams you create.
+        #[arg(long = "grant", value_name = "GRANTEE[:ACCESS]")]
+        grants: Vec<String>,
         /// Where to write the credential: a file (mode 0600), or - for standard output.
         #[arg(long)]
         credential_out: PathBuf,
@@ -172,6 +176,7 @@ impl StreamCommand {
                 tz,
                 category,
                 description,
+                grants,
                 credential_out,
                 server,
             } => {
@@ -182,6 +187,7 @@ impl StreamCommand {
                     frequency: frequency.into(),
                     value: value_kind(value_type, currency)?,
                     time_zone: tz,
+                    grants,
                 };
                 let created = server
                     .connect()

@@ -35,6 +35,9 @@ pub struct NewStream {
     pub value: ValueKind,
     /// IANA time zone used to place timestamps in periods (`UTC` when empty).
     pub time_zone: String,
+    /// Who else may read or manage it: `user:NAME`, `team:NAME` or `org`, each
+    /// optionally with `:read` (the default) or `:manage`. The creator always manages it.
+    pub grants: Vec<String>,
 }
 
 /// A created stream with the credential of its first key, shown this once.
@@ -181,6 +184,7 @@ impl Client {
             value_type: value_type as i32,
             currency,
             time_zone: new.time_zone,
+            grants: new.grants,
         };
         let created = self.admin().create_stream(request).await?.into_inner();
         Ok(CreatedStream {

@@ -1,10 +1,12 @@
-//! `kpistream.v1.StreamAdmin`: streams, keys and categories. Every call needs an org
-//! admin's token.
+//! `kpistream.v1.StreamAdmin`: streams, keys and categories (users, teams, tokens,
+//! grants and the audit log are in `access.rs`). Every call needs a token; what it
+//! allows is in `docs/permissions.md`.
 
 use jiff::Timestamp;
 use tonic::{Request, Response, Status};
 
-use super::{ApiError, AppState, convert, parse_stream_id};
+use super::{ApiError, AppState, convert};
+use crate::access::{Access, GrantSpec};
 use crate::auth::Principal;
 use crate::ids::{KeyId, StreamId};
 use crate::proto;
@@ -15,7 +17,7 @@ use crate::stream::{KeyOrigin, StreamDefinition, StreamFilter, StreamUpdate, che
 use crate::value::ValueType;
 
 pub struct AdminService {
-    state: AppState,
+    pub(super) state: AppState,
 }
 
 impl AdminService {
@@ -33,12 +35,31 @@ impl AdminService {
         Ok(who)
     }
 
+    /// The caller, if they may manage the stream.
+    pub(super) async fn manager<T>(
+        &self,
+        request: &Request<T>,
+        stream_id: &str,
+    ) -> Result<(Principal, StreamId), ApiError> {
+        let who = self.state.principal(request).await?;
+        let stream = self
+            .state
+            .stream_for(&who, stream_id, Access::Manage)
+            .await?;
+        Ok((who, stream.id))
+    }
+
     async fn create_stream(
         &self,
         request: Request<proto::CreateStreamRequest>,
     ) -> Result<proto::CreateStreamResponse, ApiError> {
-        let who = self.admin(&request, "create streams").await?;
+        let who = self.state.principal(&request).await?;
         let r = request.into_inner();
+        let grants = r
+            .grants
+            .iter()
+            .map(|g| g.parse::<GrantSpec>())
+            .collect::<Result<Vec<_>, _>>()?;
         let frequency = super::convert::frequency_from_proto(r.frequency)?.ok_or_else(|| {
             ApiError::Invalid("frequency is required: daily, weekly, monthly or quarterly".into())
         })?;
@@ -70,10 +91,20 @@ impl AdminService {
                 credential.stream_id(),
                 &definition,
                 &key,
+                &grants,
                 now,
             )
             .await?;
         tracing::info!(stream_id = %stream.id, name = %definition.name, "stream created");
+        let granted: Vec<String> = grants.iter().map(ToString::to_string).collect();
+        let detail = format!(
+            "name {:?}, grants [{}]",
+            definition.name,
+            granted.join(", ")
+        );
+        self.state
+            .audit(&who, "stream.created", "stream", stream.id.as_str(), detail)
+            .await;
         Ok(proto::CreateStreamResponse {
             stream: Some(convert::stream(&stream, now)),
             key: Some(convert::key(&key)),
@@ -85,10 +116,13 @@ impl AdminService {
         &self,
         request: Request<proto::UpdateStreamRequest>,
     ) -> Result<proto::Stream, ApiError> {
-        let who = self.admin(&request, "update streams").await?;
+        let who = self.state.principal(&request).await?;
         let r = request.into_inner();
-        let id = parse_stream_id(&r.stream_id)?;
-        let current = self.state.store.get_stream(&who.org_id, &id).await?;
+        let current = self
+            .state
+            .stream_for(&who, &r.stream_id, Access::Manage)
+            .await?;
+        let id = current.id.clone();
         let kind = convert::value_kind_from_proto(r.value_type)?;
         let value_type = match (kind, r.currency.as_deref()) {
             (None, None) => None,
@@ -113,6 +147,10 @@ impl AdminService {
             .update_stream(&who.org_id, &id, &update, Timestamp::now())
             .await?;
         self.state.ingestor.forget_stream(&id);
+        let detail = format!("{update:?}");
+        self.state
+            .audit(&who, "stream.updated", "stream", id.as_str(), detail)
+            .await;
         Ok(convert::stream(&stream, Timestamp::now()))
     }
 
@@ -121,8 +159,7 @@ impl AdminService {
         request: Request<proto::StreamRef>,
         disabled: bool,
     ) -> Result<proto::Stream, ApiError> {
-        let who = self.admin(&request, "disable or enable streams").await?;
-        let id = parse_stream_id(&request.get_ref().stream_id)?;
+        let (who, id) = self.manager(&request, &request.get_ref().stream_id).await?;
         let stream = self
             .state
             .store
@@ -130,6 +167,14 @@ impl AdminService {
             .await?;
         self.state.ingestor.forget_stream(&id);
         tracing::info!(stream_id = %id, disabled, "stream state changed");
+        let action = if disabled {
+            "stream.disabled"
+        } else {
+            "stream.enabled"
+        };
+        self.state
+            .audit(&who, action, "stream", id.as_str(), "")
+            .await;
         Ok(convert::stream(&stream, Timestamp::now()))
     }
 
@@ -137,8 +182,7 @@ impl AdminService {
         &self,
         request: Request<proto::StreamRef>,
     ) -> Result<proto::RotateKeyResponse, ApiError> {
-        let who = self.admin(&request, "rotate keys").await?;
-        let id = parse_stream_id(&request.get_ref().stream_id)?;
+        let (who, id) = self.manager(&request, &request.get_ref().stream_id).await?;
         let credential = Credential::generate(id.clone(), KeyId::generate());
         let key = NewKey {
             key_id: credential.key_id().clone(),
@@ -151,6 +195,10 @@ impl AdminService {
             .add_key(&who.org_id, &id, &key, Timestamp::now())
             .await?;
         tracing::info!(stream_id = %id, key_id = %key.key_id, "key rotated");
+        let detail = format!("new key {}", key.key_id);
+        self.state
+            .audit(&who, "key.rotated", "stream", id.as_str(), detail)
+            .await;
         Ok(proto::RotateKeyResponse {
             key: Some(convert::key(&key)),
             credential: credential.expose_secret(),
@@ -161,9 +209,8 @@ impl AdminService {
         &self,
         request: Request<proto::AddKeyRequest>,
     ) -> Result<proto::StreamKey, ApiError> {
-        let who = self.admin(&request, "add keys").await?;
+        let (who, id) = self.manager(&request, &request.get_ref().stream_id).await?;
         let r = request.into_inner();
-        let id = parse_stream_id(&r.stream_id)?;
         let public_key = signature::parse_public_key(&r.public_key)?;
         let key = NewKey {
             key_id: KeyId::generate(),
@@ -176,6 +223,10 @@ impl AdminService {
             .add_key(&who.org_id, &id, &key, Timestamp::now())
             .await?;
         tracing::info!(stream_id = %id, key_id = %key.key_id, "public key registered");
+        let detail = format!("registered key {}", key.key_id);
+        self.state
+            .audit(&who, "key.added", "stream", id.as_str(), detail)
+            .await;
         Ok(convert::key(&key))
     }
 
@@ -183,9 +234,8 @@ impl AdminService {
         &self,
         request: Request<proto::RevokeKeyRequest>,
     ) -> Result<proto::StreamKey, ApiError> {
-        let who = self.admin(&request, "revoke keys").await?;
+        let (who, id) = self.manager(&request, &request.get_ref().stream_id).await?;
         let r = request.into_inner();
-        let id = parse_stream_id(&r.stream_id)?;
         let key_id = KeyId::parse(&r.key_id)?;
         let key = self
             .state
@@ -194,6 +244,10 @@ impl AdminService {
             .await?;
         self.state.ingestor.forget_stream(&id);
         tracing::info!(stream_id = %id, key_id = %key_id, "key revoked");
+        let detail = format!("revoked key {key_id}");
+        self.state
+            .audit(&who, "key.revoked", "stream", id.as_str(), detail)
+            .await;
         Ok(convert::key(&key))
     }
 }
@@ -225,7 +279,7 @@ impl StreamAdmin for AdminService {
     ) -> Reply<proto::ListStreamsResponse> {
         self.state
             .reply(async {
-                let who = self.admin(&request, "list streams").await?;
+                let who = self.state.principal(&request).await?;
                 let r = request.into_inner();
                 let filter = StreamFilter {
                     category: non_empty(r.category),
@@ -233,7 +287,15 @@ impl StreamAdmin for AdminService {
                     name_contains: non_empty(r.name_contains),
                 };
                 let now = Timestamp::now();
-                let streams = self.state.store.list_streams(&who.org_id).await?;
+                let mut streams = self.state.store.list_streams(&who.org_id).await?;
+                if !who.is_admin() {
+                    let visible = self
+                        .state
+                        .store
+                        .stream_accesses(&who.org_id, &who.user_id)
+                        .await?;
+                    streams.retain(|s| visible.contains_key(&s.id));
+                }
                 Ok(proto::ListStreamsResponse {
                     streams: streams
                         .iter()
@@ -248,12 +310,23 @@ impl StreamAdmin for AdminService {
     async fn get_stream(&self, request: Request<proto::StreamRef>) -> Reply<proto::StreamDetail> {
         self.state
             .reply(async {
-                let who = self.admin(&request, "read stream details").await?;
+                let who = self.state.principal(&request).await?;
                 let stream = self
                     .state
-                    .stream_for(&who, &request.get_ref().stream_id)
+                    .stream_for(&who, &request.get_ref().stream_id, Access::Read)
                     .await?;
-                let keys = self.state.store.list_keys(&who.org_id, &stream.id).await?;
+                // Keys are for those who manage the stream; readers see the rest.
+                let manages = who.is_admin()
+                    || self
+                        .state
+                        .store
+                        .stream_access(&who.org_id, &who.user_id, &stream.id)
+                        .await?
+                        == Some(Access::Manage);
+                let keys = match manages {
+                    true => self.state.store.list_keys(&who.org_id, &stream.id).await?,
+                    false => Vec::new(),
+                };
                 Ok(proto::StreamDetail {
                     stream: Some(convert::stream(&stream, Timestamp::now())),
                     keys: keys.iter().map(convert::key).collect(),
@@ -283,11 +356,17 @@ impl StreamAdmin for AdminService {
     ) -> Reply<proto::DeleteStreamResponse> {
         self.state
             .reply(async {
-                let who = self.admin(&request, "delete streams").await?;
-                let id = parse_stream_id(&request.get_ref().stream_id)?;
+                let (who, id) = self.manager(&request, &request.get_ref().stream_id).await?;
                 let counts = self.state.store.delete_stream(&who.org_id, &id).await?;
                 self.state.ingestor.forget_stream(&id);
                 tracing::info!(stream_id = %id, points = counts.points, "stream deleted");
+                let detail = format!(
+                    "{} points, {} revisions, {} keys removed",
+                    counts.points, counts.revisions, counts.keys
+                );
+                self.state
+                    .audit(&who, "stream.deleted", "stream", id.as_str(), detail)
+                    .await;
                 Ok(proto::DeleteStreamResponse {
                     points_deleted: counts.points,
                     revisions_deleted: counts.revisions,
@@ -321,8 +400,7 @@ impl StreamAdmin for AdminService {
     ) -> Reply<proto::ListKeysResponse> {
         self.state
             .reply(async {
-                let who = self.admin(&request, "list keys").await?;
-                let id = parse_stream_id(&request.get_ref().stream_id)?;
+                let (who, id) = self.manager(&request, &request.get_ref().stream_id).await?;
                 let keys = self.state.store.list_keys(&who.org_id, &id).await?;
                 Ok(proto::ListKeysResponse {
                     keys: keys.iter().map(convert::key).collect(),
@@ -344,6 +422,9 @@ impl StreamAdmin for AdminService {
                     .store
                     .create_category(&who.org_id, &name, Timestamp::now())
                     .await?;
+                self.state
+                    .audit(&who, "category.created", "category", name.as_str(), "")
+                    .await;
                 Ok(convert::category(&category))
             })
             .await
@@ -355,7 +436,7 @@ impl StreamAdmin for AdminService {
     ) -> Reply<proto::ListCategoriesResponse> {
         self.state
             .reply(async {
-                let who = self.admin(&request, "list categories").await?;
+                let who = self.state.principal(&request).await?;
                 let categories = self.state.store.list_categories(&who.org_id).await?;
                 Ok(proto::ListCategoriesResponse {
                     categories: categories.iter().map(convert::category).collect(),
@@ -378,6 +459,16 @@ impl StreamAdmin for AdminService {
                     .store
                     .rename_category(&who.org_id, &r.name, &new_name)
                     .await?;
+                let detail = format!("renamed {:?} to {new_name:?}", r.name);
+                self.state
+                    .audit(
+                        &who,
+                        "category.renamed",
+                        "category",
+                        new_name.as_str(),
+                        detail,
+                    )
+                    .await;
                 Ok(convert::category(&category))
             })
             .await
@@ -394,8 +485,131 @@ impl StreamAdmin for AdminService {
                     .store
                     .delete_category(&who.org_id, &request.get_ref().name)
                     .await?;
+                let name = request.get_ref().name.as_str();
+                self.state
+                    .audit(&who, "category.deleted", "category", name, "")
+                    .await;
                 Ok(proto::DeleteCategoryResponse {})
             })
             .await
+    }
+    async fn who_am_i(
+        &self,
+        request: Request<proto::WhoAmIRequest>,
+    ) -> Reply<proto::WhoAmIResponse> {
+        self.state.reply(self.do_who_am_i(request)).await
+    }
+
+    async fn create_org(
+        &self,
+        request: Request<proto::CreateOrgRequest>,
+    ) -> Reply<proto::CreateOrgResponse> {
+        self.state.reply(self.do_create_org(request)).await
+    }
+
+    async fn create_user(&self, request: Request<proto::CreateUserRequest>) -> Reply<proto::User> {
+        self.state.reply(self.do_create_user(request)).await
+    }
+
+    async fn list_users(
+        &self,
+        request: Request<proto::ListUsersRequest>,
+    ) -> Reply<proto::ListUsersResponse> {
+        self.state.reply(self.do_list_users(request)).await
+    }
+
+    async fn set_user_role(
+        &self,
+        request: Request<proto::SetUserRoleRequest>,
+    ) -> Reply<proto::User> {
+        self.state.reply(self.do_set_user_role(request)).await
+    }
+
+    async fn delete_user(
+        &self,
+        request: Request<proto::UserRef>,
+    ) -> Reply<proto::DeleteUserResponse> {
+        self.state.reply(self.do_delete_user(request)).await
+    }
+
+    async fn create_team(&self, request: Request<proto::TeamRef>) -> Reply<proto::Team> {
+        self.state.reply(self.do_create_team(request)).await
+    }
+
+    async fn list_teams(
+        &self,
+        request: Request<proto::ListTeamsRequest>,
+    ) -> Reply<proto::ListTeamsResponse> {
+        self.state.reply(self.do_list_teams(request)).await
+    }
+
+    async fn delete_team(
+        &self,
+        request: Request<proto::TeamRef>,
+    ) -> Reply<proto::DeleteTeamResponse> {
+        self.state.reply(self.do_delete_team(request)).await
+    }
+
+    async fn add_team_member(
+        &self,
+        request: Request<proto::TeamMemberRequest>,
+    ) -> Reply<proto::Team> {
+        self.state.reply(self.do_team_member(request, true)).await
+    }
+
+    async fn remove_team_member(
+        &self,
+        request: Request<proto::TeamMemberRequest>,
+    ) -> Reply<proto::Team> {
+        self.state.reply(self.do_team_member(request, false)).await
+    }
+
+    async fn create_token(
+        &self,
+        request: Request<proto::CreateTokenRequest>,
+    ) -> Reply<proto::CreateTokenResponse> {
+        self.state.reply(self.do_create_token(request)).await
+    }
+
+    async fn list_tokens(
+        &self,
+        request: Request<proto::ListTokensRequest>,
+    ) -> Reply<proto::ListTokensResponse> {
+        self.state.reply(self.do_list_tokens(request)).await
+    }
+
+    async fn revoke_token(
+        &self,
+        request: Request<proto::RevokeTokenRequest>,
+    ) -> Reply<proto::Token> {
+        self.state.reply(self.do_revoke_token(request)).await
+    }
+
+    async fn add_grant(
+        &self,
+        request: Request<proto::GrantRequest>,
+    ) -> Reply<proto::ListGrantsResponse> {
+        self.state.reply(self.do_add_grant(request)).await
+    }
+
+    async fn remove_grant(
+        &self,
+        request: Request<proto::GrantRequest>,
+    ) -> Reply<proto::ListGrantsResponse> {
+        self.state.reply(self.do_remove_grant(request)).await
+    }
+
+    async fn list_grants(
+        &self,
+        request: Request<proto::StreamRef>,
+    ) -> Reply<proto::ListGrantsResponse> {
+        self.state.reply(self.do_list_grants(request)).await
+    }
+
+    async fn list_audit(
+        &self,
+        request: Request<proto::ListAuditRequest>,
+    ) -> Reply<proto::ListAuditResponse> {
+        self.state.reply(self.do_list_audit(request)).await
     }
 }

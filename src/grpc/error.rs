@@ -3,6 +3,7 @@
 
 use tonic::{Code, Status};
 
+use crate::access::AccessError;
 use crate::auth::AuthError;
 use crate::ids::InvalidId;
 use crate::ingest::IngestError;
@@ -18,6 +19,8 @@ use crate::value::ValueError;
 pub enum ApiError {
     #[error(transparent)]
     Auth(#[from] AuthError),
+    #[error(transparent)]
+    Access(#[from] AccessError),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -57,6 +60,12 @@ fn code_of(err: &ApiError) -> Code {
                 Code::Unauthenticated
             }
             AuthError::NotAdmin(_) => Code::PermissionDenied,
+        },
+        ApiError::Access(e) => match e {
+            AccessError::Invalid(_) => Code::InvalidArgument,
+            AccessError::ReadOnly(_)
+            | AccessError::NotServerAdmin(_)
+            | AccessError::NotYourToken(_) => Code::PermissionDenied,
         },
         ApiError::Store(e) => store_code(e),
         ApiError::Ingest(e) => ingest_code(e),

@@ -1,6 +1,7 @@
 //! The gRPC edge: one file per service. Generated types stop here; handlers convert
 //! them into domain types and back.
 
+pub mod access;
 pub mod admin;
 pub mod convert;
 pub mod error;
@@ -15,10 +16,11 @@ use std::time::Duration;
 use tonic::{Request, Response, Status};
 
 pub use self::error::ApiError;
+use crate::access::{Access, AccessError, AuditEvent};
 use crate::auth::{self, AuthError, Principal};
 use crate::ids::StreamId;
 use crate::ingest::Ingestor;
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 use crate::stream::Stream;
 
 /// What every service shares.
@@ -60,10 +62,56 @@ impl AppState {
         Ok(principal)
     }
 
-    /// The stream `id` as the principal may see it.
-    pub async fn stream_for(&self, who: &Principal, id: &str) -> Result<Stream, ApiError> {
+    /// The stream `id`, if the principal has `needed` access to it. A stream the
+    /// principal may not even read answers exactly like a stream that does not exist.
+    pub async fn stream_for(
+        &self,
+        who: &Principal,
+        id: &str,
+        needed: Access,
+    ) -> Result<Stream, ApiError> {
         let id = parse_stream_id(id)?;
-        Ok(self.store.get_stream(&who.org_id, &id).await?)
+        let stream = self.store.get_stream(&who.org_id, &id).await?;
+        if who.is_admin() {
+            return Ok(stream);
+        }
+        match self
+            .store
+            .stream_access(&who.org_id, &who.user_id, &id)
+            .await?
+        {
+            None => Err(StoreError::NotFound(format!("stream {id}")).into()),
+            Some(access) if access < needed => Err(AccessError::ReadOnly(id.to_string()).into()),
+            Some(_) => Ok(stream),
+        }
+    }
+
+    /// Records an admin action; a failure to record is logged, not returned, since the
+    /// action itself has happened.
+    pub async fn audit(
+        &self,
+        who: &Principal,
+        action: &'static str,
+        target_kind: &'static str,
+        target_id: &str,
+        detail: impl Into<String>,
+    ) {
+        let event = AuditEvent {
+            org: &who.org_id,
+            actor_id: &who.user_id,
+            actor_name: &who.name,
+            action,
+            target_kind,
+            target_id: target_id.to_owned(),
+            detail: detail.into(),
+        };
+        if let Err(e) = self
+            .store
+            .record_audit(&event, jiff::Timestamp::now())
+            .await
+        {
+            tracing::error!(error = %e, action, target_id, "could not record an audit entry");
+        }
     }
 }
 

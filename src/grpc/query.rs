@@ -3,6 +3,7 @@
 use tonic::{Request, Response, Status};
 
 use super::{ApiError, AppState, convert};
+use crate::access::Access;
 use crate::period::Period;
 use crate::proto;
 use crate::proto::query_server::Query;
@@ -32,7 +33,10 @@ impl Query for QueryService {
             .reply(async {
                 let who = self.state.principal(&request).await?;
                 let r = request.into_inner();
-                let stream = self.state.stream_for(&who, &r.stream_id).await?;
+                let stream = self
+                    .state
+                    .stream_for(&who, &r.stream_id, Access::Read)
+                    .await?;
                 let frequency = stream.definition.frequency;
                 let bound = |text: &str| -> Result<Option<String>, ApiError> {
                     if text.is_empty() {
@@ -63,7 +67,7 @@ impl Query for QueryService {
                 let who = self.state.principal(&request).await?;
                 let stream = self
                     .state
-                    .stream_for(&who, &request.get_ref().stream_id)
+                    .stream_for(&who, &request.get_ref().stream_id, Access::Read)
                     .await?;
                 let point = self
                     .state
@@ -89,7 +93,10 @@ impl Query for QueryService {
             .reply(async {
                 let who = self.state.principal(&request).await?;
                 let r = request.into_inner();
-                let stream = self.state.stream_for(&who, &r.stream_id).await?;
+                let stream = self
+                    .state
+                    .stream_for(&who, &r.stream_id, Access::Read)
+                    .await?;
                 let period = Period::parse(stream.definition.frequency, &r.period)?.to_string();
                 let revisions = self.state.store.list_revisions(&stream.id, &period).await?;
                 Ok(proto::ListRevisionsResponse {

@@ -10,7 +10,12 @@ use jiff::Timestamp;
 
 pub use sqlite::SqliteStore;
 
-use crate::auth::Principal;
+use std::collections::HashMap;
+
+use crate::access::{
+    Access, AuditEntry, AuditEvent, AuditFilter, Grant, GrantSpec, Grantee, Team, TokenInfo, User,
+};
+use crate::auth::{Principal, Role};
 use crate::ids::{KeyId, OrgId, StreamId, UserId};
 use crate::ingest::batch::{CommitRefusal, PreparedBatch, PublishOutcome};
 use crate::stream::{
@@ -78,8 +83,81 @@ pub struct Bootstrap {
     pub token_hash: [u8; 32],
 }
 
+/// A token to store: only its hash.
+#[derive(Debug, Clone)]
+pub struct NewToken {
+    /// The name of the user it belongs to.
+    pub user: String,
+    pub name: String,
+    pub hash: [u8; 32],
+    pub expires_at: Option<Timestamp>,
+}
+
+/// Organisations, users, teams, tokens, grants and the audit log.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait AccessStore: Send + Sync + 'static {
+    /// Creates an organisation with its first admin and that admin's token.
+    async fn create_org(&self, first: &Bootstrap, now: Timestamp) -> Result<()>;
+    async fn create_user(
+        &self,
+        org: &OrgId,
+        name: &str,
+        role: Role,
+        now: Timestamp,
+    ) -> Result<User>;
+    async fn list_users(&self, org: &OrgId) -> Result<Vec<User>>;
+    async fn set_user_role(&self, org: &OrgId, name: &str, role: Role) -> Result<User>;
+    /// Removes a user with their tokens, team memberships and grants.
+    async fn delete_user(&self, org: &OrgId, name: &str) -> Result<()>;
+    async fn create_team(&self, org: &OrgId, name: &str, now: Timestamp) -> Result<()>;
+    async fn list_teams(&self, org: &OrgId) -> Result<Vec<Team>>;
+    async fn delete_team(&self, org: &OrgId, name: &str) -> Result<()>;
+    /// Adds (`member`) or removes a user from a team.
+    async fn set_team_member(
+        &self,
+        org: &OrgId,
+        team: &str,
+        user: &str,
+        member: bool,
+    ) -> Result<()>;
+    async fn create_token(
+        &self,
+        org: &OrgId,
+        token: &NewToken,
+        now: Timestamp,
+    ) -> Result<TokenInfo>;
+    async fn list_tokens(&self, org: &OrgId, user: Option<&str>) -> Result<Vec<TokenInfo>>;
+    async fn token(&self, org: &OrgId, id: &str) -> Result<TokenInfo>;
+    async fn revoke_token(&self, org: &OrgId, id: &str, now: Timestamp) -> Result<TokenInfo>;
+    /// Adds grants, or changes the access of existing ones.
+    async fn set_grants(
+        &self,
+        org: &OrgId,
+        stream: &StreamId,
+        grants: &[GrantSpec],
+        now: Timestamp,
+    ) -> Result<()>;
+    async fn remove_grant(&self, org: &OrgId, stream: &StreamId, grantee: &Grantee) -> Result<()>;
+    async fn list_grants(&self, org: &OrgId, stream: &StreamId) -> Result<Vec<Grant>>;
+    /// The access `user` has to each stream reached by a grant (directly, through a
+    /// team or through the org). Org admins' implicit access is not included.
+    async fn stream_accesses(
+        &self,
+        org: &OrgId,
+        user: &UserId,
+    ) -> Result<HashMap<StreamId, Access>>;
+    async fn stream_access(
+        &self,
+        org: &OrgId,
+        user: &UserId,
+        stream: &StreamId,
+    ) -> Result<Option<Access>>;
+    async fn record_audit(&self, event: &AuditEvent<'_>, now: Timestamp) -> Result<()>;
+    async fn list_audit(&self, org: &OrgId, filter: &AuditFilter) -> Result<Vec<AuditEntry>>;
+}
+
+#[async_trait]
+pub trait Store: AccessStore + Send + Sync + 'static {
     /// Checks the database answers.
     async fn ping(&self) -> Result<()>;
     /// Creates the first organisation, admin and token if the database has none.
@@ -97,6 +175,8 @@ pub trait Store: Send + Sync + 'static {
     async fn rename_category(&self, org: &OrgId, name: &str, new_name: &str) -> Result<Category>;
     async fn delete_category(&self, org: &OrgId, name: &str) -> Result<()>;
 
+    /// Creates a stream with its first key; the creator gets manage, `grants` are added.
+    #[allow(clippy::too_many_arguments)]
     async fn create_stream(
         &self,
         org: &OrgId,
@@ -104,6 +184,7 @@ pub trait Store: Send + Sync + 'static {
         id: &StreamId,
         definition: &StreamDefinition,
         key: &NewKey,
+        grants: &[GrantSpec],
         now: Timestamp,
     ) -> Result<(Stream, StreamKey)>;
     async fn list_streams(&self, org: &OrgId) -> Result<Vec<Stream>>;

@@ -17,6 +17,7 @@ use super::{
     Bootstrap, NewKey, PointRecord, Result, RevisionRecord, Store, StoreError, from_micros,
     to_micros,
 };
+use crate::access::GrantSpec;
 use crate::auth::{Principal, Role};
 use crate::ids::{KeyId, OrgId, StreamId, UserId};
 use crate::ingest::batch::{CommitRefusal, PreparedBatch, PublishOutcome};
@@ -26,6 +27,8 @@ use crate::stream::{
     StreamUpdate,
 };
 use crate::value::ValueType;
+
+mod access;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -380,29 +383,7 @@ impl Store for SqliteStore {
         if orgs > 0 {
             return Ok(false);
         }
-        let now = to_micros(now);
-        sqlx::query("INSERT INTO orgs (id, name, created_at) VALUES (?, ?, ?)")
-            .bind(first.org_id.as_str())
-            .bind(&first.org_name)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query(
-            "INSERT INTO users (id, org_id, name, role, created_at) VALUES (?, ?, ?, 'admin', ?)",
-        )
-        .bind(first.user_id.as_str())
-        .bind(first.org_id.as_str())
-        .bind(&first.user_name)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query("INSERT INTO tokens (id, user_id, name, hash, created_at) VALUES (?, ?, 'bootstrap', ?, ?)")
-            .bind(format!("tok_{}", uuid::Uuid::now_v7().simple()))
-            .bind(first.user_id.as_str())
-            .bind(&first.token_hash[..])
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+        access::insert_org(&mut tx, first, true, now).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -413,7 +394,8 @@ impl Store for SqliteStore {
         now: Timestamp,
     ) -> Result<Option<Principal>> {
         let row = sqlx::query(
-            "SELECT u.id, u.org_id, u.role FROM tokens t JOIN users u ON u.id = t.user_id \
+            "SELECT u.id, u.name, u.org_id, u.role, u.server_admin, t.id AS token_id, t.last_used_at \
+             FROM tokens t JOIN users u ON u.id = t.user_id \
              WHERE t.hash = ? AND t.revoked_at IS NULL AND (t.expires_at IS NULL OR t.expires_at > ?)",
         )
         .bind(&hash[..])
@@ -423,10 +405,21 @@ impl Store for SqliteStore {
         let Some(row) = row else { return Ok(None) };
         let user: String = row.get("id");
         let org: String = row.get("org_id");
+        let last_used: Option<i64> = row.get("last_used_at");
+        // Recorded to the minute, so that reads do not each become a write.
+        if last_used.is_none_or(|at| to_micros(now) - at > 60_000_000) {
+            sqlx::query("UPDATE tokens SET last_used_at = ? WHERE id = ?")
+                .bind(to_micros(now))
+                .bind(row.get::<String, _>("token_id"))
+                .execute(&self.pool)
+                .await?;
+        }
         Ok(Some(Principal {
             user_id: UserId::parse(&user).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            name: row.get("name"),
             org_id: OrgId::parse(&org).map_err(|e| StoreError::Corrupt(e.to_string()))?,
             role: Role::parse(row.get("role")),
+            server_admin: row.get("server_admin"),
         }))
     }
 
@@ -518,6 +511,7 @@ impl Store for SqliteStore {
         id: &StreamId,
         definition: &StreamDefinition,
         key: &NewKey,
+        grants: &[GrantSpec],
         now: Timestamp,
     ) -> Result<(Stream, StreamKey)> {
         let mut tx = self.pool.begin().await?;
@@ -542,6 +536,16 @@ impl Store for SqliteStore {
         .execute(&mut *tx)
         .await?;
         insert_key(&mut tx, id, key, at).await?;
+        // The creator manages the stream (grants below may add others).
+        sqlx::query(
+            "INSERT INTO grants (stream_id, grantee_kind, grantee_id, access, created_at) VALUES (?, 'user', ?, 'manage', ?)",
+        )
+        .bind(id.as_str())
+        .bind(creator.as_str())
+        .bind(at)
+        .execute(&mut *tx)
+        .await?;
+        access::upsert_grants(&mut tx, org, id, grants, now).await?;
         let stream = Self::stream_in(&mut tx, org, id).await?;
         let key = Self::key_in(&mut tx, id, &key.key_id).await?;
         tx.commit().await?;

@@ -1,0 +1,560 @@
+//! The SQLite side of access: organisations, users, teams, tokens, grants, audit.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use jiff::Timestamp;
+use sqlx::sqlite::SqliteRow;
+use sqlx::{Row, Sqlite, Transaction};
+
+use super::{SqliteStore, is_unique_violation, opt_micros};
+use crate::access::{
+    Access, AuditEntry, AuditEvent, AuditFilter, Grant, GrantSpec, Grantee, TokenInfo, User,
+};
+use crate::auth::Role;
+use crate::ids::{OrgId, StreamId, UserId};
+use crate::store::{AccessStore, Bootstrap, NewToken, Result, StoreError, from_micros, to_micros};
+
+fn corrupt(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(e.to_string())
+}
+
+/// Creates an organisation with its first admin and that admin's token.
+pub(super) async fn insert_org(
+    tx: &mut Transaction<'_, Sqlite>,
+    first: &Bootstrap,
+    server_admin: bool,
+    now: Timestamp,
+) -> Result<()> {
+    let now = to_micros(now);
+    sqlx::query("INSERT INTO orgs (id, name, created_at) VALUES (?, ?, ?)")
+        .bind(first.org_id.as_str())
+        .bind(&first.org_name)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query(
+        "INSERT INTO users (id, org_id, name, role, created_at, server_admin) VALUES (?, ?, ?, 'admin', ?, ?)",
+    )
+    .bind(first.user_id.as_str())
+    .bind(first.org_id.as_str())
+    .bind(&first.user_name)
+    .bind(now)
+    .bind(server_admin)
+    .execute(&mut **tx)
+    .await?;
+    insert_token(tx, &first.user_id, "first", &first.token_hash, None, now).await?;
+    Ok(())
+}
+
+async fn insert_token(
+    tx: &mut Transaction<'_, Sqlite>,
+    user: &UserId,
+    name: &str,
+    hash: &[u8; 32],
+    expires_at: Option<i64>,
+    now: i64,
+) -> Result<String> {
+    let id = format!("tok_{}", uuid::Uuid::now_v7().simple());
+    sqlx::query(
+        "INSERT INTO tokens (id, user_id, name, hash, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&id)
+    .bind(user.as_str())
+    .bind(name)
+    .bind(&hash[..])
+    .bind(now)
+    .bind(expires_at)
+    .execute(&mut **tx)
+    .await?;
+    Ok(id)
+}
+
+fn user_from_row(row: &SqliteRow) -> Result<User> {
+    Ok(User {
+        id: UserId::parse(row.get("id")).map_err(corrupt)?,
+        name: row.get("name"),
+        role: Role::parse(row.get("role")),
+        created_at: from_micros(row.get("created_at"))?,
+    })
+}
+
+fn token_from_row(row: &SqliteRow) -> Result<TokenInfo> {
+    Ok(TokenInfo {
+        id: row.get("id"),
+        name: row.get("name"),
+        user: row.get("user_name"),
+        created_at: from_micros(row.get("created_at"))?,
+        last_used_at: opt_micros(row.get("last_used_at"))?,
+        expires_at: opt_micros(row.get("expires_at"))?,
+        revoked_at: opt_micros(row.get("revoked_at"))?,
+    })
+}
+
+const TOKEN_SELECT: &str = "SELECT t.id, t.name, u.name AS user_name, t.created_at, t.last_used_at, \
+     t.expires_at, t.revoked_at FROM tokens t JOIN users u ON u.id = t.user_id";
+
+async fn user_id(tx: &mut Transaction<'_, Sqlite>, org: &OrgId, name: &str) -> Result<String> {
+    sqlx::query_scalar("SELECT id FROM users WHERE org_id = ? AND name = ?")
+        .bind(org.as_str())
+        .bind(name)
+        .fetch_optional(&mut **tx)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("user {name:?}")))
+}
+
+async fn team_id(tx: &mut Transaction<'_, Sqlite>, org: &OrgId, name: &str) -> Result<String> {
+    sqlx::query_scalar("SELECT id FROM teams WHERE org_id = ? AND name = ?")
+        .bind(org.as_str())
+        .bind(name)
+        .fetch_optional(&mut **tx)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("team {name:?}")))
+}
+
+/// The (kind, id) a grantee is stored as.
+async fn grantee_key(
+    tx: &mut Transaction<'_, Sqlite>,
+    org: &OrgId,
+    grantee: &Grantee,
+) -> Result<(&'static str, String)> {
+    Ok(match grantee {
+        Grantee::User(name) => ("user", user_id(tx, org, name).await?),
+        Grantee::Team(name) => ("team", team_id(tx, org, name).await?),
+        Grantee::Org => ("org", org.to_string()),
+    })
+}
+
+async fn stream_in_org(
+    tx: &mut Transaction<'_, Sqlite>,
+    org: &OrgId,
+    stream: &StreamId,
+) -> Result<()> {
+    let found: Option<i64> =
+        sqlx::query_scalar("SELECT 1 FROM streams WHERE id = ? AND org_id = ?")
+            .bind(stream.as_str())
+            .bind(org.as_str())
+            .fetch_optional(&mut **tx)
+            .await?;
+    found
+        .map(|_| ())
+        .ok_or_else(|| StoreError::NotFound(format!("stream {stream}")))
+}
+
+/// Adds or changes grants inside a transaction.
+pub(super) async fn upsert_grants(
+    tx: &mut Transaction<'_, Sqlite>,
+    org: &OrgId,
+    stream: &StreamId,
+    grants: &[GrantSpec],
+    now: Timestamp,
+) -> Result<()> {
+    for grant in grants {
+        let (kind, id) = grantee_key(tx, org, &grant.grantee).await?;
+        sqlx::query(
+            "INSERT INTO grants (stream_id, grantee_kind, grantee_id, access, created_at) VALUES (?, ?, ?, ?, ?) \
+             ON CONFLICT (stream_id, grantee_kind, grantee_id) DO UPDATE SET access = excluded.access",
+        )
+        .bind(stream.as_str())
+        .bind(kind)
+        .bind(id)
+        .bind(grant.access.as_str())
+        .bind(to_micros(now))
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
+/// The grants that reach `user`: directly, through a team, or through the org.
+const REACHING: &str = "((g.grantee_kind = 'user' AND g.grantee_id = ?1) \
+     OR (g.grantee_kind = 'team' AND g.grantee_id IN (SELECT team_id FROM team_members WHERE user_id = ?1)) \
+     OR (g.grantee_kind = 'org' AND g.grantee_id = ?2))";
+
+fn parse_access(text: &str) -> Result<Access> {
+    text.parse().map_err(corrupt)
+}
+
+#[async_trait]
+impl AccessStore for SqliteStore {
+    async fn create_org(&self, first: &Bootstrap, now: Timestamp) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        insert_org(&mut tx, first, false, now).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn create_user(
+        &self,
+        org: &OrgId,
+        name: &str,
+        role: Role,
+        now: Timestamp,
+    ) -> Result<User> {
+        let id = UserId::generate();
+        let inserted = sqlx::query(
+            "INSERT INTO users (id, org_id, name, role, created_at) VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(id.as_str())
+        .bind(org.as_str())
+        .bind(name)
+        .bind(role.as_str())
+        .bind(to_micros(now))
+        .execute(&self.pool)
+        .await;
+        match inserted {
+            Err(e) if is_unique_violation(&e) => {
+                Err(StoreError::AlreadyExists(format!("user {name:?}")))
+            }
+            Err(e) => Err(e.into()),
+            Ok(_) => Ok(User {
+                id,
+                name: name.to_owned(),
+                role,
+                created_at: now,
+            }),
+        }
+    }
+
+    async fn list_users(&self, org: &OrgId) -> Result<Vec<User>> {
+        let rows = sqlx::query(
+            "SELECT id, name, role, created_at FROM users WHERE org_id = ? ORDER BY name",
+        )
+        .bind(org.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(user_from_row).collect()
+    }
+
+    async fn set_user_role(&self, org: &OrgId, name: &str, role: Role) -> Result<User> {
+        let mut tx = self.pool.begin().await?;
+        let id = user_id(&mut tx, org, name).await?;
+        sqlx::query("UPDATE users SET role = ? WHERE id = ?")
+            .bind(role.as_str())
+            .bind(&id)
+            .execute(&mut *tx)
+            .await?;
+        let row = sqlx::query("SELECT id, name, role, created_at FROM users WHERE id = ?")
+            .bind(&id)
+            .fetch_one(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        user_from_row(&row)
+    }
+
+    async fn delete_user(&self, org: &OrgId, name: &str) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        let id = user_id(&mut tx, org, name).await?;
+        sqlx::query("DELETE FROM grants WHERE grantee_kind = 'user' AND grantee_id = ?")
+            .bind(&id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM users WHERE id = ?")
+            .bind(&id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn create_team(&self, org: &OrgId, name: &str, now: Timestamp) -> Result<()> {
+        let inserted =
+            sqlx::query("INSERT INTO teams (id, org_id, name, created_at) VALUES (?, ?, ?, ?)")
+                .bind(format!("team_{}", uuid::Uuid::now_v7().simple()))
+                .bind(org.as_str())
+                .bind(name)
+                .bind(to_micros(now))
+                .execute(&self.pool)
+                .await;
+        match inserted {
+            Err(e) if is_unique_violation(&e) => {
+                Err(StoreError::AlreadyExists(format!("team {name:?}")))
+            }
+            Err(e) => Err(e.into()),
+            Ok(_) => Ok(()),
+        }
+    }
+
+    async fn list_teams(&self, org: &OrgId) -> Result<Vec<crate::access::Team>> {
+        let rows = sqlx::query(
+            "SELECT t.name, t.created_at, u.name AS member FROM teams t \
+             LEFT JOIN team_members m ON m.team_id = t.id LEFT JOIN users u ON u.id = m.user_id \
+             WHERE t.org_id = ? ORDER BY t.name, u.name",
+        )
+        .bind(org.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        let mut teams: Vec<crate::access::Team> = Vec::new();
+        for row in rows {
+            let name: String = row.get("name");
+            if teams.last().is_none_or(|t| t.name != name) {
+                teams.push(crate::access::Team {
+                    name,
+                    members: Vec::new(),
+                    created_at: from_micros(row.get("created_at"))?,
+                });
+            }
+            if let Some(member) = row.get::<Option<String>, _>("member") {
+                teams.last_mut().expect("pushed above").members.push(member);
+            }
+        }
+        Ok(teams)
+    }
+
+    async fn delete_team(&self, org: &OrgId, name: &str) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        let id = team_id(&mut tx, org, name).await?;
+        sqlx::query("DELETE FROM grants WHERE grantee_kind = 'team' AND grantee_id = ?")
+            .bind(&id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM teams WHERE id = ?")
+            .bind(&id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn set_team_member(
+        &self,
+        org: &OrgId,
+        team: &str,
+        user: &str,
+        member: bool,
+    ) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        let team_id = team_id(&mut tx, org, team).await?;
+        let user_id = user_id(&mut tx, org, user).await?;
+        let sql = if member {
+            "INSERT INTO team_members (team_id, user_id) VALUES (?, ?) ON CONFLICT DO NOTHING"
+        } else {
+            "DELETE FROM team_members WHERE team_id = ? AND user_id = ?"
+        };
+        sqlx::query(sql)
+            .bind(&team_id)
+            .bind(&user_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn create_token(
+        &self,
+        org: &OrgId,
+        token: &NewToken,
+        now: Timestamp,
+    ) -> Result<TokenInfo> {
+        let mut tx = self.pool.begin().await?;
+        let user = user_id(&mut tx, org, &token.user).await?;
+        let user = UserId::parse(&user).map_err(corrupt)?;
+        let id = insert_token(
+            &mut tx,
+            &user,
+            &token.name,
+            &token.hash,
+            token.expires_at.map(to_micros),
+            to_micros(now),
+        )
+        .await?;
+        let row = sqlx::query(&format!("{TOKEN_SELECT} WHERE t.id = ?"))
+            .bind(&id)
+            .fetch_one(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        token_from_row(&row)
+    }
+
+    async fn list_tokens(&self, org: &OrgId, user: Option<&str>) -> Result<Vec<TokenInfo>> {
+        let rows = sqlx::query(&format!(
+            "{TOKEN_SELECT} WHERE u.org_id = ?1 AND (?2 IS NULL OR u.name = ?2) ORDER BY u.name, t.created_at"
+        ))
+        .bind(org.as_str())
+        .bind(user)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(token_from_row).collect()
+    }
+
+    async fn token(&self, org: &OrgId, id: &str) -> Result<TokenInfo> {
+        let row = sqlx::query(&format!("{TOKEN_SELECT} WHERE u.org_id = ? AND t.id = ?"))
+            .bind(org.as_str())
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref()
+            .map(token_from_row)
+            .transpose()?
+            .ok_or_else(|| StoreError::NotFound(format!("token {id}")))
+    }
+
+    async fn revoke_token(&self, org: &OrgId, id: &str, now: Timestamp) -> Result<TokenInfo> {
+        self.token(org, id).await?;
+        sqlx::query("UPDATE tokens SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?")
+            .bind(to_micros(now))
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        self.token(org, id).await
+    }
+
+    async fn set_grants(
+        &self,
+        org: &OrgId,
+        stream: &StreamId,
+        grants: &[GrantSpec],
+        now: Timestamp,
+    ) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        stream_in_org(&mut tx, org, stream).await?;
+        upsert_grants(&mut tx, org, stream, grants, now).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn remove_grant(&self, org: &OrgId, stream: &StreamId, grantee: &Grantee) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        stream_in_org(&mut tx, org, stream).await?;
+        let (kind, id) = grantee_key(&mut tx, org, grantee).await?;
+        let done = sqlx::query(
+            "DELETE FROM grants WHERE stream_id = ? AND grantee_kind = ? AND grantee_id = ?",
+        )
+        .bind(stream.as_str())
+        .bind(kind)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!(
+                "a grant to {grantee} on stream {stream}"
+            )));
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn list_grants(&self, org: &OrgId, stream: &StreamId) -> Result<Vec<Grant>> {
+        let mut tx = self.pool.begin().await?;
+        stream_in_org(&mut tx, org, stream).await?;
+        let rows = sqlx::query(
+            "SELECT g.grantee_kind, g.access, g.created_at, u.name AS user_name, t.name AS team_name FROM grants g \
+             LEFT JOIN users u ON g.grantee_kind = 'user' AND u.id = g.grantee_id \
+             LEFT JOIN teams t ON g.grantee_kind = 'team' AND t.id = g.grantee_id \
+             WHERE g.stream_id = ? ORDER BY g.grantee_kind, user_name, team_name",
+        )
+        .bind(stream.as_str())
+        .fetch_all(&mut *tx)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let grantee = match row.get::<String, _>("grantee_kind").as_str() {
+                    "user" => Grantee::User(
+                        row.get::<Option<String>, _>("user_name")
+                            .unwrap_or_default(),
+                    ),
+                    "team" => Grantee::Team(
+                        row.get::<Option<String>, _>("team_name")
+                            .unwrap_or_default(),
+                    ),
+                    _ => Grantee::Org,
+                };
+                Ok(Grant {
+                    grantee,
+                    access: parse_access(row.get("access"))?,
+                    created_at: from_micros(row.get("created_at"))?,
+                })
+            })
+            .collect()
+    }
+
+    async fn stream_accesses(
+        &self,
+        org: &OrgId,
+        user: &UserId,
+    ) -> Result<HashMap<StreamId, Access>> {
+        let rows = sqlx::query(&format!(
+            "SELECT g.stream_id, MAX(CASE g.access WHEN 'manage' THEN 2 ELSE 1 END) AS level \
+             FROM grants g WHERE {REACHING} GROUP BY g.stream_id"
+        ))
+        .bind(user.as_str())
+        .bind(org.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let id = StreamId::parse(row.get("stream_id")).map_err(corrupt)?;
+                let access = if row.get::<i64, _>("level") == 2 {
+                    Access::Manage
+                } else {
+                    Access::Read
+                };
+                Ok((id, access))
+            })
+            .collect()
+    }
+
+    async fn stream_access(
+        &self,
+        org: &OrgId,
+        user: &UserId,
+        stream: &StreamId,
+    ) -> Result<Option<Access>> {
+        let level: Option<i64> = sqlx::query_scalar(&format!(
+            "SELECT MAX(CASE g.access WHEN 'manage' THEN 2 ELSE 1 END) FROM grants g \
+             WHERE g.stream_id = ?3 AND {REACHING}"
+        ))
+        .bind(user.as_str())
+        .bind(org.as_str())
+        .bind(stream.as_str())
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(level.map(|l| if l == 2 { Access::Manage } else { Access::Read }))
+    }
+
+    async fn record_audit(&self, event: &AuditEvent<'_>, now: Timestamp) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO audit (org_id, actor_id, actor_name, at, action, target_kind, target_id, detail) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(event.org.as_str())
+        .bind(event.actor_id.as_str())
+        .bind(event.actor_name)
+        .bind(to_micros(now))
+        .bind(event.action)
+        .bind(event.target_kind)
+        .bind(&event.target_id)
+        .bind(&event.detail)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn list_audit(&self, org: &OrgId, filter: &AuditFilter) -> Result<Vec<AuditEntry>> {
+        let rows = sqlx::query(
+            "SELECT at, actor_name, action, target_kind, target_id, detail FROM audit \
+             WHERE org_id = ?1 AND (?2 IS NULL OR target_id = ?2) AND (?3 IS NULL OR actor_name = ?3) \
+             AND (?4 IS NULL OR at >= ?4) AND (?5 IS NULL OR at <= ?5) ORDER BY id LIMIT ?6",
+        )
+        .bind(org.as_str())
+        .bind(filter.target.as_deref())
+        .bind(filter.actor.as_deref())
+        .bind(filter.since.map(to_micros))
+        .bind(filter.until.map(to_micros))
+        .bind(if filter.limit == 0 { 10_000 } else { i64::from(filter.limit) })
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(AuditEntry {
+                    at: from_micros(row.get("at"))?,
+                    actor: row.get("actor_name"),
+                    action: row.get("action"),
+                    target_kind: row.get("target_kind"),
+                    target_id: row.get("target_id"),
+                    detail: row.get("detail"),
+                })
+            })
+            .collect()
+    }
+}
