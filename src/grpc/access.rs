@@ -357,6 +357,12 @@ impl AdminService {
     ) -> Result<proto::ListTokensResponse, ApiError> {
         let who = self.state.principal(&request).await?;
         let owner = Self::token_owner(&who, &request.get_ref().user, "list")?;
+        if let Some(name) = owner.as_deref().filter(|n| *n != who.name) {
+            let users = self.state.store.list_users(&who.org_id).await?;
+            if !users.iter().any(|u| u.name == name) {
+                return Err(StoreError::NotFound(format!("user {name:?}")).into());
+            }
+        }
         let tokens = self
             .state
             .store
