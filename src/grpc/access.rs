@@ -84,15 +84,6 @@ fn optional_time(ts: Option<prost_types::Timestamp>) -> Result<Option<jiff::Time
 }
 
 impl AdminService {
-    async fn org_admin<T>(
-        &self,
-        request: &Request<T>,
-        action: &'static str,
-    ) -> Result<Principal, ApiError> {
-        let who = self.state.principal(request).await?;
-        who.require_admin(action)?;
-        Ok(who)
-    }
 
     pub(super) async fn do_who_am_i(
         &self,
@@ -148,7 +139,7 @@ impl AdminService {
         &self,
         request: Request<proto::CreateUserRequest>,
     ) -> Result<proto::User, ApiError> {
-        let who = self.org_admin(&request, "create users").await?;
+        let who = self.admin(&request, "create users").await?;
         let r = request.into_inner();
         check_name("user name", &r.name)?;
         let role = role(&r.role)?;
@@ -185,7 +176,7 @@ impl AdminService {
         &self,
         request: Request<proto::SetUserRoleRequest>,
     ) -> Result<proto::User, ApiError> {
-        let who = self.org_admin(&request, "change roles").await?;
+        let who = self.admin(&request, "change roles").await?;
         let r = request.into_inner();
         let role = role(&r.role)?;
         let changed = self
@@ -210,7 +201,7 @@ impl AdminService {
         &self,
         request: Request<proto::UserRef>,
     ) -> Result<proto::DeleteUserResponse, ApiError> {
-        let who = self.org_admin(&request, "delete users").await?;
+        let who = self.admin(&request, "delete users").await?;
         let name = request.into_inner().name;
         if name == who.name {
             return Err(ApiError::Invalid(
@@ -237,7 +228,7 @@ impl AdminService {
         &self,
         request: Request<proto::TeamRef>,
     ) -> Result<proto::Team, ApiError> {
-        let who = self.org_admin(&request, "create teams").await?;
+        let who = self.admin(&request, "create teams").await?;
         let name = request.into_inner().name;
         check_name("team name", &name)?;
         self.state
@@ -265,7 +256,7 @@ impl AdminService {
         &self,
         request: Request<proto::TeamRef>,
     ) -> Result<proto::DeleteTeamResponse, ApiError> {
-        let who = self.org_admin(&request, "delete teams").await?;
+        let who = self.admin(&request, "delete teams").await?;
         let name = request.into_inner().name;
         self.state.store.delete_team(&who.org_id, &name).await?;
         self.state
@@ -279,7 +270,7 @@ impl AdminService {
         request: Request<proto::TeamMemberRequest>,
         member: bool,
     ) -> Result<proto::Team, ApiError> {
-        let who = self.org_admin(&request, "change teams").await?;
+        let who = self.admin(&request, "change teams").await?;
         let r = request.into_inner();
         self.state
             .store
@@ -470,7 +461,7 @@ impl AdminService {
         &self,
         request: Request<proto::ListAuditRequest>,
     ) -> Result<proto::ListAuditResponse, ApiError> {
-        let who = self.org_admin(&request, "read the audit log").await?;
+        let who = self.admin(&request, "read the audit log").await?;
         let r = request.into_inner();
         let filter = AuditFilter {
             target: Some(r.target).filter(|t| !t.is_empty()),

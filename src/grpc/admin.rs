@@ -25,7 +25,8 @@ impl AdminService {
         Self { state }
     }
 
-    async fn admin<T>(
+    /// The caller, if they are an admin of their organisation.
+    pub(super) async fn admin<T>(
         &self,
         request: &Request<T>,
         action: &'static str,
