@@ -14,13 +14,17 @@ use crate::ids::{OrgId, UserId};
 /// The prefix that makes a kpistream token recognisable (for secret scanners too).
 pub const TOKEN_PREFIX: &str = "kpit_";
 
+/// What a user may do in their organisation (`docs/permissions.md`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
+    /// Manages users, teams, categories and every stream of the organisation.
     Admin,
+    /// Sees and manages only what is granted to them.
     Member,
 }
 
 impl Role {
+    /// `admin` or `member`, as on the wire and the command line.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Admin => "admin",

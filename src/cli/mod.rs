@@ -1,14 +1,20 @@
 //! The command line: one file per verb group. Client verbs talk to the server through
 //! [`crate::client`], the same code an SDK user calls.
 
+mod audit;
 mod bench;
 mod category;
+mod grant;
 mod key;
+mod org;
 mod output;
 mod publish;
 mod query;
 mod serve;
 mod stream;
+mod team;
+mod token;
+mod user;
 
 use std::path::PathBuf;
 
@@ -47,6 +53,24 @@ enum Command {
     Publish(publish::PublishArgs),
     /// Read a stream's values, its latest value or a period's revisions.
     Query(query::QueryArgs),
+    /// Share a stream with users, teams or the whole organisation, and take it back.
+    #[command(subcommand)]
+    Grant(grant::GrantCommand),
+    /// Create, list, change and delete the users of your organisation; show who you are.
+    #[command(subcommand)]
+    User(user::UserCommand),
+    /// Group users into teams, to share streams with all of them at once.
+    #[command(subcommand)]
+    Team(team::TeamCommand),
+    /// Create, list and revoke the bearer tokens of admin and query calls.
+    #[command(subcommand)]
+    Token(token::TokenCommand),
+    /// Read your organisation's log of admin actions (org admins).
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
+    /// Create further organisations (the server admin).
+    #[command(subcommand)]
+    Org(org::OrgCommand),
     /// Measure publish throughput against a running server.
     Bench(bench::BenchArgs),
 }
@@ -141,6 +165,12 @@ impl Cli {
             Command::Category(cmd) => cmd.run().await,
             Command::Publish(args) => args.run().await,
             Command::Query(args) => args.run().await,
+            Command::Grant(cmd) => cmd.run().await,
+            Command::User(cmd) => cmd.run().await,
+            Command::Team(cmd) => cmd.run().await,
+            Command::Token(cmd) => cmd.run().await,
+            Command::Audit(cmd) => cmd.run().await,
+            Command::Org(cmd) => cmd.run().await,
             Command::Bench(args) => args.run().await,
         }
     }
@@ -149,4 +179,19 @@ impl Cli {
 /// Turns a gRPC status into an error that reads as a sentence.
 pub(crate) fn status(err: tonic::Status) -> anyhow::Error {
     anyhow::anyhow!("{} ({:?})", err.message(), err.code())
+}
+
+/// A time on the command line: RFC 3339 (`2026-11-23T09:30:00Z`) or a date, taken as
+/// midnight UTC.
+pub(crate) fn parse_time(text: &str) -> Result<jiff::Timestamp, String> {
+    if let Ok(at) = text.parse::<jiff::Timestamp>() {
+        return Ok(at);
+    }
+    text.parse::<jiff::civil::Date>()
+        .ok()
+        .and_then(|d| d.to_zoned(jiff::tz::TimeZone::UTC).ok())
+        .map(|z| z.timestamp())
+        .ok_or_else(|| {
+            format!("{text:?} is not a time: write 2026-11-23T09:30:00Z (RFC 3339) or 2026-11-23")
+        })
 }

@@ -2,9 +2,11 @@
 //! speak in streams, keys and points rather than in request messages.
 
 #![warn(missing_docs)]
+use secrecy::SecretString;
 use tonic::Status;
 
 use super::{Client, Credential};
+use crate::auth::Role;
 use crate::period::Frequency;
 use crate::proto;
 use crate::stream::StreamStatus;
@@ -90,6 +92,32 @@ pub struct PeriodRange {
     pub limit: u32,
 }
 
+/// A new organisation with its first admin, whose token is shown this once.
+#[derive(Debug)]
+pub struct CreatedOrg {
+    /// The organisation's id (`org_…`).
+    pub org_id: String,
+    /// The name of its first admin.
+    pub admin_name: String,
+    /// The first admin's bearer token (`kpit_…`).
+    pub token: SecretString,
+}
+
+/// Which audit entries to read; every field left empty matches everything.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    /// Only entries about this target: a stream id, user name, team name, token id…
+    pub target: Option<String>,
+    /// Only actions of this user.
+    pub actor: Option<String>,
+    /// Only entries at or after this time.
+    pub since: Option<jiff::Timestamp>,
+    /// Only entries at or before this time.
+    pub until: Option<jiff::Timestamp>,
+    /// At most this many entries (0: the server's maximum).
+    pub limit: u32,
+}
+
 fn frequency(f: Frequency) -> proto::Frequency {
     match f {
         Frequency::Daily => proto::Frequency::Daily,
@@ -120,6 +148,27 @@ fn value_kind(v: &ValueKind) -> (proto::ValueType, String) {
 fn stream_ref(id: &str) -> proto::StreamRef {
     proto::StreamRef {
         stream_id: id.to_owned(),
+    }
+}
+
+fn wire_time(t: jiff::Timestamp) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: t.as_second(),
+        nanos: t.subsec_nanosecond(),
+    }
+}
+
+fn grant_request(stream: &str, grant: &str) -> proto::GrantRequest {
+    proto::GrantRequest {
+        stream_id: stream.to_owned(),
+        grant: grant.to_owned(),
+    }
+}
+
+fn team_member(team: &str, user: &str) -> proto::TeamMemberRequest {
+    proto::TeamMemberRequest {
+        team: team.to_owned(),
+        user: user.to_owned(),
     }
 }
 
@@ -351,5 +400,186 @@ impl Client {
             .await?
             .into_inner()
             .revisions)
+    }
+}
+
+/// Organisations, users, teams, tokens, grants and the audit log
+/// (the rules: `docs/permissions.md`).
+impl Client {
+    /// Who the token belongs to: user, role, organisation, and whether they are the
+    /// server admin.
+    pub async fn who_am_i(&self) -> Result<proto::WhoAmIResponse, Status> {
+        let request = proto::WhoAmIRequest {};
+        Ok(self.admin().who_am_i(request).await?.into_inner())
+    }
+
+    /// Creates an organisation with its first admin (server admin only); the admin's
+    /// token in the answer is shown only this once.
+    pub async fn create_org(&self, name: &str, admin_name: &str) -> Result<CreatedOrg, Status> {
+        let request = proto::CreateOrgRequest {
+            name: name.to_owned(),
+            admin_name: admin_name.to_owned(),
+        };
+        let created = self.admin().create_org(request).await?.into_inner();
+        Ok(CreatedOrg {
+            org_id: created.org_id,
+            admin_name: created.admin_name,
+            token: SecretString::from(created.token),
+        })
+    }
+
+    /// Creates a user of the caller's organisation (org admins only). They can do
+    /// nothing until they have a token: see [`Client::create_token`].
+    pub async fn create_user(&self, name: &str, role: Role) -> Result<proto::User, Status> {
+        let request = proto::CreateUserRequest {
+            name: name.to_owned(),
+            role: role.as_str().to_owned(),
+        };
+        Ok(self.admin().create_user(request).await?.into_inner())
+    }
+
+    /// Every user of the caller's organisation, with their role and teams.
+    pub async fn users(&self) -> Result<Vec<proto::User>, Status> {
+        let request = proto::ListUsersRequest {};
+        Ok(self.admin().list_users(request).await?.into_inner().users)
+    }
+
+    /// Makes a user an org admin or a member (org admins only).
+    pub async fn set_user_role(&self, name: &str, role: Role) -> Result<proto::User, Status> {
+        let request = proto::SetUserRoleRequest {
+            name: name.to_owned(),
+            role: role.as_str().to_owned(),
+        };
+        Ok(self.admin().set_user_role(request).await?.into_inner())
+    }
+
+    /// Deletes a user with their tokens, team memberships and grants (org admins only;
+    /// not oneself).
+    pub async fn delete_user(&self, name: &str) -> Result<(), Status> {
+        let request = proto::UserRef {
+            name: name.to_owned(),
+        };
+        self.admin().delete_user(request).await?;
+        Ok(())
+    }
+
+    /// Creates an empty team (org admins only).
+    pub async fn create_team(&self, name: &str) -> Result<proto::Team, Status> {
+        let request = proto::TeamRef {
+            name: name.to_owned(),
+        };
+        Ok(self.admin().create_team(request).await?.into_inner())
+    }
+
+    /// Every team of the caller's organisation, with its members.
+    pub async fn teams(&self) -> Result<Vec<proto::Team>, Status> {
+        let request = proto::ListTeamsRequest {};
+        Ok(self.admin().list_teams(request).await?.into_inner().teams)
+    }
+
+    /// Deletes a team and the grants given to it (org admins only); its members stay.
+    pub async fn delete_team(&self, name: &str) -> Result<(), Status> {
+        let request = proto::TeamRef {
+            name: name.to_owned(),
+        };
+        self.admin().delete_team(request).await?;
+        Ok(())
+    }
+
+    /// Adds a user to a team (org admins only); returns the team as it now is.
+    pub async fn add_team_member(&self, team: &str, user: &str) -> Result<proto::Team, Status> {
+        let request = team_member(team, user);
+        Ok(self.admin().add_team_member(request).await?.into_inner())
+    }
+
+    /// Removes a user from a team (org admins only): what they could read only through
+    /// the team is gone with their next call. Returns the team as it now is.
+    pub async fn remove_team_member(&self, team: &str, user: &str) -> Result<proto::Team, Status> {
+        let request = team_member(team, user);
+        Ok(self.admin().remove_team_member(request).await?.into_inner())
+    }
+
+    /// Creates a token named `name` (empty: "token") for `user` (`None`: the caller;
+    /// anyone else needs an org admin), valid until `expires_at` (`None`: until
+    /// revoked). Returns it with its secret, which is shown only this once.
+    pub async fn create_token(
+        &self,
+        name: &str,
+        user: Option<&str>,
+        expires_at: Option<jiff::Timestamp>,
+    ) -> Result<(proto::Token, SecretString), Status> {
+        let request = proto::CreateTokenRequest {
+            name: name.to_owned(),
+            user: user.unwrap_or_default().to_owned(),
+            expires_at: expires_at.map(wire_time),
+        };
+        let created = self.admin().create_token(request).await?.into_inner();
+        Ok((
+            created.token.unwrap_or_default(),
+            SecretString::from(created.secret),
+        ))
+    }
+
+    /// The tokens of `user` (`None`: the caller's own; org admins may name anyone, or
+    /// `"*"` for every user of the organisation), revoked and expired ones included.
+    /// Never their secrets.
+    pub async fn tokens(&self, user: Option<&str>) -> Result<Vec<proto::Token>, Status> {
+        let request = proto::ListTokensRequest {
+            user: user.unwrap_or_default().to_owned(),
+        };
+        Ok(self.admin().list_tokens(request).await?.into_inner().tokens)
+    }
+
+    /// Revokes a token by id (`tok_…`): it is refused from the next call on.
+    pub async fn revoke_token(&self, id: &str) -> Result<proto::Token, Status> {
+        let request = proto::RevokeTokenRequest { id: id.to_owned() };
+        Ok(self.admin().revoke_token(request).await?.into_inner())
+    }
+
+    /// Shares a stream: `grant` is `user:NAME`, `team:NAME` or `org`, optionally followed
+    /// by `:read` (the default) or `:manage`; it replaces that grantee's earlier grant.
+    /// Needs manage on the stream. Returns the stream's grants as they now are.
+    pub async fn add_grant(&self, stream: &str, grant: &str) -> Result<Vec<proto::Grant>, Status> {
+        let request = grant_request(stream, grant);
+        Ok(self.admin().add_grant(request).await?.into_inner().grants)
+    }
+
+    /// Takes a grantee's grant on a stream away (`user:NAME`, `team:NAME` or `org`; an
+    /// access part is ignored). Needs manage on the stream. Returns the grants left.
+    pub async fn remove_grant(
+        &self,
+        stream: &str,
+        grantee: &str,
+    ) -> Result<Vec<proto::Grant>, Status> {
+        let request = grant_request(stream, grantee);
+        Ok(self
+            .admin()
+            .remove_grant(request)
+            .await?
+            .into_inner()
+            .grants)
+    }
+
+    /// Who may read or manage a stream besides the org admins. Needs manage on it.
+    pub async fn grants(&self, stream: &str) -> Result<Vec<proto::Grant>, Status> {
+        Ok(self
+            .admin()
+            .list_grants(stream_ref(stream))
+            .await?
+            .into_inner()
+            .grants)
+    }
+
+    /// The caller's organisation's audit log entries matching `filter`, oldest first
+    /// (org admins only).
+    pub async fn audit(&self, filter: &AuditFilter) -> Result<Vec<proto::AuditEntry>, Status> {
+        let request = proto::ListAuditRequest {
+            target: filter.target.clone().unwrap_or_default(),
+            actor: filter.actor.clone().unwrap_or_default(),
+            since: filter.since.map(wire_time),
+            until: filter.until.map(wire_time),
+            limit: filter.limit,
+        };
+        Ok(self.admin().list_audit(request).await?.into_inner().entries)
     }
 }

@@ -19,13 +19,15 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity
 use tonic::{Request, Status};
 
 pub use self::api::{
-    CreatedStream, NewStream, PeriodRange, StreamChanges, StreamFilter, ValueKind,
+    AuditFilter, CreatedOrg, CreatedStream, NewStream, PeriodRange, StreamChanges, StreamFilter,
+    ValueKind,
 };
 pub use self::connect::ClientIdentity;
 pub use self::publisher::{
     BatchFailure, FailedBatch, PointOutcome, PublishError, Publisher, PublisherBuilder, Receipt,
     RejectedPoint, Report, RetryPolicy, Transport,
 };
+pub use crate::auth::Role;
 use crate::proto;
 use crate::proto::ingest_client::IngestClient;
 use crate::proto::query_client::QueryClient;

@@ -1,0 +1,110 @@
+//! `kpistream grant …`: who may read or manage a stream.
+
+use super::output::{Format, Rows, time};
+use super::{ServerArgs, status};
+use crate::proto;
+
+#[derive(Debug, clap::Subcommand)]
+pub enum GrantCommand {
+    /// Share a stream with a user, a team or the whole organisation, to read (the
+    /// default) or to manage; replaces that grantee's earlier grant.
+    #[command(
+        after_help = "Examples:\n  kpistream grant add str_8fK2mQ1xZp4LwT9a team:finance\n  kpistream grant add str_8fK2mQ1xZp4LwT9a user:ada:manage\n  kpistream grant add str_8fK2mQ1xZp4LwT9a org"
+    )]
+    Add {
+        stream: String,
+        /// user:NAME, team:NAME or org, optionally followed by :read (default) or :manage.
+        #[arg(value_name = "GRANTEE[:ACCESS]")]
+        grant: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Take a grant away: the grantee loses what it gave them with their next call.
+    #[command(after_help = "Example:\n  kpistream grant remove str_8fK2mQ1xZp4LwT9a team:finance")]
+    Remove {
+        stream: String,
+        /// user:NAME, team:NAME or org.
+        grantee: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// List who may read or manage a stream (org admins may always do both).
+    #[command(after_help = "Example:\n  kpistream grant list str_8fK2mQ1xZp4LwT9a --output json")]
+    List {
+        stream: String,
+        #[arg(long, value_enum, default_value_t)]
+        output: Format,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+}
+
+impl GrantCommand {
+    pub async fn run(self) -> anyhow::Result<()> {
+        match self {
+            Self::Add {
+                stream,
+                grant,
+                server,
+            } => {
+                let grants = server
+                    .connect()
+                    .await?
+                    .add_grant(&stream, &grant)
+                    .await
+                    .map_err(status)?;
+                println!("stream {stream} is now shared with {}", summary(&grants));
+            }
+            Self::Remove {
+                stream,
+                grantee,
+                server,
+            } => {
+                let grants = server
+                    .connect()
+                    .await?
+                    .remove_grant(&stream, &grantee)
+                    .await
+                    .map_err(status)?;
+                println!(
+                    "removed the grant of {grantee} on stream {stream}; it is now shared with {}",
+                    summary(&grants)
+                );
+            }
+            Self::List {
+                stream,
+                output,
+                server,
+            } => {
+                let grants = server
+                    .connect()
+                    .await?
+                    .grants(&stream)
+                    .await
+                    .map_err(status)?;
+                let mut rows = Rows::new(vec!["grantee", "access", "created"]);
+                for g in &grants {
+                    rows.push(vec![
+                        g.grantee.clone(),
+                        g.access.clone(),
+                        time(&g.created_at),
+                    ]);
+                }
+                rows.print(output)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// "team:finance (read), user:admin (manage)", or "nobody but the org admins".
+fn summary(grants: &[proto::Grant]) -> String {
+    if grants.is_empty() {
+        return "nobody but the org admins".to_owned();
+    }
+    grants
+        .iter()
+        .map(|g| format!("{} ({})", g.grantee, g.access))
+        .collect::<Vec<_>>()
+        .join(", ")
+}

@@ -1,0 +1,149 @@
+//! `kpistream user …`: the users of your organisation, and who you are.
+
+use super::output::{Format, Rows, time};
+use super::{ServerArgs, status};
+use crate::client::Role;
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum RoleArg {
+    /// Manages users, teams, categories and every stream of the organisation.
+    Admin,
+    /// Sees and manages only what is granted to them.
+    Member,
+}
+
+impl From<RoleArg> for Role {
+    fn from(r: RoleArg) -> Self {
+        match r {
+            RoleArg::Admin => Self::Admin,
+            RoleArg::Member => Self::Member,
+        }
+    }
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum UserCommand {
+    /// Create a user (org admins); give them a token with `kpistream token create --user NAME`.
+    #[command(
+        after_help = "Example:\n  kpistream user create ada --role member\n  kpistream token create --user ada --token-out ada.token"
+    )]
+    Create {
+        name: String,
+        #[arg(long, value_enum, default_value = "member")]
+        role: RoleArg,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// List the users of your organisation with their role and teams.
+    #[command(after_help = "Example:\n  kpistream user list --output json")]
+    List {
+        #[arg(long, value_enum, default_value_t)]
+        output: Format,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Make a user an org admin or a member (org admins).
+    #[command(after_help = "Example:\n  kpistream user role ada admin")]
+    Role {
+        name: String,
+        #[arg(value_enum)]
+        role: RoleArg,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Delete a user with their tokens, team memberships and grants (org admins).
+    #[command(after_help = "Example:\n  kpistream user delete ada --yes")]
+    Delete {
+        name: String,
+        /// Confirms the deletion.
+        #[arg(long)]
+        yes: bool,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Show whom your token belongs to.
+    #[command(after_help = "Example:\n  KPISTREAM_TOKEN=$(cat ada.token) kpistream user whoami")]
+    Whoami {
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+}
+
+impl UserCommand {
+    pub async fn run(self) -> anyhow::Result<()> {
+        match self {
+            Self::Create { name, role, server } => {
+                let u = server
+                    .connect()
+                    .await?
+                    .create_user(&name, role.into())
+                    .await
+                    .map_err(status)?;
+                println!(
+                    "created user {:?} ({}): they need a token (kpistream token create --user {:?})",
+                    u.name, u.role, u.name
+                );
+            }
+            Self::List { output, server } => {
+                let users = server.connect().await?.users().await.map_err(status)?;
+                let mut rows = Rows::new(vec!["name", "role", "teams", "created"]);
+                for u in &users {
+                    rows.push(vec![
+                        u.name.clone(),
+                        u.role.clone(),
+                        u.teams.join(", "),
+                        time(&u.created_at),
+                    ]);
+                }
+                rows.print(output)?;
+            }
+            Self::Role { name, role, server } => {
+                let u = server
+                    .connect()
+                    .await?
+                    .set_user_role(&name, role.into())
+                    .await
+                    .map_err(status)?;
+                println!("user {:?} is now {}", u.name, article(&u.role));
+            }
+            Self::Delete { name, yes, server } => {
+                if !yes {
+                    anyhow::bail!(
+                        "deleting user {name:?} removes their tokens, team memberships and grants: add --yes to confirm"
+                    );
+                }
+                server
+                    .connect()
+                    .await?
+                    .delete_user(&name)
+                    .await
+                    .map_err(status)?;
+                println!("deleted user {name:?} with their tokens, team memberships and grants");
+            }
+            Self::Whoami { server } => {
+                let me = server.connect().await?.who_am_i().await.map_err(status)?;
+                let also = if me.server_admin {
+                    ", and the server admin"
+                } else {
+                    ""
+                };
+                println!(
+                    "you are {:?}, {} of organisation {}{also}",
+                    me.user,
+                    article(&me.role),
+                    me.org_id
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+/// "an admin" or "a member".
+fn article(role: &str) -> String {
+    if role == "admin" {
+        "an admin".to_owned()
+    } else {
+        format!("a {role}")
+    }
+}
