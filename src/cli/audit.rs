@@ -23,7 +23,7 @@ pub enum AuditCommand {
         /// Only actions at or before this time: RFC 3339 or a date (UTC midnight).
         #[arg(long, value_name = "TIME", value_parser = parse_time)]
         until: Option<jiff::Timestamp>,
-        /// At most this many entries, the oldest first (default: the server's maximum, 10,000).
+        /// Only the newest N entries, still listed oldest first (default: the newest 10,000).
         #[arg(long, default_value_t = 0, hide_default_value = true)]
         limit: u32,
         #[arg(long, value_enum, default_value_t)]

@@ -84,7 +84,6 @@ fn optional_time(ts: Option<prost_types::Timestamp>) -> Result<Option<jiff::Time
 }
 
 impl AdminService {
-
     pub(super) async fn do_who_am_i(
         &self,
         request: Request<proto::WhoAmIRequest>,

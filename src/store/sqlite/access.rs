@@ -534,7 +534,7 @@ impl AccessStore for SqliteStore {
         let rows = sqlx::query(
             "SELECT at, actor_name, action, target_kind, target_id, detail FROM audit \
              WHERE org_id = ?1 AND (?2 IS NULL OR target_id = ?2) AND (?3 IS NULL OR actor_name = ?3) \
-             AND (?4 IS NULL OR at >= ?4) AND (?5 IS NULL OR at <= ?5) ORDER BY id LIMIT ?6",
+             AND (?4 IS NULL OR at >= ?4) AND (?5 IS NULL OR at <= ?5) ORDER BY id DESC LIMIT ?6",
         )
         .bind(org.as_str())
         .bind(filter.target.as_deref())
@@ -544,7 +544,9 @@ impl AccessStore for SqliteStore {
         .bind(if filter.limit == 0 { 10_000 } else { i64::from(filter.limit) })
         .fetch_all(&self.pool)
         .await?;
+        // The newest entries within the limit, told oldest first.
         rows.iter()
+            .rev()
             .map(|row| {
                 Ok(AuditEntry {
                     at: from_micros(row.get("at"))?,
