@@ -66,6 +66,13 @@ impl SqliteStore {
         Ok(Self { pool })
     }
 
+    /// A write transaction. `BEGIN IMMEDIATE` takes the write lock up front: a plain
+    /// `BEGIN` that reads and then writes may be refused the upgrade ("database is
+    /// locked") while another connection writes.
+    async fn write(&self) -> Result<Transaction<'static, Sqlite>> {
+        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    }
+
     /// The pool, for checks such as `PRAGMA integrity_check`.
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
@@ -376,7 +383,7 @@ impl Store for SqliteStore {
     }
 
     async fn bootstrap(&self, first: &Bootstrap, now: Timestamp) -> Result<bool> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write().await?;
         let orgs: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM orgs")
             .fetch_one(&mut *tx)
             .await?;
@@ -480,7 +487,7 @@ impl Store for SqliteStore {
     }
 
     async fn delete_category(&self, org: &OrgId, name: &str) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write().await?;
         let Some(id) = Self::category_id(&mut tx, org, Some(name))
             .await
             .map_err(|_| StoreError::NotFound(format!("category {name:?}")))?
@@ -514,7 +521,7 @@ impl Store for SqliteStore {
         grants: &[GrantSpec],
         now: Timestamp,
     ) -> Result<(Stream, StreamKey)> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write().await?;
         let category = Self::category_id(&mut tx, org, definition.category.as_deref()).await?;
         let at = to_micros(now);
         sqlx::query(
@@ -573,7 +580,7 @@ impl Store for SqliteStore {
         update: &StreamUpdate,
         now: Timestamp,
     ) -> Result<Stream> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write().await?;
         let current = Self::stream_in(&mut tx, org, id).await?;
         let next = update.apply(&current.definition);
         let shape_changes = next.frequency != current.definition.frequency
@@ -614,7 +621,7 @@ impl Store for SqliteStore {
         disabled: bool,
         now: Timestamp,
     ) -> Result<Stream> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write().await?;
         Self::stream_in(&mut tx, org, id).await?;
         sqlx::query("UPDATE streams SET disabled = ?, updated_at = ? WHERE id = ?")
             .bind(disabled)
@@ -628,7 +635,7 @@ impl Store for SqliteStore {
     }
 
     async fn delete_stream(&self, org: &OrgId, id: &StreamId) -> Result<DeletedCounts> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write().await?;
         Self::stream_in(&mut tx, org, id).await?;
         let mut counts = DeletedCounts::default();
         for (table, slot) in [
@@ -662,7 +669,7 @@ impl Store for SqliteStore {
         key: &NewKey,
         now: Timestamp,
     ) -> Result<StreamKey> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write().await?;
         Self::stream_in(&mut tx, org, stream).await?;
         let same: Option<String> = sqlx::query_scalar(
             "SELECT key_id FROM stream_keys WHERE stream_id = ? AND public_key = ?",
@@ -689,7 +696,7 @@ impl Store for SqliteStore {
         key: &KeyId,
         now: Timestamp,
     ) -> Result<StreamKey> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write().await?;
         Self::stream_in(&mut tx, org, stream).await?;
         Self::key_in(&mut tx, stream, key).await?;
         sqlx::query(
@@ -747,10 +754,7 @@ impl Store for SqliteStore {
         batches: &[PreparedBatch],
         now: Timestamp,
     ) -> Result<Vec<Result<PublishOutcome, CommitRefusal>>> {
-        let mut conn = self.pool.acquire().await?;
-        // IMMEDIATE takes the write lock up front, so the transaction never has to
-        // upgrade from reading to writing (which SQLite may refuse under contention).
-        let mut tx = sqlx::Connection::begin_with(&mut *conn, "BEGIN IMMEDIATE").await?;
+        let mut tx = self.write().await?;
         let mut results = Vec::with_capacity(batches.len());
         for batch in batches {
             results.push(Self::commit_one(&mut tx, batch, now).await?);

@@ -178,7 +178,7 @@ fn parse_access(text: &str) -> Result<Access> {
 #[async_trait]
 impl AccessStore for SqliteStore {
     async fn create_org(&self, first: &Bootstrap, now: Timestamp) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write().await?;
         insert_org(&mut tx, first, false, now).await?;
         tx.commit().await?;
         Ok(())
@@ -227,7 +227,7 @@ impl AccessStore for SqliteStore {
     }
 
     async fn set_user_role(&self, org: &OrgId, name: &str, role: Role) -> Result<User> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write().await?;
         let id = user_id(&mut tx, org, name).await?;
         sqlx::query("UPDATE users SET role = ? WHERE id = ?")
             .bind(role.as_str())
@@ -243,7 +243,7 @@ impl AccessStore for SqliteStore {
     }
 
     async fn delete_user(&self, org: &OrgId, name: &str) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write().await?;
         let id = user_id(&mut tx, org, name).await?;
         sqlx::query("DELETE FROM grants WHERE grantee_kind = 'user' AND grantee_id = ?")
             .bind(&id)
@@ -302,7 +302,7 @@ impl AccessStore for SqliteStore {
     }
 
     async fn delete_team(&self, org: &OrgId, name: &str) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write().await?;
         let id = team_id(&mut tx, org, name).await?;
         sqlx::query("DELETE FROM grants WHERE grantee_kind = 'team' AND grantee_id = ?")
             .bind(&id)
@@ -323,7 +323,7 @@ impl AccessStore for SqliteStore {
         user: &str,
         member: bool,
     ) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write().await?;
         let team_id = team_id(&mut tx, org, team).await?;
         let user_id = user_id(&mut tx, org, user).await?;
         let sql = if member {
@@ -346,7 +346,7 @@ impl AccessStore for SqliteStore {
         token: &NewToken,
         now: Timestamp,
     ) -> Result<TokenInfo> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write().await?;
         let user = user_id(&mut tx, org, &token.user).await?;
         let user = UserId::parse(&user).map_err(corrupt)?;
         let id = insert_token(
@@ -406,7 +406,7 @@ impl AccessStore for SqliteStore {
         grants: &[GrantSpec],
         now: Timestamp,
     ) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write().await?;
         stream_in_org(&mut tx, org, stream).await?;
         upsert_grants(&mut tx, org, stream, grants, now).await?;
         tx.commit().await?;
@@ -414,7 +414,7 @@ impl AccessStore for SqliteStore {
     }
 
     async fn remove_grant(&self, org: &OrgId, stream: &StreamId, grantee: &Grantee) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write().await?;
         stream_in_org(&mut tx, org, stream).await?;
         let (kind, id) = grantee_key(&mut tx, org, grantee).await?;
         let done = sqlx::query(
