@@ -18,13 +18,24 @@ struct Step {
 }
 
 fn walkthrough_steps(readme: &str) -> Vec<Step> {
-    let start = readme
-        .find("<!-- walkthrough:start -->")
-        .expect("start marker");
-    let end = readme.find("<!-- walkthrough:end -->").expect("end marker");
     let mut steps: Vec<Step> = Vec::new();
+    let mut rest = readme;
+    while let Some(start) = rest.find("<!-- walkthrough:start -->") {
+        let end = rest[start..]
+            .find("<!-- walkthrough:end -->")
+            .expect("end marker")
+            + start;
+        collect_steps(&rest[start..end], &mut steps);
+        rest = &rest[end..];
+    }
+    steps
+}
+
+/// The `$ command` lines of the console blocks of one marked section, with the output
+/// lines that follow each.
+fn collect_steps(section: &str, steps: &mut Vec<Step>) {
     let mut in_block = false;
-    for line in readme[start..end].lines() {
+    for line in section.lines() {
         if line.starts_with("```") {
             in_block = line == "```console";
             continue;
@@ -44,19 +55,18 @@ fn walkthrough_steps(readme: &str) -> Vec<Step> {
             }
         }
     }
-    steps
 }
 
 /// Replaces what differs from run to run by stable placeholders, numbered in order of
 /// first appearance so that "the same key twice" still has to hold.
 fn normalize(text: &str) -> String {
     let mut names: HashMap<String, String> = HashMap::new();
-    let ids = Regex::new(r"\b(str|key)_[A-Za-z0-9]{10,16}\b").unwrap();
+    let ids = Regex::new(r"\b(str|key|tok)_[A-Za-z0-9]{10,32}\b").unwrap();
     let text = ids.replace_all(text, |c: &regex::Captures| {
         let n = names.len() + 1;
         names
             .entry(c[0].to_owned())
-            .or_insert_with(|| format!("{}_{n:0>16}", &c[1]))
+            .or_insert_with(|| format!("{}_{n:0>width$}", &c[1], width = c[0].len() - 4))
             .clone()
     });
     let time = Regex::new(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z").unwrap();
