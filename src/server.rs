@@ -128,6 +128,7 @@ impl Application {
             store: store.clone(),
             ingestor,
             deadline: Duration::from_secs(config.limits.request_timeout_secs),
+            stopping: stop_rx.clone(),
         };
 
         let http_server = axum::serve(http, crate::http::router(store.clone()))

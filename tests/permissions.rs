@@ -76,6 +76,7 @@ enum Call {
     ListPoints,
     Latest,
     ListRevisions,
+    Watch,
 }
 
 impl Call {
@@ -100,7 +101,9 @@ impl Call {
             | Self::RevokeTokenOfAnother => {
                 format!("{} (another user's)", self.rpc())
             }
-            Self::ListPoints | Self::Latest | Self::ListRevisions => format!("Query.{self:?}"),
+            Self::ListPoints | Self::Latest | Self::ListRevisions | Self::Watch => {
+                format!("Query.{self:?}")
+            }
             _ => self.rpc(),
         }
     }
@@ -114,6 +117,7 @@ impl Call {
                 | ListPoints
                 | Latest
                 | ListRevisions
+                | Watch
                 | UpdateStream
                 | DisableStream
                 | EnableStream
@@ -173,13 +177,14 @@ const ADMIN_CREATES: [Want; 6] = [UNAUTHENTICATED, DENIED, DENIED, DENIED, OK, O
 const ADMIN_CHANGES: [Want; 6] = [UNAUTHENTICATED, DENIED, DENIED, DENIED, OK, NOT_FOUND];
 
 /// docs/permissions.md, "What each call answers", one row per call.
-const TABLE: [Row; 39] = {
+const TABLE: [Row; 40] = {
     use Call::*;
     [
         row(GetStream, READ_STREAM),
         row(ListPoints, READ_STREAM),
         row(Latest, READ_STREAM),
         row(ListRevisions, READ_STREAM),
+        row(Watch, READ_STREAM),
         row(UpdateStream, MANAGE_STREAM),
         row(DisableStream, MANAGE_STREAM),
         row(EnableStream, MANAGE_STREAM),

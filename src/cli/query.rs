@@ -8,7 +8,7 @@ use crate::client::PeriodRange;
 /// Read a stream's values.
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Examples:\n  kpistream query str_8fK2mQ1xZp4LwT9a --from 2026-W40 --to 2026-W48\n  kpistream query str_8fK2mQ1xZp4LwT9a --latest --output json\n  kpistream query str_8fK2mQ1xZp4LwT9a --revisions 2026-W48 --output csv"
+    after_help = "Examples:\n  kpistream query str_8fK2mQ1xZp4LwT9a --from 2026-W40 --to 2026-W48\n  kpistream query str_8fK2mQ1xZp4LwT9a --latest --output json\n  kpistream query str_8fK2mQ1xZp4LwT9a --revisions 2026-W48 --output csv\n  kpistream query str_8fK2mQ1xZp4LwT9a --watch --output json"
 )]
 pub struct QueryArgs {
     stream: String,
@@ -27,6 +27,9 @@ pub struct QueryArgs {
     /// The history of one period's value.
     #[arg(long, value_name = "PERIOD")]
     revisions: Option<String>,
+    /// Print points as they are committed (after the latest one), until interrupted.
+    #[arg(long, conflicts_with_all = ["from", "to", "latest", "revisions"])]
+    watch: bool,
     #[arg(long, value_enum, default_value_t)]
     output: Format,
     #[command(flatten)]
@@ -36,6 +39,9 @@ pub struct QueryArgs {
 impl QueryArgs {
     pub async fn run(self) -> anyhow::Result<()> {
         let client = self.server.connect().await?;
+        if self.watch {
+            return watch(&client, &self.stream, self.output).await;
+        }
         if let Some(period) = self.revisions {
             let revisions = client
                 .revisions(&self.stream, &period)
@@ -89,4 +95,32 @@ impl QueryArgs {
         }
         rows.print(self.output)
     }
+}
+
+/// Prints each point on its own line as it arrives: tab-separated for tables, one JSON
+/// object per line, or CSV rows after a header.
+async fn watch(client: &crate::client::Client, stream: &str, output: Format) -> anyhow::Result<()> {
+    let mut points = client.watch(stream, true).await.map_err(status)?;
+    if let Format::Csv = output {
+        println!("period,value,external_id,updated_at");
+    }
+    while let Some(point) = points.message().await.map_err(status)? {
+        let updated = time(&point.updated_at);
+        match output {
+            Format::Table => println!(
+                "{}\t{}\t{}\t{updated}",
+                point.period, point.value, point.external_id
+            ),
+            Format::Json => println!(
+                "{}",
+                serde_json::json!({"period": point.period, "value": point.value, "external_id": point.external_id, "updated_at": updated})
+            ),
+            Format::Csv => {
+                let mut w = csv::Writer::from_writer(std::io::stdout());
+                w.write_record([&point.period, &point.value, &point.external_id, &updated])?;
+                w.flush()?;
+            }
+        }
+    }
+    Ok(())
 }

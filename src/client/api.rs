@@ -384,6 +384,22 @@ impl Client {
         Ok(self.query().latest(request).await?.into_inner())
     }
 
+    /// The stream's points as they are committed, until dropped; with `from_latest`,
+    /// the latest period's point comes first. Points from a watch carry no revision
+    /// count. A watch that falls far behind ends with `ABORTED`: read the gap with
+    /// [`Client::points`] and watch again.
+    pub async fn watch(
+        &self,
+        stream: &str,
+        from_latest: bool,
+    ) -> Result<tonic::Streaming<proto::DataPoint>, Status> {
+        let request = proto::WatchRequest {
+            stream_id: stream.to_owned(),
+            from_latest,
+        };
+        Ok(self.query().watch(request).await?.into_inner())
+    }
+
     /// The revisions of one period, oldest first.
     pub async fn revisions(
         &self,

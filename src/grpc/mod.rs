@@ -7,6 +7,7 @@ pub mod convert;
 pub mod error;
 pub mod ingest;
 pub mod query;
+pub mod watch;
 
 use std::sync::Arc;
 
@@ -30,6 +31,8 @@ pub struct AppState {
     pub ingestor: Ingestor,
     /// How long one call (or one batch of a `PublishStream`) may take.
     pub deadline: Duration,
+    /// Turns true when the server shuts down, to end long-lived calls (`Watch`).
+    pub stopping: tokio::sync::watch::Receiver<bool>,
 }
 
 impl AppState {

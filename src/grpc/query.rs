@@ -105,4 +105,11 @@ impl Query for QueryService {
             })
             .await
     }
+
+    type WatchStream = super::watch::WatchStream;
+
+    async fn watch(&self, request: Request<proto::WatchRequest>) -> Reply<Self::WatchStream> {
+        let state = self.state.clone();
+        self.state.reply(super::watch::start(state, request)).await
+    }
 }

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot};
 
 use self::batch::{CommitRefusal, PointRejection, PreparedBatch, PublishOutcome};
 use crate::ids::{InvalidId, KeyId, StreamId};
@@ -153,6 +153,20 @@ pub struct Ingestor {
     writer: mpsc::Sender<WriteJob>,
     config: Arc<IngestConfig>,
     keys: Arc<KeyCache>,
+    committed: broadcast::Sender<Arc<Committed>>,
+}
+
+/// How many committed batches a slow watcher may be behind before it is told it lagged.
+const WATCH_BUFFER: usize = 4096;
+
+/// A batch that was just committed: what `Query.Watch` sends on.
+#[derive(Debug)]
+pub struct Committed {
+    pub stream_id: StreamId,
+    pub key_id: KeyId,
+    pub batch_id: String,
+    pub points: Vec<batch::ValidPoint>,
+    pub at: Timestamp,
 }
 
 impl Ingestor {
@@ -160,13 +174,26 @@ impl Ingestor {
     /// after committing what it holds.
     pub fn start(store: Arc<dyn Store>, config: IngestConfig) -> Self {
         let (writer, rx) = mpsc::channel(config.max_group * 4);
-        tokio::spawn(write_loop(store.clone(), rx, config.max_group));
+        let (committed, _) = broadcast::channel(WATCH_BUFFER);
+        tokio::spawn(write_loop(
+            store.clone(),
+            rx,
+            config.max_group,
+            committed.clone(),
+        ));
         Self {
             store,
             writer,
             config: Arc::new(config),
             keys: Arc::default(),
+            committed,
         }
+    }
+
+    /// Batches as they are committed (replays excluded), for watchers. A receiver that
+    /// falls more than a few thousand batches behind is told it lagged.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Committed>> {
+        self.committed.subscribe()
     }
 
     pub fn config(&self) -> &IngestConfig {
@@ -355,16 +382,32 @@ fn record_metrics(result: &Result<PublishOutcome, IngestError>, started: Instant
 
 /// The single writer: takes the first waiting batch, then every batch already queued
 /// (up to `max_group`), and commits them in one transaction.
-async fn write_loop(store: Arc<dyn Store>, mut rx: mpsc::Receiver<WriteJob>, max_group: usize) {
+async fn write_loop(
+    store: Arc<dyn Store>,
+    mut rx: mpsc::Receiver<WriteJob>,
+    max_group: usize,
+    committed: broadcast::Sender<Arc<Committed>>,
+) {
     let mut jobs = Vec::with_capacity(max_group);
     while rx.recv_many(&mut jobs, max_group).await > 0 {
         let (batches, replies): (Vec<PreparedBatch>, Vec<_>) =
             jobs.drain(..).map(|j| (j.batch, j.reply)).unzip();
         metrics::histogram!("kpistream_commit_group_batches").record(batches.len() as f64);
-        match store.commit_batches(&batches, Timestamp::now()).await {
+        let now = Timestamp::now();
+        match store.commit_batches(&batches, now).await {
             Ok(results) => {
-                for (reply, result) in replies.into_iter().zip(results) {
+                for ((reply, result), batch) in replies.into_iter().zip(results).zip(batches) {
+                    let fresh = matches!(&result, Ok(outcome) if !outcome.replayed);
                     let _ = reply.send(Ok(result));
+                    if fresh && !batch.points.is_empty() && committed.receiver_count() > 0 {
+                        let _ = committed.send(Arc::new(Committed {
+                            stream_id: batch.stream_id,
+                            key_id: batch.key_id,
+                            batch_id: batch.batch_id,
+                            points: batch.points,
+                            at: now,
+                        }));
+                    }
                 }
             }
             Err(err) => {
