@@ -29,6 +29,7 @@ use crate::stream::{
 use crate::value::ValueType;
 
 mod access;
+mod points;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -39,9 +40,6 @@ const STREAM_COLUMNS: &str = "s.id, s.org_id, s.name, s.description, c.name AS c
 
 const KEY_COLUMNS: &str =
     "key_id, public_key, origin, created_at, last_used_at, revoked_at FROM stream_keys";
-
-const POINT_COLUMNS: &str =
-    "period, value, external_id, updated_at, batch_id, key_id, revision_count FROM points";
 
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
@@ -130,138 +128,6 @@ impl SqliteStore {
             .transpose()?
             .ok_or_else(|| StoreError::NotFound(format!("key {key} of stream {stream}")))
     }
-
-    async fn commit_one(
-        tx: &mut Transaction<'_, Sqlite>,
-        batch: &PreparedBatch,
-        now: Timestamp,
-    ) -> Result<Result<PublishOutcome, CommitRefusal>> {
-        let stored: Option<String> =
-            sqlx::query_scalar("SELECT outcome FROM batches WHERE stream_id = ? AND batch_id = ?")
-                .bind(batch.stream_id.as_str())
-                .bind(&batch.batch_id)
-                .fetch_optional(&mut **tx)
-                .await?;
-        if let Some(stored) = stored {
-            let mut outcome: PublishOutcome = serde_json::from_str(&stored)
-                .map_err(|e| StoreError::Corrupt(format!("stored batch outcome: {e}")))?;
-            outcome.replayed = true;
-            return Ok(Ok(outcome));
-        }
-        let stream = sqlx::query("SELECT disabled, frequency FROM streams WHERE id = ?")
-            .bind(batch.stream_id.as_str())
-            .fetch_optional(&mut **tx)
-            .await?;
-        let Some(stream) = stream else {
-            return Ok(Err(CommitRefusal::StreamGone(batch.stream_id.clone())));
-        };
-        if stream.get::<bool, _>("disabled") {
-            return Ok(Err(CommitRefusal::Disabled(batch.stream_id.clone())));
-        }
-        if parse_frequency(stream.get("frequency"))? != batch.frequency {
-            return Ok(Err(CommitRefusal::FrequencyChanged(
-                batch.stream_id.clone(),
-            )));
-        }
-        let (new_points, revised) = Self::upsert_points(tx, batch, now).await?;
-        let outcome = PublishOutcome {
-            batch_id: batch.batch_id.clone(),
-            accepted: batch.points.len() as u32,
-            revised,
-            rejected: batch.rejected.clone(),
-            replayed: false,
-            committed_at: now,
-        };
-        let json = serde_json::to_string(&outcome).expect("outcome serializes");
-        sqlx::query(
-            "INSERT INTO batches (stream_id, batch_id, key_id, accepted_at, outcome) VALUES (?, ?, ?, ?, ?)",
-        )
-        .bind(batch.stream_id.as_str())
-        .bind(&batch.batch_id)
-        .bind(batch.key_id.as_str())
-        .bind(to_micros(now))
-        .bind(json)
-        .execute(&mut **tx)
-        .await?;
-        if let Some(latest) = batch.points.iter().map(|p| p.period.as_str()).max() {
-            sqlx::query(
-                "UPDATE streams SET point_count = point_count + ?, last_data_at = ?, \
-                 latest_period = CASE WHEN latest_period IS NULL OR latest_period < ? THEN ? ELSE latest_period END \
-                 WHERE id = ?",
-            )
-            .bind(new_points)
-            .bind(to_micros(now))
-            .bind(latest)
-            .bind(latest)
-            .bind(batch.stream_id.as_str())
-            .execute(&mut **tx)
-            .await?;
-        }
-        sqlx::query("UPDATE stream_keys SET last_used_at = ? WHERE stream_id = ? AND key_id = ?")
-            .bind(to_micros(now))
-            .bind(batch.stream_id.as_str())
-            .bind(batch.key_id.as_str())
-            .execute(&mut **tx)
-            .await?;
-        Ok(Ok(outcome))
-    }
-
-    /// Stores the points, keeping a revision for each replaced value, in three
-    /// statements whatever the batch size (the points travel as one JSON array).
-    /// Returns (periods that were new, values replaced).
-    async fn upsert_points(
-        tx: &mut Transaction<'_, Sqlite>,
-        batch: &PreparedBatch,
-        now: Timestamp,
-    ) -> Result<(i64, u32)> {
-        let points: Vec<serde_json::Value> = batch
-            .points
-            .iter()
-            .map(|p| serde_json::json!({ "p": p.period, "v": p.value, "e": p.external_id }))
-            .collect();
-        let points = serde_json::Value::Array(points).to_string();
-        // CROSS JOIN keeps json_each as the outer loop, so each point is one primary-key
-        // lookup (SQLite would otherwise scan the points table per point).
-        let existing: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM json_each(?1) j CROSS JOIN points p \
-             ON p.stream_id = ?2 AND p.period = json_extract(j.value, '$.p')",
-        )
-        .bind(&points)
-        .bind(batch.stream_id.as_str())
-        .fetch_one(&mut **tx)
-        .await?;
-        let revised = sqlx::query(
-            "INSERT INTO revisions (stream_id, period, old_value, new_value, batch_id, key_id, revised_at) \
-             SELECT p.stream_id, p.period, p.value, json_extract(j.value, '$.v'), ?3, ?4, ?5 \
-             FROM json_each(?1) j CROSS JOIN points p ON p.stream_id = ?2 AND p.period = json_extract(j.value, '$.p') \
-             WHERE p.value IS NOT json_extract(j.value, '$.v') OR p.external_id IS NOT json_extract(j.value, '$.e')",
-        )
-        .bind(&points)
-        .bind(batch.stream_id.as_str())
-        .bind(&batch.batch_id)
-        .bind(batch.key_id.as_str())
-        .bind(to_micros(now))
-        .execute(&mut **tx)
-        .await?
-        .rows_affected();
-        sqlx::query(
-            "INSERT INTO points (stream_id, period, value, external_id, batch_id, key_id, updated_at) \
-             SELECT ?2, json_extract(value, '$.p'), json_extract(value, '$.v'), json_extract(value, '$.e'), ?3, ?4, ?5 \
-             FROM json_each(?1) WHERE true \
-             ON CONFLICT (stream_id, period) DO UPDATE SET value = excluded.value, \
-             external_id = excluded.external_id, batch_id = excluded.batch_id, key_id = excluded.key_id, \
-             updated_at = excluded.updated_at, revision_count = points.revision_count + 1 \
-             WHERE points.value IS NOT excluded.value OR points.external_id IS NOT excluded.external_id",
-        )
-        .bind(&points)
-        .bind(batch.stream_id.as_str())
-        .bind(&batch.batch_id)
-        .bind(batch.key_id.as_str())
-        .bind(to_micros(now))
-        .execute(&mut **tx)
-        .await?;
-        Ok((batch.points.len() as i64 - existing, revised as u32))
-    }
 }
 
 fn create_parent_dir(url: &str) -> Result<()> {
@@ -348,18 +214,6 @@ fn key_from_row(row: &SqliteRow) -> Result<StreamKey> {
         created_at: from_micros(row.get("created_at"))?,
         last_used_at: opt_micros(row.get("last_used_at"))?,
         revoked_at: opt_micros(row.get("revoked_at"))?,
-    })
-}
-
-fn point_from_row(row: &SqliteRow) -> Result<PointRecord> {
-    Ok(PointRecord {
-        period: row.get("period"),
-        value: row.get("value"),
-        external_id: row.get("external_id"),
-        updated_at: from_micros(row.get("updated_at"))?,
-        batch_id: row.get("batch_id"),
-        key_id: row.get("key_id"),
-        revision_count: row.get::<i64, _>("revision_count") as u32,
     })
 }
 
@@ -757,7 +611,7 @@ impl Store for SqliteStore {
         let mut tx = self.write().await?;
         let mut results = Vec::with_capacity(batches.len());
         for batch in batches {
-            results.push(Self::commit_one(&mut tx, batch, now).await?);
+            results.push(points::commit_one(&mut tx, batch, now).await?);
         }
         tx.commit().await?;
         Ok(results)
@@ -778,51 +632,13 @@ impl Store for SqliteStore {
         to: Option<&str>,
         limit: u32,
     ) -> Result<Vec<PointRecord>> {
-        let sql = format!(
-            "SELECT {POINT_COLUMNS} WHERE stream_id = ?1 AND (?2 IS NULL OR period >= ?2) \
-             AND (?3 IS NULL OR period <= ?3) ORDER BY period LIMIT ?4"
-        );
-        let rows = sqlx::query(&sql)
-            .bind(stream.as_str())
-            .bind(from)
-            .bind(to)
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(point_from_row).collect()
+        points::list_points(&self.pool, stream, from, to, limit).await
     }
-
     async fn latest_point(&self, stream: &StreamId) -> Result<Option<PointRecord>> {
-        let sql =
-            format!("SELECT {POINT_COLUMNS} WHERE stream_id = ? ORDER BY period DESC LIMIT 1");
-        let row = sqlx::query(&sql)
-            .bind(stream.as_str())
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(point_from_row).transpose()
+        points::latest_point(&self.pool, stream).await
     }
-
     async fn list_revisions(&self, stream: &StreamId, period: &str) -> Result<Vec<RevisionRecord>> {
-        let rows = sqlx::query(
-            "SELECT period, old_value, new_value, batch_id, key_id, revised_at FROM revisions \
-             WHERE stream_id = ? AND period = ? ORDER BY id",
-        )
-        .bind(stream.as_str())
-        .bind(period)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(RevisionRecord {
-                    period: row.get("period"),
-                    old_value: row.get("old_value"),
-                    new_value: row.get("new_value"),
-                    batch_id: row.get("batch_id"),
-                    key_id: row.get("key_id"),
-                    revised_at: from_micros(row.get("revised_at"))?,
-                })
-            })
-            .collect()
+        points::list_revisions(&self.pool, stream, period).await
     }
 }
 
