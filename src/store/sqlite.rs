@@ -159,9 +159,20 @@ fn stream_not_found(id: &StreamId) -> StoreError {
     StoreError::NotFound(format!("stream {id}"))
 }
 
-fn is_unique_violation(err: &sqlx::Error) -> bool {
-    err.as_database_error()
-        .is_some_and(|e| e.is_unique_violation())
+/// The one place a unique-constraint violation becomes `AlreadyExists(what)`.
+fn unique<T>(
+    result: std::result::Result<T, sqlx::Error>,
+    what: impl FnOnce() -> String,
+) -> Result<T> {
+    match result {
+        Err(e)
+            if e.as_database_error()
+                .is_some_and(|d| d.is_unique_violation()) =>
+        {
+            Err(StoreError::AlreadyExists(what()))
+        }
+        other => Ok(other?),
+    }
 }
 
 fn parse_frequency(text: String) -> Result<Frequency> {
@@ -292,17 +303,12 @@ impl Store for SqliteStore {
                 .bind(to_micros(now))
                 .execute(&self.pool)
                 .await;
-        match inserted {
-            Err(e) if is_unique_violation(&e) => {
-                Err(StoreError::AlreadyExists(format!("category {name:?}")))
-            }
-            Err(e) => Err(e.into()),
-            Ok(_) => Ok(Category {
-                name: name.to_owned(),
-                stream_count: 0,
-                created_at: now,
-            }),
-        }
+        unique(inserted, || format!("category {name:?}"))?;
+        Ok(Category {
+            name: name.to_owned(),
+            stream_count: 0,
+            created_at: now,
+        })
     }
 
     async fn list_categories(&self, org: &OrgId) -> Result<Vec<Category>> {
@@ -321,15 +327,8 @@ impl Store for SqliteStore {
             .bind(name)
             .execute(&self.pool)
             .await;
-        match updated {
-            Err(e) if is_unique_violation(&e) => {
-                return Err(StoreError::AlreadyExists(format!("category {new_name:?}")));
-            }
-            Err(e) => return Err(e.into()),
-            Ok(done) if done.rows_affected() == 0 => {
-                return Err(StoreError::NotFound(format!("category {name:?}")));
-            }
-            Ok(_) => {}
+        if unique(updated, || format!("category {new_name:?}"))?.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("category {name:?}")));
         }
         let sql = format!("{CATEGORY_SELECT} WHERE c.org_id = ? AND c.name = ?");
         let row = sqlx::query(&sql)

@@ -7,7 +7,7 @@ use jiff::Timestamp;
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, Sqlite, Transaction};
 
-use super::{SqliteStore, is_unique_violation, opt_micros};
+use super::{SqliteStore, opt_micros, unique};
 use crate::access::{
     Access, AuditEntry, AuditEvent, AuditFilter, Grant, GrantSpec, Grantee, TokenInfo, User,
 };
@@ -202,18 +202,13 @@ impl AccessStore for SqliteStore {
         .bind(to_micros(now))
         .execute(&self.pool)
         .await;
-        match inserted {
-            Err(e) if is_unique_violation(&e) => {
-                Err(StoreError::AlreadyExists(format!("user {name:?}")))
-            }
-            Err(e) => Err(e.into()),
-            Ok(_) => Ok(User {
-                id,
-                name: name.to_owned(),
-                role,
-                created_at: now,
-            }),
-        }
+        unique(inserted, || format!("user {name:?}"))?;
+        Ok(User {
+            id,
+            name: name.to_owned(),
+            role,
+            created_at: now,
+        })
     }
 
     async fn list_users(&self, org: &OrgId) -> Result<Vec<User>> {
@@ -266,13 +261,8 @@ impl AccessStore for SqliteStore {
                 .bind(to_micros(now))
                 .execute(&self.pool)
                 .await;
-        match inserted {
-            Err(e) if is_unique_violation(&e) => {
-                Err(StoreError::AlreadyExists(format!("team {name:?}")))
-            }
-            Err(e) => Err(e.into()),
-            Ok(_) => Ok(()),
-        }
+        unique(inserted, || format!("team {name:?}"))?;
+        Ok(())
     }
 
     async fn list_teams(&self, org: &OrgId) -> Result<Vec<crate::access::Team>> {
