@@ -7,6 +7,7 @@ pub mod auth;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod connector;
 pub mod grpc;
 pub mod http;
 pub mod ids;

@@ -4,6 +4,7 @@
 mod audit;
 mod bench;
 mod category;
+mod connector;
 mod grant;
 mod key;
 mod org;
@@ -71,6 +72,9 @@ enum Command {
     /// Create further organisations (the server admin).
     #[command(subcommand)]
     Org(org::OrgCommand),
+    /// Check connector definitions (the files `kpistream runner` will pull with).
+    #[command(subcommand)]
+    Connector(connector::ConnectorCommand),
     /// Measure publish throughput against a running server.
     Bench(bench::BenchArgs),
 }
@@ -171,6 +175,7 @@ impl Cli {
             Command::Token(cmd) => cmd.run().await,
             Command::Audit(cmd) => cmd.run().await,
             Command::Org(cmd) => cmd.run().await,
+            Command::Connector(cmd) => cmd.run().await,
             Command::Bench(args) => args.run().await,
         }
     }

@@ -1,0 +1,662 @@
+//! The checks serde cannot make: one-of-two fields, secrets written inline, known
+//! connections and templates, the shape of field references. Each problem is recorded
+//! with its field and line, and checking goes on.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use super::load::{Connection, DefinitionError};
+use super::{Alerts, CommandSource, ConnectorDef, Filter, RestAuth, RestSource, Source, SqlSource};
+
+/// Keys that would hold a secret if written inline, and are refused anywhere in a file.
+const SECRET_KEYS: &[&str] = &[
+    "credential",
+    "token",
+    "password",
+    "secret",
+    "client_secret",
+    "api_key",
+    "private_key",
+];
+
+/// Tables whose keys are the user's own names (headers, parameters, variables, body).
+const FREE_FORM_TABLES: &[&str] = &["headers", "query", "env", "body"];
+
+/// Template names usable in strings, `{{env.NAME}}` aside.
+const TEMPLATES: &[&str] = &["cursor", "period.start", "period.end", "now"];
+
+/// The problems found in one file so far.
+pub(super) struct Check<'a> {
+    file: &'a Path,
+    text: &'a str,
+    errors: Vec<DefinitionError>,
+}
+
+impl<'a> Check<'a> {
+    pub(super) fn new(file: &'a Path, text: &'a str) -> Self {
+        Self {
+            file,
+            text,
+            errors: Vec::new(),
+        }
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.errors.is_empty()
+    }
+
+    pub(super) fn into_errors(self) -> Vec<DefinitionError> {
+        self.errors
+    }
+
+    fn error(&mut self, field: &str, message: String) {
+        self.errors.push(DefinitionError {
+            file: self.file.to_owned(),
+            field: Some(field.to_owned()),
+            line: line_of(self.text, field),
+            message,
+        });
+    }
+
+    /// A TOML syntax or type error, with the key on its line as the field.
+    pub(super) fn toml_error(&self, e: &toml::de::Error) -> DefinitionError {
+        let line = e.span().map(|s| {
+            self.text[..s.start.min(self.text.len())]
+                .matches('\n')
+                .count()
+                + 1
+        });
+        let field = line.and_then(|n| key_on_line(self.text.lines().nth(n - 1)?));
+        let mut message = e.message().trim().to_owned();
+        if let Some(unknown) = message.strip_prefix("unknown field ") {
+            message = format!("{unknown} (a typo, or a field this version does not know)");
+            message.insert_str(0, "unknown field ");
+        }
+        DefinitionError {
+            file: self.file.to_owned(),
+            field,
+            line,
+            message,
+        }
+    }
+
+    /// Refuses secrets written inline, before the typed parse reports them as unknown.
+    pub(super) fn inline_secrets(&mut self) {
+        let Ok(table) = self.text.parse::<toml::Table>() else {
+            return; // the typed parse reports the syntax error
+        };
+        self.secrets_in(&table, "");
+    }
+
+    fn secrets_in(&mut self, table: &toml::Table, prefix: &str) {
+        for (key, value) in table {
+            let path = join(prefix, key);
+            if SECRET_KEYS.contains(&key.as_str()) && value.is_str() {
+                self.error(&path, inline_secret_message(key));
+            } else if let toml::Value::Table(inner) = value {
+                if !FREE_FORM_TABLES.contains(&key.as_str()) {
+                    self.secrets_in(inner, &path);
+                }
+            } else if let toml::Value::Array(items) = value {
+                for item in items.iter().filter_map(toml::Value::as_table) {
+                    self.secrets_in(item, &path);
+                }
+            }
+        }
+    }
+
+    pub(super) fn connector(
+        &mut self,
+        def: &ConnectorDef,
+        connections: &BTreeMap<String, Connection>,
+    ) {
+        if def.name.is_empty()
+            || !def
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            self.error(
+                "name",
+                format!(
+                    "{:?} is not a connector name: use letters, digits, `-` and `_`",
+                    def.name
+                ),
+            );
+        }
+        let credential_file = def
+            .credential_file
+            .as_ref()
+            .map(|p| p.display().to_string());
+        self.one_secret(
+            "credential",
+            def.credential_env.as_deref(),
+            credential_file.as_deref(),
+            true,
+        );
+        if def.max_consecutive_failures == 0 {
+            self.error("max_consecutive_failures", "must be at least 1".into());
+        }
+        if def.retry.max_attempts == 0 {
+            self.error(
+                "retry.max_attempts",
+                "must be at least 1 (1 means no retry)".into(),
+            );
+        }
+        if def.retry.initial_backoff.0 > def.retry.max_backoff.0 {
+            self.error(
+                "retry.initial_backoff",
+                "is longer than `retry.max_backoff`".into(),
+            );
+        }
+        self.alerts(&def.alerts);
+        let kind = def.source_kind();
+        if let Some(filter) = &def.filter {
+            self.filter(filter, kind);
+        }
+        if let Some(cursor) = &def.cursor {
+            self.reference("cursor.field", &cursor.field, kind);
+        }
+        self.mapping(def, kind);
+        let uses_cursor = match &def.source {
+            Source::Rest(rest) => self.rest(rest, connections),
+            Source::Sql(sql) => self.sql(sql, connections),
+            Source::Command(command) => self.command(command),
+        };
+        if uses_cursor && def.cursor.is_none() {
+            self.error(
+                "cursor",
+                "the source uses {{cursor}} but the file declares no [cursor] (give its `field`)"
+                    .into(),
+            );
+        }
+    }
+
+    /// Exactly one (or, when optional, at most one) of `NAME_env` and `NAME_file`.
+    fn one_secret(&mut self, prefix: &str, env: Option<&str>, file: Option<&str>, required: bool) {
+        match (env, file) {
+            (Some(_), Some(_)) => self.error(
+                &format!("{prefix}_env"),
+                format!("both `{prefix}_env` and `{prefix}_file` are set; give exactly one"),
+            ),
+            (None, None) if required => self.error(
+                &format!("{prefix}_env"),
+                format!("neither `{prefix}_env` nor `{prefix}_file` is set; give exactly one"),
+            ),
+            (Some(name), None) => self.env_name(&format!("{prefix}_env"), name),
+            (None, Some("")) => self.error(&format!("{prefix}_file"), "is empty".into()),
+            _ => {}
+        }
+    }
+
+    fn env_name(&mut self, field: &str, name: &str) {
+        if !is_env_name(name) {
+            self.error(
+                field,
+                format!("{name:?} is not an environment variable name (letters, digits and `_`, not starting with a digit); the value itself never goes here"),
+            );
+        }
+    }
+
+    fn alerts(&mut self, alerts: &Alerts) {
+        if let Some(email) = &alerts.email {
+            if email.to.is_empty() {
+                self.error("alerts.email.to", "lists no recipient".into());
+            }
+            for address in email.to.iter().chain([&email.from]) {
+                if !address.contains('@') {
+                    self.error(
+                        "alerts.email.to",
+                        format!("{address:?} is not an email address"),
+                    );
+                }
+            }
+            for (field, name) in [
+                ("alerts.email.smtp_host_env", Some(&email.smtp_host_env)),
+                ("alerts.email.smtp_port_env", Some(&email.smtp_port_env)),
+                (
+                    "alerts.email.smtp_username_env",
+                    email.smtp_username_env.as_ref(),
+                ),
+                (
+                    "alerts.email.smtp_password_env",
+                    email.smtp_password_env.as_ref(),
+                ),
+            ] {
+                if let Some(name) = name {
+                    self.env_name(field, name);
+                }
+            }
+        }
+        if let Some(webhook) = &alerts.webhook {
+            match (&webhook.url, &webhook.url_env) {
+                (Some(url), None) => self.http_url("alerts.webhook.url", url),
+                (None, Some(name)) => self.env_name("alerts.webhook.url_env", name),
+                _ => self.error(
+                    "alerts.webhook.url",
+                    "give exactly one of `url` and `url_env`".into(),
+                ),
+            }
+        }
+    }
+
+    fn filter(&mut self, filter: &Filter, kind: &str) {
+        if filter.conditions.is_empty() {
+            self.error("filter.conditions", "lists no condition".into());
+        }
+        for (i, c) in filter.conditions.iter().enumerate() {
+            let field = format!("filter.conditions[{i}]");
+            self.reference(&format!("{field}.field"), &c.field, kind);
+            let ops = [
+                c.equals.is_some(),
+                c.not_equals.is_some(),
+                c.contains.is_some(),
+                c.gt.is_some(),
+                c.lt.is_some(),
+                c.exists.is_some(),
+            ];
+            if ops.iter().filter(|set| **set).count() != 1 {
+                self.error(
+                    &field,
+                    "needs exactly one of `equals`, `not_equals`, `contains`, `gt`, `lt`, `exists`"
+                        .into(),
+                );
+            }
+            for value in [&c.equals, &c.not_equals, &c.gt, &c.lt]
+                .into_iter()
+                .flatten()
+            {
+                if matches!(value, toml::Value::Array(_) | toml::Value::Table(_)) {
+                    self.error(
+                        &field,
+                        "compares with a string, a number or a boolean only".into(),
+                    );
+                }
+            }
+        }
+    }
+
+    fn mapping(&mut self, def: &ConnectorDef, kind: &str) {
+        let m = &def.mapping;
+        match (&m.period, &m.timestamp) {
+            (Some(p), None) => self.reference("mapping.period", p, kind),
+            (None, Some(t)) => self.reference("mapping.timestamp", t, kind),
+            _ => self.error(
+                "mapping.period",
+                "give exactly one of `period` and `timestamp`".into(),
+            ),
+        }
+        self.reference("mapping.value", &m.value, kind);
+        if let Some(id) = &m.external_id {
+            self.reference("mapping.external_id", id, kind);
+        }
+    }
+
+    /// A record field: a JSONPath for REST, a plain name for SQL and commands.
+    fn reference(&mut self, field: &str, value: &str, kind: &str) {
+        let ok = match kind {
+            "rest" => value.starts_with('$'),
+            _ => !value.is_empty() && !value.starts_with('$'),
+        };
+        if !ok {
+            let want = match kind {
+                "rest" => "a JSONPath into the record, such as \"$.amount\"",
+                "sql" => "a column name",
+                _ => "a key of the JSON lines or a CSV header",
+            };
+            self.error(field, format!("{value:?} is not {want}"));
+        }
+    }
+
+    /// Checks a REST source; returns whether it uses `{{cursor}}`.
+    fn rest(&mut self, rest: &RestSource, connections: &BTreeMap<String, Connection>) -> bool {
+        match &rest.connection {
+            Some(name) => self.connection_ref(name, "rest", connections),
+            None => self.http_url("source.url", &rest.url),
+        }
+        if let Some(auth) = &rest.auth {
+            self.auth("source.auth", auth);
+        }
+        if !rest.records.starts_with('$') {
+            self.error(
+                "source.records",
+                format!("{:?} is not a JSONPath such as \"$.data[*]\"", rest.records),
+            );
+        }
+        if rest.page_limit == 0 {
+            self.error("source.page_limit", "must be at least 1".into());
+        }
+        let mut cursor = self.templates("source.url", &rest.url, true);
+        for (key, value) in &rest.headers {
+            cursor |= self.templates(&format!("source.headers.{key}"), value, true);
+        }
+        for (key, value) in &rest.query {
+            cursor |= self.templates(&format!("source.query.{key}"), value, true);
+        }
+        if let Some(body) = &rest.body {
+            cursor |= self.body_templates("source.body", &toml::Value::Table(body.clone()));
+        }
+        cursor
+    }
+
+    fn body_templates(&mut self, field: &str, value: &toml::Value) -> bool {
+        match value {
+            toml::Value::String(s) => self.templates(field, s, true),
+            toml::Value::Array(items) => items
+                .iter()
+                .fold(false, |acc, v| self.body_templates(field, v) | acc),
+            toml::Value::Table(t) => t.iter().fold(false, |acc, (k, v)| {
+                self.body_templates(&format!("{field}.{k}"), v) | acc
+            }),
+            _ => false,
+        }
+    }
+
+    fn auth(&mut self, field: &str, auth: &RestAuth) {
+        let path = |p: &Option<std::path::PathBuf>| p.as_ref().map(|p| p.display().to_string());
+        match auth {
+            RestAuth::Bearer {
+                token_env,
+                token_file,
+            } => self.one_secret(
+                &format!("{field}.token"),
+                token_env.as_deref(),
+                path(token_file).as_deref(),
+                true,
+            ),
+            RestAuth::ApiKey {
+                name,
+                value_env,
+                value_file,
+                ..
+            } => {
+                if name.is_empty() {
+                    self.error(
+                        &format!("{field}.name"),
+                        "is empty: give the header's or parameter's name".into(),
+                    );
+                }
+                self.one_secret(
+                    &format!("{field}.value"),
+                    value_env.as_deref(),
+                    path(value_file).as_deref(),
+                    true,
+                )
+            }
+            RestAuth::Basic {
+                password_env,
+                password_file,
+                ..
+            } => self.one_secret(
+                &format!("{field}.password"),
+                password_env.as_deref(),
+                path(password_file).as_deref(),
+                true,
+            ),
+            RestAuth::OAuth2ClientCredentials {
+                token_url,
+                client_secret_env,
+                client_secret_file,
+                ..
+            } => {
+                self.http_url(&format!("{field}.token_url"), token_url);
+                self.one_secret(
+                    &format!("{field}.client_secret"),
+                    client_secret_env.as_deref(),
+                    path(client_secret_file).as_deref(),
+                    true,
+                )
+            }
+        }
+    }
+
+    /// Checks a SQL source; returns whether it uses `{{cursor}}`.
+    fn sql(&mut self, sql: &SqlSource, connections: &BTreeMap<String, Connection>) -> bool {
+        let password_file = sql.password_file.as_ref().map(|p| p.display().to_string());
+        match (&sql.connection, &sql.url) {
+            (Some(name), None) => {
+                self.connection_ref(name, "sql", connections);
+                if sql.password_env.is_some() || sql.password_file.is_some() {
+                    self.error(
+                        "source.password_env",
+                        "comes from the connection; leave it out here".into(),
+                    );
+                }
+            }
+            (None, Some(url)) => {
+                self.database_url("source.url", url);
+                self.one_secret(
+                    "source.password",
+                    sql.password_env.as_deref(),
+                    password_file.as_deref(),
+                    false,
+                );
+            }
+            _ => self.error(
+                "source.url",
+                "give exactly one of `url` and `connection`".into(),
+            ),
+        }
+        if sql.query.trim().is_empty() {
+            self.error("source.query", "is empty".into());
+        }
+        self.templates("source.query", &sql.query, false)
+    }
+
+    /// Checks a command source; returns whether it uses `{{cursor}}`.
+    fn command(&mut self, command: &CommandSource) -> bool {
+        if command.argv.first().is_none_or(|p| p.is_empty()) {
+            self.error(
+                "source.argv",
+                "names no program: give [\"program\", \"arg\", …]".into(),
+            );
+        }
+        let mut cursor = false;
+        for arg in &command.argv {
+            cursor |= self.templates("source.argv", arg, true);
+        }
+        for (key, value) in &command.env {
+            cursor |= self.templates(&format!("source.env.{key}"), value, true);
+        }
+        cursor
+    }
+
+    fn connection_ref(
+        &mut self,
+        name: &str,
+        kind: &str,
+        connections: &BTreeMap<String, Connection>,
+    ) {
+        match connections.get(name) {
+            None => {
+                let known: Vec<&str> = connections.keys().map(String::as_str).collect();
+                self.error(
+                    "source.connection",
+                    format!(
+                        "no connection is named {name:?} in connections.toml (known: {})",
+                        if known.is_empty() {
+                            "none".into()
+                        } else {
+                            known.join(", ")
+                        }
+                    ),
+                );
+            }
+            Some(c) if c.kind() != kind => self.error(
+                "source.connection",
+                format!(
+                    "the connection {name:?} is a {} connection, not {kind}",
+                    c.kind()
+                ),
+            ),
+            Some(_) => {}
+        }
+    }
+
+    /// Checks one entry of `connections.toml`.
+    pub(super) fn connection(&mut self, name: &str, connection: &Connection) {
+        match connection {
+            Connection::Rest { base_url, auth } => {
+                self.http_url(&format!("{name}.base_url"), base_url);
+                if let Some(auth) = auth {
+                    self.auth(&format!("{name}.auth"), auth);
+                }
+            }
+            Connection::Sql {
+                url,
+                password_env,
+                password_file,
+            } => {
+                self.database_url(&format!("{name}.url"), url);
+                let file = password_file.as_ref().map(|p| p.display().to_string());
+                self.one_secret(
+                    &format!("{name}.password"),
+                    password_env.as_deref(),
+                    file.as_deref(),
+                    false,
+                );
+            }
+        }
+    }
+
+    fn http_url(&mut self, field: &str, url: &str) {
+        if !(url.starts_with("https://") || url.starts_with("http://")) {
+            self.error(field, format!("{url:?} is not an http:// or https:// URL"));
+        }
+    }
+
+    fn database_url(&mut self, field: &str, url: &str) {
+        let schemes = [
+            "postgres://",
+            "postgresql://",
+            "mysql://",
+            "mariadb://",
+            "sqlite:",
+        ];
+        if !schemes.iter().any(|s| url.starts_with(s)) {
+            self.error(
+                field,
+                format!("{url:?} is not a postgres://, mysql://, mariadb:// or sqlite:// URL"),
+            );
+            return;
+        }
+        let authority = url
+            .split_once("://")
+            .map_or("", |(_, rest)| rest.split('/').next().unwrap_or(""));
+        if let Some((userinfo, _)) = authority.rsplit_once('@') {
+            if userinfo.contains(':') {
+                self.error(
+                    field,
+                    "holds a password inline; take it out of the URL and use `password_env` or `password_file`".into(),
+                );
+            }
+        }
+    }
+
+    /// Checks the `{{…}}` templates of one string; returns whether it uses `{{cursor}}`.
+    fn templates(&mut self, field: &str, text: &str, env_allowed: bool) -> bool {
+        let mut uses_cursor = false;
+        let mut rest = text;
+        while let Some(start) = rest.find("{{") {
+            let after = &rest[start + 2..];
+            let Some(end) = after.find("}}") else {
+                self.error(
+                    field,
+                    format!("{text:?} opens a template with {{{{ that is never closed"),
+                );
+                break;
+            };
+            let name = after[..end].trim();
+            uses_cursor |= name == "cursor";
+            let known = TEMPLATES.contains(&name)
+                || name
+                    .strip_prefix("env.")
+                    .is_some_and(|n| env_allowed && is_env_name(n));
+            if !known {
+                let why = if name.starts_with("env.") && !env_allowed {
+                    "{{env.NAME}} is not allowed in a SQL query: values are bound as parameters, never pasted in".to_owned()
+                } else {
+                    "the templates are {{cursor}}, {{period.start}}, {{period.end}}, {{now}} and {{env.NAME}}".to_owned()
+                };
+                self.error(field, format!("unknown template {{{{{name}}}}}: {why}"));
+            }
+            rest = &after[end + 2..];
+        }
+        uses_cursor
+    }
+}
+
+fn inline_secret_message(key: &str) -> String {
+    let base = if key == "credential" {
+        "credential"
+    } else {
+        key
+    };
+    format!(
+        "a secret is written inline; connector files are committed and read by everyone who can read the folder, so secrets come from the environment or a file: use `{base}_env` (a variable's name) or `{base}_file` (a file's path) instead"
+    )
+}
+
+fn is_env_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with(|c: char| c.is_ascii_digit())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+fn join(prefix: &str, key: &str) -> String {
+    if prefix.is_empty() {
+        key.to_owned()
+    } else {
+        format!("{prefix}.{key}")
+    }
+}
+
+/// The key defined on a line (`key = …`) or the table it opens (`[a.b]`).
+fn key_on_line(line: &str) -> Option<String> {
+    let line = line.trim();
+    if line.starts_with('[') {
+        return Some(
+            line.trim_matches(|c| c == '[' || c == ']')
+                .trim()
+                .to_owned(),
+        );
+    }
+    let (key, _) = line.split_once('=')?;
+    Some(key.trim().trim_matches('"').to_owned())
+}
+
+/// The line where a dotted field is defined: its own `key =` line under the right table,
+/// or else the line of its closest parent (an inline table, a table header).
+pub(super) fn line_of(text: &str, field: &str) -> Option<usize> {
+    let field: String = field.split('[').next().unwrap_or(field).to_owned();
+    let mut path = field.as_str();
+    loop {
+        if let Some(line) = exact_line(text, path) {
+            return Some(line);
+        }
+        path = path.rsplit_once('.')?.0;
+    }
+}
+
+fn exact_line(text: &str, path: &str) -> Option<usize> {
+    let mut table = String::new();
+    for (i, line) in text.lines().enumerate() {
+        let trimmed = line.trim();
+        if trimmed.starts_with('[') {
+            table = key_on_line(trimmed).unwrap_or_default();
+            if table == path {
+                return Some(i + 1);
+            }
+            continue;
+        }
+        if trimmed.starts_with('#') {
+            continue;
+        }
+        if let Some(key) = key_on_line(trimmed) {
+            if join(&table, &key) == path {
+                return Some(i + 1);
+            }
+        }
+    }
+    None
+}

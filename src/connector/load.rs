@@ -1,0 +1,212 @@
+//! Reading a connector directory: every `*.toml` but `connections.toml` is one
+//! connector. Every problem found becomes a [`DefinitionError`] naming the file, the
+//! field and (where it can be found) the line; checking goes on so one pass shows them all.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use super::check::Check;
+use super::{ConnectorDef, RestAuth};
+
+/// The file of shared connections, in the connector directory.
+pub const CONNECTIONS_FILE: &str = "connections.toml";
+
+/// One problem in one definition file, displayed as a sentence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DefinitionError {
+    /// The file it is in.
+    pub file: PathBuf,
+    /// The field, as a dotted path (`source.auth.token_env`), when there is one.
+    pub field: Option<String>,
+    /// The 1-based line, when it could be found.
+    pub line: Option<usize>,
+    /// What is wrong and, where it helps, what to write instead.
+    pub message: String,
+}
+
+impl fmt::Display for DefinitionError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(line) = self.line {
+            write!(f, ", line {line}")?;
+        }
+        if let Some(field) = &self.field {
+            write!(f, ", field `{field}`")?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+impl std::error::Error for DefinitionError {}
+
+/// A named connection of `connections.toml`, shared by several connectors: changing the
+/// account a source is read with is one edit there.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+pub enum Connection {
+    /// An HTTP API: base URL and authentication.
+    Rest {
+        /// Base URL the connectors' `url` paths are joined to, e.g. `"https://api.example.com"`.
+        base_url: String,
+        /// Authentication of every request (same forms as a source's `auth`).
+        auth: Option<RestAuth>,
+    },
+    /// A database: URL and password source.
+    Sql {
+        /// Connection URL without a password (`postgres://`, `mysql://`, `sqlite://`).
+        url: String,
+        /// Environment variable holding the password (at most one of the two).
+        password_env: Option<String>,
+        /// File holding the password.
+        password_file: Option<PathBuf>,
+    },
+}
+
+impl Connection {
+    /// `"rest"` or `"sql"`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Rest { .. } => "rest",
+            Self::Sql { .. } => "sql",
+        }
+    }
+}
+
+/// What checking a directory found: the valid connectors and every problem.
+#[derive(Debug, Default)]
+pub struct DirReport {
+    /// Connectors that passed every check, with their files, sorted by file name.
+    pub connectors: Vec<(PathBuf, ConnectorDef)>,
+    /// Every problem, in file order.
+    pub errors: Vec<DefinitionError>,
+}
+
+/// Reads and checks every connector of `dir`; all of them, or every problem found.
+pub fn load_dir(dir: &Path) -> Result<Vec<ConnectorDef>, Vec<DefinitionError>> {
+    let report = check_dir(dir);
+    if report.errors.is_empty() {
+        Ok(report.connectors.into_iter().map(|(_, c)| c).collect())
+    } else {
+        Err(report.errors)
+    }
+}
+
+/// Reads and checks every connector of `dir`, keeping the valid ones and the problems.
+pub fn check_dir(dir: &Path) -> DirReport {
+    let mut report = DirReport::default();
+    let files = match toml_files(dir) {
+        Ok(files) => files,
+        Err(e) => {
+            report.errors.push(DefinitionError {
+                file: dir.to_owned(),
+                field: None,
+                line: None,
+                message: format!("the connector directory cannot be read: {e}"),
+            });
+            return report;
+        }
+    };
+    let connections_path = dir.join(CONNECTIONS_FILE);
+    let connections = if connections_path.exists() {
+        load_connections(&connections_path).unwrap_or_else(|errors| {
+            report.errors.extend(errors);
+            BTreeMap::new()
+        })
+    } else {
+        BTreeMap::new()
+    };
+    let mut seen: HashMap<String, PathBuf> = HashMap::new();
+    for file in files {
+        match load_file(&file, &connections) {
+            Ok(def) => {
+                if let Some(first) = seen.get(&def.name) {
+                    let text = std::fs::read_to_string(&file).unwrap_or_default();
+                    report.errors.push(DefinitionError {
+                        line: super::check::line_of(&text, "name"),
+                        file: file.clone(),
+                        field: Some("name".into()),
+                        message: format!(
+                            "the name {:?} is already used by {}; connector names must be unique",
+                            def.name,
+                            first.display()
+                        ),
+                    });
+                    continue;
+                }
+                seen.insert(def.name.clone(), file.clone());
+                report.connectors.push((file, def));
+            }
+            Err(errors) => report.errors.extend(errors),
+        }
+    }
+    report
+}
+
+/// The `*.toml` files of `dir` but `connections.toml`, sorted.
+fn toml_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        let is_toml = path.extension().is_some_and(|e| e == "toml");
+        let is_connections = path.file_name().is_some_and(|n| n == CONNECTIONS_FILE);
+        if is_toml && !is_connections && path.is_file() {
+            files.push(path);
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// Reads and checks one connector file against the shared connections.
+pub fn load_file(
+    file: &Path,
+    connections: &BTreeMap<String, Connection>,
+) -> Result<ConnectorDef, Vec<DefinitionError>> {
+    let text = read(file)?;
+    let mut check = Check::new(file, &text);
+    check.inline_secrets();
+    if !check.is_empty() {
+        return Err(check.into_errors());
+    }
+    let def: ConnectorDef = toml::from_str(&text).map_err(|e| vec![check.toml_error(&e)])?;
+    check.connector(&def, connections);
+    if check.is_empty() {
+        Ok(def)
+    } else {
+        Err(check.into_errors())
+    }
+}
+
+/// Reads and checks `connections.toml`.
+pub fn load_connections(file: &Path) -> Result<BTreeMap<String, Connection>, Vec<DefinitionError>> {
+    let text = read(file)?;
+    let mut check = Check::new(file, &text);
+    check.inline_secrets();
+    if !check.is_empty() {
+        return Err(check.into_errors());
+    }
+    let connections: BTreeMap<String, Connection> =
+        toml::from_str(&text).map_err(|e| vec![check.toml_error(&e)])?;
+    for (name, connection) in &connections {
+        check.connection(name, connection);
+    }
+    if check.is_empty() {
+        Ok(connections)
+    } else {
+        Err(check.into_errors())
+    }
+}
+
+fn read(file: &Path) -> Result<String, Vec<DefinitionError>> {
+    std::fs::read_to_string(file).map_err(|e| {
+        vec![DefinitionError {
+            file: file.to_owned(),
+            field: None,
+            line: None,
+            message: format!("the file cannot be read: {e}"),
+        }]
+    })
+}
