@@ -210,3 +210,88 @@ fn read(file: &Path) -> Result<String, Vec<DefinitionError>> {
         }]
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SQL: &str = r#"
+name = "signups"
+credential_file = "signups.kpik"
+schedule = "@daily"
+
+[mapping]
+period = "day"
+value = "n"
+
+[source]
+type = "sql"
+url = "sqlite://data/app.db"
+query = "SELECT day, n FROM signups WHERE day > {{cursor}}"
+
+[cursor]
+field = "day"
+"#;
+
+    fn load(text: &str) -> Result<ConnectorDef, Vec<DefinitionError>> {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(&file, text).unwrap();
+        load_file(&file, &BTreeMap::new())
+    }
+
+    #[test]
+    fn defaults_apply_to_a_minimal_sql_connector() {
+        let def = load(SQL).unwrap();
+        assert!(def.enabled);
+        assert_eq!(def.max_consecutive_failures, 10);
+        assert_eq!(def.timezone.as_str(), "UTC");
+        assert_eq!(def.retry.max_attempts, 5);
+        assert_eq!(def.source_kind(), "sql");
+    }
+
+    #[test]
+    fn an_env_template_in_a_sql_query_is_refused_because_values_are_bound() {
+        let errors = load(&SQL.replace("{{cursor}}", "'{{env.DAY}}'")).unwrap_err();
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.message.contains("bound as parameters")),
+            "{errors:?}"
+        );
+    }
+
+    #[test]
+    fn a_password_inside_a_database_url_is_refused() {
+        let errors =
+            load(&SQL.replace("sqlite://data/app.db", "postgres://u:pw@db/app")).unwrap_err();
+        assert_eq!(errors[0].field.as_deref(), Some("source.url"));
+        assert!(!errors[0].to_string().contains("pw@"), "{}", errors[0]);
+    }
+
+    #[test]
+    fn a_jsonpath_mapping_on_a_sql_source_is_refused() {
+        let errors = load(&SQL.replace("value = \"n\"", "value = \"$.n\"")).unwrap_err();
+        assert_eq!(errors[0].field.as_deref(), Some("mapping.value"));
+        assert_eq!(errors[0].line, Some(8));
+    }
+
+    #[test]
+    fn a_filter_condition_needs_exactly_one_operator() {
+        let text = format!(
+            "{SQL}\n[filter]\nmatch = \"any\"\nconditions = [{{ field = \"n\", gt = 1, lt = 5 }}]\n"
+        );
+        let errors = load(&text).unwrap_err();
+        assert_eq!(errors[0].field.as_deref(), Some("filter.conditions[0]"));
+    }
+
+    #[test]
+    fn a_missing_credential_source_is_named() {
+        let errors = load(&SQL.replace("credential_file = \"signups.kpik\"\n", "")).unwrap_err();
+        assert!(
+            errors[0]
+                .to_string()
+                .contains("neither `credential_env` nor `credential_file`")
+        );
+    }
+}
