@@ -7,6 +7,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/kpistream/v1/ingest.proto",
         "proto/kpistream/v1/streams.proto",
         "proto/kpistream/v1/query.proto",
+        "proto/kpistream/v1/runner.proto",
     ];
     for file in files {
         println!("cargo:rerun-if-changed={file}");

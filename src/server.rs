@@ -23,10 +23,12 @@ use crate::grpc::AppState;
 use crate::grpc::admin::AdminService;
 use crate::grpc::ingest::IngestService;
 use crate::grpc::query::QueryService;
+use crate::grpc::runner::RunnerService;
 use crate::ids::{OrgId, UserId};
 use crate::ingest::Ingestor;
 use crate::proto::ingest_server::IngestServer;
 use crate::proto::query_server::QueryServer;
+use crate::proto::runner_server::RunnerServer;
 use crate::proto::stream_admin_server::StreamAdminServer;
 use crate::store::{self, Bootstrap, Store};
 use crate::tls;
@@ -168,6 +170,7 @@ async fn serve_grpc(
             .set_serving::<StreamAdminServer<AdminService>>()
             .await;
         health.set_serving::<QueryServer<QueryService>>().await;
+        health.set_serving::<RunnerServer<RunnerService>>().await;
     });
     let mut builder = tonic::transport::Server::builder();
     if let Some(tls) = tls {
@@ -187,7 +190,10 @@ async fn serve_grpc(
             StreamAdminServer::new(AdminService::new(state.clone()))
                 .max_decoding_message_size(limit),
         )
-        .add_service(QueryServer::new(QueryService::new(state)).max_decoding_message_size(limit))
+        .add_service(
+            QueryServer::new(QueryService::new(state.clone())).max_decoding_message_size(limit),
+        )
+        .add_service(RunnerServer::new(RunnerService::new(state)).max_decoding_message_size(limit))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await?;
     Ok(())

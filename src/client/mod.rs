@@ -31,6 +31,7 @@ pub use crate::auth::Role;
 use crate::proto;
 use crate::proto::ingest_client::IngestClient;
 use crate::proto::query_client::QueryClient;
+use crate::proto::runner_client::RunnerClient;
 use crate::proto::stream_admin_client::StreamAdminClient;
 pub use crate::signature::{Credential, CredentialError};
 use crate::tls::TlsFileError;
@@ -175,6 +176,8 @@ impl Interceptor for BearerToken {
 pub type AdminClient = StreamAdminClient<InterceptedService<Channel, BearerToken>>;
 /// The generated `Query` client, sending the token.
 pub type ReadClient = QueryClient<InterceptedService<Channel, BearerToken>>;
+/// The generated `Runner` client, sending the token.
+pub type RunnerStateClient = RunnerClient<InterceptedService<Channel, BearerToken>>;
 
 /// A connection to a kpistream server.
 #[derive(Clone)]
@@ -373,6 +376,12 @@ impl Client {
     pub fn query(&self) -> ReadClient {
         QueryClient::with_interceptor(self.channel.clone(), self.token.clone())
             .max_decoding_message_size(64 * 1024 * 1024)
+    }
+
+    /// The `Runner` service: connector leases, state and run log (needs an org admin's
+    /// token).
+    pub fn runner(&self) -> RunnerStateClient {
+        RunnerClient::with_interceptor(self.channel.clone(), self.token.clone())
     }
 
     /// The `Ingest` service (no token: signatures authorise publishing).

@@ -9,6 +9,7 @@ use crate::ids::InvalidId;
 use crate::ingest::IngestError;
 use crate::ingest::batch::CommitRefusal;
 use crate::period::PeriodError;
+use crate::runner_state::RunnerError;
 use crate::signature::SignatureError;
 use crate::store::StoreError;
 use crate::stream::StreamError;
@@ -35,6 +36,8 @@ pub enum ApiError {
     Signature(#[from] SignatureError),
     #[error(transparent)]
     Id(#[from] InvalidId),
+    #[error(transparent)]
+    Runner(#[from] RunnerError),
     /// A request field is missing or out of range.
     #[error("{0}")]
     Invalid(String),
@@ -68,6 +71,14 @@ fn code_of(err: &ApiError) -> Code {
             | AccessError::NotYourToken(_) => Code::PermissionDenied,
         },
         ApiError::Store(e) => store_code(e),
+        ApiError::Runner(e) => match e {
+            RunnerError::Missing { .. }
+            | RunnerError::TooLong { .. }
+            | RunnerError::ControlCharacter { .. }
+            | RunnerError::Ttl(_)
+            | RunnerError::NoFailureLimit
+            | RunnerError::BadTimestamp { .. } => Code::InvalidArgument,
+        },
         ApiError::Ingest(e) => ingest_code(e),
         ApiError::Stream(StreamError::Invalid(_))
         | ApiError::Period(_)

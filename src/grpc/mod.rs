@@ -7,6 +7,7 @@ pub mod convert;
 pub mod error;
 pub mod ingest;
 pub mod query;
+pub mod runner;
 pub mod watch;
 
 use std::sync::Arc;

@@ -18,6 +18,10 @@ use crate::access::{
 use crate::auth::{Principal, Role};
 use crate::ids::{KeyId, OrgId, StreamId, UserId};
 use crate::ingest::batch::{CommitRefusal, PreparedBatch, PublishOutcome};
+use crate::runner_state::{
+    ConnectorName, ConnectorState, LeaseOutcome, LeaseTtl, ReportOutcome, RunRecord, RunReport,
+    RunnerId,
+};
 use crate::stream::{
     Category, DeletedCounts, PublishingKey, Stream, StreamDefinition, StreamKey, StreamUpdate,
 };
@@ -156,8 +160,63 @@ pub trait AccessStore: Send + Sync + 'static {
     async fn list_audit(&self, org: &OrgId, filter: &AuditFilter) -> Result<Vec<AuditEntry>>;
 }
 
+/// What connector runners keep on the server: per-connector state, leases, run log.
+/// Connectors are named per organisation; nothing crosses organisations.
 #[async_trait]
-pub trait Store: AccessStore + Send + Sync + 'static {
+pub trait RunnerStore: Send + Sync + 'static {
+    /// In one write transaction: grants (or renews, for the same runner) the lease on
+    /// `connector` for `slot` until `now + ttl`, unless another runner holds an
+    /// unexpired lease or `slot` already has a run.
+    async fn acquire_lease(
+        &self,
+        org: &OrgId,
+        connector: &ConnectorName,
+        slot: Timestamp,
+        runner: &RunnerId,
+        ttl: LeaseTtl,
+        now: Timestamp,
+    ) -> Result<LeaseOutcome>;
+    /// Ends `runner`'s lease; false if it held none.
+    async fn release_lease(
+        &self,
+        org: &OrgId,
+        connector: &ConnectorName,
+        runner: &RunnerId,
+    ) -> Result<bool>;
+    /// The connector's state, or the default one for a connector never seen.
+    async fn connector_state(
+        &self,
+        org: &OrgId,
+        connector: &ConnectorName,
+    ) -> Result<ConnectorState>;
+    /// Logs the run, updates the state, completes the slot and ends the lease, in one
+    /// transaction. `Conflict` unless `report.runner` holds the lease for `report.slot`.
+    async fn report_run(
+        &self,
+        org: &OrgId,
+        connector: &ConnectorName,
+        report: &RunReport,
+        now: Timestamp,
+    ) -> Result<ReportOutcome>;
+    /// Enables (resetting the failure count) or disables the connector.
+    async fn set_connector_enabled(
+        &self,
+        org: &OrgId,
+        connector: &ConnectorName,
+        enabled: bool,
+        now: Timestamp,
+    ) -> Result<ConnectorState>;
+    /// The newest `limit` runs, newest first.
+    async fn list_runs(
+        &self,
+        org: &OrgId,
+        connector: &ConnectorName,
+        limit: u32,
+    ) -> Result<Vec<RunRecord>>;
+}
+
+#[async_trait]
+pub trait Store: AccessStore + RunnerStore + Send + Sync + 'static {
     /// Checks the database answers.
     async fn ping(&self) -> Result<()>;
     /// Creates the first organisation, admin and token if the database has none.

@@ -30,6 +30,7 @@ use crate::value::ValueType;
 
 mod access;
 mod points;
+mod runner;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 

@@ -1,0 +1,258 @@
+//! `kpistream.v1.Runner`: the state connector runners keep on the server (leases,
+//! cursors, failure counts, enabled flags, the run log). Every call needs an org
+//! admin's token; connectors are named per organisation, so one organisation never
+//! sees another's connector of the same name.
+
+use jiff::Timestamp;
+use tonic::{Request, Response, Status};
+
+use super::{ApiError, AppState, convert};
+use crate::auth::Principal;
+use crate::proto;
+use crate::proto::runner_server::Runner;
+use crate::runner_state::{
+    ConnectorName, ConnectorState, LeaseOutcome, LeaseTtl, RunRecord, RunReport, RunnerError,
+    RunnerId,
+};
+
+/// Runs `ListRuns` answers when the request names no limit, and at most.
+const DEFAULT_RUNS: u32 = 100;
+const MAX_RUNS: u32 = 1_000;
+
+pub struct RunnerService {
+    state: AppState,
+}
+
+impl RunnerService {
+    pub fn new(state: AppState) -> Self {
+        Self { state }
+    }
+
+    /// The caller, who must be an admin of the organisation the connector belongs to.
+    async fn admin<T>(
+        &self,
+        request: &Request<T>,
+        action: &'static str,
+    ) -> Result<Principal, ApiError> {
+        let who = self.state.principal(request).await?;
+        who.require_admin(action)?;
+        Ok(who)
+    }
+}
+
+type Reply<T> = Result<Response<T>, Status>;
+
+fn timestamp(
+    field: &'static str,
+    ts: Option<prost_types::Timestamp>,
+) -> Result<Timestamp, RunnerError> {
+    let ts = ts.ok_or(RunnerError::Missing { field })?;
+    Timestamp::new(ts.seconds, ts.nanos).map_err(|_| RunnerError::BadTimestamp { field })
+}
+
+fn state_to_proto(connector: &ConnectorName, s: ConnectorState) -> proto::ConnectorState {
+    proto::ConnectorState {
+        connector: connector.to_string(),
+        cursor: s.cursor,
+        enabled: s.enabled,
+        consecutive_failures: s.consecutive_failures,
+        last_run_started: convert::opt_timestamp(s.last_run_started),
+        last_run_ended: convert::opt_timestamp(s.last_run_ended),
+        last_error: s.last_error.unwrap_or_default(),
+    }
+}
+
+fn lease_to_proto(l: LeaseOutcome) -> proto::Lease {
+    proto::Lease {
+        granted: l.granted,
+        holder: l.holder.map(|h| h.to_string()).unwrap_or_default(),
+        expires_at: convert::opt_timestamp(l.expires_at),
+        slot_completed: l.slot_completed,
+    }
+}
+
+fn run_to_proto(r: RunRecord) -> proto::Run {
+    proto::Run {
+        slot: Some(convert::timestamp(r.slot)),
+        started_at: Some(convert::timestamp(r.started_at)),
+        ended_at: Some(convert::timestamp(r.ended_at)),
+        records_pulled: r.records_pulled,
+        points_published: r.points_published,
+        points_rejected: r.points_rejected,
+        error: r.error.unwrap_or_default(),
+        runner_id: r.runner,
+    }
+}
+
+impl TryFrom<proto::RunReport> for RunReport {
+    type Error = RunnerError;
+
+    fn try_from(r: proto::RunReport) -> Result<Self, Self::Error> {
+        if r.max_consecutive_failures == 0 {
+            return Err(RunnerError::NoFailureLimit);
+        }
+        Ok(RunReport {
+            runner: RunnerId::parse(&r.runner_id)?,
+            slot: timestamp("slot", r.slot)?,
+            started_at: timestamp("started_at", r.started_at)?,
+            ended_at: timestamp("ended_at", r.ended_at)?,
+            records_pulled: r.records_pulled,
+            points_published: r.points_published,
+            points_rejected: r.points_rejected,
+            error: Some(r.error).filter(|e| !e.is_empty()),
+            new_cursor: r.new_cursor,
+            max_consecutive_failures: r.max_consecutive_failures,
+        })
+    }
+}
+
+#[tonic::async_trait]
+impl Runner for RunnerService {
+    async fn acquire_lease(
+        &self,
+        request: Request<proto::AcquireLeaseRequest>,
+    ) -> Reply<proto::Lease> {
+        self.state
+            .reply(async {
+                let who = self.admin(&request, "acquire a connector lease").await?;
+                let r = request.into_inner();
+                let connector = ConnectorName::parse(&r.connector)?;
+                let runner = RunnerId::parse(&r.runner_id)?;
+                let slot = timestamp("slot", r.slot)?;
+                let ttl = LeaseTtl::new(r.ttl_seconds)?;
+                let lease = self
+                    .state
+                    .store
+                    .acquire_lease(
+                        &who.org_id,
+                        &connector,
+                        slot,
+                        &runner,
+                        ttl,
+                        Timestamp::now(),
+                    )
+                    .await?;
+                Ok(lease_to_proto(lease))
+            })
+            .await
+    }
+
+    async fn release_lease(
+        &self,
+        request: Request<proto::ReleaseLeaseRequest>,
+    ) -> Reply<proto::ReleaseLeaseResponse> {
+        self.state
+            .reply(async {
+                let who = self.admin(&request, "release a connector lease").await?;
+                let r = request.into_inner();
+                let connector = ConnectorName::parse(&r.connector)?;
+                let runner = RunnerId::parse(&r.runner_id)?;
+                let released = self
+                    .state
+                    .store
+                    .release_lease(&who.org_id, &connector, &runner)
+                    .await?;
+                Ok(proto::ReleaseLeaseResponse { released })
+            })
+            .await
+    }
+
+    async fn get_state(
+        &self,
+        request: Request<proto::ConnectorRef>,
+    ) -> Reply<proto::ConnectorState> {
+        self.state
+            .reply(async {
+                let who = self.admin(&request, "read a connector's state").await?;
+                let connector = ConnectorName::parse(&request.get_ref().connector)?;
+                let state = self
+                    .state
+                    .store
+                    .connector_state(&who.org_id, &connector)
+                    .await?;
+                Ok(state_to_proto(&connector, state))
+            })
+            .await
+    }
+
+    async fn report_run(
+        &self,
+        request: Request<proto::RunReport>,
+    ) -> Reply<proto::ReportRunResponse> {
+        self.state
+            .reply(async {
+                let who = self.admin(&request, "report a connector run").await?;
+                let r = request.into_inner();
+                let connector = ConnectorName::parse(&r.connector)?;
+                let report = RunReport::try_from(r)?;
+                let outcome = self
+                    .state
+                    .store
+                    .report_run(&who.org_id, &connector, &report, Timestamp::now())
+                    .await?;
+                if outcome.just_disabled {
+                    tracing::warn!(connector = %connector, "connector disabled after repeated failures");
+                }
+                Ok(proto::ReportRunResponse {
+                    state: Some(state_to_proto(&connector, outcome.state)),
+                    just_disabled: outcome.just_disabled,
+                    recovered: outcome.recovered,
+                })
+            })
+            .await
+    }
+
+    async fn set_enabled(
+        &self,
+        request: Request<proto::SetEnabledRequest>,
+    ) -> Reply<proto::ConnectorState> {
+        self.state
+            .reply(async {
+                let who = self
+                    .admin(&request, "enable or disable a connector")
+                    .await?;
+                let r = request.into_inner();
+                let connector = ConnectorName::parse(&r.connector)?;
+                let state = self
+                    .state
+                    .store
+                    .set_connector_enabled(&who.org_id, &connector, r.enabled, Timestamp::now())
+                    .await?;
+                let action = if r.enabled {
+                    "connector.enabled"
+                } else {
+                    "connector.disabled"
+                };
+                self.state
+                    .audit(&who, action, "connector", connector.as_str(), "")
+                    .await;
+                Ok(state_to_proto(&connector, state))
+            })
+            .await
+    }
+
+    async fn list_runs(
+        &self,
+        request: Request<proto::ListRunsRequest>,
+    ) -> Reply<proto::ListRunsResponse> {
+        self.state
+            .reply(async {
+                let who = self.admin(&request, "read a connector's run log").await?;
+                let r = request.into_inner();
+                let connector = ConnectorName::parse(&r.connector)?;
+                let limit = match r.limit {
+                    0 => DEFAULT_RUNS,
+                    n => n.min(MAX_RUNS),
+                };
+                let runs = self
+                    .state
+                    .store
+                    .list_runs(&who.org_id, &connector, limit)
+                    .await?;
+                Ok(proto::ListRunsResponse {
+                    runs: runs.into_iter().map(run_to_proto).collect(),
+                })
+            })
+            .await
+    }
+}

@@ -1,0 +1,260 @@
+//! What the server keeps for connector runners: each connector's cursor, failure count
+//! and enabled flag, the lease that lets one runner fire one scheduled slot, and the
+//! run log. The runner process itself never touches the database; it reaches this
+//! state through the `Runner` gRPC service.
+
+use jiff::{SignedDuration, Timestamp};
+
+/// Longest connector name or runner id accepted.
+const MAX_NAME_LEN: usize = 200;
+/// Longest lease a runner may take in one call.
+pub const MAX_LEASE_SECS: u32 = 86_400;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunnerError {
+    #[error("{field} is required")]
+    Missing { field: &'static str },
+    #[error("{field} is {len} characters long; the limit is {MAX_NAME_LEN}")]
+    TooLong { field: &'static str, len: usize },
+    #[error("{field} must not contain control characters")]
+    ControlCharacter { field: &'static str },
+    #[error("ttl_seconds must be between 1 and {MAX_LEASE_SECS}, not {0}")]
+    Ttl(u32),
+    #[error("max_consecutive_failures must be at least 1")]
+    NoFailureLimit,
+    #[error("{field} is not a valid timestamp")]
+    BadTimestamp { field: &'static str },
+}
+
+/// A connector's name, unique within an organisation.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ConnectorName(String);
+
+/// The id a runner process calls itself by.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RunnerId(String);
+
+fn checked(field: &'static str, text: &str) -> Result<String, RunnerError> {
+    if text.is_empty() {
+        return Err(RunnerError::Missing { field });
+    }
+    let len = text.chars().count();
+    if len > MAX_NAME_LEN {
+        return Err(RunnerError::TooLong { field, len });
+    }
+    if text.chars().any(char::is_control) {
+        return Err(RunnerError::ControlCharacter { field });
+    }
+    Ok(text.to_owned())
+}
+
+impl ConnectorName {
+    pub fn parse(text: &str) -> Result<Self, RunnerError> {
+        checked("connector", text).map(Self)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl RunnerId {
+    pub fn parse(text: &str) -> Result<Self, RunnerError> {
+        checked("runner_id", text).map(Self)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for ConnectorName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::fmt::Display for RunnerId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// How long a lease lasts: 1 s to [`MAX_LEASE_SECS`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeaseTtl(u32);
+
+impl LeaseTtl {
+    pub fn new(seconds: u32) -> Result<Self, RunnerError> {
+        if seconds == 0 || seconds > MAX_LEASE_SECS {
+            return Err(RunnerError::Ttl(seconds));
+        }
+        Ok(Self(seconds))
+    }
+
+    pub fn as_duration(self) -> SignedDuration {
+        SignedDuration::from_secs(i64::from(self.0))
+    }
+}
+
+/// A connector's state. A connector the server has never seen has the default one:
+/// enabled, no cursor, no failures.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectorState {
+    pub cursor: Option<String>,
+    pub enabled: bool,
+    pub consecutive_failures: u32,
+    pub last_run_started: Option<Timestamp>,
+    pub last_run_ended: Option<Timestamp>,
+    pub last_error: Option<String>,
+}
+
+impl Default for ConnectorState {
+    fn default() -> Self {
+        Self {
+            cursor: None,
+            enabled: true,
+            consecutive_failures: 0,
+            last_run_started: None,
+            last_run_ended: None,
+            last_error: None,
+        }
+    }
+}
+
+/// The answer to a lease request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseOutcome {
+    pub granted: bool,
+    /// The runner holding the lease after the call, if any.
+    pub holder: Option<RunnerId>,
+    pub expires_at: Option<Timestamp>,
+    /// The slot has a run already, so it is never granted again.
+    pub slot_completed: bool,
+}
+
+/// A finished run, as a runner reports it.
+#[derive(Debug, Clone)]
+pub struct RunReport {
+    pub runner: RunnerId,
+    pub slot: Timestamp,
+    pub started_at: Timestamp,
+    pub ended_at: Timestamp,
+    pub records_pulled: u64,
+    pub points_published: u64,
+    pub points_rejected: u64,
+    /// `None` when the run succeeded.
+    pub error: Option<String>,
+    /// Stored only when the run succeeded.
+    pub new_cursor: Option<String>,
+    /// Failed runs in a row that disable the connector (at least 1).
+    pub max_consecutive_failures: u32,
+}
+
+/// The state after a report, and whether the report changed the enabled flag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportOutcome {
+    pub state: ConnectorState,
+    pub just_disabled: bool,
+    pub recovered: bool,
+}
+
+/// One entry of the run log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunRecord {
+    pub slot: Timestamp,
+    pub runner: String,
+    pub started_at: Timestamp,
+    pub ended_at: Timestamp,
+    pub records_pulled: u64,
+    pub points_published: u64,
+    pub points_rejected: u64,
+    pub error: Option<String>,
+}
+
+impl ConnectorState {
+    /// The state after `report`, and whether it disabled or re-enabled the connector.
+    /// The cursor only moves on success, so a failed run is pulled again from where
+    /// the last good one stopped.
+    pub fn after(&self, report: &RunReport) -> ReportOutcome {
+        let mut next = ConnectorState {
+            last_run_started: Some(report.started_at),
+            last_run_ended: Some(report.ended_at),
+            last_error: report.error.clone(),
+            ..self.clone()
+        };
+        if report.error.is_none() {
+            if report.new_cursor.is_some() {
+                next.cursor.clone_from(&report.new_cursor);
+            }
+            next.consecutive_failures = 0;
+            next.enabled = true;
+            return ReportOutcome {
+                state: next,
+                just_disabled: false,
+                recovered: !self.enabled,
+            };
+        }
+        next.consecutive_failures = self.consecutive_failures.saturating_add(1);
+        let just_disabled =
+            self.enabled && next.consecutive_failures >= report.max_consecutive_failures;
+        if just_disabled {
+            next.enabled = false;
+        }
+        ReportOutcome {
+            state: next,
+            just_disabled,
+            recovered: false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(error: Option<&str>, cursor: Option<&str>) -> RunReport {
+        let t = Timestamp::UNIX_EPOCH;
+        RunReport {
+            runner: RunnerId::parse("r1").unwrap(),
+            slot: t,
+            started_at: t,
+            ended_at: t,
+            records_pulled: 0,
+            points_published: 0,
+            points_rejected: 0,
+            error: error.map(str::to_owned),
+            new_cursor: cursor.map(str::to_owned),
+            max_consecutive_failures: 2,
+        }
+    }
+
+    #[test]
+    fn a_failed_run_keeps_the_cursor_and_the_limit_disables_once() {
+        let start = ConnectorState {
+            cursor: Some("5".into()),
+            ..ConnectorState::default()
+        };
+        let first = start.after(&report(Some("503"), Some("9")));
+        assert_eq!(first.state.cursor.as_deref(), Some("5"));
+        assert!(!first.just_disabled);
+        let second = first.state.after(&report(Some("503"), None));
+        assert!(second.just_disabled && !second.state.enabled);
+        let third = second.state.after(&report(Some("503"), None));
+        assert!(!third.just_disabled);
+        assert_eq!(third.state.consecutive_failures, 3);
+        let good = third.state.after(&report(None, Some("9")));
+        assert!(good.recovered && good.state.enabled);
+        assert_eq!(good.state.cursor.as_deref(), Some("9"));
+        assert_eq!(good.state.consecutive_failures, 0);
+    }
+
+    #[test]
+    fn names_are_checked() {
+        assert!(ConnectorName::parse("").is_err());
+        assert!(ConnectorName::parse("a\nb").is_err());
+        assert!(ConnectorName::parse(&"x".repeat(201)).is_err());
+        assert!(LeaseTtl::new(0).is_err());
+        assert!(LeaseTtl::new(30).is_ok());
+    }
+}
