@@ -138,7 +138,7 @@ impl AdminService {
         &self,
         request: Request<proto::CreateUserRequest>,
     ) -> Result<proto::User, ApiError> {
-        let who = self.admin(&request, "create users").await?;
+        let who = self.state.admin(&request, "create users").await?;
         let r = request.into_inner();
         check_name("user name", &r.name)?;
         let role = role(&r.role)?;
@@ -175,7 +175,7 @@ impl AdminService {
         &self,
         request: Request<proto::SetUserRoleRequest>,
     ) -> Result<proto::User, ApiError> {
-        let who = self.admin(&request, "change roles").await?;
+        let who = self.state.admin(&request, "change roles").await?;
         let r = request.into_inner();
         let role = role(&r.role)?;
         let changed = self
@@ -200,7 +200,7 @@ impl AdminService {
         &self,
         request: Request<proto::UserRef>,
     ) -> Result<proto::DeleteUserResponse, ApiError> {
-        let who = self.admin(&request, "delete users").await?;
+        let who = self.state.admin(&request, "delete users").await?;
         let name = request.into_inner().name;
         if name == who.name {
             return Err(ApiError::Invalid(
@@ -227,7 +227,7 @@ impl AdminService {
         &self,
         request: Request<proto::TeamRef>,
     ) -> Result<proto::Team, ApiError> {
-        let who = self.admin(&request, "create teams").await?;
+        let who = self.state.admin(&request, "create teams").await?;
         let name = request.into_inner().name;
         check_name("team name", &name)?;
         self.state
@@ -255,7 +255,7 @@ impl AdminService {
         &self,
         request: Request<proto::TeamRef>,
     ) -> Result<proto::DeleteTeamResponse, ApiError> {
-        let who = self.admin(&request, "delete teams").await?;
+        let who = self.state.admin(&request, "delete teams").await?;
         let name = request.into_inner().name;
         self.state.store.delete_team(&who.org_id, &name).await?;
         self.state
@@ -269,7 +269,7 @@ impl AdminService {
         request: Request<proto::TeamMemberRequest>,
         member: bool,
     ) -> Result<proto::Team, ApiError> {
-        let who = self.admin(&request, "change teams").await?;
+        let who = self.state.admin(&request, "change teams").await?;
         let r = request.into_inner();
         self.state
             .store
@@ -460,7 +460,7 @@ impl AdminService {
         &self,
         request: Request<proto::ListAuditRequest>,
     ) -> Result<proto::ListAuditResponse, ApiError> {
-        let who = self.admin(&request, "read the audit log").await?;
+        let who = self.state.admin(&request, "read the audit log").await?;
         let r = request.into_inner();
         let filter = AuditFilter {
             target: Some(r.target).filter(|t| !t.is_empty()),

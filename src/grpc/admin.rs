@@ -25,17 +25,6 @@ impl AdminService {
         Self { state }
     }
 
-    /// The caller, if they are an admin of their organisation.
-    pub(super) async fn admin<T>(
-        &self,
-        request: &Request<T>,
-        action: &'static str,
-    ) -> Result<Principal, ApiError> {
-        let who = self.state.principal(request).await?;
-        who.require_admin(action)?;
-        Ok(who)
-    }
-
     /// The caller, if they may manage the stream.
     pub(super) async fn manager<T>(
         &self,
@@ -416,7 +405,7 @@ impl StreamAdmin for AdminService {
     ) -> Reply<proto::Category> {
         self.state
             .reply(async {
-                let who = self.admin(&request, "create categories").await?;
+                let who = self.state.admin(&request, "create categories").await?;
                 let name = category_name(&request.get_ref().name)?;
                 let category = self
                     .state
@@ -452,7 +441,7 @@ impl StreamAdmin for AdminService {
     ) -> Reply<proto::Category> {
         self.state
             .reply(async {
-                let who = self.admin(&request, "rename categories").await?;
+                let who = self.state.admin(&request, "rename categories").await?;
                 let r = request.get_ref();
                 let new_name = category_name(&r.new_name)?;
                 let category = self
@@ -481,7 +470,7 @@ impl StreamAdmin for AdminService {
     ) -> Reply<proto::DeleteCategoryResponse> {
         self.state
             .reply(async {
-                let who = self.admin(&request, "delete categories").await?;
+                let who = self.state.admin(&request, "delete categories").await?;
                 self.state
                     .store
                     .delete_category(&who.org_id, &request.get_ref().name)

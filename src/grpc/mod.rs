@@ -66,6 +66,17 @@ impl AppState {
         Ok(principal)
     }
 
+    /// The principal of the request, if they are an admin of their organisation.
+    pub async fn admin<T>(
+        &self,
+        request: &Request<T>,
+        action: &'static str,
+    ) -> Result<Principal, ApiError> {
+        let who = self.principal(request).await?;
+        who.require_admin(action)?;
+        Ok(who)
+    }
+
     /// The stream `id`, if the principal has `needed` access to it. A stream the
     /// principal may not even read answers exactly like a stream that does not exist.
     pub async fn stream_for(

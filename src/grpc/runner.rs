@@ -6,8 +6,7 @@
 use jiff::Timestamp;
 use tonic::{Request, Response, Status};
 
-use super::{ApiError, AppState, convert};
-use crate::auth::Principal;
+use super::{AppState, convert};
 use crate::proto;
 use crate::proto::runner_server::Runner;
 use crate::runner_state::{
@@ -27,17 +26,6 @@ impl RunnerService {
     pub fn new(state: AppState) -> Self {
         Self { state }
     }
-
-    /// The caller, who must be an admin of the organisation the connector belongs to.
-    async fn admin<T>(
-        &self,
-        request: &Request<T>,
-        action: &'static str,
-    ) -> Result<Principal, ApiError> {
-        let who = self.state.principal(request).await?;
-        who.require_admin(action)?;
-        Ok(who)
-    }
 }
 
 type Reply<T> = Result<Response<T>, Status>;
@@ -47,7 +35,7 @@ fn timestamp(
     ts: Option<prost_types::Timestamp>,
 ) -> Result<Timestamp, RunnerError> {
     let ts = ts.ok_or(RunnerError::Missing { field })?;
-    Timestamp::new(ts.seconds, ts.nanos).map_err(|_| RunnerError::BadTimestamp { field })
+    crate::signature::timestamp(&ts).ok_or(RunnerError::BadTimestamp { field })
 }
 
 fn state_to_proto(connector: &ConnectorName, s: ConnectorState) -> proto::ConnectorState {
@@ -114,7 +102,10 @@ impl Runner for RunnerService {
     ) -> Reply<proto::Lease> {
         self.state
             .reply(async {
-                let who = self.admin(&request, "acquire a connector lease").await?;
+                let who = self
+                    .state
+                    .admin(&request, "acquire a connector lease")
+                    .await?;
                 let r = request.into_inner();
                 let connector = ConnectorName::parse(&r.connector)?;
                 let runner = RunnerId::parse(&r.runner_id)?;
@@ -143,7 +134,10 @@ impl Runner for RunnerService {
     ) -> Reply<proto::ReleaseLeaseResponse> {
         self.state
             .reply(async {
-                let who = self.admin(&request, "release a connector lease").await?;
+                let who = self
+                    .state
+                    .admin(&request, "release a connector lease")
+                    .await?;
                 let r = request.into_inner();
                 let connector = ConnectorName::parse(&r.connector)?;
                 let runner = RunnerId::parse(&r.runner_id)?;
@@ -163,7 +157,10 @@ impl Runner for RunnerService {
     ) -> Reply<proto::ConnectorState> {
         self.state
             .reply(async {
-                let who = self.admin(&request, "read a connector's state").await?;
+                let who = self
+                    .state
+                    .admin(&request, "read a connector's state")
+                    .await?;
                 let connector = ConnectorName::parse(&request.get_ref().connector)?;
                 let state = self
                     .state
@@ -181,7 +178,7 @@ impl Runner for RunnerService {
     ) -> Reply<proto::ReportRunResponse> {
         self.state
             .reply(async {
-                let who = self.admin(&request, "report a connector run").await?;
+                let who = self.state.admin(&request, "report a connector run").await?;
                 let r = request.into_inner();
                 let connector = ConnectorName::parse(&r.connector)?;
                 let report = RunReport::try_from(r)?;
@@ -209,6 +206,7 @@ impl Runner for RunnerService {
         self.state
             .reply(async {
                 let who = self
+                    .state
                     .admin(&request, "enable or disable a connector")
                     .await?;
                 let r = request.into_inner();
@@ -237,7 +235,10 @@ impl Runner for RunnerService {
     ) -> Reply<proto::ListRunsResponse> {
         self.state
             .reply(async {
-                let who = self.admin(&request, "read a connector's run log").await?;
+                let who = self
+                    .state
+                    .admin(&request, "read a connector's run log")
+                    .await?;
                 let r = request.into_inner();
                 let connector = ConnectorName::parse(&r.connector)?;
                 let limit = match r.limit {
