@@ -13,6 +13,7 @@ pub mod http;
 pub mod ids;
 pub mod ingest;
 pub mod period;
+pub mod runner;
 pub mod runner_state;
 pub mod server;
 pub mod signature;

@@ -1,0 +1,61 @@
+//! What every source gives the runner: pages of records, and errors that say whether
+//! trying again could help. No error message ever holds a secret.
+
+use async_trait::async_trait;
+
+/// One record as the source gave it: a JSON value (an object for SQL rows and command
+/// output, whatever the `records` JSONPath selects for REST).
+pub type Record = serde_json::Value;
+
+/// Why a page could not be fetched. Messages name the source and what went wrong, and
+/// never contain a secret (no token, password, or URL holding one).
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum FetchError {
+    /// Worth retrying: a connection refused or reset, a timeout, HTTP 5xx or 429.
+    #[error("{message}")]
+    Transient {
+        /// What happened.
+        message: String,
+        /// How long the source asked us to wait (`Retry-After`).
+        retry_after: Option<std::time::Duration>,
+    },
+    /// Retrying would not help: HTTP 4xx, a response that is not what the mapping
+    /// expects, a query the database refuses, a command that exits non-zero.
+    #[error("{message}")]
+    Permanent {
+        /// What happened.
+        message: String,
+    },
+}
+
+impl FetchError {
+    /// A transient error without a `Retry-After`.
+    pub fn transient(message: impl Into<String>) -> Self {
+        Self::Transient {
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    /// A permanent error.
+    pub fn permanent(message: impl Into<String>) -> Self {
+        Self::Permanent {
+            message: message.into(),
+        }
+    }
+
+    /// Whether trying again could help.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Transient { .. })
+    }
+}
+
+/// A source opened for one run: it yields its records page by page, so a run that is
+/// asked to stop (SIGTERM) can finish the page in hand, publish it and report.
+/// Transient errors are retried inside `next_page` following the connector's
+/// `RetryPolicy` (see [`super::retry::retrying`]); what comes out has exhausted them.
+#[async_trait]
+pub trait Source: Send {
+    /// The next page of records, or `None` when the source has no more.
+    async fn next_page(&mut self) -> Result<Option<Vec<Record>>, FetchError>;
+}
