@@ -11,6 +11,7 @@ pub mod mapping;
 pub mod record;
 pub mod rest;
 pub mod retry;
+pub mod secret;
 pub mod source;
 pub mod sql;
 pub mod template;
