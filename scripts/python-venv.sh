@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Creates .venv at the repository root with the pinned Python packages that the
 # cross-language interop test (tests/interop/publish.py, run by
-# tests/python_interop.rs) needs: grpcio, grpcio-tools (protoc for Python) and PyNaCl.
+# tests/python_interop.rs) needs: grpcio, grpcio-tools (protoc for Python) and PyNaCl;
+# and aiosmtpd, the SMTP server of tests/interop/smtp_sink.py that the alert tests
+# (src/runner/alert.rs) send email to.
 #
 # Idempotent: an existing .venv whose packages already match the pins is left as is.
 # Usage: scripts/python-venv.sh            (PYTHON=python3.12 to pick another interpreter)
@@ -18,6 +20,9 @@ requirements=(
   "grpcio-tools==1.85.1"
   "protobuf==7.36.2"
   "pynacl==1.6.2"
+  "aiosmtpd==1.4.6"
+  "atpublic==9.0.0"
+  "attrs==26.1.0"
 )
 
 if [[ ! -x "$venv/bin/python" ]]; then
@@ -46,5 +51,5 @@ fi
 
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "${requirements[@]}"
 satisfied || { echo "error: $venv does not have ${requirements[*]} after pip install" >&2; exit 1; }
-"$venv/bin/python" -c "import grpc, grpc_tools.protoc, nacl.signing"
+"$venv/bin/python" -c "import grpc, grpc_tools.protoc, nacl.signing, aiosmtpd.controller"
 echo "$venv ready: ${requirements[*]}"

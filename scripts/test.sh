@@ -1,11 +1,21 @@
 #!/usr/bin/env bash
-# Runs the whole kpistream test suite on a fresh machine: sets up the Python venv the
-# interop test publishes from, builds once, and runs every test in parallel.
+# Runs the whole kpistream test suite on a fresh machine: sets up the Python venv (the
+# interop publisher, the SMTP sink of the alert tests), starts the PostgreSQL and MariaDB
+# the SQL source tests query, builds once, and runs every test in parallel.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash scripts/python-venv.sh
 export KPISTREAM_PYTHON="$PWD/.venv/bin/python"
+
+# Exports KPISTREAM_TEST_POSTGRES_URL, KPISTREAM_TEST_MYSQL_URL and
+# KPISTREAM_TEST_DB_PASSWORD for the databases that came up; tests of the others skip
+# (or fail under CI=true).
+bash scripts/services.sh
+if [[ -f target/test-services.env ]]; then
+    # shellcheck source=/dev/null
+    source target/test-services.env
+fi
 
 # Doc examples first (nextest does not run them), so the run closes on the suite's summary.
 cargo test --doc
