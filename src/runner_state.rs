@@ -22,6 +22,8 @@ pub enum RunnerError {
     Ttl(u32),
     #[error("max_consecutive_failures must be at least 1")]
     NoFailureLimit,
+    #[error("an interrupted run has no error: report a failed run without `interrupted`")]
+    InterruptedWithError,
     #[error("{field} is not a valid timestamp")]
     BadTimestamp { field: &'static str },
 }
@@ -107,6 +109,8 @@ pub struct ConnectorState {
     pub last_run_started: Option<Timestamp>,
     pub last_run_ended: Option<Timestamp>,
     pub last_error: Option<String>,
+    /// A slot leased and never reported: its runner stopped or died mid-run.
+    pub unfinished_slot: Option<Timestamp>,
 }
 
 impl Default for ConnectorState {
@@ -118,6 +122,7 @@ impl Default for ConnectorState {
             last_run_started: None,
             last_run_ended: None,
             last_error: None,
+            unfinished_slot: None,
         }
     }
 }
@@ -149,6 +154,8 @@ pub struct RunReport {
     pub new_cursor: Option<String>,
     /// Failed runs in a row that disable the connector (at least 1).
     pub max_consecutive_failures: u32,
+    /// The runner was asked to stop and ended the run early; not a failure.
+    pub interrupted: bool,
 }
 
 /// The state after a report, and whether the report changed the enabled flag.
@@ -170,6 +177,7 @@ pub struct RunRecord {
     pub points_published: u64,
     pub points_rejected: u64,
     pub error: Option<String>,
+    pub interrupted: bool,
 }
 
 impl ConnectorState {
@@ -181,8 +189,20 @@ impl ConnectorState {
             last_run_started: Some(report.started_at),
             last_run_ended: Some(report.ended_at),
             last_error: report.error.clone(),
+            unfinished_slot: None,
             ..self.clone()
         };
+        if report.interrupted {
+            // Neither a success nor a failure: the acknowledged pages' cursor is kept.
+            if report.new_cursor.is_some() {
+                next.cursor.clone_from(&report.new_cursor);
+            }
+            return ReportOutcome {
+                state: next,
+                just_disabled: false,
+                recovered: false,
+            };
+        }
         if report.error.is_none() {
             if report.new_cursor.is_some() {
                 next.cursor.clone_from(&report.new_cursor);
@@ -226,6 +246,7 @@ mod tests {
             error: error.map(str::to_owned),
             new_cursor: cursor.map(str::to_owned),
             max_consecutive_failures: 2,
+            interrupted: false,
         }
     }
 
@@ -247,6 +268,21 @@ mod tests {
         assert!(good.recovered && good.state.enabled);
         assert_eq!(good.state.cursor.as_deref(), Some("9"));
         assert_eq!(good.state.consecutive_failures, 0);
+    }
+
+    #[test]
+    fn an_interrupted_run_keeps_its_cursor_without_touching_failures() {
+        let failing = ConnectorState {
+            consecutive_failures: 1,
+            ..ConnectorState::default()
+        };
+        let stopped = failing.after(&RunReport {
+            interrupted: true,
+            ..report(None, Some("7"))
+        });
+        assert_eq!(stopped.state.cursor.as_deref(), Some("7"));
+        assert_eq!(stopped.state.consecutive_failures, 1);
+        assert!(!stopped.recovered && !stopped.just_disabled);
     }
 
     #[test]

@@ -7,7 +7,9 @@ use std::str::FromStr;
 use serde::Deserialize;
 
 /// A standard 5-field cron expression (`minute hour day-of-month month day-of-week`) or
-/// one of `@hourly`, `@daily`, `@weekly`, `@monthly`.
+/// one of `@hourly`, `@daily`, `@weekly`, `@monthly`. A 6-field expression whose first
+/// field is the second (`*/10 * * * * *`) is accepted too, for sources polled more often
+/// than once a minute.
 #[derive(Clone, Deserialize)]
 #[serde(try_from = "String")]
 pub struct Schedule {
@@ -26,6 +28,65 @@ impl Schedule {
         &self.cron
     }
 
+    /// The first fire time strictly after `after`, with the expression read as wall-clock
+    /// time in `tz`. A time skipped by a daylight-saving change fires at the same
+    /// distance after the change (02:30 becomes 03:30); a time that occurs twice fires
+    /// once, at its first occurrence.
+    pub fn next_after(
+        &self,
+        after: jiff::Timestamp,
+        tz: &jiff::tz::TimeZone,
+    ) -> Option<jiff::Timestamp> {
+        let civil = after.to_zoned(tz.clone()).datetime();
+        // The cron crate counts in chrono's types: walk the wall clock as if it were UTC.
+        let start = chrono::NaiveDate::from_ymd_opt(
+            i32::from(civil.year()),
+            u32::try_from(civil.month()).ok()?,
+            u32::try_from(civil.day()).ok()?,
+        )?
+        .and_hms_opt(
+            u32::try_from(civil.hour()).ok()?,
+            u32::try_from(civil.minute()).ok()?,
+            u32::try_from(civil.second()).ok()?,
+        )?
+        .and_utc()
+            // A fold can put the next instant up to the fold's length behind the wall clock.
+            - chrono::Duration::hours(2);
+        self.cron.after(&start).take(20_000).find_map(|fire| {
+            let wall = jiff::civil::DateTime::new(
+                i16::try_from(chrono::Datelike::year(&fire)).ok()?,
+                i8::try_from(chrono::Datelike::month(&fire)).ok()?,
+                i8::try_from(chrono::Datelike::day(&fire)).ok()?,
+                i8::try_from(chrono::Timelike::hour(&fire)).ok()?,
+                i8::try_from(chrono::Timelike::minute(&fire)).ok()?,
+                i8::try_from(chrono::Timelike::second(&fire)).ok()?,
+                0,
+            )
+            .ok()?;
+            let at = tz.to_ambiguous_zoned(wall).compatible().ok()?.timestamp();
+            (at > after).then_some(at)
+        })
+    }
+
+    /// The last fire time at or before `at` within the previous `horizon`, if any.
+    pub fn last_at_or_before(
+        &self,
+        at: jiff::Timestamp,
+        horizon: jiff::SignedDuration,
+        tz: &jiff::tz::TimeZone,
+    ) -> Option<jiff::Timestamp> {
+        let mut cursor = at.checked_sub(horizon).ok()?;
+        let mut last = None;
+        while let Some(next) = self.next_after(cursor, tz) {
+            if next > at {
+                break;
+            }
+            last = Some(next);
+            cursor = next;
+        }
+        last
+    }
+
     /// A short description for people: "every day at 06:00", or the expression itself.
     pub fn describe(&self) -> String {
         match self.text.as_str() {
@@ -36,6 +97,9 @@ impl Schedule {
             _ => {}
         }
         let fields: Vec<&str> = self.text.split_whitespace().collect();
+        if fields.len() == 6 {
+            return format!("cron \"{}\"", self.text);
+        }
         let (Ok(minute), Ok(hour)) = (fields[0].parse::<u8>(), fields[1].parse::<u8>()) else {
             return format!("cron \"{}\"", self.text);
         };
@@ -71,16 +135,19 @@ impl TryFrom<String> for Schedule {
             }
             other => other.to_owned(),
         };
-        let fields: Vec<&str> = five.split_whitespace().collect();
-        if fields.len() != 5 {
-            return Err(format!(
-                "{text:?} is not a 5-field cron expression (minute hour day-of-month month day-of-week), it has {} fields",
-                fields.len()
-            ));
-        }
+        let mut fields: Vec<&str> = five.split_whitespace().collect();
+        let second = match fields.len() {
+            5 => "0",
+            6 => fields.remove(0),
+            n => {
+                return Err(format!(
+                    "{text:?} is not a 5-field cron expression (minute hour day-of-month month day-of-week), it has {n} fields"
+                ));
+            }
+        };
         let days = weekday_names(fields[4]);
         let six = format!(
-            "0 {} {} {} {} {days}",
+            "{second} {} {} {} {} {days}",
             fields[0], fields[1], fields[2], fields[3]
         );
         let cron = cron::Schedule::from_str(&six)
@@ -214,6 +281,48 @@ mod tests {
         assert!(Schedule::try_from("30 7 * * 1-5".to_owned()).is_ok());
         assert!(Schedule::try_from("0 0 * * 0,7".to_owned()).is_ok());
         assert!(Schedule::try_from("0 0 * * 5-7".to_owned()).is_ok());
+    }
+
+    #[test]
+    fn fire_times_follow_the_wall_clock_of_the_time_zone() {
+        let paris = jiff::tz::TimeZone::get("Europe/Paris").unwrap();
+        let daily = Schedule::try_from("0 6 * * *".to_owned()).unwrap();
+        let at: jiff::Timestamp = "2026-11-23T05:30:00Z".parse().unwrap();
+        // 06:00 in Paris is 05:00 UTC in winter: the next one is tomorrow's.
+        assert_eq!(
+            daily.next_after(at, &paris).unwrap().to_string(),
+            "2026-11-24T05:00:00Z"
+        );
+        // 02:30 does not exist on 2026-03-29 in Paris; it fires at 03:30 local.
+        let night = Schedule::try_from("30 2 * * *".to_owned()).unwrap();
+        let before: jiff::Timestamp = "2026-03-28T12:00:00Z".parse().unwrap();
+        assert_eq!(
+            night.next_after(before, &paris).unwrap().to_string(),
+            "2026-03-29T01:30:00Z"
+        );
+        // 02:30 happens twice on 2026-10-25: it fires once.
+        let fold: jiff::Timestamp = "2026-10-24T12:00:00Z".parse().unwrap();
+        let first = night.next_after(fold, &paris).unwrap();
+        assert_eq!(first.to_string(), "2026-10-25T00:30:00Z");
+        assert_eq!(
+            night.next_after(first, &paris).unwrap().to_string(),
+            "2026-10-26T01:30:00Z"
+        );
+        let every_second = Schedule::try_from("* * * * * *".to_owned()).unwrap();
+        assert_eq!(
+            every_second
+                .next_after(at, &jiff::tz::TimeZone::UTC)
+                .unwrap()
+                .to_string(),
+            "2026-11-23T05:30:01Z"
+        );
+        assert_eq!(
+            daily
+                .last_at_or_before(at, jiff::SignedDuration::from_hours(48), &paris)
+                .unwrap()
+                .to_string(),
+            "2026-11-23T05:00:00Z"
+        );
     }
 
     #[test]

@@ -77,6 +77,7 @@ fn code_of(err: &ApiError) -> Code {
             | RunnerError::ControlCharacter { .. }
             | RunnerError::Ttl(_)
             | RunnerError::NoFailureLimit
+            | RunnerError::InterruptedWithError
             | RunnerError::BadTimestamp { .. } => Code::InvalidArgument,
         },
         ApiError::Ingest(e) => ingest_code(e),

@@ -47,6 +47,7 @@ fn state_to_proto(connector: &ConnectorName, s: ConnectorState) -> proto::Connec
         last_run_started: convert::opt_timestamp(s.last_run_started),
         last_run_ended: convert::opt_timestamp(s.last_run_ended),
         last_error: s.last_error.unwrap_or_default(),
+        unfinished_slot: convert::opt_timestamp(s.unfinished_slot),
     }
 }
 
@@ -68,6 +69,7 @@ fn run_to_proto(r: RunRecord) -> proto::Run {
         points_published: r.points_published,
         points_rejected: r.points_rejected,
         error: r.error.unwrap_or_default(),
+        interrupted: r.interrupted,
         runner_id: r.runner,
     }
 }
@@ -78,6 +80,9 @@ impl TryFrom<proto::RunReport> for RunReport {
     fn try_from(r: proto::RunReport) -> Result<Self, Self::Error> {
         if r.max_consecutive_failures == 0 {
             return Err(RunnerError::NoFailureLimit);
+        }
+        if r.interrupted && !r.error.is_empty() {
+            return Err(RunnerError::InterruptedWithError);
         }
         Ok(RunReport {
             runner: RunnerId::parse(&r.runner_id)?,
@@ -90,6 +95,7 @@ impl TryFrom<proto::RunReport> for RunReport {
             error: Some(r.error).filter(|e| !e.is_empty()),
             new_cursor: r.new_cursor,
             max_consecutive_failures: r.max_consecutive_failures,
+            interrupted: r.interrupted,
         })
     }
 }

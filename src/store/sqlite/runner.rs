@@ -66,6 +66,7 @@ fn stored_from_row(row: &SqliteRow) -> Result<Stored> {
             last_run_started: opt_micros(row.get("last_run_started"))?,
             last_run_ended: opt_micros(row.get("last_run_ended"))?,
             last_error: row.get("last_error"),
+            unfinished_slot: opt_micros(row.get("lease_slot"))?,
         },
         lease_holder: row.get("lease_holder"),
         lease_slot: row.get("lease_slot"),
@@ -157,6 +158,7 @@ fn run_from_row(row: &SqliteRow) -> Result<RunRecord> {
         points_published: read_count(row, "points_published")?,
         points_rejected: read_count(row, "points_rejected")?,
         error: row.get("error"),
+        interrupted: row.get("interrupted"),
     })
 }
 
@@ -273,8 +275,8 @@ impl RunnerStore for SqliteStore {
         let outcome = current.state.after(report);
         let inserted = sqlx::query(
             "INSERT INTO connector_runs (org_id, connector, slot, runner_id, started_at, ended_at, \
-             records_pulled, points_published, points_rejected, error) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             records_pulled, points_published, points_rejected, error, interrupted) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(org.as_str())
         .bind(connector.as_str())
@@ -286,6 +288,7 @@ impl RunnerStore for SqliteStore {
         .bind(count(report.points_published))
         .bind(count(report.points_rejected))
         .bind(report.error.as_deref())
+        .bind(report.interrupted)
         .execute(&mut *tx)
         .await;
         unique(inserted, || {
@@ -349,7 +352,7 @@ impl RunnerStore for SqliteStore {
     ) -> Result<Vec<RunRecord>> {
         let rows = sqlx::query(
             "SELECT slot, runner_id, started_at, ended_at, records_pulled, points_published, \
-             points_rejected, error FROM connector_runs WHERE org_id = ? AND connector = ? \
+             points_rejected, error, interrupted FROM connector_runs WHERE org_id = ? AND connector = ? \
              ORDER BY id DESC LIMIT ?",
         )
         .bind(org.as_str())
