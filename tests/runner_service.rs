@@ -61,6 +61,7 @@ fn report(
         error: error.into(),
         new_cursor: cursor.map(str::to_owned),
         max_consecutive_failures: 3,
+        interrupted: false,
     }
 }
 
@@ -423,4 +424,51 @@ async fn another_organisation_sees_its_own_connector_of_the_same_name() {
         .into_inner()
         .runs;
     assert!(runs.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_slot_left_unfinished_is_shown_and_an_interrupted_run_keeps_its_cursor() {
+    let server = TestServer::start();
+    let client = server.client().await;
+    assert!(acquire(&client, "erp", 4, "runner-a", 1).await.granted);
+    assert_eq!(
+        state(&client, "erp").await.unfinished_slot,
+        Some(slot(4)),
+        "a leased slot without a report is unfinished"
+    );
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    assert!(acquire(&client, "erp", 4, "runner-b", 30).await.granted);
+    let bad = client
+        .runner()
+        .report_run(proto::RunReport {
+            interrupted: true,
+            ..report("erp", 4, "runner-b", "boom", Some("c5"))
+        })
+        .await
+        .expect_err("an interrupted run carries no error");
+    assert_eq!(bad.code(), Code::InvalidArgument);
+    let done = client
+        .runner()
+        .report_run(proto::RunReport {
+            interrupted: true,
+            ..report("erp", 4, "runner-b", "", Some("c5"))
+        })
+        .await
+        .expect("an interrupted run is reported")
+        .into_inner();
+    let s = done.state.unwrap();
+    assert_eq!(s.cursor.as_deref(), Some("c5"));
+    assert_eq!(s.consecutive_failures, 0);
+    assert_eq!(s.unfinished_slot, None);
+    let runs = client
+        .runner()
+        .list_runs(proto::ListRunsRequest {
+            connector: "erp".into(),
+            limit: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .runs;
+    assert!(runs[0].interrupted && runs[0].error.is_empty());
 }
