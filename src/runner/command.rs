@@ -41,17 +41,22 @@ impl Source for CommandPages {
 
 /// Runs the command with its templates filled in, and reads its output. Every failure
 /// is permanent: running the same program again would fail the same way.
+///
+/// `hidden_env` names variables of the runner's environment the program must not see
+/// (the stream credential's), unless the source passes them on explicitly in `env`.
 pub async fn open(
     source: &CommandSource,
     ctx: &TemplateContext,
+    hidden_env: &[&str],
 ) -> Result<CommandPages, FetchError> {
-    run(source, ctx, MAX_OUTPUT_BYTES).await
+    run(source, ctx, MAX_OUTPUT_BYTES, hidden_env).await
 }
 
 async fn run(
     source: &CommandSource,
     ctx: &TemplateContext,
     max_output: usize,
+    hidden_env: &[&str],
 ) -> Result<CommandPages, FetchError> {
     // Messages name the program as written in the file, never a rendered argument.
     let name = source.argv.first().map(String::as_str).unwrap_or_default();
@@ -67,7 +72,7 @@ async fn run(
         .collect::<Result<Vec<_>, FetchError>>()?;
     let secrets = secret_values(source, &argv, &env);
 
-    let mut child = spawn(name, &argv, &env, source.working_dir.as_deref())?;
+    let mut child = spawn(name, &argv, &env, source.working_dir.as_deref(), hidden_env)?;
     let limit = source.timeout.0;
     let output = tokio::time::timeout(limit, collect(&mut child, max_output)).await;
     let (stdout, stderr, status) = match output {
@@ -104,14 +109,20 @@ fn spawn(
     argv: &[String],
     env: &[(String, String)],
     working_dir: Option<&Path>,
+    hidden_env: &[&str],
 ) -> Result<Child, FetchError> {
     let (program, args) = argv
         .split_first()
         .ok_or_else(|| FetchError::permanent("the command source names no program"))?;
     let mut command = Command::new(program);
+    for var in hidden_env {
+        command.env_remove(var);
+    }
     command
         .args(args)
         .envs(env.iter().map(|(k, v)| (k, v)))
+        // Its own process group, so a timeout stops what it started too.
+        .process_group(0)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -201,6 +212,13 @@ async fn read_tail(mut pipe: impl AsyncRead + Unpin) -> Result<Vec<u8>, Failure>
 
 /// Kills the program and reaps it, so no zombie is left behind.
 async fn stop(child: &mut Child) {
+    if let Some(pid) = child.id().and_then(|id| i32::try_from(id).ok()) {
+        // The whole group: the program and anything it started.
+        let _ = nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
     if child.start_kill().is_ok() {
         let _ = child.wait().await;
     }
@@ -353,7 +371,7 @@ mod tests {
     }
 
     async fn all_pages(source: &CommandSource) -> Result<Vec<Vec<Record>>, FetchError> {
-        let mut pages = open(source, &ctx()).await?;
+        let mut pages = open(source, &ctx(), &[]).await?;
         let mut out = Vec::new();
         while let Some(page) = pages.next_page().await? {
             out.push(page);
@@ -496,12 +514,53 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_timeout_stops_what_the_program_started_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let pid_file = dir.path().join("child.pid");
+        let mut slow = sh(
+            &format!("sleep 30 & echo $! > {}; sleep 10", pid_file.display()),
+            OutputFormat::Jsonl,
+        );
+        slow.timeout = Timeout::secs(1);
+        error(&slow).await;
+        let pid: i32 = std::fs::read_to_string(&pid_file)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let alive = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .is_ok_and(|stat| !stat.contains(") Z "));
+        assert!(!alive, "the program's own child {pid} was stopped with it");
+    }
+
+    #[tokio::test]
+    async fn the_stream_credential_variable_is_hidden_from_the_program() {
+        // SAFETY: a variable only this test reads; no other thread looks it up.
+        unsafe { std::env::set_var("KPISTREAM_TEST_HIDDEN_CREDENTIAL", "kpik1.secret") };
+        let probe = sh(
+            "printf '{\"seen\":\"%s\"}\\n' \"${KPISTREAM_TEST_HIDDEN_CREDENTIAL:-hidden}\"",
+            OutputFormat::Jsonl,
+        );
+        let mut pages = run(
+            &probe,
+            &ctx(),
+            1 << 20,
+            &["KPISTREAM_TEST_HIDDEN_CREDENTIAL"],
+        )
+        .await
+        .unwrap();
+        let page = pages.next_page().await.unwrap().unwrap();
+        assert_eq!(page[0]["seen"], "hidden");
+    }
+
+    #[tokio::test]
     async fn output_beyond_the_limit_is_refused() {
         let noisy = sh(
             "while :; do echo '{\"padding\":\"xxxxxxxxxxxxxxxxxxxx\"}'; done",
             OutputFormat::Jsonl,
         );
-        let err = run(&noisy, &ctx(), 1 << 20).await.unwrap_err();
+        let err = run(&noisy, &ctx(), 1 << 20, &[]).await.unwrap_err();
         assert_eq!(
             err.to_string(),
             "command \"sh\" wrote more than 1 MiB on its standard output and was stopped"
