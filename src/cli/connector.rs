@@ -1,9 +1,23 @@
-//! `kpistream connector …`: connector definitions. Only `check` exists so far; the
-//! runner and its `list`/`run`/`log` verbs come with it.
+//! `kpistream connector …`: check, list, run now, preview, enable and disable connectors,
+//! and read their run log. State comes from the server's `Runner` service, the same
+//! one `kpistream runner` uses.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use crate::connector::check_dir;
+use anyhow::Context;
+
+use super::output::{Format, Rows, time};
+use super::{ServerArgs, status};
+use crate::connector::{ConnectorDef, check_dir, load_connections};
+use crate::proto;
+use crate::runner::Source;
+use crate::runner::mapping::Mapper;
+use crate::runner::process::default_runner_id;
+use crate::runner::rest::RestContext;
+use crate::runner::run::{
+    Job, Outcome, RunEnv, Target, Trigger, open_source_with, run_slot, stream_label,
+};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum ConnectorCommand {
@@ -17,12 +31,107 @@ pub enum ConnectorCommand {
         #[arg(default_value = "connectors")]
         dir: PathBuf,
     },
+    /// List the connectors of a directory with their schedule, next and last run,
+    /// status and failures in a row.
+    List {
+        #[command(flatten)]
+        dir: DirArg,
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Run a connector now ("update data"), even when it is disabled: a successful run
+    /// re-enables it.
+    #[command(after_help = "Example:\n  kpistream connector run billing-mrr")]
+    Run {
+        /// The connector's name.
+        name: String,
+        #[command(flatten)]
+        dir: DirArg,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Pull and map without publishing: prints each record and the point it would
+    /// become (or why it would not), to check a mapping before enabling a connector.
+    #[command(after_help = "Example:\n  kpistream connector preview billing-mrr --limit 5")]
+    Preview {
+        /// The connector's name.
+        name: String,
+        /// Records shown at most (the pull stops after the page that reaches it).
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        #[command(flatten)]
+        dir: DirArg,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// A connector's runs, newest first: start, end, records pulled, points published,
+    /// rejected, error.
+    Log {
+        /// The connector's name.
+        name: String,
+        /// Runs shown at most.
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Enable a connector on the server (this also resets its failure count).
+    Enable {
+        /// The connector's name.
+        name: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Disable a connector on the server: runners skip it until it is enabled or run
+    /// successfully by hand.
+    Disable {
+        /// The connector's name.
+        name: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+}
+
+/// The connector directory of the client verbs.
+#[derive(Debug, clap::Args)]
+pub struct DirArg {
+    /// The directory of connector files.
+    #[arg(
+        long = "connectors",
+        env = "KPISTREAM_CONNECTORS",
+        default_value = "connectors"
+    )]
+    dir: PathBuf,
 }
 
 impl ConnectorCommand {
     pub async fn run(self) -> anyhow::Result<()> {
         match self {
             Self::Check { dir } => check(dir),
+            Self::List {
+                dir,
+                format,
+                server,
+            } => list(&dir.dir, format, &server).await,
+            Self::Run { name, dir, server } => run_now(&name, &dir.dir, &server).await,
+            Self::Preview {
+                name,
+                limit,
+                dir,
+                server,
+            } => preview(&name, limit, &dir.dir, &server).await,
+            Self::Log {
+                name,
+                limit,
+                format,
+                server,
+            } => log(&name, limit, format, &server).await,
+            Self::Enable { name, server } => set_enabled(&name, true, &server).await,
+            Self::Disable { name, server } => set_enabled(&name, false, &server).await,
         }
     }
 }
@@ -55,4 +164,313 @@ fn check(dir: PathBuf) -> anyhow::Result<()> {
             dir.display()
         ),
     }
+}
+
+/// Every valid definition of `dir`; problems are printed and fail the command.
+fn definitions(dir: &Path) -> anyhow::Result<Vec<Job>> {
+    let report = check_dir(dir);
+    if !report.errors.is_empty() {
+        for error in &report.errors {
+            eprintln!("error: {error}");
+        }
+        anyhow::bail!(
+            "{} has problems; `kpistream connector check {}` lists them",
+            dir.display(),
+            dir.display()
+        );
+    }
+    let connections = Arc::new(
+        load_connections(&dir.join(crate::connector::CONNECTIONS_FILE)).unwrap_or_default(),
+    );
+    Ok(report
+        .connectors
+        .into_iter()
+        .map(|(_, def)| Job {
+            def: Arc::new(def),
+            connections: connections.clone(),
+        })
+        .collect())
+}
+
+fn definition(dir: &Path, name: &str) -> anyhow::Result<Job> {
+    let jobs = definitions(dir)?;
+    let names: Vec<String> = jobs.iter().map(|j| j.def.name.clone()).collect();
+    jobs.into_iter()
+        .find(|j| j.def.name == name)
+        .with_context(|| {
+            format!(
+                "no connector named {name:?} in {} (there: {})",
+                dir.display(),
+                if names.is_empty() {
+                    "none".to_owned()
+                } else {
+                    names.join(", ")
+                }
+            )
+        })
+}
+
+async fn list(dir: &Path, format: Format, server: &ServerArgs) -> anyhow::Result<()> {
+    let jobs = definitions(dir)?;
+    let client = server.connect().await?;
+    let mut rows = Rows::new(vec![
+        "NAME", "STREAM", "SOURCE", "SCHEDULE", "NEXT RUN", "LAST RUN", "STATUS", "FAILURES",
+    ]);
+    let now = jiff::Timestamp::now();
+    for job in &jobs {
+        let def = &job.def;
+        let state = client
+            .runner()
+            .get_state(proto::ConnectorRef {
+                connector: def.name.clone(),
+            })
+            .await
+            .map_err(status)?
+            .into_inner();
+        let status = status_of(def, &state);
+        let next = if def.enabled && state.enabled {
+            def.schedule
+                .next_after(now, def.timezone.tz())
+                .map(|t| t.to_string())
+                .unwrap_or_else(|| "never".into())
+        } else {
+            "-".into()
+        };
+        let last = match (&state.last_run_ended, state.last_error.is_empty()) {
+            (None, _) => "never".to_owned(),
+            (Some(_), true) => format!("{} ok", time(&state.last_run_ended)),
+            (Some(_), false) => format!("{} failed", time(&state.last_run_ended)),
+        };
+        rows.push(vec![
+            def.name.clone(),
+            stream_label(def),
+            def.source_kind().to_owned(),
+            format!("{} {}", def.schedule.as_str(), def.timezone.as_str()),
+            next,
+            last,
+            status,
+            state.consecutive_failures.to_string(),
+        ]);
+    }
+    rows.print(format)
+}
+
+fn status_of(def: &ConnectorDef, state: &proto::ConnectorState) -> String {
+    match (def.enabled, state.enabled) {
+        (true, true) => "enabled".into(),
+        (false, _) => "disabled in its file".into(),
+        (true, false) if state.consecutive_failures > 0 => "disabled after failures".into(),
+        (true, false) => "disabled".into(),
+    }
+}
+
+async fn run_now(name: &str, dir: &Path, server: &ServerArgs) -> anyhow::Result<()> {
+    let job = definition(dir, name)?;
+    let client = server.connect().await?;
+    let (_stop_tx, stop) = tokio::sync::watch::channel(false);
+    let env = RunEnv {
+        client,
+        runner_id: format!("cli-{}", default_runner_id()),
+        lease_ttl: std::time::Duration::from_secs(60),
+        rest: RestContext::new(),
+        alerter: crate::runner::alert::Alerter::new(),
+        stop,
+    };
+    let now = jiff::Timestamp::now();
+    let slot = jiff::Timestamp::from_second(now.as_second()).unwrap_or(now);
+    match run_slot(&env, &job, slot, Trigger::Manual)
+        .await
+        .map_err(status)?
+    {
+        Outcome::Ran(summary) => {
+            println!(
+                "{name}: {} records pulled, {} points published, {} rejected, {} filtered out",
+                summary.records_pulled,
+                summary.points_published,
+                summary.points_rejected,
+                summary.filtered_out
+            );
+            if summary.kept_existing > 0 {
+                println!(
+                    "{} records skipped: their period has a value (on_existing = \"keep\")",
+                    summary.kept_existing
+                );
+            }
+            if let Some(cursor) = &summary.new_cursor {
+                println!("cursor now {cursor:?}");
+            }
+            if summary.recovered {
+                println!("{name} recovered: it is enabled again");
+            }
+            match summary.error {
+                None => Ok(()),
+                Some(error) => {
+                    if summary.just_disabled {
+                        eprintln!("{name} is now disabled after repeated failures");
+                    }
+                    anyhow::bail!("the run of {name} failed: {error}")
+                }
+            }
+        }
+        Outcome::NotOurs { holder, .. } => {
+            anyhow::bail!("{name} is running right now on runner {holder}; try again when it ends")
+        }
+        Outcome::Disabled => unreachable!("manual runs ignore the disabled flag"),
+    }
+}
+
+async fn preview(name: &str, limit: usize, dir: &Path, server: &ServerArgs) -> anyhow::Result<()> {
+    let job = definition(dir, name)?;
+    let def = &job.def;
+    let client = server.connect().await?;
+    let state = client
+        .runner()
+        .get_state(proto::ConnectorRef {
+            connector: name.to_owned(),
+        })
+        .await
+        .map_err(status)?
+        .into_inner();
+    let cursor = state
+        .cursor
+        .or_else(|| def.cursor.as_ref().and_then(|c| c.initial.clone()));
+    let target = Target::resolve(&client, def)
+        .await
+        .map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+    let ctx = target
+        .template_context(jiff::Timestamp::now(), cursor.clone())
+        .map_err(|e| anyhow::anyhow!(e))?;
+    let mapper = Mapper::new(def).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+    let filter = match &def.filter {
+        None => "none".to_owned(),
+        Some(f) => format!(
+            "{} of {} condition{}",
+            match f.match_ {
+                crate::connector::Match::All => "all",
+                crate::connector::Match::Any => "any",
+            },
+            f.conditions.len(),
+            if f.conditions.len() == 1 { "" } else { "s" }
+        ),
+    };
+    println!(
+        "preview of {name} ({} source, stream {}, cursor {}, filter: {filter}); nothing is published",
+        def.source_kind(),
+        target.stream_id,
+        cursor
+            .as_deref()
+            .map_or("none".to_owned(), |c| format!("{c:?}")),
+    );
+    let rest = RestContext::new();
+    let mut source: Box<dyn Source> = open_source_with(&rest, &job, &ctx)
+        .await
+        .map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+    let (mut shown, mut published, mut filtered, mut unmapped) = (0usize, 0, 0, 0);
+    'pages: while let Some(records) = source
+        .next_page()
+        .await
+        .map_err(|e| anyhow::anyhow!("{name}: {e}"))?
+    {
+        for record in records {
+            if shown == limit {
+                break 'pages;
+            }
+            shown += 1;
+            println!("record {shown}: {record}");
+            if !mapper.keep(&record) {
+                filtered += 1;
+                println!("  -> filtered out");
+                continue;
+            }
+            match mapper
+                .map(&record)
+                .and_then(|p| target.period_of(&p).map(|period| (period, p)))
+            {
+                Ok((period, point)) => {
+                    published += 1;
+                    let id = if point.external_id.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (external id {})", point.external_id)
+                    };
+                    println!("  -> {period} = {}{id}", point.value);
+                }
+                Err(reason) => {
+                    unmapped += 1;
+                    println!("  -> not mapped: {reason}");
+                }
+            }
+        }
+    }
+    println!(
+        "{shown} record{} shown: {published} would be published, {filtered} filtered out, {unmapped} not mapped",
+        if shown == 1 { "" } else { "s" }
+    );
+    Ok(())
+}
+
+async fn log(name: &str, limit: u32, format: Format, server: &ServerArgs) -> anyhow::Result<()> {
+    let client = server.connect().await?;
+    let runs = client
+        .runner()
+        .list_runs(proto::ListRunsRequest {
+            connector: name.to_owned(),
+            limit,
+        })
+        .await
+        .map_err(status)?
+        .into_inner()
+        .runs;
+    let mut rows = Rows::new(vec![
+        "STARTED",
+        "ENDED",
+        "RECORDS",
+        "PUBLISHED",
+        "REJECTED",
+        "RESULT",
+        "RUNNER",
+    ]);
+    for run in runs {
+        let result = match (run.error.is_empty(), run.interrupted) {
+            (true, false) => "ok".to_owned(),
+            (true, true) => "stopped early (runner asked to stop)".to_owned(),
+            (false, _) => format!("failed: {}", run.error),
+        };
+        rows.push(vec![
+            time(&run.started_at),
+            time(&run.ended_at),
+            run.records_pulled.to_string(),
+            run.points_published.to_string(),
+            run.points_rejected.to_string(),
+            result,
+            run.runner_id,
+        ]);
+    }
+    if rows.rows.is_empty() && matches!(format, Format::Table) {
+        println!("{name} has not run yet");
+        return Ok(());
+    }
+    rows.print(format)
+}
+
+async fn set_enabled(name: &str, enabled: bool, server: &ServerArgs) -> anyhow::Result<()> {
+    let client = server.connect().await?;
+    let state = client
+        .runner()
+        .set_enabled(proto::SetEnabledRequest {
+            connector: name.to_owned(),
+            enabled,
+        })
+        .await
+        .map_err(status)?
+        .into_inner();
+    println!(
+        "{name} {}",
+        if state.enabled {
+            "enabled (failure count reset)"
+        } else {
+            "disabled"
+        }
+    );
+    Ok(())
 }

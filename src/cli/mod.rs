@@ -11,6 +11,7 @@ mod org;
 mod output;
 mod publish;
 mod query;
+mod runner;
 mod serve;
 mod stream;
 mod team;
@@ -72,9 +73,12 @@ enum Command {
     /// Create further organisations (the server admin).
     #[command(subcommand)]
     Org(org::OrgCommand),
-    /// Check connector definitions (the files `kpistream runner` will pull with).
+    /// Check, list, run now, preview, enable and disable connectors, and read their run log.
     #[command(subcommand)]
     Connector(connector::ConnectorCommand),
+    /// Run the connector runner: pull every connector of a directory on its schedule
+    /// and publish the points to their streams.
+    Runner(runner::RunnerArgs),
     /// Measure publish throughput against a running server.
     Bench(bench::BenchArgs),
 }
@@ -176,8 +180,19 @@ impl Cli {
             Command::Audit(cmd) => cmd.run().await,
             Command::Org(cmd) => cmd.run().await,
             Command::Connector(cmd) => cmd.run().await,
+            Command::Runner(args) => args.run().await,
             Command::Bench(args) => args.run().await,
         }
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
     }
 }
 

@@ -103,18 +103,8 @@ impl ServeArgs {
         };
         println!("gRPC listening on {}{security}", app.grpc_addr());
         println!("HTTP listening on {} (/healthz, /metrics)", app.http_addr());
-        app.run(shutdown_signal())
+        app.run(super::shutdown_signal())
             .await
             .context("the server stopped with an error")
-    }
-}
-
-/// Resolves on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
     }
 }

@@ -209,11 +209,16 @@ impl Target {
         query: &BoundQuery,
         timeout: Duration,
     ) -> Result<Vec<Record>, FetchError> {
-        let result = match self.dialect {
-            Dialect::Postgres => self.fetch_postgres(query, timeout).await,
-            Dialect::MySql => self.fetch_mysql(query, timeout).await,
-            Dialect::Sqlite => self.fetch_sqlite(query, timeout).await,
+        // Boxed as `Send` here, with this call's lifetimes: left to inference, the
+        // drivers' executor bounds make the compiler ask for `Send` over every lifetime.
+        type Fetch<'a> =
+            std::pin::Pin<Box<dyn Future<Output = Result<Vec<Record>, FetchError>> + Send + 'a>>;
+        let fetch: Fetch<'_> = match self.dialect {
+            Dialect::Postgres => Box::pin(self.fetch_postgres(query, timeout)),
+            Dialect::MySql => Box::pin(self.fetch_mysql(query, timeout)),
+            Dialect::Sqlite => Box::pin(self.fetch_sqlite(query, timeout)),
         };
+        let result = fetch.await;
         result.map_err(|e| self.scrub(e))
     }
 
@@ -229,23 +234,7 @@ impl Target {
             options = options.password(password.expose_secret());
         }
         let mut conn: PgConnection = self.connect(options.connect(), timeout).await?;
-        let ms = timeout.as_millis().max(1);
-        let run = async {
-            // Read-only for the session too: a query that ends the transaction (COMMIT)
-            // leaves the next one read-only as well.
-            for setup in [
-                "SET default_transaction_read_only = on".to_owned(),
-                "BEGIN READ ONLY".to_owned(),
-                format!("SET LOCAL statement_timeout = {ms}"),
-            ] {
-                sqlx::raw_sql(&setup)
-                    .execute(&mut conn)
-                    .await
-                    .map_err(|e| self.error(Stage::Query, e, timeout))?;
-            }
-            let rows = bind(sqlx::query(&query.sql), &query.params).fetch(&mut conn);
-            self.collect(rows, timeout, pg_kind, pg_decode).await
-        };
+        let run = self.run_postgres(&mut conn, query, timeout);
         let result = tokio::time::timeout(timeout + SERVER_TIMEOUT_GRACE, run).await;
         self.finish(result, conn, timeout).await
     }
@@ -261,39 +250,67 @@ impl Target {
             options = options.password(password.expose_secret());
         }
         let mut conn: MySqlConnection = self.connect(options.connect(), timeout).await?;
-        let run = async {
-            let version: String = sqlx::query_scalar("SELECT VERSION()")
-                .fetch_one(&mut conn)
-                .await
-                .map_err(|e| self.error(Stage::Query, e, timeout))?;
-            let limit = if version.contains("MariaDB") {
-                format!(
-                    "SET SESSION max_statement_time = {:.3}",
-                    timeout.as_secs_f64()
-                )
-            } else {
-                format!(
-                    "SET SESSION max_execution_time = {}",
-                    timeout.as_millis().max(1)
-                )
-            };
-            // The session's transactions are read-only, not only this one: DDL commits
-            // implicitly and would otherwise run outside `START TRANSACTION READ ONLY`.
-            for setup in [
-                limit.as_str(),
-                "SET SESSION TRANSACTION READ ONLY",
-                "START TRANSACTION READ ONLY",
-            ] {
-                sqlx::raw_sql(setup)
-                    .execute(&mut conn)
-                    .await
-                    .map_err(|e| self.error(Stage::Query, e, timeout))?;
-            }
-            let rows = bind(sqlx::query(&query.sql), &query.params).fetch(&mut conn);
-            self.collect(rows, timeout, mysql_kind, mysql_decode).await
-        };
+        let run = self.run_mysql(&mut conn, query, timeout);
         let result = tokio::time::timeout(timeout + SERVER_TIMEOUT_GRACE, run).await;
         self.finish(result, conn, timeout).await
+    }
+
+    async fn run_postgres(
+        &self,
+        conn: &mut PgConnection,
+        query: &BoundQuery,
+        timeout: Duration,
+    ) -> Result<Vec<Record>, FetchError> {
+        let ms = timeout.as_millis().max(1);
+        // Read-only for the session too: a query that ends the transaction (COMMIT)
+        // leaves the next one read-only as well.
+        for setup in [
+            "SET default_transaction_read_only = on".to_owned(),
+            "BEGIN READ ONLY".to_owned(),
+            format!("SET LOCAL statement_timeout = {ms}"),
+        ] {
+            sqlx::Executor::execute(&mut *conn, setup.as_str())
+                .await
+                .map_err(|e| self.error(Stage::Query, e, timeout))?;
+        }
+        let rows = bind(sqlx::query(&query.sql), &query.params).fetch(&mut *conn);
+        self.collect(rows, timeout, pg_kind, pg_decode).await
+    }
+
+    async fn run_mysql(
+        &self,
+        conn: &mut MySqlConnection,
+        query: &BoundQuery,
+        timeout: Duration,
+    ) -> Result<Vec<Record>, FetchError> {
+        let version: String = sqlx::query_scalar("SELECT VERSION()")
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(|e| self.error(Stage::Query, e, timeout))?;
+        let limit = if version.contains("MariaDB") {
+            format!(
+                "SET SESSION max_statement_time = {:.3}",
+                timeout.as_secs_f64()
+            )
+        } else {
+            format!(
+                "SET SESSION max_execution_time = {}",
+                timeout.as_millis().max(1)
+            )
+        };
+        // The session's transactions are read-only, not only this one: DDL commits
+        // implicitly and would otherwise run outside `START TRANSACTION READ ONLY`.
+        for setup in [
+            limit.as_str(),
+            "SET SESSION TRANSACTION READ ONLY",
+            "START TRANSACTION READ ONLY",
+        ] {
+            sqlx::Executor::execute(&mut *conn, setup)
+                .await
+                .map_err(|e| self.error(Stage::Query, e, timeout))?;
+        }
+        let rows = bind(sqlx::query(&query.sql), &query.params).fetch(&mut *conn);
+        self.collect(rows, timeout, mysql_kind, mysql_decode).await
     }
 
     async fn fetch_sqlite(
@@ -536,14 +553,14 @@ fn friendly(duration: Duration) -> String {
 
 fn bind<'q, DB>(
     mut query: sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments<'q>>,
-    params: &'q [Option<String>],
+    params: &[Option<String>],
 ) -> sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments<'q>>
 where
     DB: sqlx::Database,
-    Option<&'q str>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    Option<String>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
 {
     for param in params {
-        query = query.bind(param.as_deref());
+        query = query.bind(param.clone());
     }
     query
 }

@@ -4,6 +4,8 @@
 //! Each test binary uses a different part of this module, hence the `dead_code` allow.
 #![allow(dead_code)]
 
+pub mod runner;
+
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};

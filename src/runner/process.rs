@@ -1,0 +1,400 @@
+//! The runner process: reads the connector directory (and reads it again whenever a
+//! file is added, changed or removed), fires each enabled connector at its scheduled
+//! times, takes up slots a dead runner left unfinished, serves its own `/metrics`, and
+//! on SIGTERM lets running connectors finish the page in hand, report, and exits.
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use jiff::Timestamp;
+use sha2::{Digest, Sha256};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use super::alert::Alerter;
+use super::rest::RestContext;
+use super::run::{Job, Outcome, RunEnv, Trigger, run_slot};
+use crate::client::Client;
+use crate::connector::{ConnectorDef, check_dir};
+
+/// How a runner process is set up.
+#[derive(Debug, Clone)]
+pub struct RunnerConfig {
+    /// The connector directory.
+    pub dir: PathBuf,
+    /// This runner's id on the server.
+    pub runner_id: String,
+    /// Lease time to live; a runner that dies frees its slots after this long.
+    pub lease_ttl: Duration,
+    /// How often the directory is checked for changes.
+    pub reload_every: Duration,
+    /// Where `/metrics` and `/healthz` are served (`None`: nowhere).
+    pub metrics_addr: Option<SocketAddr>,
+}
+
+/// A default runner id: the host name and the process id.
+pub fn default_runner_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "runner".into());
+    format!("{host}-{}", std::process::id())
+}
+
+/// One loaded connector and when it fires next.
+struct Scheduled {
+    job: Job,
+    file: PathBuf,
+    digest: [u8; 32],
+    next: Option<Timestamp>,
+}
+
+/// A slot to take up again, until this time.
+struct Resume {
+    slot: Timestamp,
+    until: Timestamp,
+}
+
+/// Runs until `shutdown` resolves; then waits for the running connectors to finish
+/// their page and report.
+pub async fn run(
+    client: Client,
+    config: RunnerConfig,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    if let Some(addr) = config.metrics_addr {
+        let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+            anyhow::anyhow!("the runner's metrics address {addr} cannot be bound: {e}")
+        })?;
+        let bound = listener.local_addr()?;
+        println!("runner metrics on http://{bound}/metrics");
+        let app = axum::Router::new()
+            .route(
+                "/metrics",
+                axum::routing::get(|| async { crate::telemetry::metrics().render() }),
+            )
+            .route("/healthz", axum::routing::get(|| async { "ok\n" }));
+        tokio::spawn(async move { axum::serve(listener, app).await });
+    }
+    crate::telemetry::metrics();
+    let (stop_tx, stop) = watch::channel(false);
+    let env = Arc::new(RunEnv {
+        client,
+        runner_id: config.runner_id.clone(),
+        lease_ttl: config.lease_ttl,
+        rest: RestContext::new(),
+        alerter: Alerter::new(),
+        stop,
+    });
+    println!(
+        "runner {} watching {} (lease {}s)",
+        config.runner_id,
+        config.dir.display(),
+        config.lease_ttl.as_secs()
+    );
+    let mut scheduler = Scheduler {
+        env: env.clone(),
+        dir: config.dir.clone(),
+        loaded: BTreeMap::new(),
+        listing: Vec::new(),
+        last_errors: Vec::new(),
+        resumes: HashMap::new(),
+        running: HashMap::new(),
+        tasks: JoinSet::new(),
+    };
+    tokio::pin!(shutdown);
+    let mut last_check = tokio::time::Instant::now() - config.reload_every;
+    loop {
+        if last_check.elapsed() >= config.reload_every {
+            scheduler.reload_if_changed().await;
+            last_check = tokio::time::Instant::now();
+        }
+        scheduler.fire_due().await;
+        let wait = scheduler.wait(config.reload_every.saturating_sub(last_check.elapsed()));
+        tokio::select! {
+            () = &mut shutdown => break,
+            () = tokio::time::sleep(wait) => {}
+            Some(done) = scheduler.tasks.join_next() => scheduler.finished(done),
+        }
+    }
+    let running = scheduler.running.len();
+    println!("stopping: {running} running connector(s) finish their current page");
+    tracing::info!(running, "stop requested");
+    let _ = stop_tx.send(true);
+    while let Some(done) = scheduler.tasks.join_next().await {
+        scheduler.finished(done);
+    }
+    println!("runner stopped");
+    Ok(())
+}
+
+struct Scheduler {
+    env: Arc<RunEnv>,
+    dir: PathBuf,
+    /// By connector name.
+    loaded: BTreeMap<String, Scheduled>,
+    /// The directory's files with their modification time and length, at the last read.
+    listing: Vec<(PathBuf, Option<SystemTime>, u64)>,
+    last_errors: Vec<String>,
+    resumes: HashMap<String, Resume>,
+    /// Connector name → the slot it is running.
+    running: HashMap<String, Timestamp>,
+    tasks: JoinSet<(String, Timestamp, Result<Outcome, tonic::Status>)>,
+}
+
+impl Scheduler {
+    /// Reads the directory again if a file was added, changed or removed.
+    async fn reload_if_changed(&mut self) {
+        let listing = listing(&self.dir);
+        if listing == self.listing && !self.listing.is_empty() {
+            return;
+        }
+        self.listing = listing;
+        let report = check_dir(&self.dir);
+        let errors: Vec<String> = report.errors.iter().map(ToString::to_string).collect();
+        if errors != self.last_errors {
+            for error in &errors {
+                tracing::error!("connector definition: {error}");
+            }
+            self.last_errors = errors;
+        }
+        metrics::gauge!("kpistream_runner_definition_errors").set(report.errors.len() as f64);
+        let connections = Arc::new(
+            crate::connector::load_connections(&self.dir.join(crate::connector::CONNECTIONS_FILE))
+                .unwrap_or_default(),
+        );
+        let broken: Vec<&Path> = report.errors.iter().map(|e| e.file.as_path()).collect();
+        let mut next_loaded = BTreeMap::new();
+        for (file, def) in report.connectors {
+            let digest = digest(&file, &connections);
+            let name = def.name.clone();
+            let entry = match self.loaded.remove(&name) {
+                Some(old) if old.digest == digest => Scheduled {
+                    job: Job {
+                        def: old.job.def,
+                        connections: connections.clone(),
+                    },
+                    ..old
+                },
+                old => {
+                    let verb = if old.is_some() { "changed" } else { "loaded" };
+                    let first_time = old.is_none();
+                    let next = def
+                        .enabled
+                        .then(|| def.schedule.next_after(Timestamp::now(), def.timezone.tz()))
+                        .flatten();
+                    tracing::info!(
+                        connector = %name,
+                        file = %file.display(),
+                        next = ?next.map(|n| n.to_string()),
+                        enabled = def.enabled,
+                        "connector {verb}"
+                    );
+                    let job = Job {
+                        def: Arc::new(def),
+                        connections: connections.clone(),
+                    };
+                    if first_time {
+                        self.first_seen(&job).await;
+                    }
+                    Scheduled {
+                        job,
+                        file,
+                        digest,
+                        next,
+                    }
+                }
+            };
+            next_loaded.insert(name, entry);
+        }
+        // A file that breaks keeps its last good definition until it is fixed.
+        for (name, old) in std::mem::take(&mut self.loaded) {
+            if broken.contains(&old.file.as_path()) && !next_loaded.contains_key(&name) {
+                tracing::warn!(connector = %name, "keeping the last good definition until its file is fixed");
+                next_loaded.insert(name, old);
+            } else {
+                tracing::info!(connector = %name, "connector removed");
+                self.resumes.remove(&name);
+            }
+        }
+        self.loaded = next_loaded;
+        metrics::gauge!("kpistream_runner_connectors").set(self.loaded.len() as f64);
+    }
+
+    /// A connector seen for the first time: a slot some runner left unfinished is taken
+    /// up again, and `run_on_start` runs it now.
+    async fn first_seen(&mut self, job: &Job) {
+        let name = &job.def.name;
+        let state = self
+            .env
+            .client
+            .runner()
+            .get_state(crate::proto::ConnectorRef {
+                connector: name.clone(),
+            })
+            .await;
+        match state {
+            Ok(state) => {
+                if let Some(slot) = state
+                    .into_inner()
+                    .unfinished_slot
+                    .and_then(|t| crate::signature::timestamp(&t))
+                {
+                    tracing::info!(connector = %name, %slot, "a run of this slot was left unfinished; it will be redone once its lease is free");
+                    let patience = (self.env.lease_ttl * 2).max(Duration::from_secs(300));
+                    self.resumes.insert(
+                        name.clone(),
+                        Resume {
+                            slot,
+                            until: Timestamp::now() + patience,
+                        },
+                    );
+                    return;
+                }
+            }
+            Err(status) => {
+                tracing::warn!(connector = %name, "the connector's state cannot be read: {}", status.message());
+            }
+        }
+        if job.def.enabled && job.def.run_on_start {
+            let now = Timestamp::now();
+            let slot = Timestamp::from_second(now.as_second()).unwrap_or(now);
+            self.spawn(job.clone(), slot, Trigger::Schedule);
+        }
+    }
+
+    /// Starts every run that is due.
+    async fn fire_due(&mut self) {
+        let now = Timestamp::now();
+        let due_resumes: Vec<(String, Timestamp)> = self
+            .resumes
+            .iter()
+            .filter(|(name, _)| !self.running.contains_key(*name))
+            .map(|(name, r)| (name.clone(), r.slot))
+            .collect();
+        for (name, slot) in due_resumes {
+            if let Some(s) = self.loaded.get(&name) {
+                let job = s.job.clone();
+                self.spawn(job, slot, Trigger::Resume);
+            }
+        }
+        let mut due = Vec::new();
+        for (name, s) in &mut self.loaded {
+            let Some(next) = s.next else { continue };
+            if next > now {
+                continue;
+            }
+            let def = &s.job.def;
+            s.next = def.schedule.next_after(now, def.timezone.tz());
+            if let Some(slot) = self.running.get(name) {
+                tracing::warn!(connector = %name, skipped = %next, running = %slot, "the previous run is still going: this slot is skipped");
+                metrics::counter!("kpistream_runner_slots_skipped_total", "connector" => name.clone()).increment(1);
+                continue;
+            }
+            due.push((s.job.clone(), next));
+        }
+        for (job, slot) in due {
+            self.spawn(job, slot, Trigger::Schedule);
+        }
+    }
+
+    fn spawn(&mut self, job: Job, slot: Timestamp, trigger: Trigger) {
+        let name = job.def.name.clone();
+        self.running.insert(name.clone(), slot);
+        let env = self.env.clone();
+        self.tasks.spawn(async move {
+            let outcome = run_slot(&env, &job, slot, trigger).await;
+            (name, slot, outcome)
+        });
+    }
+
+    fn finished(
+        &mut self,
+        done: Result<(String, Timestamp, Result<Outcome, tonic::Status>), tokio::task::JoinError>,
+    ) {
+        let (name, slot, outcome) = match done {
+            Ok(done) => done,
+            Err(e) => {
+                tracing::error!("a run task ended abnormally: {e}");
+                return;
+            }
+        };
+        self.running.remove(&name);
+        let resume = self.resumes.get(&name).filter(|r| r.slot == slot);
+        match outcome {
+            Ok(Outcome::NotOurs { holder, completed }) => {
+                if completed || resume.is_some_and(|r| Timestamp::now() > r.until) {
+                    self.resumes.remove(&name);
+                }
+                tracing::debug!(connector = %name, %slot, %holder, completed, "slot not ours");
+            }
+            Ok(Outcome::Ran(_) | Outcome::Disabled) => {
+                if resume.is_some() {
+                    self.resumes.remove(&name);
+                }
+            }
+            Err(status) => {
+                tracing::error!(connector = %name, %slot, "the server could not be reached for this run: {}", status.message());
+                if resume.is_some_and(|r| Timestamp::now() > r.until) {
+                    self.resumes.remove(&name);
+                }
+            }
+        }
+    }
+
+    /// How long to sleep: until the next fire time, a pending resume, or the next
+    /// directory check, whichever comes first.
+    fn wait(&self, until_reload: Duration) -> Duration {
+        let now = Timestamp::now();
+        let mut wait = until_reload;
+        if !self.resumes.is_empty() {
+            wait = wait.min(Duration::from_secs(1));
+        }
+        for s in self.loaded.values() {
+            if let Some(next) = s.next {
+                let until = Duration::try_from(next.duration_since(now)).unwrap_or_default();
+                wait = wait.min(until);
+            }
+        }
+        wait.max(Duration::from_millis(5))
+    }
+}
+
+/// The `*.toml` files of `dir` with their modification times and sizes.
+fn listing(dir: &Path) -> Vec<(PathBuf, Option<SystemTime>, u64)> {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "toml"))
+        .map(|e| {
+            let meta = e.metadata().ok();
+            (
+                e.path(),
+                meta.as_ref().and_then(|m| m.modified().ok()),
+                meta.map_or(0, |m| m.len()),
+            )
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+/// A digest of a definition file and the connections, to tell a changed definition.
+fn digest(file: &Path, connections: &BTreeMap<String, crate::connector::Connection>) -> [u8; 32] {
+    let mut hash = Sha256::new();
+    hash.update(std::fs::read(file).unwrap_or_default());
+    hash.update(format!("{connections:?}"));
+    hash.finalize().into()
+}
+
+/// Whether `def` would be fired by a runner (enabled in its file).
+pub fn is_scheduled(def: &ConnectorDef) -> bool {
+    def.enabled
+}

@@ -1,0 +1,713 @@
+//! One run of one connector for one scheduled slot: take the slot's lease on the
+//! server, pull the source page by page, map and filter the records, publish each page
+//! as signed batches with deterministic ids, and report the run. The cursor the server
+//! keeps moves only when every point of the run was acknowledged (or, when the runner
+//! is asked to stop, up to the pages it acknowledged).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use jiff::tz::TimeZone;
+use sha2::{Digest, Sha256};
+use tokio::sync::watch;
+
+use super::alert::{AlertEvent, AlertKind, Alerter};
+use super::mapping::{MappedPoint, Mapper, When, cursor_cmp};
+use super::rest::RestContext;
+use super::template::TemplateContext;
+use super::{FetchError, Record, Source, command, rest, retry, secret, sql};
+use crate::client::{Client, PeriodRange};
+use crate::connector::{Connection, ConnectorDef, OnExisting};
+use crate::period::{Frequency, Period};
+use crate::proto;
+use crate::signature::Credential;
+
+/// Most points in one published batch.
+const BATCH_POINTS: usize = 1_000;
+/// Rejections logged one by one per run; the rest are counted.
+const LOGGED_REJECTIONS: u64 = 20;
+
+/// What every run of one runner process shares.
+pub struct RunEnv {
+    /// The server, with a token of an org admin of the connectors' organisation.
+    pub client: Client,
+    /// This runner's id on the server (leases are held in its name).
+    pub runner_id: String,
+    /// How long a lease lasts unless renewed; a run renews it every third of that.
+    pub lease_ttl: Duration,
+    /// HTTP client and OAuth2 tokens of REST sources.
+    pub rest: RestContext,
+    /// Email and webhook alerts.
+    pub alerter: Alerter,
+    /// Turns `true` when the runner is asked to stop.
+    pub stop: watch::Receiver<bool>,
+}
+
+/// A connector definition with the shared connections it may name.
+#[derive(Debug, Clone)]
+pub struct Job {
+    /// The definition.
+    pub def: Arc<ConnectorDef>,
+    /// `connections.toml` of its directory.
+    pub connections: Arc<BTreeMap<String, Connection>>,
+}
+
+/// Why a run was started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    /// Its schedule fired (skipped while the connector is disabled on the server).
+    Schedule,
+    /// `connector run NAME` or `run_on_start`: runs even when disabled, and a success
+    /// re-enables the connector.
+    Manual,
+    /// A slot a runner left unfinished, taken up again.
+    Resume,
+}
+
+/// How a run attempt ended.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// It ran and was reported.
+    Ran(RunSummary),
+    /// Another runner holds the slot, or the slot was already run.
+    NotOurs {
+        /// The runner holding it (empty when the slot is complete).
+        holder: String,
+        /// The slot has a run already.
+        completed: bool,
+    },
+    /// The connector is disabled on the server; the scheduled slot was skipped.
+    Disabled,
+}
+
+/// What one run did, as reported to the server.
+#[derive(Debug, Clone, Default)]
+pub struct RunSummary {
+    /// Records the source gave.
+    pub records_pulled: u64,
+    /// Records the filter left out.
+    pub filtered_out: u64,
+    /// Records skipped because their period has a value (`on_existing = "keep"`).
+    pub kept_existing: u64,
+    /// Points the server stored (replays of an earlier attempt included).
+    pub points_published: u64,
+    /// Records that could not be mapped plus points the server refused.
+    pub points_rejected: u64,
+    /// Why the run failed; `None` when it succeeded.
+    pub error: Option<String>,
+    /// The runner was asked to stop and ended after a page.
+    pub interrupted: bool,
+    /// The cursor stored by this run.
+    pub new_cursor: Option<String>,
+    /// The server disabled the connector with this report.
+    pub just_disabled: bool,
+    /// The server re-enabled the connector with this report.
+    pub recovered: bool,
+}
+
+/// Runs `job` for `slot` if this runner gets the slot's lease, and reports the run.
+/// An `Err` means the server could not be reached for the lease or the report.
+pub async fn run_slot(
+    env: &RunEnv,
+    job: &Job,
+    slot: Timestamp,
+    trigger: Trigger,
+) -> Result<Outcome, tonic::Status> {
+    let name = job.def.name.clone();
+    let ttl = u32::try_from(env.lease_ttl.as_secs().max(1)).unwrap_or(u32::MAX);
+    let lease = acquire(&env.client, &name, slot, &env.runner_id, ttl).await?;
+    if !lease.granted {
+        return Ok(Outcome::NotOurs {
+            holder: lease.holder,
+            completed: lease.slot_completed,
+        });
+    }
+    let state = env
+        .client
+        .runner()
+        .get_state(proto::ConnectorRef {
+            connector: name.clone(),
+        })
+        .await?
+        .into_inner();
+    if trigger == Trigger::Schedule && !state.enabled {
+        env.client
+            .runner()
+            .release_lease(proto::ReleaseLeaseRequest {
+                connector: name.clone(),
+                runner_id: env.runner_id.clone(),
+            })
+            .await?;
+        return Ok(Outcome::Disabled);
+    }
+
+    let keeper = tokio::spawn(keep_lease(
+        env.client.clone(),
+        name.clone(),
+        slot,
+        env.runner_id.clone(),
+        ttl,
+    ));
+    let started_at = Timestamp::now();
+    tracing::info!(connector = %name, %slot, ?trigger, "run started");
+    let cursor = state
+        .cursor
+        .clone()
+        .or_else(|| job.def.cursor.as_ref().and_then(|c| c.initial.clone()));
+    let mut summary = RunSummary::default();
+    if let Err(e) = execute(env, job, slot, cursor.clone(), &mut summary).await {
+        summary.error = Some(e);
+    }
+    keeper.abort();
+    let ended_at = Timestamp::now();
+
+    let report = proto::RunReport {
+        connector: name.clone(),
+        runner_id: env.runner_id.clone(),
+        slot: Some(ts(slot)),
+        started_at: Some(ts(started_at)),
+        ended_at: Some(ts(ended_at)),
+        records_pulled: summary.records_pulled,
+        points_published: summary.points_published,
+        points_rejected: summary.points_rejected,
+        error: summary.error.clone().unwrap_or_default(),
+        new_cursor: summary.new_cursor.clone(),
+        max_consecutive_failures: job.def.max_consecutive_failures.max(1),
+        interrupted: summary.interrupted && summary.error.is_none(),
+    };
+    let answer = env.client.runner().report_run(report).await?.into_inner();
+    summary.just_disabled = answer.just_disabled;
+    summary.recovered = answer.recovered;
+    let failures = answer.state.as_ref().map_or(0, |s| s.consecutive_failures);
+    record_metrics(&name, &summary, ended_at.duration_since(started_at));
+    match &summary.error {
+        None => tracing::info!(
+            connector = %name,
+            records = summary.records_pulled,
+            published = summary.points_published,
+            rejected = summary.points_rejected,
+            filtered_out = summary.filtered_out,
+            interrupted = summary.interrupted,
+            "run finished"
+        ),
+        Some(error) => tracing::warn!(
+            connector = %name,
+            records = summary.records_pulled,
+            published = summary.points_published,
+            consecutive_failures = failures,
+            %error,
+            "run failed"
+        ),
+    }
+    let kind = if answer.just_disabled {
+        tracing::error!(connector = %name, consecutive_failures = failures, "connector disabled after repeated failures");
+        Some(AlertKind::Disabled)
+    } else if answer.recovered {
+        tracing::info!(connector = %name, "connector recovered and re-enabled");
+        Some(AlertKind::Recovered)
+    } else {
+        None
+    };
+    if let Some(kind) = kind {
+        let event = AlertEvent {
+            kind,
+            connector: name.clone(),
+            stream: stream_label(&job.def),
+            consecutive_failures: failures,
+            last_error: summary.error.clone().unwrap_or_default(),
+            at: ended_at,
+        };
+        for failure in env.alerter.notify(&job.def.alerts, &event).await {
+            tracing::error!(connector = %name, "alert not delivered: {failure}");
+        }
+    }
+    Ok(Outcome::Ran(summary))
+}
+
+/// Pulls, maps and publishes; counts go into `summary` as they happen, so a failure
+/// half-way still reports what was done.
+async fn execute(
+    env: &RunEnv,
+    job: &Job,
+    slot: Timestamp,
+    cursor: Option<String>,
+    summary: &mut RunSummary,
+) -> Result<(), String> {
+    let def = &job.def;
+    let target = Target::resolve(&env.client, def).await?;
+    let ctx = target.template_context(slot, cursor.clone())?;
+    let mapper = Mapper::new(def)?;
+    let mut source = open_source(env, job, &ctx)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut publish = Publishing {
+        env,
+        def,
+        target: &target,
+        slot,
+        start_cursor: cursor.as_deref().unwrap_or(""),
+        logged: 0,
+    };
+
+    let mut max_cursor: Option<String> = None;
+    let mut ordered = true;
+    let mut mapped_any = false;
+    let mut first_reason: Option<String> = None;
+    let mut page_number = 0u32;
+    loop {
+        let Some(records) = source.next_page().await.map_err(|e| e.to_string())? else {
+            break;
+        };
+        page_number += 1;
+        summary.records_pulled += records.len() as u64;
+        metrics::counter!("kpistream_runner_records_pulled_total", "connector" => def.name.clone())
+            .increment(records.len() as u64);
+        let mut points: Vec<(String, MappedPoint)> = Vec::new();
+        let mut by_period: HashMap<String, usize> = HashMap::new();
+        for record in &records {
+            if let Some(c) = mapper.cursor(record) {
+                match &max_cursor {
+                    Some(max) if cursor_cmp(&c, max).is_lt() => ordered = false,
+                    Some(max) if cursor_cmp(&c, max).is_eq() => {}
+                    _ => max_cursor = Some(c),
+                }
+            }
+            if !mapper.keep(record) {
+                summary.filtered_out += 1;
+                continue;
+            }
+            match mapper
+                .map(record)
+                .and_then(|p| target.period_of(&p).map(|period| (period, p)))
+            {
+                Ok((period, point)) => {
+                    mapped_any = true;
+                    // Two records for one period: the later one wins.
+                    match by_period.get(&period) {
+                        Some(&i) => points[i] = (period, point),
+                        None => {
+                            by_period.insert(period.clone(), points.len());
+                            points.push((period, point));
+                        }
+                    }
+                }
+                Err(reason) => {
+                    summary.points_rejected += 1;
+                    publish.log_rejection(
+                        summary.points_rejected,
+                        &format!("record not mapped: {reason}"),
+                        record,
+                    );
+                    first_reason.get_or_insert(reason);
+                }
+            }
+        }
+        if def.on_existing == OnExisting::Keep && !points.is_empty() {
+            let existing = publish.existing_periods(&points).await?;
+            let before = points.len();
+            points.retain(|(period, _)| !existing.contains(period));
+            summary.kept_existing += (before - points.len()) as u64;
+        }
+        publish.page(page_number, &points, summary).await?;
+        if *env.stop.borrow() {
+            summary.interrupted = true;
+            break;
+        }
+    }
+    if !mapped_any && summary.records_pulled > summary.filtered_out {
+        return Err(format!(
+            "no record could be mapped to a datapoint; the first: {}",
+            first_reason.unwrap_or_default()
+        ));
+    }
+    if def.cursor.is_some() {
+        if summary.interrupted && !ordered {
+            tracing::warn!(
+                connector = %def.name,
+                "stopped early and the source's records were not in cursor order: the cursor stays where it was"
+            );
+        } else {
+            summary.new_cursor = max_cursor.filter(|c| cursor.as_deref() != Some(c.as_str()));
+        }
+    }
+    Ok(())
+}
+
+/// The stream a connector publishes to, as the server describes it.
+pub struct Target {
+    /// The connector's credential for it.
+    pub credential: Credential,
+    /// Its id.
+    pub stream_id: String,
+    /// Its frequency.
+    pub frequency: Frequency,
+    /// Its time zone, where local times and timestamps are placed.
+    pub tz: TimeZone,
+}
+
+impl Target {
+    /// Reads the connector's credential and asks the server for its stream.
+    pub async fn resolve(client: &Client, def: &ConnectorDef) -> Result<Self, String> {
+        let credential = load_credential(def)?;
+        let stream_id = credential.stream_id().to_string();
+        let stream = client
+            .stream(&stream_id)
+            .await
+            .map_err(|s| format!("the stream {stream_id} cannot be read: {}", s.message()))?
+            .stream
+            .ok_or("the server answered without the stream")?;
+        let frequency = crate::grpc::convert::frequency_from_proto(stream.frequency)
+            .ok()
+            .flatten()
+            .ok_or("the server answered with an unknown frequency")?;
+        let tz = TimeZone::get(&stream.time_zone).map_err(|_| {
+            format!(
+                "the stream's time zone {:?} is not in the time zone database",
+                stream.time_zone
+            )
+        })?;
+        Ok(Self {
+            credential,
+            stream_id,
+            frequency,
+            tz,
+        })
+    }
+
+    /// The templates' values for a run of `slot` starting from `cursor`: the period is
+    /// the stream period the slot falls in.
+    pub fn template_context(
+        &self,
+        slot: Timestamp,
+        cursor: Option<String>,
+    ) -> Result<TemplateContext, String> {
+        let period = Period::at(self.frequency, slot, &self.tz).map_err(|e| e.to_string())?;
+        Ok(TemplateContext {
+            cursor,
+            period_start: midnight(period.start(), &self.tz)?,
+            period_end: midnight(period.end(), &self.tz)?,
+            now: slot,
+        })
+    }
+
+    /// The stream period a mapped point falls in, as text.
+    pub fn period_of(&self, point: &MappedPoint) -> Result<String, String> {
+        let at = match &point.when {
+            When::Period(text) => {
+                return Period::parse(self.frequency, text)
+                    .map(|p| p.to_string())
+                    .map_err(|e| e.to_string());
+            }
+            When::At(at) => *at,
+            When::Local(local) => self
+                .tz
+                .to_ambiguous_zoned(*local)
+                .compatible()
+                .map_err(|e| e.to_string())?
+                .timestamp(),
+        };
+        Period::at(self.frequency, at, &self.tz)
+            .map(|p| p.to_string())
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// The part of a run that signs and publishes.
+struct Publishing<'a> {
+    env: &'a RunEnv,
+    def: &'a ConnectorDef,
+    target: &'a Target,
+    slot: Timestamp,
+    start_cursor: &'a str,
+    logged: u64,
+}
+
+impl Publishing<'_> {
+    /// The periods among `points` that have a value on the server already.
+    async fn existing_periods(
+        &self,
+        points: &[(String, MappedPoint)],
+    ) -> Result<HashSet<String>, String> {
+        let (from, to) = points
+            .iter()
+            .fold((None::<&str>, None::<&str>), |(lo, hi), (p, _)| {
+                (
+                    Some(lo.map_or(p.as_str(), |lo| lo.min(p.as_str()))),
+                    Some(hi.map_or(p.as_str(), |hi| hi.max(p.as_str()))),
+                )
+            });
+        let range = PeriodRange {
+            from: from.map(str::to_owned),
+            to: to.map(str::to_owned),
+            limit: 0,
+        };
+        let stored = self
+            .env
+            .client
+            .points(&self.target.stream_id, &range)
+            .await
+            .map_err(|s| {
+                format!(
+                    "the stream's stored periods cannot be read: {}",
+                    s.message()
+                )
+            })?;
+        Ok(stored.into_iter().map(|p| p.period).collect())
+    }
+
+    /// Publishes one page's points in batches of at most [`BATCH_POINTS`].
+    async fn page(
+        &mut self,
+        page: u32,
+        points: &[(String, MappedPoint)],
+        summary: &mut RunSummary,
+    ) -> Result<(), String> {
+        for (chunk_number, chunk) in points.chunks(BATCH_POINTS).enumerate() {
+            let batch_points: Vec<proto::Point> = chunk
+                .iter()
+                .map(|(period, p)| proto::Point {
+                    when: Some(proto::point::When::Period(period.clone())),
+                    value: p.value.clone(),
+                    external_id: p.external_id.clone(),
+                })
+                .collect();
+            let batch = proto::Batch {
+                batch_id: self.batch_id(page, chunk_number, &batch_points),
+                signed_at: Some(ts(Timestamp::now())),
+                points: batch_points,
+            };
+            let sealed = self.target.credential.seal(&batch);
+            let what = format!("publish page {page} of {}", self.def.name);
+            let response = retry::retrying(&self.def.retry, &what, || {
+                let request = proto::PublishRequest {
+                    batch: Some(sealed.clone()),
+                    all_or_nothing: false,
+                };
+                let mut ingest = self.env.client.ingest();
+                async move {
+                    ingest
+                        .publish(request)
+                        .await
+                        .map(tonic::Response::into_inner)
+                        .map_err(publish_error)
+                }
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+            summary.points_published += u64::from(response.accepted);
+            metrics::counter!("kpistream_runner_points_published_total", "connector" => self.def.name.clone())
+                .increment(u64::from(response.accepted));
+            for rejection in &response.rejected {
+                summary.points_rejected += 1;
+                let index = rejection.index as usize;
+                let period = chunk.get(index).map_or("?", |(p, _)| p.as_str());
+                let reason = format!(
+                    "point for {period} refused by the server: {}",
+                    rejection.reason
+                );
+                if self.logged < LOGGED_REJECTIONS {
+                    tracing::warn!(connector = %self.def.name, "{reason}");
+                }
+                self.logged += 1;
+            }
+        }
+        Ok(())
+    }
+
+    fn log_rejection(&mut self, _count: u64, reason: &str, record: &Record) {
+        if self.logged < LOGGED_REJECTIONS {
+            let shown = record.to_string();
+            let shown: String = shown.chars().take(200).collect();
+            tracing::warn!(connector = %self.def.name, record = %shown, "{reason}");
+        }
+        self.logged += 1;
+    }
+
+    /// `run-` and 32 hex digits of SHA-256 over the connector, the slot, the cursor the
+    /// run started from, the page, the batch within the page and the points: a run
+    /// redone after a crash sends the same ids for the same points (the server answers
+    /// `replayed` and stores nothing twice), and a source whose data changed meanwhile
+    /// gets new ids, so nothing new is dropped as a replay.
+    fn batch_id(&self, page: u32, chunk: usize, points: &[proto::Point]) -> String {
+        let mut hash = Sha256::new();
+        for part in [
+            self.def.name.as_str(),
+            &self.slot.to_string(),
+            self.start_cursor,
+            &page.to_string(),
+            &chunk.to_string(),
+        ] {
+            hash.update(part.as_bytes());
+            hash.update([0]);
+        }
+        for p in points {
+            if let Some(proto::point::When::Period(period)) = &p.when {
+                hash.update(period.as_bytes());
+            }
+            hash.update([0]);
+            hash.update(p.value.as_bytes());
+            hash.update([0]);
+            hash.update(p.external_id.as_bytes());
+            hash.update([0]);
+        }
+        format!("run-{}", &hex::encode(hash.finalize())[..32])
+    }
+}
+
+/// UNAVAILABLE, DEADLINE_EXCEEDED, ABORTED and RESOURCE_EXHAUSTED are worth retrying
+/// (the server restarting, overloaded); anything else is the batch's own fault.
+fn publish_error(status: tonic::Status) -> FetchError {
+    use tonic::Code;
+    let message = format!(
+        "the server refused the batch: {} ({:?})",
+        status.message(),
+        status.code()
+    );
+    match status.code() {
+        Code::Unavailable | Code::DeadlineExceeded | Code::Aborted | Code::ResourceExhausted => {
+            FetchError::transient(message)
+        }
+        _ => FetchError::permanent(message),
+    }
+}
+
+/// Opens the connector's source for one run.
+async fn open_source(
+    env: &RunEnv,
+    job: &Job,
+    ctx: &TemplateContext,
+) -> Result<Box<dyn Source>, FetchError> {
+    open_source_with(&env.rest, job, ctx).await
+}
+
+/// Opens the connector's source for one run (also used by `connector preview`).
+pub async fn open_source_with(
+    rest_context: &RestContext,
+    job: &Job,
+    ctx: &TemplateContext,
+) -> Result<Box<dyn Source>, FetchError> {
+    let def = &job.def;
+    let connection = |name: &Option<String>| name.as_ref().and_then(|n| job.connections.get(n));
+    Ok(match &def.source {
+        crate::connector::Source::Rest(source) => Box::new(rest::open(
+            rest_context,
+            source,
+            connection(&source.connection),
+            ctx,
+            &def.retry,
+        )?),
+        crate::connector::Source::Sql(source) => {
+            Box::new(sql::open(source, connection(&source.connection), ctx, &def.retry).await?)
+        }
+        crate::connector::Source::Command(source) => {
+            let hidden: Vec<&str> = def.credential_env.as_deref().into_iter().collect();
+            Box::new(command::open(source, ctx, &hidden).await?)
+        }
+    })
+}
+
+/// The stream credential the definition names, from its variable or file.
+pub fn load_credential(def: &ConnectorDef) -> Result<Credential, String> {
+    let secret = secret::load(
+        "credential",
+        def.credential_env.as_deref(),
+        def.credential_file.as_deref(),
+    )
+    .map_err(|e| e.to_string())?
+    .ok_or("the connector names no credential")?;
+    secrecy::ExposeSecret::expose_secret(&secret)
+        .parse::<Credential>()
+        .map_err(|e| format!("the connector's credential is not valid: {e}"))
+}
+
+/// The stream a definition publishes to, for alerts and listings: its id when the
+/// credential can be read, else where the credential comes from.
+pub fn stream_label(def: &ConnectorDef) -> String {
+    match load_credential(def) {
+        Ok(c) => c.stream_id().to_string(),
+        Err(_) => match (&def.credential_env, &def.credential_file) {
+            (Some(var), _) => format!("(credential in ${var})"),
+            (_, Some(file)) => format!("(credential in {})", file.display()),
+            _ => "?".into(),
+        },
+    }
+}
+
+async fn acquire(
+    client: &Client,
+    connector: &str,
+    slot: Timestamp,
+    runner_id: &str,
+    ttl: u32,
+) -> Result<proto::Lease, tonic::Status> {
+    Ok(client
+        .runner()
+        .acquire_lease(proto::AcquireLeaseRequest {
+            connector: connector.to_owned(),
+            slot: Some(ts(slot)),
+            runner_id: runner_id.to_owned(),
+            ttl_seconds: ttl,
+        })
+        .await?
+        .into_inner())
+}
+
+/// Renews the lease every third of its time to live while the run goes on.
+async fn keep_lease(
+    client: Client,
+    connector: String,
+    slot: Timestamp,
+    runner_id: String,
+    ttl: u32,
+) {
+    let every = Duration::from_millis(u64::from(ttl) * 1000 / 3).max(Duration::from_millis(300));
+    loop {
+        tokio::time::sleep(every).await;
+        match acquire(&client, &connector, slot, &runner_id, ttl).await {
+            Ok(lease) if lease.granted => {}
+            Ok(lease) => tracing::error!(
+                connector = %connector,
+                holder = %lease.holder,
+                "the lease of the running slot was lost; another runner may run it too"
+            ),
+            Err(status) => tracing::warn!(
+                connector = %connector,
+                "the lease could not be renewed: {}",
+                status.message()
+            ),
+        }
+    }
+}
+
+fn record_metrics(connector: &str, summary: &RunSummary, took: jiff::SignedDuration) {
+    let outcome = match (&summary.error, summary.interrupted) {
+        (Some(_), _) => "failed",
+        (None, true) => "interrupted",
+        (None, false) => "succeeded",
+    };
+    metrics::counter!("kpistream_runner_runs_total", "connector" => connector.to_owned(), "outcome" => outcome)
+        .increment(1);
+    metrics::counter!("kpistream_runner_points_rejected_total", "connector" => connector.to_owned())
+        .increment(summary.points_rejected);
+    metrics::histogram!("kpistream_runner_run_duration_seconds", "connector" => connector.to_owned())
+        .record(took.as_secs_f64());
+    if summary.just_disabled {
+        metrics::counter!("kpistream_runner_disabled_total", "connector" => connector.to_owned())
+            .increment(1);
+    }
+}
+
+fn midnight(date: jiff::civil::Date, tz: &TimeZone) -> Result<Timestamp, String> {
+    date.to_zoned(tz.clone())
+        .map(|z| z.timestamp())
+        .map_err(|e| e.to_string())
+}
+
+pub(crate) fn ts(at: Timestamp) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: at.as_second(),
+        nanos: at.subsec_nanosecond(),
+    }
+}

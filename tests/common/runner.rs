@@ -1,0 +1,234 @@
+//! Starts the real `kpistream runner` binary against a [`TestServer`], with its log in a
+//! file the test can read, and runs `kpistream connector …` verbs the same way.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use kpistream::client::Client;
+use kpistream::proto;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+use super::{TestServer, cli};
+
+/// A running `kpistream runner` process.
+pub struct TestRunner {
+    child: Option<Child>,
+    log: PathBuf,
+    /// The runner's id on the server.
+    pub id: String,
+}
+
+/// What a runner is started with besides the server: its connector directory, id,
+/// extra environment (credentials, source secrets) and flags.
+pub struct RunnerSetup<'a> {
+    pub connectors: &'a Path,
+    pub id: &'a str,
+    pub env: BTreeMap<String, String>,
+    pub args: Vec<String>,
+}
+
+impl<'a> RunnerSetup<'a> {
+    pub fn new(connectors: &'a Path, id: &'a str) -> Self {
+        Self {
+            connectors,
+            id,
+            env: BTreeMap::new(),
+            args: Vec::new(),
+        }
+    }
+
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.insert(key.into(), value.into());
+        self
+    }
+
+    pub fn arg(mut self, arg: &str) -> Self {
+        self.args.push(arg.into());
+        self
+    }
+}
+
+impl TestRunner {
+    /// Starts a runner with a 3 s lease, a 200 ms reload interval and metrics on port 0,
+    /// and waits until it says it is watching its directory.
+    pub fn start(server: &TestServer, setup: RunnerSetup<'_>) -> Self {
+        let log = setup
+            .connectors
+            .parent()
+            .unwrap_or(setup.connectors)
+            .join(format!("runner-{}-{}.log", setup.id, unique()));
+        let file = File::create(&log).expect("runner log file");
+        let mut command = cli(setup.connectors.parent().unwrap_or(setup.connectors));
+        command
+            .arg("runner")
+            .arg("--connectors")
+            .arg(setup.connectors)
+            .args(["--runner-id", setup.id])
+            .args(["--lease-ttl", "3s", "--reload-interval", "200ms"])
+            .args(["--metrics-addr", "127.0.0.1:0"])
+            .args(&setup.args)
+            .env("KPISTREAM_SERVER", &server.grpc)
+            .env("KPISTREAM_TOKEN", &server.token)
+            .env("RUST_LOG", "info,kpistream=debug")
+            .env("NO_COLOR", "1")
+            .envs(&setup.env)
+            .stdout(Stdio::from(file.try_clone().unwrap()))
+            .stderr(Stdio::from(file));
+        let child = command.spawn().expect("the runner starts");
+        let runner = Self {
+            child: Some(child),
+            log,
+            id: setup.id.to_owned(),
+        };
+        runner.wait_for_log("watching", Duration::from_secs(20));
+        runner
+    }
+
+    /// Everything the runner printed so far.
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until the log contains `needle`; panics with the log after `timeout`.
+    pub fn wait_for_log(&self, needle: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self.logs().contains(needle) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!(
+            "the runner did not log {needle:?} within {timeout:?}:\n{}",
+            self.logs()
+        );
+    }
+
+    /// The `/metrics` address the runner printed.
+    pub fn metrics_url(&self) -> String {
+        let logs = self.logs();
+        let line = logs
+            .lines()
+            .find(|l| l.starts_with("runner metrics on "))
+            .expect("the runner prints its metrics address");
+        line.trim_start_matches("runner metrics on ").to_owned()
+    }
+
+    fn pid(&self) -> Pid {
+        Pid::from_raw(self.child.as_ref().expect("the runner runs").id() as i32)
+    }
+
+    /// SIGKILL, and wait for the process to be gone.
+    pub fn kill(&mut self) {
+        let _ = kill(self.pid(), Signal::SIGKILL);
+        let mut child = self.child.take().unwrap();
+        child.wait().expect("the killed runner is reaped");
+    }
+
+    /// SIGTERM, and wait (at most 60 s) for the process to exit.
+    pub fn terminate(&mut self) -> ExitStatus {
+        kill(self.pid(), Signal::SIGTERM).expect("SIGTERM is delivered");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let child = self.child.as_mut().unwrap();
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                self.child = None;
+                return status;
+            }
+            if Instant::now() > deadline {
+                let logs = self.logs();
+                self.kill();
+                panic!("the runner did not stop within 60 s after SIGTERM:\n{logs}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for TestRunner {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn unique() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
+}
+
+/// `kpistream connector ARGS --connectors DIR` against `server`, with `env` added.
+pub fn connector(
+    server: &TestServer,
+    connectors: &Path,
+    env: &BTreeMap<String, String>,
+    args: &[&str],
+) -> Output {
+    let mut command: Command = cli(connectors.parent().unwrap_or(connectors));
+    command
+        .arg("connector")
+        .args(args)
+        .arg("--connectors")
+        .arg(connectors)
+        .env("KPISTREAM_SERVER", &server.grpc)
+        .env("KPISTREAM_TOKEN", &server.token)
+        .env("NO_COLOR", "1")
+        .envs(env);
+    command.output().expect("the CLI runs")
+}
+
+/// The connector's run log, newest first.
+pub async fn runs(client: &Client, connector: &str) -> Vec<proto::Run> {
+    client
+        .runner()
+        .list_runs(proto::ListRunsRequest {
+            connector: connector.into(),
+            limit: 1_000,
+        })
+        .await
+        .expect("the run log is readable")
+        .into_inner()
+        .runs
+}
+
+/// Waits until the connector has at least `n` runs; panics after `timeout`.
+pub async fn wait_for_runs(
+    client: &Client,
+    connector: &str,
+    n: usize,
+    timeout: Duration,
+) -> Vec<proto::Run> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let runs = runs(client, connector).await;
+        if runs.len() >= n {
+            return runs;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{connector} has {} runs after {timeout:?}, expected {n}: {runs:#?}",
+            runs.len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The connector's server-side state.
+pub async fn state(client: &Client, connector: &str) -> proto::ConnectorState {
+    client
+        .runner()
+        .get_state(proto::ConnectorRef {
+            connector: connector.into(),
+        })
+        .await
+        .expect("the state is readable")
+        .into_inner()
+}
