@@ -472,3 +472,41 @@ async fn a_slot_left_unfinished_is_shown_and_an_interrupted_run_keeps_its_cursor
         .runs;
     assert!(runs[0].interrupted && runs[0].error.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_run_log_keeps_the_newest_thousand_runs_of_a_connector() {
+    let server = TestServer::start();
+    let client = server.client().await;
+    for n in 0..1_003 {
+        run(&client, "ticker", 10_000 + n, "", None).await;
+    }
+    run(&client, "other", 1, "", None).await;
+    let kept = client
+        .runner()
+        .list_runs(proto::ListRunsRequest {
+            connector: "ticker".into(),
+            limit: 1_000,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .runs;
+    assert_eq!(kept.len(), 1_000);
+    assert_eq!(kept[0].slot, Some(slot(10_000 + 1_002)), "newest first");
+    assert_eq!(
+        kept[999].slot,
+        Some(slot(10_000 + 3)),
+        "the three oldest are gone"
+    );
+    let other = client
+        .runner()
+        .list_runs(proto::ListRunsRequest {
+            connector: "other".into(),
+            limit: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .runs;
+    assert_eq!(other.len(), 1, "pruning is per connector");
+}

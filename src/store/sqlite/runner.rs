@@ -19,6 +19,9 @@ use crate::store::{Result, RunnerStore, StoreError, from_micros, to_micros};
 const STATE_COLUMNS: &str = "cursor, enabled, consecutive_failures, last_run_started, \
      last_run_ended, last_error, lease_holder, lease_slot, lease_expires_at FROM connectors";
 
+/// Runs kept per connector in the run log; older ones are deleted as new ones come.
+pub const RUNS_KEPT: u32 = 1_000;
+
 fn corrupt(e: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(e.to_string())
 }
@@ -294,6 +297,18 @@ impl RunnerStore for SqliteStore {
         unique(inserted, || {
             format!("a run of connector {connector:?} for slot {}", report.slot)
         })?;
+        // The log keeps each connector's newest runs; a per-second connector would
+        // otherwise add 86,400 rows a day.
+        sqlx::query(
+            "DELETE FROM connector_runs WHERE org_id = ?1 AND connector = ?2 AND id <= \
+             (SELECT id FROM connector_runs WHERE org_id = ?1 AND connector = ?2 \
+              ORDER BY id DESC LIMIT 1 OFFSET ?3)",
+        )
+        .bind(org.as_str())
+        .bind(connector.as_str())
+        .bind(i64::from(RUNS_KEPT))
+        .execute(&mut *tx)
+        .await?;
         let s = &outcome.state;
         sqlx::query(
             "UPDATE connectors SET cursor = ?, enabled = ?, consecutive_failures = ?, \
