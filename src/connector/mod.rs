@@ -3,8 +3,8 @@
 //! (`docs/connectors.md` repeats them). No secret is ever stored here: only the names of
 //! the environment variables or files that hold them, read later as `SecretString`s.
 //!
-//! The runner that fires these definitions is not built yet; `kpistream connector check`
-//! is their only user so far.
+//! `kpistream runner` ([`crate::runner`]) fires them; `kpistream connector check` only
+//! reads and checks them.
 
 mod check;
 mod command;
