@@ -65,7 +65,7 @@ fn the_repository_examples_pass_the_check() {
         "{stdout}"
     );
     assert!(
-        stdout.contains("ok: warehouse-signups (sql, every hour UTC"),
+        stdout.contains("ok: shop-signups (sql, every hour UTC"),
         "{stdout}"
     );
 }
