@@ -21,6 +21,9 @@ pub enum Role {
     Admin,
     /// Sees and manages only what is granted to them.
     Member,
+    /// Runs connectors: keeps connector state through the `Runner` service and reads
+    /// every stream of the organisation (its settings and values); changes nothing else.
+    Runner,
 }
 
 impl Role {
@@ -29,14 +32,15 @@ impl Role {
         match self {
             Self::Admin => "admin",
             Self::Member => "member",
+            Self::Runner => "runner",
         }
     }
 
     pub fn parse(s: &str) -> Self {
-        if s == "admin" {
-            Self::Admin
-        } else {
-            Self::Member
+        match s {
+            "admin" => Self::Admin,
+            "runner" => Self::Runner,
+            _ => Self::Member,
         }
     }
 }
@@ -62,6 +66,12 @@ pub enum AuthError {
     InvalidToken,
     #[error("only an organisation admin may {0}")]
     NotAdmin(&'static str),
+    #[error("only an organisation admin or a runner may {0}")]
+    NotRunner(&'static str),
+    #[error(
+        "a runner may not {0}: runner tokens keep connector state and read streams, nothing else"
+    )]
+    RunnerMayNot(&'static str),
 }
 
 /// A new random token.
@@ -95,7 +105,29 @@ impl Principal {
     pub fn require_admin(&self, action: &'static str) -> Result<(), AuthError> {
         match self.role {
             Role::Admin => Ok(()),
-            Role::Member => Err(AuthError::NotAdmin(action)),
+            Role::Member | Role::Runner => Err(AuthError::NotAdmin(action)),
         }
+    }
+
+    /// Refuses unless the principal is an org admin or a runner.
+    pub fn require_runner(&self, action: &'static str) -> Result<(), AuthError> {
+        match self.role {
+            Role::Admin | Role::Runner => Ok(()),
+            Role::Member => Err(AuthError::NotRunner(action)),
+        }
+    }
+
+    /// Refuses a runner: for what only people do (creating streams).
+    pub fn refuse_runner(&self, action: &'static str) -> Result<(), AuthError> {
+        match self.role {
+            Role::Runner => Err(AuthError::RunnerMayNot(action)),
+            Role::Admin | Role::Member => Ok(()),
+        }
+    }
+
+    /// Reads every stream of the organisation without a grant: admins, and runners
+    /// (which read each connector's stream).
+    pub fn reads_every_stream(&self) -> bool {
+        matches!(self.role, Role::Admin | Role::Runner)
     }
 }

@@ -160,21 +160,38 @@ const NOT_FOUND: Want = Want::Is(Code::NotFound);
 const DENIED: Want = Want::Is(Code::PermissionDenied);
 
 /// A row of the table: the call, then the doc's columns in its order: none, member,
-/// reader, manager, admin, other admin.
+/// reader, manager, admin, other admin, runner.
 struct Row {
     call: Call,
-    cells: [Want; 6],
+    cells: [Want; 7],
 }
 
-const fn row(call: Call, cells: [Want; 6]) -> Row {
+const fn row(call: Call, cells: [Want; 7]) -> Row {
     Row { call, cells }
 }
 
-const READ_STREAM: [Want; 6] = [UNAUTHENTICATED, NOT_FOUND, OK, OK, OK, NOT_FOUND];
-const MANAGE_STREAM: [Want; 6] = [UNAUTHENTICATED, NOT_FOUND, DENIED, OK, OK, NOT_FOUND];
-const ANYONE: [Want; 6] = [UNAUTHENTICATED, OK, OK, OK, OK, OK];
-const ADMIN_CREATES: [Want; 6] = [UNAUTHENTICATED, DENIED, DENIED, DENIED, OK, OK];
-const ADMIN_CHANGES: [Want; 6] = [UNAUTHENTICATED, DENIED, DENIED, DENIED, OK, NOT_FOUND];
+const READ_STREAM: [Want; 7] = [UNAUTHENTICATED, NOT_FOUND, OK, OK, OK, NOT_FOUND, OK];
+const MANAGE_STREAM: [Want; 7] = [
+    UNAUTHENTICATED,
+    NOT_FOUND,
+    DENIED,
+    OK,
+    OK,
+    NOT_FOUND,
+    DENIED,
+];
+const ANYONE: [Want; 7] = [UNAUTHENTICATED, OK, OK, OK, OK, OK, OK];
+const PEOPLE: [Want; 7] = [UNAUTHENTICATED, OK, OK, OK, OK, OK, DENIED];
+const ADMIN_CREATES: [Want; 7] = [UNAUTHENTICATED, DENIED, DENIED, DENIED, OK, OK, DENIED];
+const ADMIN_CHANGES: [Want; 7] = [
+    UNAUTHENTICATED,
+    DENIED,
+    DENIED,
+    DENIED,
+    OK,
+    NOT_FOUND,
+    DENIED,
+];
 
 /// docs/permissions.md, "What each call answers", one row per call.
 const TABLE: [Row; 40] = {
@@ -197,7 +214,7 @@ const TABLE: [Row; 40] = {
         row(RemoveGrant, MANAGE_STREAM),
         row(ListGrants, MANAGE_STREAM),
         row(ListStreams, ANYONE),
-        row(CreateStream, ANYONE),
+        row(CreateStream, PEOPLE),
         row(ListCategories, ANYONE),
         row(ListUsers, ANYONE),
         row(ListTeams, ANYONE),
@@ -228,6 +245,7 @@ const TABLE: [Row; 40] = {
                 DENIED,
                 Want::ServerAdminOnly,
                 DENIED,
+                DENIED,
             ],
         ),
     ]
@@ -249,10 +267,11 @@ enum Role {
     OrgAdmin,
     ServerAdmin,
     OtherAdmin,
+    Runner,
 }
 
 impl Role {
-    const ALL: [Role; 11] = [
+    const ALL: [Role; 12] = [
         Self::NoToken,
         Self::RevokedToken,
         Self::ExpiredToken,
@@ -264,6 +283,7 @@ impl Role {
         Self::OrgAdmin,
         Self::ServerAdmin,
         Self::OtherAdmin,
+        Self::Runner,
     ];
 
     fn label(self) -> &'static str {
@@ -279,6 +299,7 @@ impl Role {
             Self::OrgAdmin => "org admin",
             Self::ServerAdmin => "server admin",
             Self::OtherAdmin => "admin of another org",
+            Self::Runner => "runner",
         }
     }
 
@@ -293,6 +314,7 @@ impl Role {
             Self::ReaderOrg => Some("orgreader"),
             Self::Manager => Some("manager"),
             Self::OrgAdmin => Some("orgadmin"),
+            Self::Runner => Some("runner"),
             _ => None,
         }
     }
@@ -309,7 +331,7 @@ impl Role {
     }
 
     /// The code the table expects of this role in `cells`.
-    fn expects(self, cells: &[Want; 6]) -> Code {
+    fn expects(self, cells: &[Want; 7]) -> Code {
         let column = match self {
             Self::NoToken | Self::RevokedToken | Self::ExpiredToken => 0,
             Self::Member => 1,
@@ -317,6 +339,7 @@ impl Role {
             Self::Manager => 3,
             Self::OrgAdmin | Self::ServerAdmin => 4,
             Self::OtherAdmin => 5,
+            Self::Runner => 6,
         };
         match (cells[column], self) {
             (Want::Is(code), _) => code,

@@ -510,3 +510,56 @@ async fn the_run_log_keeps_the_newest_thousand_runs_of_a_connector() {
         .runs;
     assert_eq!(other.len(), 1, "pruning is per connector");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_runner_token_keeps_connector_state_and_reads_streams_but_changes_nothing_else() {
+    let server = TestServer::start();
+    let admin = server.client().await;
+    let (stream_id, _) = server.daily_stream("signups").await;
+    admin.create_user("ci-runner", Role::Runner).await.unwrap();
+    let (_, secret) = admin
+        .create_token("runner", Some("ci-runner"), None)
+        .await
+        .unwrap();
+    let runner = Client::connect(&server.grpc, Some(secret)).await.unwrap();
+
+    assert!(acquire(&runner, "billing", 1, "r1", 30).await.granted);
+    runner
+        .runner()
+        .report_run(report("billing", 1, "r1", "", Some("7")))
+        .await
+        .expect("a runner reports its runs");
+    assert_eq!(state(&runner, "billing").await.cursor.as_deref(), Some("7"));
+
+    let stream = runner
+        .stream(&stream_id)
+        .await
+        .expect("a runner reads any stream");
+    assert!(stream.keys.is_empty(), "but not its keys");
+    assert!(runner.points(&stream_id, &Default::default()).await.is_ok());
+    let listed = runner.streams(&Default::default()).await.unwrap();
+    assert_eq!(listed.len(), 1, "it lists every stream of its organisation");
+
+    let refused = runner.disable_stream(&stream_id).await.unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied);
+    let refused = runner
+        .create_stream(kpistream::client::NewStream {
+            name: "sneaky".into(),
+            description: String::new(),
+            category: None,
+            frequency: kpistream::period::Frequency::Daily,
+            value: kpistream::client::ValueKind::Number,
+            time_zone: "UTC".into(),
+            grants: Vec::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied);
+    assert!(
+        refused.message().contains("runner"),
+        "{}",
+        refused.message()
+    );
+    let refused = runner.create_user("eve", Role::Admin).await.unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied);
+}

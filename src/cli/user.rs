@@ -10,6 +10,9 @@ pub enum RoleArg {
     Admin,
     /// Sees and manages only what is granted to them.
     Member,
+    /// Runs connectors (`kpistream runner`): keeps connector state and reads the
+    /// organisation's streams, nothing else.
+    Runner,
 }
 
 impl From<RoleArg> for Role {
@@ -17,6 +20,7 @@ impl From<RoleArg> for Role {
         match r {
             RoleArg::Admin => Self::Admin,
             RoleArg::Member => Self::Member,
+            RoleArg::Runner => Self::Runner,
         }
     }
 }

@@ -20,8 +20,9 @@ fn role(text: &str) -> Result<Role, ApiError> {
     match text.to_ascii_lowercase().as_str() {
         "" | "member" => Ok(Role::Member),
         "admin" => Ok(Role::Admin),
+        "runner" => Ok(Role::Runner),
         _ => Err(ApiError::Invalid(format!(
-            "unknown role {text:?}: use admin or member"
+            "unknown role {text:?}: use admin, member or runner"
         ))),
     }
 }

@@ -44,6 +44,7 @@ impl AdminService {
         request: Request<proto::CreateStreamRequest>,
     ) -> Result<proto::CreateStreamResponse, ApiError> {
         let who = self.state.principal(&request).await?;
+        who.refuse_runner("create streams")?;
         let r = request.into_inner();
         let grants = r
             .grants
@@ -278,7 +279,7 @@ impl StreamAdmin for AdminService {
                 };
                 let now = Timestamp::now();
                 let mut streams = self.state.store.list_streams(&who.org_id).await?;
-                if !who.is_admin() {
+                if !who.reads_every_stream() {
                     let visible = self
                         .state
                         .store

@@ -62,7 +62,9 @@ fn code_of(err: &ApiError) -> Code {
             AuthError::MissingToken | AuthError::MalformedHeader | AuthError::InvalidToken => {
                 Code::Unauthenticated
             }
-            AuthError::NotAdmin(_) => Code::PermissionDenied,
+            AuthError::NotAdmin(_) | AuthError::NotRunner(_) | AuthError::RunnerMayNot(_) => {
+                Code::PermissionDenied
+            }
         },
         ApiError::Access(e) => match e {
             AccessError::Invalid(_) => Code::InvalidArgument,

@@ -66,6 +66,17 @@ impl AppState {
         Ok(principal)
     }
 
+    /// The principal of the request, if they are an org admin or a runner.
+    pub async fn runner<T>(
+        &self,
+        request: &Request<T>,
+        action: &'static str,
+    ) -> Result<Principal, ApiError> {
+        let who = self.principal(request).await?;
+        who.require_runner(action)?;
+        Ok(who)
+    }
+
     /// The principal of the request, if they are an admin of their organisation.
     pub async fn admin<T>(
         &self,
@@ -89,6 +100,12 @@ impl AppState {
         let stream = self.store.get_stream(&who.org_id, &id).await?;
         if who.is_admin() {
             return Ok(stream);
+        }
+        if who.reads_every_stream() {
+            return match needed {
+                Access::Read => Ok(stream),
+                Access::Manage => Err(AccessError::ReadOnly(id.to_string()).into()),
+            };
         }
         match self
             .store

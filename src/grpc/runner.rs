@@ -110,7 +110,7 @@ impl Runner for RunnerService {
             .reply(async {
                 let who = self
                     .state
-                    .admin(&request, "acquire a connector lease")
+                    .runner(&request, "acquire a connector lease")
                     .await?;
                 let r = request.into_inner();
                 let connector = ConnectorName::parse(&r.connector)?;
@@ -142,7 +142,7 @@ impl Runner for RunnerService {
             .reply(async {
                 let who = self
                     .state
-                    .admin(&request, "release a connector lease")
+                    .runner(&request, "release a connector lease")
                     .await?;
                 let r = request.into_inner();
                 let connector = ConnectorName::parse(&r.connector)?;
@@ -165,7 +165,7 @@ impl Runner for RunnerService {
             .reply(async {
                 let who = self
                     .state
-                    .admin(&request, "read a connector's state")
+                    .runner(&request, "read a connector's state")
                     .await?;
                 let connector = ConnectorName::parse(&request.get_ref().connector)?;
                 let state = self
@@ -184,7 +184,7 @@ impl Runner for RunnerService {
     ) -> Reply<proto::ReportRunResponse> {
         self.state
             .reply(async {
-                let who = self.state.admin(&request, "report a connector run").await?;
+                let who = self.state.runner(&request, "report a connector run").await?;
                 let r = request.into_inner();
                 let connector = ConnectorName::parse(&r.connector)?;
                 let report = RunReport::try_from(r)?;
@@ -213,7 +213,7 @@ impl Runner for RunnerService {
             .reply(async {
                 let who = self
                     .state
-                    .admin(&request, "enable or disable a connector")
+                    .runner(&request, "enable or disable a connector")
                     .await?;
                 let r = request.into_inner();
                 let connector = ConnectorName::parse(&r.connector)?;
@@ -243,7 +243,7 @@ impl Runner for RunnerService {
             .reply(async {
                 let who = self
                     .state
-                    .admin(&request, "read a connector's run log")
+                    .runner(&request, "read a connector's run log")
                     .await?;
                 let r = request.into_inner();
                 let connector = ConnectorName::parse(&r.connector)?;

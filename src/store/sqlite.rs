@@ -57,11 +57,26 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
+        // Migrations run on a connection of their own with foreign keys off, as SQLite
+        // asks for schema changes that rebuild a table: dropping the old copy must not
+        // cascade to the rows that reference it. The references are checked afterwards.
+        let mut migrating =
+            sqlx::ConnectOptions::connect(&options.clone().foreign_keys(false)).await?;
+        MIGRATOR.run(&mut migrating).await?;
+        let broken: Vec<SqliteRow> = sqlx::query("PRAGMA foreign_key_check")
+            .fetch_all(&mut migrating)
+            .await?;
+        if !broken.is_empty() {
+            return Err(StoreError::Corrupt(format!(
+                "{} row(s) reference rows that do not exist after the migrations",
+                broken.len()
+            )));
+        }
+        sqlx::Connection::close(migrating).await?;
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
             .connect_with(options)
             .await?;
-        MIGRATOR.run(&pool).await?;
         Ok(Self { pool })
     }
 
@@ -659,4 +674,61 @@ async fn insert_key(
     .execute(&mut **tx)
     .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::borrow::Cow;
+
+    use super::*;
+
+    /// A database made before the `runner` role keeps its users' tokens, team
+    /// memberships and grants when the users table is rebuilt.
+    #[tokio::test]
+    async fn rebuilding_the_users_table_keeps_the_rows_that_reference_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("old.db").display());
+        let before_runner_role = sqlx::migrate::Migrator {
+            migrations: Cow::Owned(MIGRATOR.migrations[..5].to_vec()),
+            ..sqlx::migrate::Migrator::DEFAULT
+        };
+        let options = SqliteConnectOptions::from_str(&url)
+            .unwrap()
+            .create_if_missing(true)
+            .foreign_keys(true);
+        let mut old = sqlx::ConnectOptions::connect(&options).await.unwrap();
+        before_runner_role.run(&mut old).await.unwrap();
+        for statement in [
+            "INSERT INTO orgs (id, name, created_at) VALUES ('org_1', 'Acme', 0)",
+            "INSERT INTO users (id, org_id, name, role, created_at) VALUES ('usr_1', 'org_1', 'ana', 'member', 0)",
+            "INSERT INTO tokens (id, user_id, name, hash, created_at) VALUES ('tok_1', 'usr_1', 'cli', x'00', 0)",
+        ] {
+            sqlx::query(statement).execute(&mut old).await.unwrap();
+        }
+        sqlx::Connection::close(old).await.unwrap();
+
+        let store = SqliteStore::open(&url).await.unwrap();
+        let tokens: i64 = sqlx::query_scalar("SELECT count(*) FROM tokens")
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+        assert_eq!(tokens, 1, "the token survived the rebuild");
+        sqlx::query("UPDATE users SET role = 'runner' WHERE id = 'usr_1'")
+            .execute(store.pool())
+            .await
+            .expect("the new role is allowed");
+        let deleted = sqlx::query("DELETE FROM users WHERE id = 'usr_1'")
+            .execute(store.pool())
+            .await
+            .unwrap();
+        assert_eq!(deleted.rows_affected(), 1);
+        let tokens: i64 = sqlx::query_scalar("SELECT count(*) FROM tokens")
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+        assert_eq!(
+            tokens, 0,
+            "foreign keys are on again: deleting a user cascades"
+        );
+    }
 }

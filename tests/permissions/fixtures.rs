@@ -215,10 +215,10 @@ impl World {
         ];
         for role in Role::ALL {
             if let Some(name) = role.user() {
-                let kind = if role == Role::OrgAdmin {
-                    "admin"
-                } else {
-                    "member"
+                let kind = match role {
+                    Role::OrgAdmin => "admin",
+                    Role::Runner => "runner",
+                    _ => "member",
                 };
                 callers.push((role, new_user(&server, &root, name, kind).await));
             }
