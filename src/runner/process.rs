@@ -55,10 +55,11 @@ struct Scheduled {
     next: Option<Timestamp>,
 }
 
-/// A slot to take up again, until this time.
+/// A slot to take up again: tried once a second at most, until `until`.
 struct Resume {
     slot: Timestamp,
     until: Timestamp,
+    next_try: Timestamp,
 }
 
 /// Runs until `shutdown` resolves; then waits for the running connectors to finish
@@ -253,6 +254,7 @@ impl Scheduler {
                         Resume {
                             slot,
                             until: Timestamp::now() + patience,
+                            next_try: Timestamp::now(),
                         },
                     );
                     return;
@@ -275,10 +277,13 @@ impl Scheduler {
         let due_resumes: Vec<(String, Timestamp)> = self
             .resumes
             .iter()
-            .filter(|(name, _)| !self.running.contains_key(*name))
+            .filter(|(name, r)| !self.running.contains_key(*name) && r.next_try <= now)
             .map(|(name, r)| (name.clone(), r.slot))
             .collect();
         for (name, slot) in due_resumes {
+            if let Some(r) = self.resumes.get_mut(&name) {
+                r.next_try = now + Duration::from_secs(1);
+            }
             if let Some(s) = self.loaded.get(&name) {
                 let job = s.job.clone();
                 self.spawn(job, slot, Trigger::Resume);
@@ -341,8 +346,24 @@ impl Scheduler {
             }
             Err(status) => {
                 tracing::error!(connector = %name, %slot, "the server could not be reached for this run: {}", status.message());
-                if resume.is_some_and(|r| Timestamp::now() > r.until) {
-                    self.resumes.remove(&name);
+                match resume {
+                    Some(r) if Timestamp::now() > r.until => {
+                        self.resumes.remove(&name);
+                    }
+                    Some(_) => {}
+                    // The run may have published without being reported: it is redone
+                    // (same batch ids) once the server answers again.
+                    None => {
+                        let patience = (self.env.lease_ttl * 2).max(Duration::from_secs(300));
+                        self.resumes.insert(
+                            name,
+                            Resume {
+                                slot,
+                                until: Timestamp::now() + patience,
+                                next_try: Timestamp::now() + Duration::from_secs(1),
+                            },
+                        );
+                    }
                 }
             }
         }
