@@ -276,8 +276,10 @@ async fn run_now(name: &str, dir: &Path, server: &ServerArgs) -> anyhow::Result<
         alerter: crate::runner::alert::Alerter::new(),
         stop,
     };
+    // A manual run is its own slot, to the microsecond the server keeps: a second
+    // `connector run` within the same second is a new run, not a completed slot.
     let now = jiff::Timestamp::now();
-    let slot = jiff::Timestamp::from_second(now.as_second()).unwrap_or(now);
+    let slot = jiff::Timestamp::from_microsecond(now.as_microsecond()).unwrap_or(now);
     match run_slot(&env, &job, slot, Trigger::Manual)
         .await
         .map_err(status)?
