@@ -713,7 +713,19 @@ impl OAuth2 {
             .await
             .map_err(|e| request_error(&what, timeout, e))?;
         if !response.status().is_success() {
-            return Err(status_error(&what, response, &[self.client_secret.expose_secret()]).await);
+            // An endpoint echoing the request shows the secret form-encoded, or inside
+            // the `Authorization: Basic` value.
+            let basic = SecretString::from(BASE64_STANDARD.encode(format!(
+                "{}:{}",
+                form_encode(&self.client_id),
+                password.expose_secret()
+            )));
+            let masks = [
+                self.client_secret.expose_secret(),
+                password.expose_secret(),
+                basic.expose_secret(),
+            ];
+            return Err(status_error(&what, response, &masks).await);
         }
         let content_type = content_type(&response);
         // The body holds the token: errors below describe it, never quote it.
