@@ -117,6 +117,21 @@ pub async fn run_slot(
 ) -> Result<Outcome, tonic::Status> {
     let name = job.def.name.clone();
     let ttl = u32::try_from(env.lease_ttl.as_secs().max(1)).unwrap_or(u32::MAX);
+    // A disabled connector's slot is skipped without taking the lease: a lease taken
+    // only to find that out would refuse a `connector run` made at that moment.
+    if trigger == Trigger::Schedule {
+        let state = env
+            .client
+            .runner()
+            .get_state(proto::ConnectorRef {
+                connector: name.clone(),
+            })
+            .await?
+            .into_inner();
+        if !state.enabled {
+            return Ok(Outcome::Disabled);
+        }
+    }
     let lease = acquire(&env.client, &name, slot, &env.runner_id, ttl).await?;
     if !lease.granted {
         return Ok(Outcome::NotOurs {
