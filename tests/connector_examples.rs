@@ -4,13 +4,14 @@
 //! `connections.toml` names), against a real server, leaving the real runner running as
 //! the README does. Every output must match the README (ids, times and runner ids
 //! aside), the streams must hold what the sample sources say, and the runner must run
-//! the SQL connector by itself.
+//! the SQL connector by itself with the runner token the section creates.
 
 mod common;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::net::TcpListener;
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -148,7 +149,6 @@ fn run_steps(steps: &[Step], dir: &Path, server: &TestServer) -> (Vec<String>, P
         .env("HOME", dir)
         .env("NO_COLOR", "1")
         .env("KPISTREAM_SERVER", &server.grpc)
-        .env("KPISTREAM_TOKEN", &server.token)
         // The README's runner serves its metrics on the default port; here on a free one.
         .env("KPISTREAM_RUNNER_METRICS_ADDR", "127.0.0.1:0")
         .stdin(Stdio::null())
@@ -305,6 +305,12 @@ async fn the_readme_connector_section_pulls_the_samples_and_keeps_running() {
     let server = TestServer::start();
     let work = tempfile::tempdir().unwrap();
     copy_dir(&repo.join("connectors"), &work.path().join("connectors"));
+    // The admin's token where the server's first start writes it and the README's
+    // commands read it; the runner uses the runner token the section creates.
+    std::fs::create_dir(work.path().join("data")).unwrap();
+    let token_file = work.path().join("data/admin.token");
+    std::fs::write(&token_file, &server.token).unwrap();
+    std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o600)).unwrap();
     let dir: PathBuf = work.path().to_owned();
     let (outputs, group) = tokio::task::block_in_place(|| run_steps(&steps, &dir, &server));
 
