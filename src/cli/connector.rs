@@ -286,9 +286,9 @@ async fn run_now(name: &str, dir: &Path, server: &ServerArgs) -> anyhow::Result<
     {
         Outcome::Ran(summary) => {
             println!(
-                "{name}: {} records pulled, {} points published, {} rejected, {} filtered out",
-                summary.records_pulled,
-                summary.points_published,
+                "{name}: {} pulled, {} published, {} rejected, {} filtered out",
+                count(summary.records_pulled, "record"),
+                count(summary.points_published, "point"),
                 summary.points_rejected,
                 summary.filtered_out
             );
@@ -319,6 +319,11 @@ async fn run_now(name: &str, dir: &Path, server: &ServerArgs) -> anyhow::Result<
         }
         Outcome::Disabled => unreachable!("manual runs ignore the disabled flag"),
     }
+}
+
+/// `1 record`, `2 records`.
+fn count(n: u64, noun: &str) -> String {
+    format!("{n} {noun}{}", if n == 1 { "" } else { "s" })
 }
 
 async fn preview(name: &str, limit: usize, dir: &Path, server: &ServerArgs) -> anyhow::Result<()> {
