@@ -435,7 +435,7 @@ url = "{base}/items"
         out.contains("invoices recovered: it is enabled again"),
         "{out}"
     );
-    assert!(out.contains("1 points published"), "{out}");
+    assert!(out.contains("1 point"), "{out}");
     let recovered = state(&client, "invoices").await;
     assert!(recovered.enabled, "{recovered:#?}");
     assert_eq!(recovered.consecutive_failures, 0);
