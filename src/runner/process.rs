@@ -8,7 +8,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use jiff::Timestamp;
 use sha2::{Digest, Sha256};
@@ -17,7 +17,7 @@ use tokio::task::JoinSet;
 
 use super::alert::Alerter;
 use super::rest::RestContext;
-use super::run::{Job, Outcome, RunEnv, Trigger, run_slot};
+use super::run::{Job, Outcome, RunEnv, Trigger, connector_state, run_slot};
 use crate::client::Client;
 use crate::connector::{ConnectorDef, check_dir};
 
@@ -140,8 +140,8 @@ struct Scheduler {
     dir: PathBuf,
     /// By connector name.
     loaded: BTreeMap<String, Scheduled>,
-    /// The directory's files with their modification time and length, at the last read.
-    listing: Vec<(PathBuf, Option<SystemTime>, u64)>,
+    /// The directory's files with a digest of their content, at the last read.
+    listing: Vec<(PathBuf, [u8; 32])>,
     last_errors: Vec<String>,
     resumes: HashMap<String, Resume>,
     /// Connector name → the slot it is running.
@@ -232,18 +232,9 @@ impl Scheduler {
     /// up again, and `run_on_start` runs it now.
     async fn first_seen(&mut self, job: &Job) {
         let name = &job.def.name;
-        let state = self
-            .env
-            .client
-            .runner()
-            .get_state(crate::proto::ConnectorRef {
-                connector: name.clone(),
-            })
-            .await;
-        match state {
+        match connector_state(&self.env.client, name).await {
             Ok(state) => {
                 if let Some(slot) = state
-                    .into_inner()
                     .unfinished_slot
                     .and_then(|t| crate::signature::timestamp(&t))
                 {
@@ -387,20 +378,17 @@ impl Scheduler {
     }
 }
 
-/// The `*.toml` files of `dir` with their modification times and sizes.
-fn listing(dir: &Path) -> Vec<(PathBuf, Option<SystemTime>, u64)> {
+/// The `*.toml` files of `dir` with a digest of their content: connector files are
+/// small, and content (unlike a modification time) sees every edit.
+fn listing(dir: &Path) -> Vec<(PathBuf, [u8; 32])> {
     let mut files: Vec<_> = std::fs::read_dir(dir)
         .into_iter()
         .flatten()
         .flatten()
         .filter(|e| e.path().extension().is_some_and(|x| x == "toml"))
         .map(|e| {
-            let meta = e.metadata().ok();
-            (
-                e.path(),
-                meta.as_ref().and_then(|m| m.modified().ok()),
-                meta.map_or(0, |m| m.len()),
-            )
+            let content = std::fs::read(e.path()).unwrap_or_default();
+            (e.path(), Sha256::digest(content).into())
         })
         .collect();
     files.sort();

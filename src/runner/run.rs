@@ -119,18 +119,8 @@ pub async fn run_slot(
     let ttl = u32::try_from(env.lease_ttl.as_secs().max(1)).unwrap_or(u32::MAX);
     // A disabled connector's slot is skipped without taking the lease: a lease taken
     // only to find that out would refuse a `connector run` made at that moment.
-    if trigger == Trigger::Schedule {
-        let state = env
-            .client
-            .runner()
-            .get_state(proto::ConnectorRef {
-                connector: name.clone(),
-            })
-            .await?
-            .into_inner();
-        if !state.enabled {
-            return Ok(Outcome::Disabled);
-        }
+    if trigger == Trigger::Schedule && !connector_state(&env.client, &name).await?.enabled {
+        return Ok(Outcome::Disabled);
     }
     let lease = acquire(&env.client, &name, slot, &env.runner_id, ttl).await?;
     if !lease.granted {
@@ -139,14 +129,9 @@ pub async fn run_slot(
             completed: lease.slot_completed,
         });
     }
-    let state = env
-        .client
-        .runner()
-        .get_state(proto::ConnectorRef {
-            connector: name.clone(),
-        })
-        .await?
-        .into_inner();
+    // Read again under the lease: the cursor another runner just stored, and a
+    // connector disabled meanwhile.
+    let state = connector_state(&env.client, &name).await?;
     if trigger == Trigger::Schedule && !state.enabled {
         env.client
             .runner()
@@ -648,6 +633,20 @@ pub fn stream_label(def: &ConnectorDef) -> String {
             _ => "?".into(),
         },
     }
+}
+
+/// The connector's state on the server.
+pub async fn connector_state(
+    client: &Client,
+    connector: &str,
+) -> Result<proto::ConnectorState, tonic::Status> {
+    Ok(client
+        .runner()
+        .get_state(proto::ConnectorRef {
+            connector: connector.to_owned(),
+        })
+        .await?
+        .into_inner())
 }
 
 async fn acquire(
