@@ -7,37 +7,21 @@ use std::path::Path;
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
-use async_trait::async_trait;
 use serde_json::{Map, Value as Json};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::{Child, Command};
 
+use super::source::Pages;
 use super::template::{TemplateContext, render};
-use super::{FetchError, Record, Source};
+use super::{FetchError, Record};
 use crate::connector::{CommandSource, OutputFormat};
 
-/// Records handed to the runner per page.
-pub const PAGE_SIZE: usize = 1000;
 /// Largest standard output read from a program.
 pub const MAX_OUTPUT_BYTES: usize = 64 << 20;
 /// Lines of standard error quoted when a program fails.
 const STDERR_LINES: usize = 5;
 /// Bytes of standard error kept (its end) while the program runs.
 const STDERR_KEPT: usize = 16 << 10;
-
-/// The records of one finished command, page by page.
-#[derive(Debug)]
-pub struct CommandPages {
-    records: std::vec::IntoIter<Record>,
-}
-
-#[async_trait]
-impl Source for CommandPages {
-    async fn next_page(&mut self) -> Result<Option<Vec<Record>>, FetchError> {
-        let page: Vec<Record> = self.records.by_ref().take(PAGE_SIZE).collect();
-        Ok((!page.is_empty()).then_some(page))
-    }
-}
 
 /// Runs the command with its templates filled in, and reads its output. Every failure
 /// is permanent: running the same program again would fail the same way.
@@ -48,7 +32,7 @@ pub async fn open(
     source: &CommandSource,
     ctx: &TemplateContext,
     hidden_env: &[&str],
-) -> Result<CommandPages, FetchError> {
+) -> Result<Pages, FetchError> {
     run(source, ctx, MAX_OUTPUT_BYTES, hidden_env).await
 }
 
@@ -57,7 +41,7 @@ async fn run(
     ctx: &TemplateContext,
     max_output: usize,
     hidden_env: &[&str],
-) -> Result<CommandPages, FetchError> {
+) -> Result<Pages, FetchError> {
     // Messages name the program as written in the file, never a rendered argument.
     let name = source.argv.first().map(String::as_str).unwrap_or_default();
     let argv = source
@@ -99,9 +83,7 @@ async fn run(
         OutputFormat::Csv => parse_csv(&stdout, name)?,
     };
     tracing::debug!(program = name, records = records.len(), "command finished");
-    Ok(CommandPages {
-        records: records.into_iter(),
-    })
+    Ok(Pages::new(records))
 }
 
 fn spawn(
@@ -346,6 +328,7 @@ mod tests {
     use serde_json::json;
 
     use crate::connector::Duration as Timeout;
+    use crate::runner::Source as _;
 
     fn source(argv: &[&str], format: OutputFormat) -> CommandSource {
         CommandSource {

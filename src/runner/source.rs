@@ -1,5 +1,8 @@
 //! What every source gives the runner: pages of records, and errors that say whether
-//! trying again could help. No error message ever holds a secret.
+//! trying again could help. No error message ever holds a secret. [`Pages`] hands out
+//! records already read in full (a query's rows, a command's output).
+
+use std::fmt;
 
 use async_trait::async_trait;
 
@@ -58,4 +61,58 @@ impl FetchError {
 pub trait Source: Send {
     /// The next page of records, or `None` when the source has no more.
     async fn next_page(&mut self) -> Result<Option<Vec<Record>>, FetchError>;
+}
+
+/// Records handed to the runner per page by [`Pages`].
+pub const PAGE_SIZE: usize = 1000;
+
+/// The source of a run whose records are all in memory already (the SQL and command
+/// sources read everything before the first page), handed out [`PAGE_SIZE`] at a
+/// time. Its `Debug` shows how many are left, never a record.
+pub struct Pages {
+    records: std::vec::IntoIter<Record>,
+}
+
+impl Pages {
+    /// Pages of `records`, in order.
+    pub fn new(records: Vec<Record>) -> Self {
+        Self {
+            records: records.into_iter(),
+        }
+    }
+}
+
+impl fmt::Debug for Pages {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pages")
+            .field("records_left", &self.records.len())
+            .finish()
+    }
+}
+
+#[async_trait]
+impl Source for Pages {
+    async fn next_page(&mut self) -> Result<Option<Vec<Record>>, FetchError> {
+        let page: Vec<Record> = self.records.by_ref().take(PAGE_SIZE).collect();
+        Ok((!page.is_empty()).then_some(page))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn records_are_handed_out_a_thousand_at_a_time_and_debug_shows_only_their_count() {
+        let records: Vec<Record> = (0..2500).map(|i| serde_json::json!({ "i": i })).collect();
+        let mut pages = Pages::new(records);
+        assert_eq!(format!("{pages:?}"), "Pages { records_left: 2500 }");
+        let mut sizes = Vec::new();
+        while let Some(page) = pages.next_page().await.unwrap() {
+            sizes.push(page.len());
+        }
+        assert_eq!(sizes, [1000, 1000, 500]);
+        assert!(pages.next_page().await.unwrap().is_none(), "it stays ended");
+        assert!(Pages::new(Vec::new()).next_page().await.unwrap().is_none());
+    }
 }

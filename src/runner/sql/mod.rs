@@ -35,12 +35,10 @@ mod test_db;
 #[cfg(test)]
 mod tests;
 
-use std::fmt;
 use std::future::Future;
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, NaiveDateTime, SecondsFormat, Utc};
 use futures::TryStreamExt;
 use futures::stream::BoxStream;
@@ -52,12 +50,11 @@ use sqlx::{Column, Row, TypeInfo, ValueRef};
 
 use super::retry::retrying;
 use super::secret;
+use super::source::Pages;
 use super::template::{BoundQuery, Placeholder, TemplateContext, bind_sql};
-use super::{FetchError, Record, Source};
+use super::{FetchError, Record};
 use crate::connector::{CONNECTIONS_FILE, Connection, RetryPolicy, SqlSource};
 
-/// Rows per page handed to the runner.
-pub const PAGE_SIZE: usize = 1000;
 /// Longest wait for a connection to be established.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// PostgreSQL and MySQL cancel the query themselves; the client gives up this much later
@@ -65,27 +62,6 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 const SERVER_TIMEOUT_GRACE: Duration = Duration::from_secs(5);
 /// Longest wait for a polite goodbye to the server once the rows are read.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// The rows of one run's query, handed out [`PAGE_SIZE`] at a time.
-pub struct SqlPages {
-    rows: std::vec::IntoIter<Record>,
-}
-
-impl fmt::Debug for SqlPages {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SqlPages")
-            .field("rows_left", &self.rows.len())
-            .finish()
-    }
-}
-
-#[async_trait]
-impl Source for SqlPages {
-    async fn next_page(&mut self) -> Result<Option<Vec<Record>>, FetchError> {
-        let page: Vec<Record> = self.rows.by_ref().take(PAGE_SIZE).collect();
-        Ok((!page.is_empty()).then_some(page))
-    }
-}
 
 /// Opens the source for one run: connects, runs the query, and yields its rows as pages.
 ///
@@ -98,7 +74,7 @@ pub async fn open(
     connection: Option<&Connection>,
     ctx: &TemplateContext,
     retry: &RetryPolicy,
-) -> Result<SqlPages, FetchError> {
+) -> Result<Pages, FetchError> {
     let target = Target::resolve(source, connection)?;
     let query = bind_sql(&source.query, ctx, target.dialect.placeholder())?;
     let timeout = source.statement_timeout.0;
@@ -111,9 +87,7 @@ pub async fn open(
         elapsed_ms = started.elapsed().as_millis() as u64,
         "SQL query done"
     );
-    Ok(SqlPages {
-        rows: rows.into_iter(),
-    })
+    Ok(Pages::new(rows))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

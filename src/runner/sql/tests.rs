@@ -7,13 +7,14 @@ use std::path::PathBuf;
 use super::test_db::{Db, ctx, json, policy, read_all};
 use super::*;
 use crate::connector::Duration as D;
+use crate::runner::Source as _;
 
 #[tokio::test]
 async fn rows_come_in_pages_of_a_thousand() {
     let db = Db::sqlite();
     let source = db.source("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2500) SELECT i FROM n");
     let mut pages = open(&source, None, &ctx(None), &policy()).await.unwrap();
-    assert_eq!(format!("{pages:?}"), "SqlPages { rows_left: 2500 }");
+    assert_eq!(format!("{pages:?}"), "Pages { records_left: 2500 }");
     let mut sizes = Vec::new();
     while let Some(page) = pages.next_page().await.unwrap() {
         sizes.push(page.len());
