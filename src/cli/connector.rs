@@ -15,9 +15,8 @@ use crate::runner::Source;
 use crate::runner::mapping::Mapper;
 use crate::runner::process::default_runner_id;
 use crate::runner::rest::RestContext;
-use crate::runner::run::{
-    Job, Outcome, RunEnv, Target, Trigger, open_source_with, run_slot, stream_label,
-};
+use crate::runner::run::{Job, Outcome, RunEnv, Trigger, run_slot};
+use crate::runner::target::{Target, open_source_with, stream_label};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum ConnectorCommand {

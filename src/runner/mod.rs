@@ -9,6 +9,7 @@ pub mod command;
 pub mod filter;
 pub mod mapping;
 pub mod process;
+mod publish;
 pub mod record;
 pub mod rest;
 pub mod retry;
@@ -16,6 +17,7 @@ pub mod run;
 pub mod secret;
 pub mod source;
 pub mod sql;
+pub mod target;
 pub mod template;
 
 pub use source::{FetchError, Record, Source};

@@ -2,32 +2,24 @@
 //! server, pull the source page by page, map and filter the records, publish each page
 //! as signed batches with deterministic ids, and report the run. The cursor the server
 //! keeps moves only when every point of the run was acknowledged (or, when the runner
-//! is asked to stop, up to the pages it acknowledged).
+//! is asked to stop, up to the pages it acknowledged). The stream and source are in
+//! [`super::target`], publishing a page in [`super::publish`].
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::Timestamp;
-use jiff::tz::TimeZone;
-use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
 use super::alert::{AlertEvent, AlertKind, Alerter};
-use super::mapping::{MappedPoint, Mapper, When, cursor_cmp};
+use super::mapping::{MappedPoint, Mapper, cursor_cmp};
+use super::publish::Publishing;
 use super::rest::RestContext;
-use super::template::TemplateContext;
-use super::{FetchError, Record, Source, command, rest, retry, secret, sql};
-use crate::client::{Client, PeriodRange};
+use super::target::{Target, open_source, stream_label};
+use crate::client::Client;
 use crate::connector::{Connection, ConnectorDef, OnExisting};
-use crate::period::{Frequency, Period};
 use crate::proto;
-use crate::signature::Credential;
-
-/// Most points in one published batch.
-const BATCH_POINTS: usize = 1_000;
-/// Rejections logged one by one per run; the rest are counted.
-const LOGGED_REJECTIONS: u64 = 20;
 
 /// What every run of one runner process shares.
 pub struct RunEnv {
@@ -335,306 +327,6 @@ async fn execute(
     Ok(())
 }
 
-/// The stream a connector publishes to, as the server describes it.
-pub struct Target {
-    /// The connector's credential for it.
-    pub credential: Credential,
-    /// Its id.
-    pub stream_id: String,
-    /// Its frequency.
-    pub frequency: Frequency,
-    /// Its time zone, where local times and timestamps are placed.
-    pub tz: TimeZone,
-}
-
-impl Target {
-    /// Reads the connector's credential and asks the server for its stream.
-    pub async fn resolve(client: &Client, def: &ConnectorDef) -> Result<Self, String> {
-        let credential = load_credential(def)?;
-        let stream_id = credential.stream_id().to_string();
-        let stream = client
-            .stream(&stream_id)
-            .await
-            .map_err(|s| format!("the stream {stream_id} cannot be read: {}", s.message()))?
-            .stream
-            .ok_or("the server answered without the stream")?;
-        let frequency = crate::grpc::convert::frequency_from_proto(stream.frequency)
-            .ok()
-            .flatten()
-            .ok_or("the server answered with an unknown frequency")?;
-        let tz = TimeZone::get(&stream.time_zone).map_err(|_| {
-            format!(
-                "the stream's time zone {:?} is not in the time zone database",
-                stream.time_zone
-            )
-        })?;
-        Ok(Self {
-            credential,
-            stream_id,
-            frequency,
-            tz,
-        })
-    }
-
-    /// The templates' values for a run of `slot` starting from `cursor`: the period is
-    /// the stream period the slot falls in.
-    pub fn template_context(
-        &self,
-        slot: Timestamp,
-        cursor: Option<String>,
-    ) -> Result<TemplateContext, String> {
-        let period = Period::at(self.frequency, slot, &self.tz).map_err(|e| e.to_string())?;
-        Ok(TemplateContext {
-            cursor,
-            period_start: midnight(period.start(), &self.tz)?,
-            period_end: midnight(period.end(), &self.tz)?,
-            now: slot,
-        })
-    }
-
-    /// The stream period a mapped point falls in, as text.
-    pub fn period_of(&self, point: &MappedPoint) -> Result<String, String> {
-        let at = match &point.when {
-            When::Period(text) => {
-                return Period::parse(self.frequency, text)
-                    .map(|p| p.to_string())
-                    .map_err(|e| e.to_string());
-            }
-            When::At(at) => *at,
-            When::Local(local) => self
-                .tz
-                .to_ambiguous_zoned(*local)
-                .compatible()
-                .map_err(|e| e.to_string())?
-                .timestamp(),
-        };
-        Period::at(self.frequency, at, &self.tz)
-            .map(|p| p.to_string())
-            .map_err(|e| e.to_string())
-    }
-}
-
-/// The part of a run that signs and publishes.
-struct Publishing<'a> {
-    env: &'a RunEnv,
-    def: &'a ConnectorDef,
-    target: &'a Target,
-    slot: Timestamp,
-    start_cursor: &'a str,
-    logged: u64,
-}
-
-impl Publishing<'_> {
-    /// The periods among `points` that have a value on the server already.
-    async fn existing_periods(
-        &self,
-        points: &[(String, MappedPoint)],
-    ) -> Result<HashSet<String>, String> {
-        let (from, to) = points
-            .iter()
-            .fold((None::<&str>, None::<&str>), |(lo, hi), (p, _)| {
-                (
-                    Some(lo.map_or(p.as_str(), |lo| lo.min(p.as_str()))),
-                    Some(hi.map_or(p.as_str(), |hi| hi.max(p.as_str()))),
-                )
-            });
-        let range = PeriodRange {
-            from: from.map(str::to_owned),
-            to: to.map(str::to_owned),
-            limit: 0,
-        };
-        let stored = self
-            .env
-            .client
-            .points(&self.target.stream_id, &range)
-            .await
-            .map_err(|s| {
-                format!(
-                    "the stream's stored periods cannot be read: {}",
-                    s.message()
-                )
-            })?;
-        Ok(stored.into_iter().map(|p| p.period).collect())
-    }
-
-    /// Publishes one page's points in batches of at most [`BATCH_POINTS`].
-    async fn page(
-        &mut self,
-        page: u32,
-        points: &[(String, MappedPoint)],
-        summary: &mut RunSummary,
-    ) -> Result<(), String> {
-        for (chunk_number, chunk) in points.chunks(BATCH_POINTS).enumerate() {
-            let batch_points: Vec<proto::Point> = chunk
-                .iter()
-                .map(|(period, p)| proto::Point {
-                    when: Some(proto::point::When::Period(period.clone())),
-                    value: p.value.clone(),
-                    external_id: p.external_id.clone(),
-                })
-                .collect();
-            let batch = proto::Batch {
-                batch_id: self.batch_id(page, chunk_number, &batch_points),
-                signed_at: Some(ts(Timestamp::now())),
-                points: batch_points,
-            };
-            let sealed = self.target.credential.seal(&batch);
-            let what = format!("publish page {page} of {}", self.def.name);
-            let response = retry::retrying(&self.def.retry, &what, || {
-                let request = proto::PublishRequest {
-                    batch: Some(sealed.clone()),
-                    all_or_nothing: false,
-                };
-                let mut ingest = self.env.client.ingest();
-                async move {
-                    ingest
-                        .publish(request)
-                        .await
-                        .map(tonic::Response::into_inner)
-                        .map_err(publish_error)
-                }
-            })
-            .await
-            .map_err(|e| e.to_string())?;
-            summary.points_published += u64::from(response.accepted);
-            metrics::counter!("kpistream_runner_points_published_total", "connector" => self.def.name.clone())
-                .increment(u64::from(response.accepted));
-            for rejection in &response.rejected {
-                summary.points_rejected += 1;
-                let index = rejection.index as usize;
-                let period = chunk.get(index).map_or("?", |(p, _)| p.as_str());
-                let reason = format!(
-                    "point for {period} refused by the server: {}",
-                    rejection.reason
-                );
-                if self.logged < LOGGED_REJECTIONS {
-                    tracing::warn!(connector = %self.def.name, "{reason}");
-                }
-                self.logged += 1;
-            }
-        }
-        Ok(())
-    }
-
-    fn log_rejection(&mut self, _count: u64, reason: &str, record: &Record) {
-        if self.logged < LOGGED_REJECTIONS {
-            let shown = record.to_string();
-            let shown: String = shown.chars().take(200).collect();
-            tracing::warn!(connector = %self.def.name, record = %shown, "{reason}");
-        }
-        self.logged += 1;
-    }
-
-    /// `run-` and 32 hex digits of SHA-256 over the connector, the slot, the cursor the
-    /// run started from, the page, the batch within the page and the points: a run
-    /// redone after a crash sends the same ids for the same points (the server answers
-    /// `replayed` and stores nothing twice), and a source whose data changed meanwhile
-    /// gets new ids, so nothing new is dropped as a replay.
-    fn batch_id(&self, page: u32, chunk: usize, points: &[proto::Point]) -> String {
-        let mut hash = Sha256::new();
-        for part in [
-            self.def.name.as_str(),
-            &self.slot.to_string(),
-            self.start_cursor,
-            &page.to_string(),
-            &chunk.to_string(),
-        ] {
-            hash.update(part.as_bytes());
-            hash.update([0]);
-        }
-        for p in points {
-            if let Some(proto::point::When::Period(period)) = &p.when {
-                hash.update(period.as_bytes());
-            }
-            hash.update([0]);
-            hash.update(p.value.as_bytes());
-            hash.update([0]);
-            hash.update(p.external_id.as_bytes());
-            hash.update([0]);
-        }
-        format!("run-{}", &hex::encode(hash.finalize())[..32])
-    }
-}
-
-/// UNAVAILABLE, DEADLINE_EXCEEDED, ABORTED and RESOURCE_EXHAUSTED are worth retrying
-/// (the server restarting, overloaded); anything else is the batch's own fault.
-fn publish_error(status: tonic::Status) -> FetchError {
-    use tonic::Code;
-    let message = format!(
-        "the server refused the batch: {} ({:?})",
-        status.message(),
-        status.code()
-    );
-    match status.code() {
-        Code::Unavailable | Code::DeadlineExceeded | Code::Aborted | Code::ResourceExhausted => {
-            FetchError::transient(message)
-        }
-        _ => FetchError::permanent(message),
-    }
-}
-
-/// Opens the connector's source for one run.
-async fn open_source(
-    env: &RunEnv,
-    job: &Job,
-    ctx: &TemplateContext,
-) -> Result<Box<dyn Source>, FetchError> {
-    open_source_with(&env.rest, job, ctx).await
-}
-
-/// Opens the connector's source for one run (also used by `connector preview`).
-pub async fn open_source_with(
-    rest_context: &RestContext,
-    job: &Job,
-    ctx: &TemplateContext,
-) -> Result<Box<dyn Source>, FetchError> {
-    let def = &job.def;
-    let connection = |name: &Option<String>| name.as_ref().and_then(|n| job.connections.get(n));
-    Ok(match &def.source {
-        crate::connector::Source::Rest(source) => Box::new(rest::open(
-            rest_context,
-            source,
-            connection(&source.connection),
-            ctx,
-            &def.retry,
-        )?),
-        crate::connector::Source::Sql(source) => {
-            Box::new(sql::open(source, connection(&source.connection), ctx, &def.retry).await?)
-        }
-        crate::connector::Source::Command(source) => {
-            let hidden: Vec<&str> = def.credential_env.as_deref().into_iter().collect();
-            Box::new(command::open(source, ctx, &hidden).await?)
-        }
-    })
-}
-
-/// The stream credential the definition names, from its variable or file.
-pub fn load_credential(def: &ConnectorDef) -> Result<Credential, String> {
-    let secret = secret::load(
-        "credential",
-        def.credential_env.as_deref(),
-        def.credential_file.as_deref(),
-    )
-    .map_err(|e| e.to_string())?
-    .ok_or("the connector names no credential")?;
-    secrecy::ExposeSecret::expose_secret(&secret)
-        .parse::<Credential>()
-        .map_err(|e| format!("the connector's credential is not valid: {e}"))
-}
-
-/// The stream a definition publishes to, for alerts and listings: its id when the
-/// credential can be read, else where the credential comes from.
-pub fn stream_label(def: &ConnectorDef) -> String {
-    match load_credential(def) {
-        Ok(c) => c.stream_id().to_string(),
-        Err(_) => match (&def.credential_env, &def.credential_file) {
-            (Some(var), _) => format!("(credential in ${var})"),
-            (_, Some(file)) => format!("(credential in {})", file.display()),
-            _ => "?".into(),
-        },
-    }
-}
-
 /// The connector's state on the server.
 pub async fn connector_state(
     client: &Client,
@@ -711,12 +403,6 @@ fn record_metrics(connector: &str, summary: &RunSummary, took: jiff::SignedDurat
         metrics::counter!("kpistream_runner_disabled_total", "connector" => connector.to_owned())
             .increment(1);
     }
-}
-
-fn midnight(date: jiff::civil::Date, tz: &TimeZone) -> Result<Timestamp, String> {
-    date.to_zoned(tz.clone())
-        .map(|z| z.timestamp())
-        .map_err(|e| e.to_string())
 }
 
 pub(crate) fn ts(at: Timestamp) -> prost_types::Timestamp {
