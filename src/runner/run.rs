@@ -3,7 +3,7 @@
 //! as signed batches with deterministic ids, and report the run. The cursor the server
 //! keeps moves only when every point of the run was acknowledged (or, when the runner
 //! is asked to stop, up to the pages it acknowledged). The stream and source are in
-//! [`super::target`], publishing a page in [`super::publish`].
+//! [`super::target`], publishing a page in `publish.rs`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
