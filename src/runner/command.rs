@@ -11,9 +11,9 @@ use serde_json::{Map, Value as Json};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::{Child, Command};
 
-use super::source::Pages;
+use super::FetchError;
+use super::source::{Pages, StoredRecord};
 use super::template::{TemplateContext, render};
-use super::{FetchError, Record};
 use crate::connector::{CommandSource, OutputFormat};
 
 /// Largest standard output read from a program.
@@ -249,7 +249,7 @@ fn uses_env(text: &str) -> bool {
         .any(|after| after.trim_start().starts_with("env."))
 }
 
-fn parse_jsonl(stdout: &[u8], name: &str) -> Result<Vec<Record>, FetchError> {
+fn parse_jsonl(stdout: &[u8], name: &str) -> Result<Vec<StoredRecord>, FetchError> {
     let mut records = Vec::new();
     for (index, line) in stdout.split(|b| *b == b'\n').enumerate() {
         if line.iter().all(u8::is_ascii_whitespace) {
@@ -267,12 +267,15 @@ fn parse_jsonl(stdout: &[u8], name: &str) -> Result<Vec<Record>, FetchError> {
                  (write one object per line, like {{\"month\": \"2026-03\", \"value\": 12}})"
             )));
         }
-        records.push(value);
+        // serde_json read the line, so it is UTF-8.
+        records.push(StoredRecord::from_checked_json(
+            std::str::from_utf8(line).unwrap_or_default(),
+        ));
     }
     Ok(records)
 }
 
-fn parse_csv(stdout: &[u8], name: &str) -> Result<Vec<Record>, FetchError> {
+fn parse_csv(stdout: &[u8], name: &str) -> Result<Vec<StoredRecord>, FetchError> {
     let invalid = |e: csv::Error| {
         let at = e
             .position()
@@ -294,7 +297,7 @@ fn parse_csv(stdout: &[u8], name: &str) -> Result<Vec<Record>, FetchError> {
                 .zip(row.iter())
                 .map(|(h, v)| (h.to_owned(), Json::String(v.to_owned())))
                 .collect();
-            Ok(Json::Object(object))
+            Ok(StoredRecord::new(&Json::Object(object)))
         })
         .collect()
 }
@@ -353,7 +356,9 @@ mod tests {
         }
     }
 
-    async fn all_pages(source: &CommandSource) -> Result<Vec<Vec<Record>>, FetchError> {
+    async fn all_pages(
+        source: &CommandSource,
+    ) -> Result<Vec<Vec<crate::runner::Record>>, FetchError> {
         let mut pages = open(source, &ctx(), &[]).await?;
         let mut out = Vec::new();
         while let Some(page) = pages.next_page().await? {

@@ -66,16 +66,44 @@ pub trait Source: Send {
 /// Records handed to the runner per page by [`Pages`].
 pub const PAGE_SIZE: usize = 1000;
 
+/// A record kept as compact JSON text until its page is handed out: parsed, a small
+/// record takes about fifteen times the memory of its text (measured with
+/// `scripts/bench-runner.sh`), and a run may hold hundreds of thousands.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StoredRecord(Box<str>);
+
+impl StoredRecord {
+    /// Keeps `record` as text. Numbers keep their exact text (serde_json is built with
+    /// `arbitrary_precision`).
+    pub fn new(record: &Record) -> Self {
+        Self(record.to_string().into_boxed_str())
+    }
+
+    /// Keeps text already checked to be one JSON value, such as a validated JSON line.
+    pub fn from_checked_json(text: &str) -> Self {
+        Self(text.trim().into())
+    }
+
+    /// The record again.
+    pub fn parse(&self) -> Result<Record, FetchError> {
+        serde_json::from_str(&self.0).map_err(|e| {
+            FetchError::permanent(format!(
+                "a record kept for a later page cannot be read back: {e}"
+            ))
+        })
+    }
+}
+
 /// The source of a run whose records are all in memory already (the SQL and command
-/// sources read everything before the first page), handed out [`PAGE_SIZE`] at a
-/// time. Its `Debug` shows how many are left, never a record.
+/// sources read everything before the first page), kept as compact text and handed out
+/// [`PAGE_SIZE`] at a time. Its `Debug` shows how many are left, never a record.
 pub struct Pages {
-    records: std::vec::IntoIter<Record>,
+    records: std::vec::IntoIter<StoredRecord>,
 }
 
 impl Pages {
     /// Pages of `records`, in order.
-    pub fn new(records: Vec<Record>) -> Self {
+    pub fn new(records: Vec<StoredRecord>) -> Self {
         Self {
             records: records.into_iter(),
         }
@@ -93,7 +121,12 @@ impl fmt::Debug for Pages {
 #[async_trait]
 impl Source for Pages {
     async fn next_page(&mut self) -> Result<Option<Vec<Record>>, FetchError> {
-        let page: Vec<Record> = self.records.by_ref().take(PAGE_SIZE).collect();
+        let page = self
+            .records
+            .by_ref()
+            .take(PAGE_SIZE)
+            .map(|r| r.parse())
+            .collect::<Result<Vec<Record>, FetchError>>()?;
         Ok((!page.is_empty()).then_some(page))
     }
 }
@@ -104,7 +137,9 @@ mod tests {
 
     #[tokio::test]
     async fn records_are_handed_out_a_thousand_at_a_time_and_debug_shows_only_their_count() {
-        let records: Vec<Record> = (0..2500).map(|i| serde_json::json!({ "i": i })).collect();
+        let records: Vec<StoredRecord> = (0..2500)
+            .map(|i| StoredRecord::new(&serde_json::json!({ "i": i, "exact": 0.10 })))
+            .collect();
         let mut pages = Pages::new(records);
         assert_eq!(format!("{pages:?}"), "Pages { records_left: 2500 }");
         let mut sizes = Vec::new();

@@ -50,7 +50,7 @@ use sqlx::{Column, Row, TypeInfo, ValueRef};
 
 use super::retry::retrying;
 use super::secret;
-use super::source::Pages;
+use super::source::{Pages, StoredRecord};
 use super::template::{BoundQuery, Placeholder, TemplateContext, bind_sql};
 use super::{FetchError, Record};
 use crate::connector::{CONNECTIONS_FILE, Connection, RetryPolicy, SqlSource};
@@ -191,13 +191,14 @@ impl Target {
         &self,
         query: &BoundQuery,
         timeout: Duration,
-    ) -> Result<Vec<Record>, FetchError> {
+    ) -> Result<Vec<StoredRecord>, FetchError> {
         // Boxed as `Send` here, with this call's lifetimes: left to inference, the
         // drivers' executor bounds make the compiler ask for `Send` over every lifetime
         // ("implementation of `Send` is not general enough"). The same bounds are why
         // the dialects run their setup statements with `sqlx::Executor::execute`.
-        type Fetch<'a> =
-            std::pin::Pin<Box<dyn Future<Output = Result<Vec<Record>, FetchError>> + Send + 'a>>;
+        type Fetch<'a> = std::pin::Pin<
+            Box<dyn Future<Output = Result<Vec<StoredRecord>, FetchError>> + Send + 'a>,
+        >;
         let fetch: Fetch<'_> = match self.dialect {
             Dialect::Postgres => Box::pin(self.fetch_postgres(query, timeout)),
             Dialect::MySql => Box::pin(self.fetch_mysql(query, timeout)),
@@ -226,10 +227,10 @@ impl Target {
     /// statement timeout.
     async fn finish<C: sqlx::Connection>(
         &self,
-        result: Result<Result<Vec<Record>, FetchError>, tokio::time::error::Elapsed>,
+        result: Result<Result<Vec<StoredRecord>, FetchError>, tokio::time::error::Elapsed>,
         conn: C,
         timeout: Duration,
-    ) -> Result<Vec<Record>, FetchError> {
+    ) -> Result<Vec<StoredRecord>, FetchError> {
         match result {
             Ok(result) => {
                 // Closing ends the read-only transaction; there is nothing to commit.
@@ -249,7 +250,7 @@ impl Target {
         timeout: Duration,
         kind_of: fn(&str) -> Option<K>,
         decode: fn(&R, usize, &K) -> Result<Value, String>,
-    ) -> Result<Vec<Record>, FetchError>
+    ) -> Result<Vec<StoredRecord>, FetchError>
     where
         usize: sqlx::ColumnIndex<R>,
     {
@@ -258,9 +259,9 @@ impl Target {
             return Ok(Vec::new());
         };
         let plan = plan(&first, kind_of)?;
-        let mut records = vec![record(&first, &plan, decode)?];
+        let mut records = vec![StoredRecord::new(&record(&first, &plan, decode)?)];
         while let Some(row) = rows.try_next().await.map_err(query_error)? {
-            records.push(record(&row, &plan, decode)?);
+            records.push(StoredRecord::new(&record(&row, &plan, decode)?));
         }
         Ok(records)
     }

@@ -14,15 +14,16 @@ use super::{
     SERVER_TIMEOUT_GRACE, Stage, Target, bind, date, float, float32, local_timestamp, number,
     text_of, utc_timestamp,
 };
+use crate::runner::FetchError;
+use crate::runner::source::StoredRecord;
 use crate::runner::template::BoundQuery;
-use crate::runner::{FetchError, Record};
 
 impl Target {
     pub(super) async fn fetch_mysql(
         &self,
         query: &BoundQuery,
         timeout: Duration,
-    ) -> Result<Vec<Record>, FetchError> {
+    ) -> Result<Vec<StoredRecord>, FetchError> {
         let mut options = MySqlConnectOptions::from_str(&self.url)
             .map_err(|e| self.error(Stage::Connect, e, timeout))?;
         if let Some(password) = &self.password {
@@ -39,7 +40,7 @@ impl Target {
         conn: &mut MySqlConnection,
         query: &BoundQuery,
         timeout: Duration,
-    ) -> Result<Vec<Record>, FetchError> {
+    ) -> Result<Vec<StoredRecord>, FetchError> {
         let version: String = sqlx::query_scalar("SELECT VERSION()")
             .fetch_one(&mut *conn)
             .await

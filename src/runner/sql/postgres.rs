@@ -13,15 +13,16 @@ use super::{
     SERVER_TIMEOUT_GRACE, Stage, Target, bind, date, float, float32, local_timestamp, number,
     text_of, utc_timestamp,
 };
+use crate::runner::FetchError;
+use crate::runner::source::StoredRecord;
 use crate::runner::template::BoundQuery;
-use crate::runner::{FetchError, Record};
 
 impl Target {
     pub(super) async fn fetch_postgres(
         &self,
         query: &BoundQuery,
         timeout: Duration,
-    ) -> Result<Vec<Record>, FetchError> {
+    ) -> Result<Vec<StoredRecord>, FetchError> {
         let mut options = PgConnectOptions::from_str(&self.url)
             .map_err(|e| self.error(Stage::Connect, e, timeout))?
             .application_name("kpistream runner");
@@ -39,7 +40,7 @@ impl Target {
         conn: &mut PgConnection,
         query: &BoundQuery,
         timeout: Duration,
-    ) -> Result<Vec<Record>, FetchError> {
+    ) -> Result<Vec<StoredRecord>, FetchError> {
         let ms = timeout.as_millis().max(1);
         // Read-only for the session too: a query that ends the transaction (COMMIT)
         // leaves the next one read-only as well.

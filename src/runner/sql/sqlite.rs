@@ -13,15 +13,16 @@ use sqlx::{ConnectOptions, Connection as _, Row, TypeInfo, ValueRef};
 use super::{
     CLOSE_TIMEOUT, SERVER_TIMEOUT_GRACE, Stage, Target, bind, float, local_timestamp, text_of,
 };
+use crate::runner::FetchError;
+use crate::runner::source::StoredRecord;
 use crate::runner::template::BoundQuery;
-use crate::runner::{FetchError, Record};
 
 impl Target {
     pub(super) async fn fetch_sqlite(
         &self,
         query: &BoundQuery,
         timeout: Duration,
-    ) -> Result<Vec<Record>, FetchError> {
+    ) -> Result<Vec<StoredRecord>, FetchError> {
         let options = SqliteConnectOptions::from_str(&self.url)
             .map_err(|e| self.error(Stage::Connect, e, timeout))?
             .read_only(true);
