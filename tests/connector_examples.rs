@@ -8,7 +8,7 @@
 
 mod common;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
@@ -18,13 +18,13 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::TestServer;
+use common::readme::{Step, normalize, steps_between};
 use common::runner::runs;
 use kpistream::client::{Client, Credential};
 use kpistream::proto;
 use nix::errno::Errno;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
-use regex::Regex;
 use serde_json::Value;
 use sqlx::Connection;
 
@@ -36,60 +36,8 @@ const SAMPLE_API: &str = "127.0.0.1:8089";
 /// Longest the whole section may take (it pulls a few pages and rows).
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(180);
 
-struct Step {
-    command: String,
-    expected: String,
-}
-
-/// The `$ command` lines of the section's console blocks, with the output lines that
-/// follow each.
 fn section_steps(readme: &str) -> Vec<Step> {
-    let start = readme
-        .find(START)
-        .expect("the README marks the connector section");
-    let end = readme[start..].find(END).expect("the section's end marker") + start;
-    let mut steps: Vec<Step> = Vec::new();
-    let mut in_block = false;
-    for line in readme[start..end].lines() {
-        if line.starts_with("```") {
-            in_block = line == "```console";
-            continue;
-        }
-        if !in_block {
-            continue;
-        }
-        match line.strip_prefix("$ ") {
-            Some(command) => steps.push(Step {
-                command: command.to_owned(),
-                expected: String::new(),
-            }),
-            None => {
-                let step = steps.last_mut().expect("output follows a command");
-                step.expected.push_str(line);
-                step.expected.push('\n');
-            }
-        }
-    }
-    steps
-}
-
-/// Replaces what differs from run to run (ids, times, the host and process in a
-/// runner id) by stable placeholders; ids are numbered in order of first appearance so
-/// that "the same stream twice" still has to hold.
-fn normalize(text: &str) -> String {
-    let mut names: HashMap<String, String> = HashMap::new();
-    let ids = Regex::new(r"\b(str|key|tok)_[A-Za-z0-9]{10,32}\b").unwrap();
-    let text = ids.replace_all(text, |c: &regex::Captures| {
-        let n = names.len() + 1;
-        names
-            .entry(c[0].to_owned())
-            .or_insert_with(|| format!("{}_{n:0>width$}", &c[1], width = c[0].len() - 4))
-            .clone()
-    });
-    let time = Regex::new(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z").unwrap();
-    let runner = Regex::new(r"\bcli-[A-Za-z0-9.-]+-\d+\b").unwrap();
-    let text = time.replace_all(&text, "YYYY-MM-DDTHH:MM:SSZ");
-    runner.replace_all(&text, "cli-HOST-PID").into_owned()
+    steps_between(readme, START, END)
 }
 
 /// Copies `from` into `to`, leaving out a sample database built in the repository.

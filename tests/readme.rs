@@ -1,80 +1,24 @@
 //! The README's walk-through, run as written against a real server: every command's
 //! output must match the README's text, ids, times and batch ids aside.
 
-use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use regex::Regex;
+mod common;
+
+use common::readme::{Step, normalize, steps_between};
 
 const MARKER: &str = "@@kpistream-readme-step@@";
 
-struct Step {
-    command: String,
-    expected: String,
-}
-
 fn walkthrough_steps(readme: &str) -> Vec<Step> {
-    let mut steps: Vec<Step> = Vec::new();
-    let mut rest = readme;
-    while let Some(start) = rest.find("<!-- walkthrough:start -->") {
-        let end = rest[start..]
-            .find("<!-- walkthrough:end -->")
-            .expect("end marker")
-            + start;
-        collect_steps(&rest[start..end], &mut steps);
-        rest = &rest[end..];
-    }
-    steps
-}
-
-/// The `$ command` lines of the console blocks of one marked section, with the output
-/// lines that follow each.
-fn collect_steps(section: &str, steps: &mut Vec<Step>) {
-    let mut in_block = false;
-    for line in section.lines() {
-        if line.starts_with("```") {
-            in_block = line == "```console";
-            continue;
-        }
-        if !in_block {
-            continue;
-        }
-        match line.strip_prefix("$ ") {
-            Some(command) => steps.push(Step {
-                command: command.to_owned(),
-                expected: String::new(),
-            }),
-            None => {
-                let step = steps.last_mut().expect("output follows a command");
-                step.expected.push_str(line);
-                step.expected.push('\n');
-            }
-        }
-    }
-}
-
-/// Replaces what differs from run to run by stable placeholders, numbered in order of
-/// first appearance so that "the same key twice" still has to hold.
-fn normalize(text: &str) -> String {
-    let mut names: HashMap<String, String> = HashMap::new();
-    let ids = Regex::new(r"\b(str|key|tok)_[A-Za-z0-9]{10,32}\b").unwrap();
-    let text = ids.replace_all(text, |c: &regex::Captures| {
-        let n = names.len() + 1;
-        names
-            .entry(c[0].to_owned())
-            .or_insert_with(|| format!("{}_{n:0>width$}", &c[1], width = c[0].len() - 4))
-            .clone()
-    });
-    let time = Regex::new(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z").unwrap();
-    let uuid = Regex::new(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}").unwrap();
-    let stale = Regex::new(r"(?m)^status:( +)stale$").unwrap();
-    let text = time.replace_all(&text, "YYYY-MM-DDTHH:MM:SSZ");
-    let text = uuid.replace_all(&text, "<uuid>");
-    stale.replace_all(&text, "status:${1}active").into_owned()
+    steps_between(
+        readme,
+        "<!-- walkthrough:start -->",
+        "<!-- walkthrough:end -->",
+    )
 }
 
 fn start_server(dir: &Path) -> (Child, String) {

@@ -4,6 +4,7 @@
 //! Each test binary uses a different part of this module, hence the `dead_code` allow.
 #![allow(dead_code)]
 
+pub mod readme;
 pub mod runner;
 
 use std::fs::File;
