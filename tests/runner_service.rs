@@ -8,6 +8,7 @@ mod common;
 use std::time::Duration;
 
 use common::TestServer;
+use common::runner::state;
 use kpistream::client::{AuditFilter, Client, Role};
 use kpistream::proto;
 use tonic::Code;
@@ -82,16 +83,6 @@ async fn run(
         .into_inner()
 }
 
-async fn state(client: &Client, connector: &str) -> proto::ConnectorState {
-    client
-        .runner()
-        .get_state(proto::ConnectorRef {
-            connector: connector.into(),
-        })
-        .await
-        .expect("the state is readable")
-        .into_inner()
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn only_one_of_two_concurrent_acquires_for_a_slot_is_granted() {
