@@ -83,7 +83,6 @@ async fn run(
         .into_inner()
 }
 
-
 #[tokio::test(flavor = "multi_thread")]
 async fn only_one_of_two_concurrent_acquires_for_a_slot_is_granted() {
     let server = TestServer::start();
