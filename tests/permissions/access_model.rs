@@ -12,7 +12,8 @@ use tonic::Code;
 
 use crate::common::TestServer;
 use crate::fixtures::{
-    connect, new_stream, new_team, new_token, new_user, stream_names, stream_ref, who_am_i,
+    connect, new_stream, new_team, new_token, new_user, other_org, stream_names, stream_ref,
+    who_am_i,
 };
 
 /// Whether `needle` occurs in `haystack`.
@@ -33,15 +34,7 @@ async fn tokens_are_stored_only_as_their_hashes() {
         new_token(&root, "alice", Some(in_an_hour)).await,
         new_token(&alice, "", None).await,
     ];
-    let org = root
-        .admin()
-        .create_org(proto::CreateOrgRequest {
-            name: "Elsewhere".into(),
-            admin_name: "otheradmin".into(),
-        })
-        .await
-        .expect("an organisation")
-        .into_inner();
+    let org = other_org(&root).await;
     let mut secrets = vec![server.token.clone(), alice_secret, org.token];
     secrets.extend(made.iter().map(|t| t.secret.clone()));
     for secret in &secrets {
@@ -188,15 +181,7 @@ async fn a_member_lists_the_streams_shared_with_them_and_an_admin_all_of_their_o
         new_stream(&root, name, grants).await;
     }
     new_stream(&mia, "Made by mia", &[]).await;
-    let org = root
-        .admin()
-        .create_org(proto::CreateOrgRequest {
-            name: "Elsewhere".into(),
-            admin_name: "otheradmin".into(),
-        })
-        .await
-        .expect("an organisation")
-        .into_inner();
+    let org = other_org(&root).await;
     let other = connect(&server, Some(&org.token)).await;
     new_stream(&other, "Elsewhere's", &["org"]).await;
 

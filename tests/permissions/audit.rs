@@ -10,7 +10,7 @@ use tonic::Code;
 
 use crate::common::{TestServer, stream_request};
 use crate::fixtures::{
-    connect, new_public_key, new_token, new_user, stream_ref, timestamp, who_am_i,
+    connect, new_public_key, new_token, new_user, other_org, stream_ref, timestamp, who_am_i,
 };
 
 async fn audit(client: &Client, filter: proto::ListAuditRequest) -> Vec<proto::AuditEntry> {
@@ -265,15 +265,7 @@ async fn only_org_admins_read_the_audit_log_and_only_their_own_organisations() {
 
     // A new organisation is logged in its creator's organisation.
     let ours_before = audit(&root, proto::ListAuditRequest::default()).await;
-    let org = root
-        .admin()
-        .create_org(proto::CreateOrgRequest {
-            name: "Elsewhere".into(),
-            admin_name: "otheradmin".into(),
-        })
-        .await
-        .expect("an organisation")
-        .into_inner();
+    let org = other_org(&root).await;
     let by_root = audit(&root, by_actor(&root_name)).await;
     let last = by_root.last().expect("an entry");
     assert_eq!(

@@ -10,7 +10,7 @@ use tonic::{Code, Status};
 use crate::common::{self, TestServer, stream_request};
 use crate::fixtures::{
     PERIOD, code_name, connect, done, new_public_key, new_stream, new_team, new_token, new_user,
-    stream_ref,
+    other_org, stream_ref,
 };
 
 /// Each call's name and outcome.
@@ -258,15 +258,7 @@ async fn ids_of_another_organisation_answer_exactly_like_ids_that_do_not_exist()
         .expect("token")
         .id;
 
-    let org = root
-        .admin()
-        .create_org(proto::CreateOrgRequest {
-            name: "Elsewhere".into(),
-            admin_name: "otheradmin".into(),
-        })
-        .await
-        .expect("an organisation")
-        .into_inner();
+    let org = other_org(&root).await;
     let other = connect(&server, Some(&org.token)).await;
     new_team(&other, "own-team", &[]).await;
     let (own_stream, _) = new_stream(&other, "Own", &[]).await;

@@ -107,6 +107,19 @@ pub async fn new_token(
         .into_inner()
 }
 
+/// A second organisation, "Elsewhere", with its first admin "otheradmin", made by the
+/// server admin `root`.
+pub async fn other_org(root: &Client) -> proto::CreateOrgResponse {
+    root.admin()
+        .create_org(proto::CreateOrgRequest {
+            name: "Elsewhere".into(),
+            admin_name: "otheradmin".into(),
+        })
+        .await
+        .expect("the server admin creates an organisation")
+        .into_inner()
+}
+
 pub async fn new_team(admin: &Client, name: &str, members: &[&str]) {
     let mut admin = admin.admin();
     admin
@@ -226,15 +239,7 @@ impl World {
         new_user(&server, &root, "bystander", "member").await;
         new_team(&root, "readers", &["teamreader"]).await;
 
-        let org = root
-            .admin()
-            .create_org(proto::CreateOrgRequest {
-                name: "Elsewhere".into(),
-                admin_name: "otheradmin".into(),
-            })
-            .await
-            .expect("the server admin creates an organisation")
-            .into_inner();
+        let org = other_org(&root).await;
         let other = connect(&server, Some(&org.token)).await;
         callers.push((Role::OtherAdmin, other.clone()));
 
