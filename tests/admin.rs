@@ -440,18 +440,10 @@ async fn a_rotated_key_overlaps_the_old_one_until_the_old_one_is_revoked() {
     let server = TestServer::start();
     let client = server.client().await;
     let (stream, old) = server.daily_stream("Rotating").await;
-    let rotated = client
-        .admin()
-        .rotate_key(proto::StreamRef {
-            stream_id: stream.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    let new: Credential = rotated.credential.parse().unwrap();
+    let (key, new) = client.rotate_key(&stream).await.unwrap();
     assert_eq!(new.stream_id().as_str(), stream);
     assert_ne!(new.key_id(), old.key_id());
-    assert_eq!(rotated.key.unwrap().key_id, new.key_id().as_str());
+    assert_eq!(key.key_id, new.key_id().as_str());
 
     client
         .publish(&old, vec![point("2026-11-20", "1")], false)
@@ -463,14 +455,9 @@ async fn a_rotated_key_overlaps_the_old_one_until_the_old_one_is_revoked() {
         .expect("the new key works");
 
     let revoked = client
-        .admin()
-        .revoke_key(proto::RevokeKeyRequest {
-            stream_id: stream.clone(),
-            key_id: old.key_id().to_string(),
-        })
+        .revoke_key(&stream, old.key_id().as_str())
         .await
-        .unwrap()
-        .into_inner();
+        .unwrap();
     assert!(revoked.revoked_at.is_some());
     let err = client
         .publish(&old, vec![point("2026-11-22", "3")], false)

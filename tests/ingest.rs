@@ -183,26 +183,14 @@ async fn a_batch_signed_by_a_revoked_key_is_refused_while_other_keys_still_work(
     let server = TestServer::start();
     let (stream, first) = server.daily_stream("Revoked").await;
     let client = server.client().await;
-    let rotated = client
-        .admin()
-        .rotate_key(proto::StreamRef {
-            stream_id: stream.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    let second: Credential = rotated.credential.parse().unwrap();
+    let (_, second) = client.rotate_key(&stream).await.unwrap();
     client
         .publish(&first, vec![point("2026-11-19", "1")], false)
         .await
         .expect("the first key works before it is revoked");
 
     client
-        .admin()
-        .revoke_key(proto::RevokeKeyRequest {
-            stream_id: stream.clone(),
-            key_id: first.key_id().to_string(),
-        })
+        .revoke_key(&stream, first.key_id().as_str())
         .await
         .unwrap();
     let err = client
