@@ -18,7 +18,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::TestServer;
-use common::readme::{Step, normalize, steps_between};
+use common::readme::{Step, steps_between, transcripts};
 use common::runner::runs;
 use kpistream::client::{Client, Credential};
 use kpistream::proto;
@@ -262,16 +262,8 @@ async fn the_readme_connector_section_pulls_the_samples_and_keeps_running() {
     let dir: PathBuf = work.path().to_owned();
     let (outputs, group) = tokio::task::block_in_place(|| run_steps(&steps, &dir, &server));
 
-    let expected: String = steps
-        .iter()
-        .map(|s| format!("$ {}\n{}", s.command, s.expected))
-        .collect();
-    let got: String = steps
-        .iter()
-        .zip(&outputs)
-        .map(|(s, out)| format!("$ {}\n{}", s.command, out))
-        .collect();
-    assert_same_output(&normalize(&got), &normalize(&expected));
+    let (got, expected) = transcripts(&steps, &outputs);
+    assert_same_output(&got, &expected);
 
     // What the streams hold is what the sample sources say.
     let client = server.client().await;

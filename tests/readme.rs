@@ -9,7 +9,7 @@ use std::time::Duration;
 
 mod common;
 
-use common::readme::{Step, normalize, steps_between};
+use common::readme::{Step, steps_between, transcripts};
 
 const MARKER: &str = "@@kpistream-readme-step@@";
 
@@ -78,14 +78,6 @@ fn the_readme_walkthrough_gives_the_output_it_shows() {
     let actual: Vec<&str> = stdout.split(&format!("{MARKER}\n")).skip(1).collect();
     assert_eq!(actual.len(), steps.len(), "every step ran:\n{stdout}");
 
-    let expected: String = steps
-        .iter()
-        .map(|s| format!("$ {}\n{}", s.command, s.expected))
-        .collect();
-    let got: String = steps
-        .iter()
-        .zip(&actual)
-        .map(|(s, out)| format!("$ {}\n{}", s.command, out))
-        .collect();
-    assert_eq!(normalize(&got), normalize(&expected));
+    let (got, expected) = transcripts(&steps, &actual);
+    assert_eq!(got, expected);
 }

@@ -53,6 +53,21 @@ fn collect_steps(section: &str, steps: &mut Vec<Step>) {
     }
 }
 
+/// The steps as the README shows them and as a run printed them (`outputs`, one per
+/// step), both normalised: `(got, expected)`.
+pub fn transcripts(steps: &[Step], outputs: &[impl AsRef<str>]) -> (String, String) {
+    let expected: String = steps
+        .iter()
+        .map(|s| format!("$ {}\n{}", s.command, s.expected))
+        .collect();
+    let got: String = steps
+        .iter()
+        .zip(outputs)
+        .map(|(s, out)| format!("$ {}\n{}", s.command, out.as_ref()))
+        .collect();
+    (normalize(&got), normalize(&expected))
+}
+
 /// Replaces what differs from run to run by stable placeholders: ids are numbered in
 /// order of first appearance (so "the same key twice" still has to hold), times,
 /// batch ids, the host and process in a CLI runner's id, and a stream that went stale
