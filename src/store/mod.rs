@@ -321,5 +321,10 @@ pub(crate) fn to_micros(ts: Timestamp) -> i64 {
 }
 
 pub(crate) fn from_micros(us: i64) -> Result<Timestamp> {
-    Timestamp::from_microsecond(us).map_err(|e| StoreError::Corrupt(e.to_string()))
+    Timestamp::from_microsecond(us).map_err(corrupt)
+}
+
+/// A stored value that does not read back as its type.
+fn corrupt(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(e.to_string())
 }

@@ -14,8 +14,8 @@ use sqlx::sqlite::{
 use sqlx::{Row, Sqlite, Transaction};
 
 use super::{
-    Bootstrap, NewKey, PointRecord, Result, RevisionRecord, Store, StoreError, from_micros,
-    to_micros,
+    Bootstrap, NewKey, PointRecord, Result, RevisionRecord, Store, StoreError, corrupt,
+    from_micros, to_micros,
 };
 use crate::access::GrantSpec;
 use crate::auth::{Principal, Role};
@@ -200,21 +200,24 @@ fn opt_micros(us: Option<i64>) -> Result<Option<Timestamp>> {
     us.map(from_micros).transpose()
 }
 
-fn stream_from_row(row: &SqliteRow) -> Result<Stream> {
+/// The `value_type` and `currency` columns of a `streams` row.
+fn value_type_from_row(row: &SqliteRow) -> Result<ValueType> {
     let currency: Option<String> = row.get("currency");
-    let value_type = ValueType::from_parts(row.get("value_type"), currency.as_deref())
-        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    ValueType::from_parts(row.get("value_type"), currency.as_deref()).map_err(corrupt)
+}
+
+fn stream_from_row(row: &SqliteRow) -> Result<Stream> {
     let id: String = row.get("id");
     let org: String = row.get("org_id");
     Ok(Stream {
-        id: StreamId::parse(&id).map_err(|e| StoreError::Corrupt(e.to_string()))?,
-        org_id: OrgId::parse(&org).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        id: StreamId::parse(&id).map_err(corrupt)?,
+        org_id: OrgId::parse(&org).map_err(corrupt)?,
         definition: StreamDefinition {
             name: row.get("name"),
             description: row.get("description"),
             category: row.get("category"),
             frequency: parse_frequency(row.get("frequency"))?,
-            value_type,
+            value_type: value_type_from_row(row)?,
             time_zone: row.get("time_zone"),
         },
         disabled: row.get("disabled"),
@@ -235,7 +238,7 @@ fn public_key_bytes(bytes: Vec<u8>) -> Result<[u8; 32]> {
 fn key_from_row(row: &SqliteRow) -> Result<StreamKey> {
     let key_id: String = row.get("key_id");
     Ok(StreamKey {
-        key_id: KeyId::parse(&key_id).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        key_id: KeyId::parse(&key_id).map_err(corrupt)?,
         public_key: public_key_bytes(row.get("public_key"))?,
         origin: KeyOrigin::parse(row.get("origin")),
         created_at: from_micros(row.get("created_at"))?,
@@ -303,9 +306,9 @@ impl Store for SqliteStore {
                 .await?;
         }
         Ok(Some(Principal {
-            user_id: UserId::parse(&user).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            user_id: UserId::parse(&user).map_err(corrupt)?,
             name: row.get("name"),
-            org_id: OrgId::parse(&org).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            org_id: OrgId::parse(&org).map_err(corrupt)?,
             role: Role::parse(row.get("role")),
             server_admin: row.get("server_admin"),
         }))
@@ -606,13 +609,11 @@ impl Store for SqliteStore {
         .fetch_optional(&self.pool)
         .await?;
         let Some(row) = row else { return Ok(None) };
-        let currency: Option<String> = row.get("currency");
         Ok(Some(PublishingKey {
             public_key: public_key_bytes(row.get("public_key"))?,
             revoked_at: opt_micros(row.get("revoked_at"))?,
             frequency: parse_frequency(row.get("frequency"))?,
-            value_type: ValueType::from_parts(row.get("value_type"), currency.as_deref())
-                .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            value_type: value_type_from_row(&row)?,
             time_zone: row.get("time_zone"),
             disabled: row.get("disabled"),
         }))

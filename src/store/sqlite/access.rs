@@ -13,11 +13,9 @@ use crate::access::{
 };
 use crate::auth::Role;
 use crate::ids::{OrgId, StreamId, UserId};
-use crate::store::{AccessStore, Bootstrap, NewToken, Result, StoreError, from_micros, to_micros};
-
-fn corrupt(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Corrupt(e.to_string())
-}
+use crate::store::{
+    AccessStore, Bootstrap, NewToken, Result, StoreError, corrupt, from_micros, to_micros,
+};
 
 /// Creates an organisation with its first admin and that admin's token.
 pub(super) async fn insert_org(

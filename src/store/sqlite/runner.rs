@@ -14,17 +14,13 @@ use crate::runner_state::{
     ConnectorName, ConnectorState, LeaseOutcome, LeaseTtl, ReportOutcome, RunRecord, RunReport,
     RunnerId,
 };
-use crate::store::{Result, RunnerStore, StoreError, from_micros, to_micros};
+use crate::store::{Result, RunnerStore, StoreError, corrupt, from_micros, to_micros};
 
 const STATE_COLUMNS: &str = "cursor, enabled, consecutive_failures, last_run_started, \
      last_run_ended, last_error, lease_holder, lease_slot, lease_expires_at FROM connectors";
 
 /// Runs kept per connector in the run log; older ones are deleted as new ones come.
 pub const RUNS_KEPT: u32 = 1_000;
-
-fn corrupt(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Corrupt(e.to_string())
-}
 
 /// Counts are `u64` on the wire and `i64` in SQLite; no real run gets near the limit.
 fn count(n: u64) -> i64 {
@@ -192,9 +188,7 @@ impl RunnerStore for SqliteStore {
             return refused(&current, now_us, false);
         }
         // Truncated to what is stored, so every answer names the same instant.
-        let expires_at = now
-            .checked_add(ttl.as_duration())
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let expires_at = now.checked_add(ttl.as_duration()).map_err(corrupt)?;
         let expires_at = from_micros(to_micros(expires_at))?;
         sqlx::query(
             "UPDATE connectors SET lease_holder = ?, lease_slot = ?, lease_expires_at = ?, \
