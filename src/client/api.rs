@@ -7,6 +7,7 @@ use tonic::Status;
 
 use super::{Client, Credential};
 use crate::auth::Role;
+use crate::grpc::convert::timestamp;
 use crate::period::Frequency;
 use crate::proto;
 use crate::stream::StreamStatus;
@@ -148,13 +149,6 @@ fn value_kind(v: &ValueKind) -> (proto::ValueType, String) {
 fn stream_ref(id: &str) -> proto::StreamRef {
     proto::StreamRef {
         stream_id: id.to_owned(),
-    }
-}
-
-fn wire_time(t: jiff::Timestamp) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: t.as_second(),
-        nanos: t.subsec_nanosecond(),
     }
 }
 
@@ -527,7 +521,7 @@ impl Client {
         let request = proto::CreateTokenRequest {
             name: name.to_owned(),
             user: user.unwrap_or_default().to_owned(),
-            expires_at: expires_at.map(wire_time),
+            expires_at: expires_at.map(timestamp),
         };
         let created = self.admin().create_token(request).await?.into_inner();
         Ok((
@@ -592,8 +586,8 @@ impl Client {
         let request = proto::ListAuditRequest {
             target: filter.target.clone().unwrap_or_default(),
             actor: filter.actor.clone().unwrap_or_default(),
-            since: filter.since.map(wire_time),
-            until: filter.until.map(wire_time),
+            since: filter.since.map(timestamp),
+            until: filter.until.map(timestamp),
             limit: filter.limit,
         };
         Ok(self.admin().list_audit(request).await?.into_inner().entries)

@@ -28,6 +28,7 @@ pub use self::publisher::{
     RejectedPoint, Report, RetryPolicy, Transport,
 };
 pub use crate::auth::Role;
+use crate::grpc::convert::timestamp;
 use crate::proto;
 use crate::proto::ingest_client::IngestClient;
 use crate::proto::query_client::QueryClient;
@@ -406,13 +407,9 @@ impl Client {
 
 /// A batch with a fresh UUIDv7 `batch_id`, signed now.
 pub fn new_batch(points: Vec<proto::Point>) -> proto::Batch {
-    let now = jiff::Timestamp::now();
     proto::Batch {
         batch_id: uuid::Uuid::now_v7().to_string(),
-        signed_at: Some(prost_types::Timestamp {
-            seconds: now.as_second(),
-            nanos: now.subsec_nanosecond(),
-        }),
+        signed_at: Some(timestamp(jiff::Timestamp::now())),
         points,
     }
 }
@@ -429,10 +426,7 @@ pub fn point_for_period(period: &str, value: &str, external_id: &str) -> proto::
 /// A point placed by the server from an instant, in the stream's time zone.
 pub fn point_at(at: jiff::Timestamp, value: &str, external_id: &str) -> proto::Point {
     proto::Point {
-        when: Some(proto::point::When::At(prost_types::Timestamp {
-            seconds: at.as_second(),
-            nanos: at.subsec_nanosecond(),
-        })),
+        when: Some(proto::point::When::At(timestamp(at))),
         value: value.to_owned(),
         external_id: external_id.to_owned(),
     }

@@ -8,11 +8,12 @@ use jiff::Timestamp;
 use sha2::{Digest, Sha256};
 
 use super::mapping::MappedPoint;
-use super::run::{RunEnv, RunSummary, ts};
+use super::run::{RunEnv, RunSummary};
 use super::target::Target;
 use super::{FetchError, Record, retry};
 use crate::client::PeriodRange;
 use crate::connector::ConnectorDef;
+use crate::grpc::convert::timestamp;
 use crate::proto;
 
 /// Most points in one published batch.
@@ -81,7 +82,7 @@ impl Publishing<'_> {
                 .collect();
             let batch = proto::Batch {
                 batch_id: self.batch_id(page, chunk_number, &batch_points),
-                signed_at: Some(ts(Timestamp::now())),
+                signed_at: Some(timestamp(Timestamp::now())),
                 points: batch_points,
             };
             let sealed = self.target.credential.seal(&batch);

@@ -19,6 +19,7 @@ use super::rest::RestContext;
 use super::target::{Target, open_source, stream_label};
 use crate::client::Client;
 use crate::connector::{Connection, ConnectorDef, OnExisting};
+use crate::grpc::convert::timestamp;
 use crate::proto;
 
 /// What every run of one runner process shares.
@@ -158,9 +159,9 @@ pub async fn run_slot(
     let report = proto::RunReport {
         connector: name.clone(),
         runner_id: env.runner_id.clone(),
-        slot: Some(ts(slot)),
-        started_at: Some(ts(started_at)),
-        ended_at: Some(ts(ended_at)),
+        slot: Some(timestamp(slot)),
+        started_at: Some(timestamp(started_at)),
+        ended_at: Some(timestamp(ended_at)),
         records_pulled: summary.records_pulled,
         points_published: summary.points_published,
         points_rejected: summary.points_rejected,
@@ -352,7 +353,7 @@ async fn acquire(
         .runner()
         .acquire_lease(proto::AcquireLeaseRequest {
             connector: connector.to_owned(),
-            slot: Some(ts(slot)),
+            slot: Some(timestamp(slot)),
             runner_id: runner_id.to_owned(),
             ttl_seconds: ttl,
         })
@@ -402,12 +403,5 @@ fn record_metrics(connector: &str, summary: &RunSummary, took: jiff::SignedDurat
     if summary.just_disabled {
         metrics::counter!("kpistream_runner_disabled_total", "connector" => connector.to_owned())
             .increment(1);
-    }
-}
-
-pub(crate) fn ts(at: Timestamp) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: at.as_second(),
-        nanos: at.subsec_nanosecond(),
     }
 }
