@@ -100,6 +100,15 @@ pub(super) async fn commit_one(
     Ok(Ok(outcome))
 }
 
+/// One element of the JSON array `upsert_points` binds, serialized straight from the
+/// batch (no `serde_json::Value` tree, no copies of the texts).
+#[derive(serde::Serialize)]
+struct JsonPoint<'a> {
+    p: &'a str,
+    v: &'a str,
+    e: Option<&'a str>,
+}
+
 /// Stores the points, keeping a revision for each replaced value, in three
 /// statements whatever the batch size (the points travel as one JSON array).
 /// Returns (periods that were new, values replaced).
@@ -108,12 +117,16 @@ async fn upsert_points(
     batch: &PreparedBatch,
     now: Timestamp,
 ) -> Result<(i64, u32)> {
-    let points: Vec<serde_json::Value> = batch
+    let points: Vec<JsonPoint> = batch
         .points
         .iter()
-        .map(|p| serde_json::json!({ "p": p.period, "v": p.value, "e": p.external_id }))
+        .map(|p| JsonPoint {
+            p: &p.period,
+            v: &p.value,
+            e: p.external_id.as_deref(),
+        })
         .collect();
-    let points = serde_json::Value::Array(points).to_string();
+    let points = serde_json::to_string(&points).expect("points serialize");
     // CROSS JOIN keeps json_each as the outer loop, so each point is one primary-key
     // lookup (SQLite would otherwise scan the points table per point).
     let existing: i64 = sqlx::query_scalar(
