@@ -10,7 +10,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use ed25519_dalek::VerifyingKey;
 use jiff::Timestamp;
+use jiff::tz::TimeZone;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use self::batch::{CommitRefusal, PointRejection, PreparedBatch, PublishOutcome};
@@ -144,7 +146,16 @@ struct WriteJob {
     reply: oneshot::Sender<CommitResult>,
 }
 
-type KeyCache = Mutex<HashMap<(StreamId, KeyId), (PublishingKey, Instant)>>;
+/// A key as the publish path uses it: its public key parsed and its time zone resolved
+/// once per lookup, not once per batch.
+struct KnownKey {
+    key: PublishingKey,
+    /// An error is reported where `prepare` checks the key, after the revocation check.
+    public_key: Result<VerifyingKey, SignatureError>,
+    tz: TimeZone,
+}
+
+type KeyCache = Mutex<HashMap<(StreamId, KeyId), (Arc<KnownKey>, Instant)>>;
 
 /// The publish path. Cheap to clone; all clones share one writer.
 #[derive(Clone)]
@@ -229,7 +240,7 @@ impl Ingestor {
         let stream_id = StreamId::parse(&envelope.stream_id)?;
         let key_id = KeyId::parse(&envelope.key_id)?;
         let key = self.key(&stream_id, &key_id).await?;
-        if let Some(revoked_at) = key.revoked_at {
+        if let Some(revoked_at) = key.key.revoked_at {
             return Err(IngestError::RevokedKey {
                 stream_id,
                 key_id,
@@ -262,7 +273,7 @@ impl Ingestor {
         Ok(outcome)
     }
 
-    async fn key(&self, stream: &StreamId, key: &KeyId) -> Result<PublishingKey, IngestError> {
+    async fn key(&self, stream: &StreamId, key: &KeyId) -> Result<Arc<KnownKey>, IngestError> {
         let cache_key = (stream.clone(), key.clone());
         if let Some((cached, at)) = self.keys.lock().expect("key cache lock").get(&cache_key) {
             if at.elapsed() < self.config.key_cache_ttl {
@@ -278,6 +289,11 @@ impl Ingestor {
                 stream_id: stream.to_string(),
                 key_id: key.to_string(),
             })?;
+        let found = Arc::new(KnownKey {
+            public_key: signature::parse_public_key(&found.public_key),
+            tz: TimeZone::get(&found.time_zone).unwrap_or(TimeZone::UTC),
+            key: found,
+        });
         self.keys
             .lock()
             .expect("key cache lock")
@@ -299,16 +315,17 @@ impl Ingestor {
 fn prepare(
     stream_id: &StreamId,
     key_id: &KeyId,
-    key: &PublishingKey,
+    known: &KnownKey,
     envelope: &Envelope,
     config: &IngestConfig,
     all_or_nothing: bool,
 ) -> Result<PreparedBatch, IngestError> {
-    let public_key = signature::parse_public_key(&key.public_key)?;
+    let public_key = known.public_key.as_ref().map_err(Clone::clone)?;
+    let key = &known.key;
     let verified = signature::verify(
         stream_id,
         key_id,
-        &public_key,
+        public_key,
         &envelope.batch,
         &envelope.signature,
     )?;
@@ -340,9 +357,8 @@ fn prepare(
             max: config.max_points_per_batch,
         });
     }
-    let tz = jiff::tz::TimeZone::get(&key.time_zone).unwrap_or(jiff::tz::TimeZone::UTC);
     let validated =
-        validate::validate_points(verified.points(), key.frequency, &key.value_type, &tz);
+        validate::validate_points(verified.points(), key.frequency, &key.value_type, &known.tz);
     for kind in &validated.kinds {
         metrics::counter!("kpistream_points_rejected_total", "reason" => kind.as_str())
             .increment(1);
