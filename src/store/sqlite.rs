@@ -11,7 +11,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
-use sqlx::{Row, Sqlite, Transaction};
+use sqlx::{Row, Sqlite, SqliteExecutor, Transaction};
 
 use super::{
     Bootstrap, NewKey, PointRecord, Result, RevisionRecord, Store, StoreError, corrupt,
@@ -111,16 +111,13 @@ impl SqliteStore {
         })
     }
 
-    async fn stream_in(
-        tx: &mut Transaction<'_, Sqlite>,
-        org: &OrgId,
-        id: &StreamId,
-    ) -> Result<Stream> {
+    /// The stream, read in a transaction or straight from the pool.
+    async fn stream_in(db: impl SqliteExecutor<'_>, org: &OrgId, id: &StreamId) -> Result<Stream> {
         let sql = format!("SELECT {STREAM_COLUMNS} WHERE s.id = ? AND s.org_id = ?");
         let row = sqlx::query(&sql)
             .bind(id.as_str())
             .bind(org.as_str())
-            .fetch_optional(&mut **tx)
+            .fetch_optional(db)
             .await?;
         row.as_ref()
             .map(stream_from_row)
@@ -425,7 +422,7 @@ impl Store for SqliteStore {
         .execute(&mut *tx)
         .await?;
         access::upsert_grants(&mut tx, org, id, grants, now).await?;
-        let stream = Self::stream_in(&mut tx, org, id).await?;
+        let stream = Self::stream_in(&mut *tx, org, id).await?;
         let key = Self::key_in(&mut tx, id, &key.key_id).await?;
         tx.commit().await?;
         Ok((stream, key))
@@ -441,8 +438,7 @@ impl Store for SqliteStore {
     }
 
     async fn get_stream(&self, org: &OrgId, id: &StreamId) -> Result<Stream> {
-        let mut tx = self.pool.begin().await?;
-        Self::stream_in(&mut tx, org, id).await
+        Self::stream_in(&self.pool, org, id).await
     }
 
     async fn update_stream(
@@ -453,7 +449,7 @@ impl Store for SqliteStore {
         now: Timestamp,
     ) -> Result<Stream> {
         let mut tx = self.write().await?;
-        let current = Self::stream_in(&mut tx, org, id).await?;
+        let current = Self::stream_in(&mut *tx, org, id).await?;
         let next = update.apply(&current.definition);
         let shape_changes = next.frequency != current.definition.frequency
             || next.value_type != current.definition.value_type
@@ -481,7 +477,7 @@ impl Store for SqliteStore {
         .bind(id.as_str())
         .execute(&mut *tx)
         .await?;
-        let stream = Self::stream_in(&mut tx, org, id).await?;
+        let stream = Self::stream_in(&mut *tx, org, id).await?;
         tx.commit().await?;
         Ok(stream)
     }
@@ -494,21 +490,21 @@ impl Store for SqliteStore {
         now: Timestamp,
     ) -> Result<Stream> {
         let mut tx = self.write().await?;
-        Self::stream_in(&mut tx, org, id).await?;
+        Self::stream_in(&mut *tx, org, id).await?;
         sqlx::query("UPDATE streams SET disabled = ?, updated_at = ? WHERE id = ?")
             .bind(disabled)
             .bind(to_micros(now))
             .bind(id.as_str())
             .execute(&mut *tx)
             .await?;
-        let stream = Self::stream_in(&mut tx, org, id).await?;
+        let stream = Self::stream_in(&mut *tx, org, id).await?;
         tx.commit().await?;
         Ok(stream)
     }
 
     async fn delete_stream(&self, org: &OrgId, id: &StreamId) -> Result<DeletedCounts> {
         let mut tx = self.write().await?;
-        Self::stream_in(&mut tx, org, id).await?;
+        Self::stream_in(&mut *tx, org, id).await?;
         let mut counts = DeletedCounts::default();
         for (table, slot) in [
             ("points", &mut counts.points),
@@ -542,7 +538,7 @@ impl Store for SqliteStore {
         now: Timestamp,
     ) -> Result<StreamKey> {
         let mut tx = self.write().await?;
-        Self::stream_in(&mut tx, org, stream).await?;
+        Self::stream_in(&mut *tx, org, stream).await?;
         let same: Option<String> = sqlx::query_scalar(
             "SELECT key_id FROM stream_keys WHERE stream_id = ? AND public_key = ?",
         )
@@ -569,7 +565,7 @@ impl Store for SqliteStore {
         now: Timestamp,
     ) -> Result<StreamKey> {
         let mut tx = self.write().await?;
-        Self::stream_in(&mut tx, org, stream).await?;
+        Self::stream_in(&mut *tx, org, stream).await?;
         Self::key_in(&mut tx, stream, key).await?;
         sqlx::query(
             "UPDATE stream_keys SET revoked_at = COALESCE(revoked_at, ?) WHERE stream_id = ? AND key_id = ?",
@@ -586,7 +582,7 @@ impl Store for SqliteStore {
 
     async fn list_keys(&self, org: &OrgId, stream: &StreamId) -> Result<Vec<StreamKey>> {
         let mut tx = self.pool.begin().await?;
-        Self::stream_in(&mut tx, org, stream).await?;
+        Self::stream_in(&mut *tx, org, stream).await?;
         let sql = format!("SELECT {KEY_COLUMNS} WHERE stream_id = ? ORDER BY created_at, key_id");
         let rows = sqlx::query(&sql)
             .bind(stream.as_str())
