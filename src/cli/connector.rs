@@ -9,7 +9,7 @@ use anyhow::Context;
 
 use super::output::{Format, Rows, time};
 use super::{ServerArgs, status};
-use crate::connector::{ConnectorDef, check_dir, load_connections};
+use crate::connector::{ConnectorDef, check_dir};
 use crate::proto;
 use crate::runner::Source;
 use crate::runner::mapping::Mapper;
@@ -178,9 +178,7 @@ fn definitions(dir: &Path) -> anyhow::Result<Vec<Job>> {
             dir.display()
         );
     }
-    let connections = Arc::new(
-        load_connections(&dir.join(crate::connector::CONNECTIONS_FILE)).unwrap_or_default(),
-    );
+    let connections = Arc::new(report.connections);
     Ok(report
         .connectors
         .into_iter()

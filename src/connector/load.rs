@@ -82,6 +82,9 @@ pub struct DirReport {
     pub connectors: Vec<(PathBuf, ConnectorDef)>,
     /// Every problem, in file order.
     pub errors: Vec<DefinitionError>,
+    /// The connections of `connections.toml` the connectors were checked against:
+    /// none when the file is missing or has a problem.
+    pub connections: BTreeMap<String, Connection>,
 }
 
 /// Reads and checks every connector of `dir`; all of them, or every problem found.
@@ -110,17 +113,15 @@ pub fn check_dir(dir: &Path) -> DirReport {
         }
     };
     let connections_path = dir.join(CONNECTIONS_FILE);
-    let connections = if connections_path.exists() {
-        load_connections(&connections_path).unwrap_or_else(|errors| {
-            report.errors.extend(errors);
-            BTreeMap::new()
-        })
-    } else {
-        BTreeMap::new()
-    };
+    if connections_path.exists() {
+        match load_connections(&connections_path) {
+            Ok(connections) => report.connections = connections,
+            Err(errors) => report.errors.extend(errors),
+        }
+    }
     let mut seen: HashMap<String, PathBuf> = HashMap::new();
     for file in files {
-        match load_file(&file, &connections) {
+        match load_file(&file, &report.connections) {
             Ok(def) => {
                 if let Some(first) = seen.get(&def.name) {
                     let text = std::fs::read_to_string(&file).unwrap_or_default();

@@ -166,10 +166,7 @@ impl Scheduler {
             self.last_errors = errors;
         }
         metrics::gauge!("kpistream_runner_definition_errors").set(report.errors.len() as f64);
-        let connections = Arc::new(
-            crate::connector::load_connections(&self.dir.join(crate::connector::CONNECTIONS_FILE))
-                .unwrap_or_default(),
-        );
+        let connections = Arc::new(report.connections);
         let broken: Vec<&Path> = report.errors.iter().map(|e| e.file.as_path()).collect();
         let mut next_loaded = BTreeMap::new();
         for (file, def) in report.connectors {
