@@ -7,7 +7,7 @@ use jiff::Timestamp;
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, Sqlite, Transaction};
 
-use super::{SqliteStore, opt_micros, unique};
+use super::{SqliteStore, opt_micros, stream_not_found, unique};
 use crate::access::{
     Access, AuditEntry, AuditEvent, AuditFilter, Grant, GrantSpec, Grantee, TokenInfo, User,
 };
@@ -116,11 +116,12 @@ async fn grantee_key(
     org: &OrgId,
     grantee: &Grantee,
 ) -> Result<(&'static str, String)> {
-    Ok(match grantee {
-        Grantee::User(name) => ("user", user_id(tx, org, name).await?),
-        Grantee::Team(name) => ("team", team_id(tx, org, name).await?),
-        Grantee::Org => ("org", org.to_string()),
-    })
+    let id = match grantee {
+        Grantee::User(name) => user_id(tx, org, name).await?,
+        Grantee::Team(name) => team_id(tx, org, name).await?,
+        Grantee::Org => org.to_string(),
+    };
+    Ok((grantee.kind(), id))
 }
 
 async fn stream_in_org(
@@ -134,9 +135,7 @@ async fn stream_in_org(
             .bind(org.as_str())
             .fetch_optional(&mut **tx)
             .await?;
-    found
-        .map(|_| ())
-        .ok_or_else(|| StoreError::NotFound(format!("stream {stream}")))
+    found.map(|_| ()).ok_or_else(|| stream_not_found(stream))
 }
 
 /// Adds or changes grants inside a transaction.
@@ -168,6 +167,17 @@ pub(super) async fn upsert_grants(
 const REACHING: &str = "((g.grantee_kind = 'user' AND g.grantee_id = ?1) \
      OR (g.grantee_kind = 'team' AND g.grantee_id IN (SELECT team_id FROM team_members WHERE user_id = ?1)) \
      OR (g.grantee_kind = 'org' AND g.grantee_id = ?2))";
+
+/// The strongest access among the grants that reach a user, as a number: see `access_at`.
+const LEVEL: &str = "MAX(CASE g.access WHEN 'manage' THEN 2 ELSE 1 END)";
+
+fn access_at(level: i64) -> Access {
+    if level == 2 {
+        Access::Manage
+    } else {
+        Access::Read
+    }
+}
 
 fn parse_access(text: &str) -> Result<Access> {
     text.parse().map_err(corrupt)
@@ -462,8 +472,7 @@ impl AccessStore for SqliteStore {
         user: &UserId,
     ) -> Result<HashMap<StreamId, Access>> {
         let rows = sqlx::query(&format!(
-            "SELECT g.stream_id, MAX(CASE g.access WHEN 'manage' THEN 2 ELSE 1 END) AS level \
-             FROM grants g WHERE {REACHING} GROUP BY g.stream_id"
+            "SELECT g.stream_id, {LEVEL} AS level FROM grants g WHERE {REACHING} GROUP BY g.stream_id"
         ))
         .bind(user.as_str())
         .bind(org.as_str())
@@ -472,12 +481,7 @@ impl AccessStore for SqliteStore {
         rows.iter()
             .map(|row| {
                 let id = StreamId::parse(row.get("stream_id")).map_err(corrupt)?;
-                let access = if row.get::<i64, _>("level") == 2 {
-                    Access::Manage
-                } else {
-                    Access::Read
-                };
-                Ok((id, access))
+                Ok((id, access_at(row.get("level"))))
             })
             .collect()
     }
@@ -489,15 +493,14 @@ impl AccessStore for SqliteStore {
         stream: &StreamId,
     ) -> Result<Option<Access>> {
         let level: Option<i64> = sqlx::query_scalar(&format!(
-            "SELECT MAX(CASE g.access WHEN 'manage' THEN 2 ELSE 1 END) FROM grants g \
-             WHERE g.stream_id = ?3 AND {REACHING}"
+            "SELECT {LEVEL} FROM grants g WHERE g.stream_id = ?3 AND {REACHING}"
         ))
         .bind(user.as_str())
         .bind(org.as_str())
         .bind(stream.as_str())
         .fetch_one(&self.pool)
         .await?;
-        Ok(level.map(|l| if l == 2 { Access::Manage } else { Access::Read }))
+        Ok(level.map(access_at))
     }
 
     async fn record_audit(&self, event: &AuditEvent<'_>, now: Timestamp) -> Result<()> {
