@@ -170,11 +170,6 @@ pub struct StreamUpdate {
 }
 
 impl StreamUpdate {
-    /// True when the update changes how points are read: refused once data exists.
-    pub fn changes_shape(&self) -> bool {
-        self.frequency.is_some() || self.value_type.is_some() || self.time_zone.is_some()
-    }
-
     /// Applies the update to a definition.
     pub fn apply(&self, def: &StreamDefinition) -> StreamDefinition {
         let mut def = def.clone();
