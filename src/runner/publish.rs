@@ -123,7 +123,9 @@ impl Publishing<'_> {
         Ok(())
     }
 
-    pub(super) fn log_rejection(&mut self, _count: u64, reason: &str, record: &Record) {
+    /// Logs a record that could not be mapped, cut to 200 characters, while the run
+    /// has logged fewer than [`LOGGED_REJECTIONS`] rejections of either kind.
+    pub(super) fn log_rejection(&mut self, reason: &str, record: &Record) {
         if self.logged < LOGGED_REJECTIONS {
             let shown = record.to_string();
             let shown: String = shown.chars().take(200).collect();

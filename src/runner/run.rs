@@ -288,11 +288,7 @@ async fn execute(
                 }
                 Err(reason) => {
                     summary.points_rejected += 1;
-                    publish.log_rejection(
-                        summary.points_rejected,
-                        &format!("record not mapped: {reason}"),
-                        record,
-                    );
+                    publish.log_rejection(&format!("record not mapped: {reason}"), record);
                     first_reason.get_or_insert(reason);
                 }
             }
