@@ -150,6 +150,15 @@ struct Scheduler {
 }
 
 impl Scheduler {
+    /// The content digest of `file` in the last listing (zeros for a file added since:
+    /// the next listing sees it and reads the directory again).
+    fn file_digest(&self, file: &Path) -> [u8; 32] {
+        self.listing
+            .iter()
+            .find(|(path, _)| path == file)
+            .map_or([0; 32], |(_, digest)| *digest)
+    }
+
     /// Reads the directory again if a file was added, changed or removed.
     async fn reload_if_changed(&mut self) {
         let listing = listing(&self.dir);
@@ -167,10 +176,11 @@ impl Scheduler {
         }
         metrics::gauge!("kpistream_runner_definition_errors").set(report.errors.len() as f64);
         let connections = Arc::new(report.connections);
+        let connections_text = format!("{connections:?}");
         let broken: Vec<&Path> = report.errors.iter().map(|e| e.file.as_path()).collect();
         let mut next_loaded = BTreeMap::new();
         for (file, def) in report.connectors {
-            let digest = digest(&file, &connections);
+            let digest = digest(self.file_digest(&file), &connections_text);
             let name = def.name.clone();
             let entry = match self.loaded.remove(&name) {
                 Some(old) if old.digest == digest => Scheduled {
@@ -392,11 +402,12 @@ fn listing(dir: &Path) -> Vec<(PathBuf, [u8; 32])> {
     files
 }
 
-/// A digest of a definition file and the connections, to tell a changed definition.
-fn digest(file: &Path, connections: &BTreeMap<String, crate::connector::Connection>) -> [u8; 32] {
+/// A digest of a definition file's content digest and the connections (as `Debug`
+/// text), to tell a changed definition.
+fn digest(file: [u8; 32], connections: &str) -> [u8; 32] {
     let mut hash = Sha256::new();
-    hash.update(std::fs::read(file).unwrap_or_default());
-    hash.update(format!("{connections:?}"));
+    hash.update(file);
+    hash.update(connections);
     hash.finalize().into()
 }
 
