@@ -19,7 +19,7 @@ use super::alert::Alerter;
 use super::rest::RestContext;
 use super::run::{Job, Outcome, RunEnv, Trigger, connector_state, run_slot};
 use crate::client::Client;
-use crate::connector::{ConnectorDef, check_dir};
+use crate::connector::check_dir;
 
 /// How a runner process is set up.
 #[derive(Debug, Clone)]
@@ -409,9 +409,4 @@ fn digest(file: [u8; 32], connections: &str) -> [u8; 32] {
     hash.update(file);
     hash.update(connections);
     hash.finalize().into()
-}
-
-/// Whether `def` would be fired by a runner (enabled in its file).
-pub fn is_scheduled(def: &ConnectorDef) -> bool {
-    def.enabled
 }
