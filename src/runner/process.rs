@@ -246,15 +246,7 @@ impl Scheduler {
                     .and_then(|t| crate::signature::timestamp(&t))
                 {
                     tracing::info!(connector = %name, %slot, "a run of this slot was left unfinished; it will be redone once its lease is free");
-                    let patience = (self.env.lease_ttl * 2).max(Duration::from_secs(300));
-                    self.resumes.insert(
-                        name.clone(),
-                        Resume {
-                            slot,
-                            until: Timestamp::now() + patience,
-                            next_try: Timestamp::now(),
-                        },
-                    );
+                    self.resume(name.clone(), slot, Timestamp::now());
                     return;
                 }
             }
@@ -267,6 +259,18 @@ impl Scheduler {
             let slot = Timestamp::from_second(now.as_second()).unwrap_or(now);
             self.spawn(job.clone(), slot, Trigger::Schedule);
         }
+    }
+
+    /// Takes `slot` of connector `name` up again from `first_try` on, for twice the
+    /// lease time (five minutes at least).
+    fn resume(&mut self, name: String, slot: Timestamp, first_try: Timestamp) {
+        let patience = (self.env.lease_ttl * 2).max(Duration::from_secs(300));
+        let resume = Resume {
+            slot,
+            until: Timestamp::now() + patience,
+            next_try: first_try,
+        };
+        self.resumes.insert(name, resume);
     }
 
     /// Starts every run that is due.
@@ -351,17 +355,7 @@ impl Scheduler {
                     Some(_) => {}
                     // The run may have published without being reported: it is redone
                     // (same batch ids) once the server answers again.
-                    None => {
-                        let patience = (self.env.lease_ttl * 2).max(Duration::from_secs(300));
-                        self.resumes.insert(
-                            name,
-                            Resume {
-                                slot,
-                                until: Timestamp::now() + patience,
-                                next_try: Timestamp::now() + Duration::from_secs(1),
-                            },
-                        );
-                    }
+                    None => self.resume(name, slot, Timestamp::now() + Duration::from_secs(1)),
                 }
             }
         }
