@@ -86,30 +86,33 @@ impl ValueType {
         }
     }
 
-    fn max_decimals(&self) -> (u32, String) {
+    fn max_decimals(&self) -> u32 {
         match self {
-            Self::Currency(c) => {
-                let minor = u32::from(c.exponent().unwrap_or(0));
-                (
-                    minor + CURRENCY_EXTRA_DECIMALS,
-                    format!("{} (minor unit {minor})", c.code()),
-                )
-            }
-            Self::Number => (MAX_DECIMALS, "a number".into()),
-            Self::Percentage => (MAX_DECIMALS, "a percentage".into()),
+            Self::Currency(c) => minor_unit(*c) + CURRENCY_EXTRA_DECIMALS,
+            Self::Number | Self::Percentage => MAX_DECIMALS,
+        }
+    }
+
+    /// The type as a `TooManyDecimals` message names it. Built only for that message:
+    /// `parse_value` runs for every point published.
+    fn decimals_rule_name(&self) -> String {
+        match self {
+            Self::Currency(c) => format!("{} (minor unit {})", c.code(), minor_unit(*c)),
+            Self::Number => "a number".into(),
+            Self::Percentage => "a percentage".into(),
         }
     }
 
     /// Parses decimal text into an exact value of this type.
     pub fn parse_value(&self, text: &str) -> Result<Value, ValueError> {
         let value = parse_decimal(text)?;
-        let (max, what) = self.max_decimals();
+        let max = self.max_decimals();
         if value.scale() > max {
             return Err(ValueError::TooManyDecimals {
                 text: text.to_owned(),
                 scale: value.scale(),
                 max,
-                what,
+                what: self.decimals_rule_name(),
             });
         }
         Ok(Value(value))
@@ -141,13 +144,19 @@ impl fmt::Display for Value {
     }
 }
 
+fn minor_unit(currency: Currency) -> u32 {
+    u32::from(currency.exponent().unwrap_or(0))
+}
+
 fn parse_decimal(text: &str) -> Result<Decimal, ValueError> {
     if text.is_empty() {
         return Err(ValueError::Empty);
     }
-    let lower = text.to_ascii_lowercase();
-    let unsigned = lower.trim_start_matches(['-', '+']);
-    if ["nan", "inf", "infinity"].contains(&unsigned) {
+    let unsigned = text.trim_start_matches(['-', '+']);
+    if ["nan", "inf", "infinity"]
+        .iter()
+        .any(|word| unsigned.eq_ignore_ascii_case(word))
+    {
         return Err(ValueError::NotFinite(text.to_owned()));
     }
     let digits = text.strip_prefix('-').unwrap_or(text);
