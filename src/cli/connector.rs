@@ -15,7 +15,7 @@ use crate::runner::Source;
 use crate::runner::mapping::Mapper;
 use crate::runner::process::default_runner_id;
 use crate::runner::rest::RestContext;
-use crate::runner::run::{Job, Outcome, RunEnv, Trigger, run_slot};
+use crate::runner::run::{Job, Outcome, RunEnv, Trigger, connector_state, run_slot, start_cursor};
 use crate::runner::target::{Target, open_source_with, stream_label};
 
 #[derive(Debug, clap::Subcommand)]
@@ -216,14 +216,7 @@ async fn list(dir: &Path, format: Format, server: &ServerArgs) -> anyhow::Result
     let now = jiff::Timestamp::now();
     for job in &jobs {
         let def = &job.def;
-        let state = client
-            .runner()
-            .get_state(proto::ConnectorRef {
-                connector: def.name.clone(),
-            })
-            .await
-            .map_err(status)?
-            .into_inner();
+        let state = connector_state(&client, &def.name).await.map_err(status)?;
         let status = status_of(def, &state);
         let next = if def.enabled && state.enabled {
             def.schedule
@@ -327,17 +320,8 @@ async fn preview(name: &str, limit: usize, dir: &Path, server: &ServerArgs) -> a
     let job = definition(dir, name)?;
     let def = &job.def;
     let client = server.connect().await?;
-    let state = client
-        .runner()
-        .get_state(proto::ConnectorRef {
-            connector: name.to_owned(),
-        })
-        .await
-        .map_err(status)?
-        .into_inner();
-    let cursor = state
-        .cursor
-        .or_else(|| def.cursor.as_ref().and_then(|c| c.initial.clone()));
+    let state = connector_state(&client, name).await.map_err(status)?;
+    let cursor = start_cursor(def, &state);
     let target = Target::resolve(&client, def)
         .await
         .map_err(|e| anyhow::anyhow!("{name}: {e}"))?;

@@ -145,10 +145,7 @@ pub async fn run_slot(
     ));
     let started_at = Timestamp::now();
     tracing::info!(connector = %name, %slot, ?trigger, "run started");
-    let cursor = state
-        .cursor
-        .clone()
-        .or_else(|| job.def.cursor.as_ref().and_then(|c| c.initial.clone()));
+    let cursor = start_cursor(&job.def, &state);
     let mut summary = RunSummary::default();
     if let Err(e) = execute(env, job, slot, cursor.clone(), &mut summary).await {
         summary.error = Some(e);
@@ -322,6 +319,15 @@ async fn execute(
         }
     }
     Ok(())
+}
+
+/// The cursor a run starts from: the one stored on the server, else the connector's
+/// `cursor.initial`.
+pub fn start_cursor(def: &ConnectorDef, state: &proto::ConnectorState) -> Option<String> {
+    state
+        .cursor
+        .clone()
+        .or_else(|| def.cursor.as_ref().and_then(|c| c.initial.clone()))
 }
 
 /// The connector's state on the server.
