@@ -5,6 +5,7 @@
 //! is asked to stop, up to the pages it acknowledged). The stream and source are in
 //! [`super::target`], publishing a page in `publish.rs`.
 
+use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
@@ -258,9 +259,9 @@ async fn execute(
         let mut by_period: HashMap<String, usize> = HashMap::new();
         for record in &records {
             if let Some(c) = mapper.cursor(record) {
-                match &max_cursor {
-                    Some(max) if cursor_cmp(&c, max).is_lt() => ordered = false,
-                    Some(max) if cursor_cmp(&c, max).is_eq() => {}
+                match max_cursor.as_deref().map(|max| cursor_cmp(&c, max)) {
+                    Some(Ordering::Less) => ordered = false,
+                    Some(Ordering::Equal) => {}
                     _ => max_cursor = Some(c),
                 }
             }
