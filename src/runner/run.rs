@@ -51,12 +51,14 @@ pub struct Job {
 /// Why a run was started.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Trigger {
-    /// Its schedule fired (skipped while the connector is disabled on the server).
+    /// Its schedule fired, or `run_on_start` (skipped while the connector is disabled
+    /// on the server).
     Schedule,
-    /// `connector run NAME` or `run_on_start`: runs even when disabled, and a success
-    /// re-enables the connector.
+    /// `connector run NAME`: runs even when disabled, and a success re-enables the
+    /// connector.
     Manual,
-    /// A slot a runner left unfinished, taken up again.
+    /// A slot a runner left unfinished, taken up again (not skipped when disabled:
+    /// only `Schedule` is).
     Resume,
 }
 
