@@ -11,7 +11,7 @@ use super::mapping::MappedPoint;
 use super::run::{RunEnv, RunSummary};
 use super::target::Target;
 use super::{FetchError, Record, retry};
-use crate::client::PeriodRange;
+use crate::client::{PeriodRange, point_for_period};
 use crate::connector::ConnectorDef;
 use crate::grpc::convert::timestamp;
 use crate::proto;
@@ -74,11 +74,7 @@ impl Publishing<'_> {
         for (chunk_number, chunk) in points.chunks(BATCH_POINTS).enumerate() {
             let batch_points: Vec<proto::Point> = chunk
                 .iter()
-                .map(|(period, p)| proto::Point {
-                    when: Some(proto::point::When::Period(period.clone())),
-                    value: p.value.clone(),
-                    external_id: p.external_id.clone(),
-                })
+                .map(|(period, p)| point_for_period(period, &p.value, &p.external_id))
                 .collect();
             let batch = proto::Batch {
                 batch_id: self.batch_id(page, chunk_number, &batch_points),
