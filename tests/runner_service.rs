@@ -553,3 +553,27 @@ async fn a_runner_token_keeps_connector_state_and_reads_streams_but_changes_noth
     let refused = runner.create_user("eve", Role::Admin).await.unwrap_err();
     assert_eq!(refused.code(), Code::PermissionDenied);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_manage_grant_gives_a_runner_neither_keys_nor_changes() {
+    let server = TestServer::start();
+    let admin = server.client().await;
+    let (stream_id, _) = server.daily_stream("signups").await;
+    admin.create_user("ci-runner", Role::Runner).await.unwrap();
+    admin
+        .add_grant(&stream_id, "user:ci-runner:manage")
+        .await
+        .unwrap();
+    let (_, secret) = admin
+        .create_token("runner", Some("ci-runner"), None)
+        .await
+        .unwrap();
+    let runner = Client::connect(&server.grpc, Some(secret)).await.unwrap();
+
+    let shown = runner.stream(&stream_id).await.unwrap();
+    assert!(shown.keys.is_empty(), "GetStream shows a runner no keys");
+    let refused = runner.keys(&stream_id).await.unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied);
+    let refused = runner.disable_stream(&stream_id).await.unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied);
+}

@@ -307,13 +307,7 @@ impl StreamAdmin for AdminService {
                     .stream_for(&who, &request.get_ref().stream_id, Access::Read)
                     .await?;
                 // Keys are for those who manage the stream; readers see the rest.
-                let manages = who.is_admin()
-                    || self
-                        .state
-                        .store
-                        .stream_access(&who.org_id, &who.user_id, &stream.id)
-                        .await?
-                        == Some(Access::Manage);
+                let manages = self.state.access(&who, &stream.id).await? == Some(Access::Manage);
                 let keys = match manages {
                     true => self.state.store.list_keys(&who.org_id, &stream.id).await?,
                     false => Vec::new(),

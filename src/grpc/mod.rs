@@ -98,24 +98,27 @@ impl AppState {
     ) -> Result<Stream, ApiError> {
         let id = parse_stream_id(id)?;
         let stream = self.store.get_stream(&who.org_id, &id).await?;
-        if who.is_admin() {
-            return Ok(stream);
-        }
-        if who.reads_every_stream() {
-            return match needed {
-                Access::Read => Ok(stream),
-                Access::Manage => Err(AccessError::ReadOnly(id.to_string()).into()),
-            };
-        }
-        match self
-            .store
-            .stream_access(&who.org_id, &who.user_id, &id)
-            .await?
-        {
+        match self.access(who, &id).await? {
             None => Err(StoreError::NotFound(format!("stream {id}")).into()),
             Some(access) if access < needed => Err(AccessError::ReadOnly(id.to_string()).into()),
             Some(_) => Ok(stream),
         }
+    }
+
+    /// What the principal may do with a stream of their organisation: admins manage
+    /// every stream, runners read every stream and manage none (whatever grants they
+    /// hold), members have what their grants give them.
+    pub async fn access(&self, who: &Principal, id: &StreamId) -> Result<Option<Access>, ApiError> {
+        if who.is_admin() {
+            return Ok(Some(Access::Manage));
+        }
+        if who.reads_every_stream() {
+            return Ok(Some(Access::Read));
+        }
+        Ok(self
+            .store
+            .stream_access(&who.org_id, &who.user_id, id)
+            .await?)
     }
 
     /// Records an admin action; a failure to record is logged, not returned, since the
