@@ -1,0 +1,1 @@
+//! The last admin of an organisation cannot be demoted or deleted.

@@ -1,0 +1,1 @@
+//! A disabled connector stays disabled; a mistake on the runner's machine is not a source failure.

@@ -1,0 +1,1 @@
+//! SIGTERM ends the server within its grace, whatever its clients hold open.

@@ -1,0 +1,1 @@
+//! Unauthenticated clients cannot exhaust memory or connections.

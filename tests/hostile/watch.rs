@@ -1,0 +1,1 @@
+//! A stalled watcher cannot hold other subscribers' or organisations' batches.
