@@ -35,7 +35,9 @@ pub struct ServerConfig {
     pub tls: TlsSettings,
 }
 
-/// Limits enforced on every request.
+/// Limits enforced on every connection and request. The defaults keep a server with
+/// the default connection limit within a few hundred MiB whatever its clients do (see
+/// docs/server.md, "Limits").
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
@@ -48,6 +50,47 @@ pub struct Limits {
     /// Deadline for one request, in seconds (default 30). A client's shorter
     /// `grpc-timeout` wins.
     pub request_timeout_secs: u64,
+    /// Most open gRPC connections (default 1,024); further ones are closed as soon as
+    /// they are accepted. Lowered at start to fit the process's open-files limit.
+    pub max_connections: usize,
+    /// Most open connections to the HTTP port (`/healthz`, `/metrics`; default 64).
+    pub max_http_connections: usize,
+    /// Bytes of request messages the whole server receives at once (default 64 MiB).
+    /// A message takes its announced length from this budget when it begins and gives
+    /// it back once complete; a call that finds the budget spent waits, reading
+    /// nothing more from its client. At least `max_message_bytes`.
+    pub receive_budget_bytes: usize,
+    /// Bytes of request messages one connection receives at once (default 8 MiB), so a
+    /// few connections cannot take the whole receive budget. Between
+    /// `max_message_bytes` and `receive_budget_bytes`.
+    pub connection_receive_bytes: usize,
+    /// HTTP/2 flow-control window of one call, in bytes (default 256 KiB): what a
+    /// client may send on a call before the server has read it.
+    pub stream_window_bytes: u32,
+    /// HTTP/2 flow-control window of one connection, in bytes (default 1 MiB).
+    pub connection_window_bytes: u32,
+    /// Largest block of request headers, in bytes (default 16 KiB).
+    pub max_header_bytes: u32,
+    /// A request message must arrive in full within this many seconds of its first
+    /// byte (default 30); a slower one ends its call with `DEADLINE_EXCEEDED`.
+    pub message_timeout_secs: u64,
+    /// A new connection that sends nothing (no TLS hello, no HTTP/2 preface) for this
+    /// many seconds is closed (default 10); so is a TLS handshake that takes longer.
+    pub handshake_timeout_secs: u64,
+    /// A connection with no call in progress for this many seconds is closed
+    /// (default 300).
+    pub idle_timeout_secs: u64,
+    /// The server pings each HTTP/2 connection this often, in seconds (default 60)...
+    pub keepalive_interval_secs: u64,
+    /// ...and closes it when the ping is not answered within this many (default 20).
+    pub keepalive_timeout_secs: u64,
+    /// On SIGTERM, how many seconds calls in flight get to finish before every
+    /// connection still open is closed (default 10).
+    pub shutdown_grace_secs: u64,
+    /// Points a `Watch` may have queued for its client (default 50,000, five full
+    /// batches; a batch larger than this still reaches a watcher that has caught up).
+    /// A watcher further behind is ended with `ABORTED` and its queue dropped.
+    pub watch_buffer_points: usize,
 }
 
 /// Replay protection of signed batches.
@@ -100,6 +143,20 @@ impl Default for Limits {
             max_points_per_batch: 10_000,
             max_concurrent_streams: 200,
             request_timeout_secs: 30,
+            max_connections: 1024,
+            max_http_connections: 64,
+            receive_budget_bytes: 64 * 1024 * 1024,
+            connection_receive_bytes: 8 * 1024 * 1024,
+            stream_window_bytes: 256 * 1024,
+            connection_window_bytes: 1024 * 1024,
+            max_header_bytes: 16 * 1024,
+            message_timeout_secs: 30,
+            handshake_timeout_secs: 10,
+            idle_timeout_secs: 300,
+            keepalive_interval_secs: 60,
+            keepalive_timeout_secs: 20,
+            shutdown_grace_secs: 10,
+            watch_buffer_points: 50_000,
         }
     }
 }
@@ -122,7 +179,18 @@ pub enum ConfigError {
     },
     #[error("the config file {path} is not valid: {message}")]
     Parse { path: PathBuf, message: String },
+    #[error("limits.{setting} {problem}")]
+    Limit {
+        setting: &'static str,
+        problem: String,
+    },
 }
+
+/// Largest message size the receive budget can account for (its permits count bytes
+/// in a `u32`, and HTTP/2 windows stop at 2^31 - 1).
+const MAX_MESSAGE_LIMIT: usize = 1 << 30;
+/// Largest HTTP/2 flow-control window (RFC 9113, 6.9.1).
+const MAX_WINDOW: u32 = (1 << 31) - 1;
 
 impl ServerConfig {
     /// Reads a TOML file; unknown fields are errors that name the file, line and field.
@@ -135,6 +203,69 @@ impl ServerConfig {
             path: path.to_owned(),
             message: e.to_string(),
         })
+    }
+
+    /// Checks that the limits work together; each error names the setting to fix.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        let l = &self.limits;
+        let limit = |setting, problem: String| Err(ConfigError::Limit { setting, problem });
+        if l.max_message_bytes == 0 || l.max_message_bytes > MAX_MESSAGE_LIMIT {
+            return limit(
+                "max_message_bytes",
+                format!("must be between 1 and {MAX_MESSAGE_LIMIT}"),
+            );
+        }
+        if l.connection_receive_bytes < l.max_message_bytes {
+            return limit(
+                "connection_receive_bytes",
+                format!(
+                    "({}) must be at least max_message_bytes ({}), or no message of the largest size could ever be received",
+                    l.connection_receive_bytes, l.max_message_bytes
+                ),
+            );
+        }
+        if l.receive_budget_bytes < l.connection_receive_bytes
+            || l.receive_budget_bytes > MAX_MESSAGE_LIMIT * 4
+        {
+            return limit(
+                "receive_budget_bytes",
+                format!(
+                    "({}) must be at least connection_receive_bytes ({}) and at most {}",
+                    l.receive_budget_bytes,
+                    l.connection_receive_bytes,
+                    MAX_MESSAGE_LIMIT * 4
+                ),
+            );
+        }
+        for (setting, value) in [
+            ("stream_window_bytes", l.stream_window_bytes),
+            ("connection_window_bytes", l.connection_window_bytes),
+        ] {
+            if value == 0 || value > MAX_WINDOW {
+                return limit(setting, format!("must be between 1 and {MAX_WINDOW}"));
+            }
+        }
+        for (setting, value) in [
+            ("max_connections", l.max_connections as u64),
+            ("max_http_connections", l.max_http_connections as u64),
+            (
+                "max_concurrent_streams",
+                u64::from(l.max_concurrent_streams),
+            ),
+            ("max_points_per_batch", l.max_points_per_batch as u64),
+            ("watch_buffer_points", l.watch_buffer_points as u64),
+            ("request_timeout_secs", l.request_timeout_secs),
+            ("message_timeout_secs", l.message_timeout_secs),
+            ("handshake_timeout_secs", l.handshake_timeout_secs),
+            ("idle_timeout_secs", l.idle_timeout_secs),
+            ("keepalive_interval_secs", l.keepalive_interval_secs),
+            ("keepalive_timeout_secs", l.keepalive_timeout_secs),
+        ] {
+            if value == 0 {
+                return limit(setting, "must be at least 1".into());
+            }
+        }
+        Ok(())
     }
 
     pub fn ingest_config(&self) -> IngestConfig {
@@ -170,6 +301,32 @@ mod tests {
             ServerConfig::default().tls.cert.is_none(),
             "TLS is off by default"
         );
+    }
+
+    #[test]
+    fn the_default_limits_pass_their_own_checks() {
+        ServerConfig::default()
+            .check()
+            .expect("the defaults are consistent");
+    }
+
+    #[test]
+    fn a_connection_share_below_the_message_size_is_refused_naming_both() {
+        let config: ServerConfig =
+            toml::from_str("[limits]\nconnection_receive_bytes = 1000\n").unwrap();
+        let err = config.check().unwrap_err().to_string();
+        assert!(
+            err.starts_with("limits.connection_receive_bytes (1000)"),
+            "{err}"
+        );
+        assert!(err.contains("max_message_bytes (4194304)"), "{err}");
+    }
+
+    #[test]
+    fn a_zero_timeout_is_refused() {
+        let config: ServerConfig = toml::from_str("[limits]\nidle_timeout_secs = 0\n").unwrap();
+        let err = config.check().unwrap_err().to_string();
+        assert_eq!(err, "limits.idle_timeout_secs must be at least 1");
     }
 
     #[test]

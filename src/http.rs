@@ -7,23 +7,53 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 
-use crate::store::Store;
+use crate::store::{Readiness, Store, WriteHealth};
 
-pub fn router(store: Arc<dyn Store>) -> Router {
+#[derive(Clone)]
+struct Health {
+    store: Arc<dyn Store>,
+    writes: Arc<WriteHealth>,
+}
+
+pub fn router(store: Arc<dyn Store>, writes: Arc<WriteHealth>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
-        .with_state(store)
+        .with_state(Health { store, writes })
 }
 
-async fn healthz(State(store): State<Arc<dyn Store>>) -> (StatusCode, String) {
-    match store.ping().await {
-        Ok(()) => (StatusCode::OK, "ok\n".into()),
-        Err(e) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("database unavailable: {e}\n"),
-        ),
+/// 200 when the database answers and takes writes; 503 with the reason otherwise.
+/// While writes fail, a check (once the fault is a few seconds old) probes with a write
+/// of its own, so the answer turns back to 200 as soon as the disk does, even with no
+/// publisher sending.
+async fn healthz(State(health): State<Health>) -> (StatusCode, String) {
+    if let Err(e) = health.store.ping().await {
+        return unavailable(format!("database unavailable: {e}"));
     }
+    let reason = match health.writes.readiness() {
+        Readiness::Ready => return ok(),
+        Readiness::Failing {
+            reason,
+            probe: false,
+        } => reason,
+        Readiness::Failing { probe: true, .. } => {
+            let probe = health.store.probe_write(jiff::Timestamp::now()).await;
+            health.writes.observe(&probe);
+            match probe {
+                Ok(()) => return ok(),
+                Err(e) => e.to_string(),
+            }
+        }
+    };
+    unavailable(format!("not ready: writes to the database fail: {reason}"))
+}
+
+fn ok() -> (StatusCode, String) {
+    (StatusCode::OK, "ok\n".into())
+}
+
+fn unavailable(reason: String) -> (StatusCode, String) {
+    (StatusCode::SERVICE_UNAVAILABLE, format!("{reason}\n"))
 }
 
 async fn metrics() -> String {

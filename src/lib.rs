@@ -15,12 +15,14 @@ pub mod ingest;
 pub mod period;
 pub mod runner;
 pub mod runner_state;
+pub mod secret_file;
 pub mod server;
 pub mod signature;
 pub mod store;
 pub mod stream;
 pub mod telemetry;
 pub mod tls;
+pub mod transport;
 pub mod value;
 
 /// Types generated from `proto/kpistream/v1`. They stay at the gRPC edge and in the SDK.

@@ -1,12 +1,12 @@
-//! `kpistream serve`: opens the store, bootstraps a fresh database, and runs the gRPC
-//! and HTTP servers until the shutdown future resolves. Tests and `main` share this path.
-//! The gRPC port serves TLS (and mutual TLS) when the config names a certificate; the
-//! HTTP port is always plain HTTP.
+//! `kpistream serve`: binds its ports, opens the store, bootstraps a fresh database,
+//! and runs the gRPC and HTTP servers until the shutdown future resolves. Tests and
+//! `main` share this path. The gRPC port serves TLS (and mutual TLS) when the config
+//! names a certificate; the HTTP port is always plain HTTP. Both ports take their
+//! connections through `transport`, which bounds what an unauthenticated client can
+//! make the server hold.
 
 use std::future::Future;
-use std::io::Write;
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,7 +14,6 @@ use anyhow::{Context, bail};
 use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 
 use crate::auth;
@@ -30,12 +29,10 @@ use crate::proto::ingest_server::IngestServer;
 use crate::proto::query_server::QueryServer;
 use crate::proto::runner_server::RunnerServer;
 use crate::proto::stream_admin_server::StreamAdminServer;
-use crate::store::{self, Bootstrap, Store};
+use crate::secret_file::StagedSecret;
+use crate::store::{self, Bootstrap, Store, WriteHealth};
 use crate::tls;
-
-/// How long a client may take over the TLS handshake before the server drops it, so
-/// connections that never finish one (a plain-text client, say) do not pile up.
-const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+use crate::transport::{self, Acceptor, BudgetLayer, ConnLimits, Port, Shutdown};
 
 /// How the gRPC port is secured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,28 +51,34 @@ pub struct Application {
     store: Arc<dyn Store>,
     grpc: TcpListener,
     http: TcpListener,
+    /// Connection limits of the two ports, fitted to the open-files limit.
+    conn_limits: (ConnLimits, ConnLimits),
     tls: Option<ServerTlsConfig>,
     security: GrpcSecurity,
 }
 
 impl Application {
-    /// Reads the TLS files, opens the database (migrating it), bootstraps it if empty,
-    /// and binds both ports.
+    /// Checks the limits, reads the TLS files, binds both ports, opens the database
+    /// (migrating it) and bootstraps it if empty, in that order: a start that could not
+    /// serve stops before it writes anything.
     pub async fn build(config: ServerConfig) -> anyhow::Result<Self> {
-        let (tls, security) = match server_tls(&config.tls)? {
+        config.check()?;
+        let conn_limits = transport::conn_limits(&config.limits);
+        let handshake = Duration::from_secs(config.limits.handshake_timeout_secs);
+        let (tls, security) = match server_tls(&config.tls, handshake)? {
             Some((tls, security)) => (Some(tls), security),
             None => (None, GrpcSecurity::Plain),
         };
-        let store = store::open(&config.db)
-            .await
-            .with_context(|| format!("cannot open the database {}", config.db))?;
-        bootstrap(&config, store.as_ref()).await?;
         let grpc = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen for gRPC on {}", config.listen))?;
         let http = TcpListener::bind(config.http)
             .await
             .with_context(|| format!("cannot listen for HTTP on {}", config.http))?;
+        let store = store::open(&config.db)
+            .await
+            .with_context(|| format!("cannot open the database {}", config.db))?;
+        bootstrap(&config, store.as_ref()).await?;
         if security != GrpcSecurity::Plain && !config.http.ip().is_loopback() {
             tracing::warn!(
                 http = %config.http,
@@ -87,6 +90,7 @@ impl Application {
             store,
             grpc,
             http,
+            conn_limits,
             tls,
             security,
         })
@@ -109,8 +113,10 @@ impl Application {
             .expect("bound listener has an address")
     }
 
-    /// Serves until `shutdown` resolves, then stops accepting, lets in-flight calls
-    /// finish (each publish is answered after its commit) and returns.
+    /// Serves until `shutdown` resolves. Then it stops accepting, tells clients to go
+    /// away (HTTP/2 GOAWAY), lets calls in flight finish (each publish is answered after
+    /// its commit; open `PublishStream`s and `Watch`es are ended), and closes whatever
+    /// is still open when `limits.shutdown_grace_secs` have passed.
     pub async fn run(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -120,29 +126,51 @@ impl Application {
             store,
             grpc,
             http,
+            conn_limits: (grpc_limits, http_limits),
             tls,
             security: _,
         } = self;
         let (stop_tx, stop_rx) = watch::channel(false);
-        let ingestor = Ingestor::start(store.clone(), config.ingest_config());
-        let pruner = tokio::spawn(prune_loop(ingestor.clone()));
+        let health = store.write_health();
+        let ingestor = Ingestor::start(store.clone(), config.ingest_config(), health.clone());
+        let pruner = tokio::spawn(prune_loop(ingestor.clone(), health.clone()));
         let state = AppState {
             store: store.clone(),
             ingestor,
+            health: health.clone(),
             deadline: Duration::from_secs(config.limits.request_timeout_secs),
-            stopping: stop_rx.clone(),
+            watch_buffer_points: config.limits.watch_buffer_points,
+            stopping: stop_rx,
         };
 
-        let http_server = axum::serve(http, crate::http::router(store.clone()))
-            .with_graceful_shutdown(stopped(stop_rx.clone()));
+        let ending = Shutdown::default();
+        let http = Acceptor::new(http, Port::Http, http_limits, ending.clone());
+        let grpc = Acceptor::new(grpc, Port::Grpc, grpc_limits, ending.clone());
+
+        let draining = ending.draining.clone();
+        let http_server = axum::serve(http, crate::http::router(store, health))
+            .with_graceful_shutdown(async move { draining.cancelled().await });
         let http_task = tokio::spawn(async move { http_server.await });
 
-        let grpc_result = serve_grpc(&config, tls, state, grpc, async move {
-            shutdown.await;
-            tracing::info!("shutting down: finishing in-flight calls");
-            let _ = stop_tx.send(true);
-        })
-        .await;
+        let grace = Duration::from_secs(config.limits.shutdown_grace_secs);
+        let signal = {
+            let ending = ending.clone();
+            async move {
+                shutdown.await;
+                tracing::info!(
+                    grace_secs = grace.as_secs(),
+                    "shutting down: finishing calls in flight"
+                );
+                let _ = stop_tx.send(true);
+                ending.draining.cancel();
+                tokio::spawn(async move {
+                    tokio::time::sleep(grace).await;
+                    tracing::info!("shutdown grace over: closing the connections still open");
+                    ending.closing.cancel();
+                });
+            }
+        };
+        let grpc_result = serve_grpc(&config, tls, state, grpc, signal).await;
         pruner.abort();
         http_task.await.context("the HTTP server panicked")??;
         grpc_result.context("the gRPC server failed")?;
@@ -155,10 +183,11 @@ async fn serve_grpc(
     config: &ServerConfig,
     tls: Option<ServerTlsConfig>,
     state: AppState,
-    listener: TcpListener,
+    acceptor: Acceptor,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    let limit = config.limits.max_message_bytes;
+    let limits = &config.limits;
+    let limit = limits.max_message_bytes;
     let (health, health_service) = tonic_health::server::health_reporter();
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
@@ -176,11 +205,18 @@ async fn serve_grpc(
     if let Some(tls) = tls {
         builder = builder.tls_config(tls)?;
     }
+    let budget = Arc::new(transport::receive_budget(limits));
     builder
-        .max_concurrent_streams(Some(config.limits.max_concurrent_streams))
+        .max_concurrent_streams(Some(limits.max_concurrent_streams))
+        .initial_stream_window_size(Some(limits.stream_window_bytes))
+        .initial_connection_window_size(Some(limits.connection_window_bytes))
+        .http2_max_header_list_size(Some(limits.max_header_bytes))
+        .http2_keepalive_interval(Some(Duration::from_secs(limits.keepalive_interval_secs)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(limits.keepalive_timeout_secs)))
         .layer(tower::util::MapResponseLayer::new(
             oversize_is_resource_exhausted,
         ))
+        .layer(BudgetLayer::new(budget))
         .add_service(health_service)
         .add_service(reflection)
         .add_service(
@@ -194,14 +230,17 @@ async fn serve_grpc(
             QueryServer::new(QueryService::new(state.clone())).max_decoding_message_size(limit),
         )
         .add_service(RunnerServer::new(RunnerService::new(state)).max_decoding_message_size(limit))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(acceptor.into_stream(), shutdown)
         .await?;
     Ok(())
 }
 
 /// Reads the TLS files `settings` names and checks that they work together: `None` when
 /// TLS is off. Every error names the file and the setting to fix.
-fn server_tls(settings: &TlsSettings) -> anyhow::Result<Option<(ServerTlsConfig, GrpcSecurity)>> {
+fn server_tls(
+    settings: &TlsSettings,
+    handshake_timeout: Duration,
+) -> anyhow::Result<Option<(ServerTlsConfig, GrpcSecurity)>> {
     let (cert_path, key_path) = match (&settings.cert, &settings.key) {
         (Some(cert), Some(key)) => (cert, key),
         (None, None) if settings.client_ca.is_some() => bail!(
@@ -219,7 +258,7 @@ fn server_tls(settings: &TlsSettings) -> anyhow::Result<Option<(ServerTlsConfig,
     let key = tls::read_private_key(key_path, "server key (tls.key, --tls-key)")?;
     let mut config = ServerTlsConfig::new()
         .identity(Identity::from_pem(cert, key.expose_secret()))
-        .timeout(TLS_HANDSHAKE_TIMEOUT);
+        .timeout(handshake_timeout);
     let mut security = GrpcSecurity::Tls;
     if let Some(ca_path) = &settings.client_ca {
         let ca = tls::read_certificates(
@@ -264,26 +303,33 @@ fn oversize_is_resource_exhausted<B>(mut response: http::Response<B>) -> http::R
     response
 }
 
-async fn stopped(mut rx: watch::Receiver<bool>) {
-    let _ = rx.wait_for(|stop| *stop).await;
-}
-
-async fn prune_loop(ingestor: Ingestor) {
+async fn prune_loop(ingestor: Ingestor, health: Arc<WriteHealth>) {
     let mut every = tokio::time::interval(Duration::from_secs(3600));
     loop {
         every.tick().await;
         match ingestor.prune().await {
             Ok(0) => {}
             Ok(n) => tracing::info!(forgotten = n, "batch ids past the dedup window forgotten"),
-            Err(e) => tracing::warn!(error = %e, "could not prune old batch ids"),
+            Err(e) => {
+                health.failed(&e);
+                tracing::warn!(error = %e, "could not prune old batch ids");
+            }
         }
     }
 }
 
 /// On a fresh database: creates the organisation and its admin, and writes the admin's
-/// token once to a 0600 file.
+/// token once to a 0600 file. The token is written (beside its final path) before the
+/// organisation is committed and moved into place after: a start that cannot write the
+/// file commits nothing, so the next start, with a path that works, bootstraps then.
 async fn bootstrap(config: &ServerConfig, store: &dyn Store) -> anyhow::Result<()> {
+    if !store.needs_bootstrap().await? {
+        return Ok(());
+    }
+    let path = &config.admin_token_file;
     let token = auth::generate_token();
+    let staged = StagedSecret::write(path, token.expose_secret())
+        .context("cannot write the admin token file (admin_token_file, --admin-token-file), so nothing was created")?;
     let first = Bootstrap {
         org_id: OrgId::generate(),
         org_name: config.org_name.clone(),
@@ -292,33 +338,15 @@ async fn bootstrap(config: &ServerConfig, store: &dyn Store) -> anyhow::Result<(
         token_hash: auth::hash_token(&token),
     };
     if !store.bootstrap(&first, jiff::Timestamp::now()).await? {
+        // Another server bootstrapped the database meanwhile; its token stands.
         return Ok(());
     }
-    write_secret_file(&config.admin_token_file, token.expose_secret())?;
+    staged.publish()?;
     println!(
         "created organisation {:?} with admin {:?}; the admin token was written to {} (mode 0600, shown only this once)",
         first.org_name,
         first.user_name,
-        config.admin_token_file.display()
+        path.display()
     );
-    Ok(())
-}
-
-/// Writes a secret to a file readable by its owner only, creating the folder.
-pub fn write_secret_file(path: &Path, secret: &str) -> anyhow::Result<()> {
-    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    }
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-    writeln!(file, "{secret}")?;
-    file.sync_all()?;
     Ok(())
 }

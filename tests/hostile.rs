@@ -15,6 +15,8 @@ mod connectors;
 mod input;
 #[path = "hostile/output.rs"]
 mod output;
+#[path = "hostile/raw.rs"]
+mod raw;
 #[path = "hostile/shutdown.rs"]
 mod shutdown;
 #[path = "hostile/storage.rs"]

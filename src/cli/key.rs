@@ -165,7 +165,7 @@ pub fn write_credential(path: &Path, credential: &str, key_id: &str) -> anyhow::
             path.display()
         );
     }
-    crate::server::write_secret_file(path, credential)?;
+    crate::secret_file::write_secret_file(path, credential)?;
     eprintln!(
         "credential of key {key_id} written to {} (mode 0600): it is shown only this once",
         path.display()

@@ -179,7 +179,7 @@ pub fn write_token(path: &Path, secret: &str, label: &str) -> anyhow::Result<()>
         return Ok(());
     }
     check_token_out(path)?;
-    crate::server::write_secret_file(path, secret)?;
+    crate::secret_file::write_secret_file(path, secret)?;
     eprintln!(
         "token {label} written to {} (mode 0600): it is shown only this once",
         path.display()

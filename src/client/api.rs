@@ -380,8 +380,8 @@ impl Client {
 
     /// The stream's points as they are committed, until dropped; with `from_latest`,
     /// the latest period's point comes first. Points from a watch carry no revision
-    /// count. A watch that falls far behind ends with `ABORTED`: read the gap with
-    /// [`Client::points`] and watch again.
+    /// count. A watch whose reader falls far behind ends with `ABORTED`: resume with
+    /// [`Client::watch_since`] and the `updated_at` of the last point received.
     pub async fn watch(
         &self,
         stream: &str,
@@ -390,6 +390,22 @@ impl Client {
         let request = proto::WatchRequest {
             stream_id: stream.to_owned(),
             from_latest,
+            since: None,
+        };
+        Ok(self.query().watch(request).await?.into_inner())
+    }
+
+    /// Like [`Client::watch`], but first every point changed after `since` (oldest
+    /// change first), then the new ones: picks a watch up where an earlier one ended.
+    pub async fn watch_since(
+        &self,
+        stream: &str,
+        since: prost_types::Timestamp,
+    ) -> Result<tonic::Streaming<proto::DataPoint>, Status> {
+        let request = proto::WatchRequest {
+            stream_id: stream.to_owned(),
+            from_latest: false,
+            since: Some(since),
         };
         Ok(self.query().watch(request).await?.into_inner())
     }

@@ -22,7 +22,7 @@ use crate::access::{Access, AccessError, AuditEvent};
 use crate::auth::{self, AuthError, Principal};
 use crate::ids::StreamId;
 use crate::ingest::Ingestor;
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, WriteHealth};
 use crate::stream::Stream;
 
 /// What every service shares.
@@ -30,9 +30,14 @@ use crate::stream::Stream;
 pub struct AppState {
     pub store: Arc<dyn Store>,
     pub ingestor: Ingestor,
+    /// Storage faults seen by calls, for `/healthz`.
+    pub health: Arc<WriteHealth>,
+    /// Most points a `Watch` may have queued for its client.
+    pub watch_buffer_points: usize,
     /// How long one call (or one batch of a `PublishStream`) may take.
     pub deadline: Duration,
-    /// Turns true when the server shuts down, to end long-lived calls (`Watch`).
+    /// Turns true when the server shuts down, to end long-lived calls (`Watch`,
+    /// `PublishStream`).
     pub stopping: tokio::sync::watch::Receiver<bool>,
 }
 
@@ -45,7 +50,12 @@ impl AppState {
         work: impl Future<Output = Result<T, ApiError>>,
     ) -> Result<Response<T>, Status> {
         match tokio::time::timeout(self.deadline, work).await {
-            Ok(result) => result.map(Response::new).map_err(Status::from),
+            Ok(result) => result.map(Response::new).map_err(|err| {
+                if let ApiError::Store(e) = &err {
+                    self.health.failed(e);
+                }
+                Status::from(err)
+            }),
             Err(_) => Err(ApiError::Deadline(self.deadline).into()),
         }
     }
@@ -145,6 +155,7 @@ impl AppState {
             .record_audit(&event, jiff::Timestamp::now())
             .await
         {
+            self.health.failed(&e);
             tracing::error!(error = %e, action, target_id, "could not record an audit entry");
         }
     }

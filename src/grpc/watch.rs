@@ -1,37 +1,49 @@
 //! `Query.Watch`: a stream's points as they are committed. The caller's token and read
 //! access are checked again (at most once a second) before points are sent, so a
 //! revoked token or a removed grant stops the flow; the server's shutdown ends it.
+//!
+//! Each watch has a queue of its own, bounded in points (`limits.watch_buffer_points`):
+//! a caller that stops reading is ended with `ABORTED` once its queue is full, and its
+//! queue is dropped. The status names the `since` to watch again with; a watch with
+//! `since` first sends what changed after it, from the store, then follows live.
 
 use std::collections::VecDeque;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::Stream;
-use tokio::sync::broadcast::error::RecvError;
-use tokio::sync::{broadcast, watch};
+use jiff::Timestamp;
+use tokio::sync::watch;
 use tonic::{Request, Status};
 
-use super::{ApiError, AppState, convert};
+use super::{ApiError, AppState, convert, parse_stream_id};
 use crate::access::Access;
 use crate::auth::{self, AuthError};
 use crate::ids::StreamId;
 use crate::ingest::Committed;
+use crate::ingest::watchers::{Next, Subscription};
 use crate::proto;
+use crate::store::PointRecord;
 
 /// The answer of `Watch`.
 pub type WatchStream = Pin<Box<dyn Stream<Item = Result<proto::DataPoint, Status>> + Send>>;
 
 /// How often a watcher's token and access are checked again.
 const RECHECK: Duration = Duration::from_secs(1);
+/// Points read from the store at a time while a resumed watch catches up.
+const CATCH_UP_PAGE: u32 = 1_000;
 
 struct Watcher {
     state: AppState,
     token_hash: [u8; 32],
     stream_id: StreamId,
-    committed: broadcast::Receiver<Arc<Committed>>,
+    subscription: Subscription,
     stopping: watch::Receiver<bool>,
     pending: VecDeque<proto::DataPoint>,
+    /// While catching up from the store: the last change read from it.
+    catching_up: Option<(Timestamp, Option<String>)>,
+    /// The latest change sent: live batches at or before it were sent by the catch-up.
+    sent_up_to: Option<Timestamp>,
     checked: Instant,
     done: bool,
 }
@@ -41,8 +53,12 @@ pub async fn start(
     state: AppState,
     request: Request<proto::WatchRequest>,
 ) -> Result<WatchStream, ApiError> {
-    // Subscribe first, so nothing committed after the latest point is read is missed.
-    let committed = state.ingestor.subscribe();
+    let stream_id = parse_stream_id(&request.get_ref().stream_id)?;
+    let since = request.get_ref().since.map(since_instant).transpose()?;
+    // Subscribe first, so nothing committed after the store is read is missed.
+    let subscription = state
+        .ingestor
+        .subscribe(stream_id.clone(), state.watch_buffer_points);
     let header = request
         .metadata()
         .get("authorization")
@@ -50,7 +66,7 @@ pub async fn start(
     let token_hash = auth::hash_token(&auth::bearer(header)?);
     let who = state.principal(&request).await?;
     let stream = state
-        .stream_for(&who, &request.get_ref().stream_id, Access::Read)
+        .stream_for(&who, stream_id.as_str(), Access::Read)
         .await?;
     let mut pending = VecDeque::new();
     if request.get_ref().from_latest {
@@ -63,8 +79,10 @@ pub async fn start(
         state,
         token_hash,
         stream_id: stream.id,
-        committed,
+        subscription,
         pending,
+        catching_up: since.map(|at| (at, None)),
+        sent_up_to: since,
         checked: Instant::now(),
         done: false,
     };
@@ -74,46 +92,104 @@ pub async fn start(
     Ok(Box::pin(points))
 }
 
+fn since_instant(since: prost_types::Timestamp) -> Result<Timestamp, ApiError> {
+    u32::try_from(since.nanos)
+        .ok()
+        .and_then(|nanos| Timestamp::new(since.seconds, nanos as i32).ok())
+        .ok_or_else(|| {
+            ApiError::Invalid(
+                "since is not a valid timestamp (nanos must be 0 to 999,999,999)".into(),
+            )
+        })
+}
+
 impl Watcher {
     async fn next(&mut self) -> Option<Result<proto::DataPoint, Status>> {
         if self.done {
             return None;
         }
-        loop {
-            if let Some(point) = self.pending.pop_front() {
-                return Some(Ok(point));
-            }
-            let received = tokio::select! {
-                received = self.committed.recv() => received,
-                _ = self.stopping.wait_for(|stop| *stop) => return None,
-            };
-            match received {
-                Ok(batch) if batch.stream_id == self.stream_id => {
-                    if let Err(err) = self.recheck().await {
-                        self.done = true;
-                        return Some(Err(err.into()));
-                    }
-                    self.pending
-                        .extend(batch.points.iter().map(|p| proto::DataPoint {
-                            period: p.period.clone(),
-                            value: p.value.clone(),
-                            external_id: p.external_id.clone().unwrap_or_default(),
-                            updated_at: Some(convert::timestamp(batch.at)),
-                            batch_id: batch.batch_id.clone(),
-                            key_id: batch.key_id.to_string(),
-                            revision_count: 0,
-                        }));
-                }
-                Ok(_) => {}
-                Err(RecvError::Lagged(missed)) => {
-                    self.done = true;
-                    return Some(Err(Status::aborted(format!(
-                        "this watch fell {missed} batches behind the server and was ended: watch again, and read what you missed with ListPoints"
-                    ))));
-                }
-                Err(RecvError::Closed) => return None,
+        match self.fill().await {
+            Ok(true) => self.pending.pop_front().map(Ok),
+            Ok(false) => None,
+            Err(status) => {
+                self.done = true;
+                Some(Err(status))
             }
         }
+    }
+
+    /// Waits until there is a point to send: `false` when the watch is over.
+    async fn fill(&mut self) -> Result<bool, Status> {
+        while self.pending.is_empty() {
+            if let Some(after) = self.catching_up.take() {
+                self.catch_up(after).await?;
+                continue;
+            }
+            let next = tokio::select! {
+                next = self.subscription.next() => next,
+                _ = self.stopping.wait_for(|stop| *stop) => return Ok(false),
+            };
+            match next {
+                Next::Batch(batch) => self.take(&batch).await?,
+                Next::Overflowed => return Err(self.overflowed()),
+            }
+        }
+        Ok(true)
+    }
+
+    /// Reads the next page of changes after `after` from the store.
+    async fn catch_up(&mut self, after: (Timestamp, Option<String>)) -> Result<(), Status> {
+        let page = self
+            .state
+            .store
+            .points_updated_after(
+                &self.stream_id,
+                (after.0, after.1.as_deref()),
+                CATCH_UP_PAGE,
+            )
+            .await
+            .map_err(ApiError::from)?;
+        if page.len() == CATCH_UP_PAGE as usize {
+            let last: &PointRecord = &page[page.len() - 1];
+            self.catching_up = Some((last.updated_at, Some(last.period.clone())));
+        }
+        if let Some(last) = page.last() {
+            self.sent_up_to = Some(last.updated_at);
+        }
+        self.pending.extend(page.into_iter().map(convert::point));
+        Ok(())
+    }
+
+    async fn take(&mut self, batch: &Committed) -> Result<(), Status> {
+        if self.sent_up_to.is_some_and(|sent| batch.at <= sent) {
+            return Ok(());
+        }
+        self.recheck().await?;
+        self.sent_up_to = Some(batch.at);
+        self.pending
+            .extend(batch.points.iter().map(|p| proto::DataPoint {
+                period: p.period.clone(),
+                value: p.value.clone(),
+                external_id: p.external_id.clone().unwrap_or_default(),
+                updated_at: Some(convert::timestamp(batch.at)),
+                batch_id: batch.batch_id.clone(),
+                key_id: batch.key_id.to_string(),
+                revision_count: 0,
+            }));
+        Ok(())
+    }
+
+    fn overflowed(&self) -> Status {
+        let resume = match self.sent_up_to {
+            Some(at) => format!("watch again with since = {at} to resume without a gap"),
+            None => {
+                "watch again (with from_latest, or read what you missed with ListPoints)".to_owned()
+            }
+        };
+        Status::aborted(format!(
+            "this watch fell more than {} points behind the stream and was ended: {resume}",
+            self.state.watch_buffer_points
+        ))
     }
 
     /// The token must still be valid and still allow reading the stream.
@@ -124,7 +200,7 @@ impl Watcher {
         let who = self
             .state
             .store
-            .principal_for_token(&self.token_hash, jiff::Timestamp::now())
+            .principal_for_token(&self.token_hash, Timestamp::now())
             .await?
             .ok_or(AuthError::InvalidToken)?;
         self.state

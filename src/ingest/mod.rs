@@ -5,6 +5,7 @@
 
 pub mod batch;
 pub mod validate;
+pub mod watchers;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -13,12 +14,13 @@ use std::time::{Duration, Instant};
 use ed25519_dalek::VerifyingKey;
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 
 use self::batch::{CommitRefusal, PointRejection, PreparedBatch, PublishOutcome};
+use self::watchers::{Subscription, Watchers};
 use crate::ids::{InvalidId, KeyId, StreamId};
 use crate::signature::{self, SignatureError};
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, WriteHealth};
 use crate::stream::PublishingKey;
 
 /// Longest batch id, in bytes.
@@ -164,11 +166,8 @@ pub struct Ingestor {
     writer: mpsc::Sender<WriteJob>,
     config: Arc<IngestConfig>,
     keys: Arc<KeyCache>,
-    committed: broadcast::Sender<Arc<Committed>>,
+    watchers: Arc<Watchers>,
 }
-
-/// How many committed batches a slow watcher may be behind before it is told it lagged.
-const WATCH_BUFFER: usize = 4096;
 
 /// A batch that was just committed: what `Query.Watch` sends on.
 #[derive(Debug)]
@@ -182,29 +181,31 @@ pub struct Committed {
 
 impl Ingestor {
     /// Starts the writer task. It ends when the last clone of the ingestor is dropped,
-    /// after committing what it holds.
-    pub fn start(store: Arc<dyn Store>, config: IngestConfig) -> Self {
+    /// after committing what it holds. Each commit's outcome is reported to `health`.
+    pub fn start(store: Arc<dyn Store>, config: IngestConfig, health: Arc<WriteHealth>) -> Self {
         let (writer, rx) = mpsc::channel(config.max_group * 4);
-        let (committed, _) = broadcast::channel(WATCH_BUFFER);
-        tokio::spawn(write_loop(
-            store.clone(),
-            rx,
-            config.max_group,
-            committed.clone(),
-        ));
+        let watchers = Arc::new(Watchers::default());
+        let writer_task = Writer {
+            store: store.clone(),
+            max_group: config.max_group,
+            watchers: watchers.clone(),
+            health,
+            last_commit: Timestamp::UNIX_EPOCH,
+        };
+        tokio::spawn(writer_task.run(rx));
         Self {
             store,
             writer,
             config: Arc::new(config),
             keys: Arc::default(),
-            committed,
+            watchers,
         }
     }
 
-    /// Batches as they are committed (replays excluded), for watchers. A receiver that
-    /// falls more than a few thousand batches behind is told it lagged.
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Committed>> {
-        self.committed.subscribe()
+    /// The stream's batches as they are committed (replays excluded), queued up to
+    /// `capacity` points; a watcher further behind is told it overflowed.
+    pub fn subscribe(&self, stream: StreamId, capacity: usize) -> Subscription {
+        self.watchers.subscribe(stream, capacity)
     }
 
     pub fn config(&self) -> &IngestConfig {
@@ -398,42 +399,72 @@ fn record_metrics(result: &Result<PublishOutcome, IngestError>, started: Instant
 
 /// The single writer: takes the first waiting batch, then every batch already queued
 /// (up to `max_group`), and commits them in one transaction.
-async fn write_loop(
+struct Writer {
     store: Arc<dyn Store>,
-    mut rx: mpsc::Receiver<WriteJob>,
     max_group: usize,
-    committed: broadcast::Sender<Arc<Committed>>,
-) {
-    let mut jobs = Vec::with_capacity(max_group);
-    while rx.recv_many(&mut jobs, max_group).await > 0 {
-        let (batches, replies): (Vec<PreparedBatch>, Vec<_>) =
-            jobs.drain(..).map(|j| (j.batch, j.reply)).unzip();
-        metrics::histogram!("kpistream_commit_group_batches").record(batches.len() as f64);
-        let now = Timestamp::now();
-        match store.commit_batches(&batches, now).await {
-            Ok(results) => {
-                for ((reply, result), batch) in replies.into_iter().zip(results).zip(batches) {
-                    let fresh = matches!(&result, Ok(outcome) if !outcome.replayed);
-                    let _ = reply.send(Ok(result));
-                    if fresh && !batch.points.is_empty() && committed.receiver_count() > 0 {
-                        let _ = committed.send(Arc::new(Committed {
-                            stream_id: batch.stream_id,
-                            key_id: batch.key_id,
-                            batch_id: batch.batch_id,
-                            points: batch.points,
-                            at: now,
-                        }));
+    watchers: Arc<Watchers>,
+    health: Arc<WriteHealth>,
+    last_commit: Timestamp,
+}
+
+impl Writer {
+    async fn run(mut self, mut rx: mpsc::Receiver<WriteJob>) {
+        let mut jobs = Vec::with_capacity(self.max_group);
+        while rx.recv_many(&mut jobs, self.max_group).await > 0 {
+            let (batches, replies): (Vec<PreparedBatch>, Vec<_>) =
+                jobs.drain(..).map(|j| (j.batch, j.reply)).unzip();
+            metrics::histogram!("kpistream_commit_group_batches").record(batches.len() as f64);
+            let now = self.commit_time();
+            let committed = self.store.commit_batches(&batches, now).await;
+            self.health.observe(&committed);
+            match committed {
+                Ok(results) => self.answer(batches, replies, results, now),
+                Err(err) => {
+                    tracing::error!(error = %err, batches = batches.len(), "group commit failed");
+                    let err = Arc::new(err);
+                    for reply in replies {
+                        let _ = reply.send(Err(err.clone()));
                     }
                 }
             }
-            Err(err) => {
-                tracing::error!(error = %err, batches = batches.len(), "group commit failed");
-                let err = Arc::new(err);
-                for reply in replies {
-                    let _ = reply.send(Err(err.clone()));
-                }
+        }
+        tracing::debug!("writer stopped");
+    }
+
+    /// The time stamped on a group's points: to the microsecond (as stored) and later
+    /// than the previous group's, so that "updated after T" (how a watch resumes) never
+    /// splits or merges two commits.
+    fn commit_time(&mut self) -> Timestamp {
+        let now = Timestamp::now();
+        let now = Timestamp::from_microsecond(now.as_microsecond()).unwrap_or(now);
+        let next = self
+            .last_commit
+            .checked_add(jiff::SignedDuration::from_micros(1))
+            .unwrap_or(now);
+        self.last_commit = now.max(next);
+        self.last_commit
+    }
+
+    fn answer(
+        &self,
+        batches: Vec<PreparedBatch>,
+        replies: Vec<oneshot::Sender<CommitResult>>,
+        results: Vec<Result<PublishOutcome, CommitRefusal>>,
+        now: Timestamp,
+    ) {
+        let watched = self.watchers.any();
+        for ((reply, result), batch) in replies.into_iter().zip(results).zip(batches) {
+            let fresh = matches!(&result, Ok(outcome) if !outcome.replayed);
+            let _ = reply.send(Ok(result));
+            if fresh && watched && !batch.points.is_empty() {
+                self.watchers.deliver(&Arc::new(Committed {
+                    stream_id: batch.stream_id,
+                    key_id: batch.key_id,
+                    batch_id: batch.batch_id,
+                    points: batch.points,
+                    at: now,
+                }));
             }
         }
     }
-    tracing::debug!("writer stopped");
 }

@@ -1,6 +1,7 @@
 //! The `Store` trait: the only door to storage. SQLite is the embedded default; other
 //! backends implement the same trait and pass the same conformance suite.
 
+mod health;
 mod sqlite;
 
 use std::sync::Arc;
@@ -8,6 +9,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use jiff::Timestamp;
 
+pub use health::{FAULT_HOLD, Readiness, WriteHealth};
 pub use sqlite::SqliteStore;
 
 use std::collections::HashMap;
@@ -217,8 +219,14 @@ pub trait RunnerStore: Send + Sync + 'static {
 
 #[async_trait]
 pub trait Store: AccessStore + RunnerStore + Send + Sync + 'static {
+    /// Where callers report storage faults and successful writes (see [`WriteHealth`]).
+    fn write_health(&self) -> Arc<WriteHealth>;
     /// Checks the database answers.
     async fn ping(&self) -> Result<()>;
+    /// Checks the database takes a write: commits a one-row change that nothing reads.
+    async fn probe_write(&self, now: Timestamp) -> Result<()>;
+    /// Whether the database has no organisation yet, so the first start must create one.
+    async fn needs_bootstrap(&self) -> Result<bool>;
     /// Creates the first organisation, admin and token if the database has none.
     /// Returns false (and changes nothing) when an organisation exists.
     async fn bootstrap(&self, first: &Bootstrap, now: Timestamp) -> Result<bool>;
@@ -304,6 +312,15 @@ pub trait Store: AccessStore + RunnerStore + Send + Sync + 'static {
         limit: u32,
     ) -> Result<Vec<PointRecord>>;
     async fn latest_point(&self, stream: &StreamId) -> Result<Option<PointRecord>>;
+    /// Points last changed after `after`: after an instant, or at that instant and
+    /// after a period. Ordered by the change, then the period: how a watch catches up
+    /// from where it stopped.
+    async fn points_updated_after(
+        &self,
+        stream: &StreamId,
+        after: (Timestamp, Option<&str>),
+        limit: u32,
+    ) -> Result<Vec<PointRecord>>;
     async fn list_revisions(&self, stream: &StreamId, period: &str) -> Result<Vec<RevisionRecord>>;
 }
 

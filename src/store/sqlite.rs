@@ -3,6 +3,7 @@
 
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -14,8 +15,8 @@ use sqlx::sqlite::{
 use sqlx::{Row, Sqlite, SqliteExecutor, Transaction};
 
 use super::{
-    Bootstrap, NewKey, PointRecord, Result, RevisionRecord, Store, StoreError, corrupt,
-    from_micros, to_micros,
+    Bootstrap, NewKey, PointRecord, Result, RevisionRecord, Store, StoreError, WriteHealth,
+    corrupt, from_micros, to_micros,
 };
 use crate::access::GrantSpec;
 use crate::auth::{Principal, Role};
@@ -42,15 +43,25 @@ const STREAM_COLUMNS: &str = "s.id, s.org_id, s.name, s.description, c.name AS c
 const KEY_COLUMNS: &str =
     "key_id, public_key, origin, created_at, last_used_at, revoked_at FROM stream_keys";
 
+/// Reads and writes go through two pools: a connection opened while the file could only
+/// be read (see `open`) then serves reads only, where it does no harm, and never meets a
+/// write it would fail.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    writer: SqlitePool,
+    health: Arc<WriteHealth>,
 }
 
 impl SqliteStore {
     /// Opens (creating the file and its folder if missing) and migrates the database.
+    /// A folder it creates is private to the server's user (0700), and the database
+    /// file is made 0600 (SQLite gives its WAL and shared-memory files the same mode):
+    /// it holds token hashes and every KPI value.
     pub async fn open(url: &str) -> Result<Self> {
-        create_parent_dir(url)?;
+        if let Some(path) = database_path(url) {
+            prepare_database_file(path)?;
+        }
         let options = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
@@ -73,18 +84,50 @@ impl SqliteStore {
             )));
         }
         sqlx::Connection::close(migrating).await?;
+        let health = Arc::new(WriteHealth::default());
+        let (on_release, on_acquire) = (health.clone(), health.clone());
+        // A write that failed on a full disk can leave its connection inside a
+        // transaction that SQLite already rolled back (the ROLLBACK sent when the
+        // transaction is dropped then fails too, and the connection keeps counting a
+        // transaction): every later BEGIN on it would fail. And a connection opened while
+        // the file was read-only stays read-only when the file is writable again. So a
+        // connection left in a transaction is closed, while writes fail the writers'
+        // connections are closed after each use rather than pooled, and writers' idle
+        // connections that predate a fault are replaced when next used: the store
+        // recovers as soon as the disk does, without a restart.
+        let writer = SqlitePoolOptions::new()
+            .max_connections(4)
+            .after_release(move |conn, _| {
+                let keep =
+                    !sqlx::Connection::is_in_transaction(conn) && on_release.fault().is_none();
+                Box::pin(async move { Ok(keep) })
+            })
+            .before_acquire(move |_, meta| {
+                let stale = on_acquire.predates_last_fault(meta.age);
+                Box::pin(async move { Ok(!stale) })
+            })
+            .connect_with(options.clone())
+            .await?;
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
+            .after_release(|conn, _| {
+                let keep = !sqlx::Connection::is_in_transaction(conn);
+                Box::pin(async move { Ok(keep) })
+            })
             .connect_with(options)
             .await?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            writer,
+            health,
+        })
     }
 
     /// A write transaction. `BEGIN IMMEDIATE` takes the write lock up front: a plain
     /// `BEGIN` that reads and then writes may be refused the upgrade ("database is
     /// locked") while another connection writes.
     async fn write(&self) -> Result<Transaction<'static, Sqlite>> {
-        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+        Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)
     }
 
     /// The pool, for checks such as `PRAGMA integrity_check`.
@@ -143,27 +186,60 @@ impl SqliteStore {
     }
 }
 
-fn create_parent_dir(url: &str) -> Result<()> {
+/// The file path of a `sqlite:` URL, unless the database lives in memory.
+fn database_path(url: &str) -> Option<&Path> {
     let path = url
         .trim_start_matches("sqlite://")
         .trim_start_matches("sqlite:");
     let path = path.split('?').next().unwrap_or_default();
-    if path.is_empty() || path.starts_with(":memory:") {
-        return Ok(());
-    }
-    if let Some(parent) = Path::new(path)
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-    {
-        std::fs::create_dir_all(parent).map_err(|e| {
-            StoreError::Database(sqlx::Error::Configuration(
-                format!(
-                    "cannot create the database folder {}: {e}",
-                    parent.display()
+    (!path.is_empty() && !path.starts_with(":memory:")).then(|| Path::new(path))
+}
+
+/// Creates the database's folder (0700) and file (0600) if missing, and takes group and
+/// world access away from an existing database file and its WAL and shared-memory files.
+fn prepare_database_file(path: &Path) -> Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+    let fail = |what: &str, e: std::io::Error| {
+        StoreError::Database(sqlx::Error::Configuration(
+            format!("cannot {what}: {e}").into(),
+        ))
+    };
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(parent)
+            .map_err(|e| {
+                fail(
+                    &format!("create the database folder {}", parent.display()),
+                    e,
                 )
-                .into(),
-            ))
-        })?;
+            })?;
+        let mode = std::fs::metadata(parent).map(|m| m.permissions().mode());
+        if mode.is_ok_and(|mode| mode & 0o077 != 0) {
+            tracing::warn!(folder = %parent.display(), "the database folder can be read by other users: `chmod 700` it");
+        }
+    }
+    let created = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path);
+    match created {
+        Ok(_) => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(fail(&format!("create the database {}", path.display()), e)),
+    }
+    for suffix in ["", "-wal", "-shm"] {
+        let file = std::path::PathBuf::from(format!("{}{suffix}", path.display()));
+        let Ok(meta) = std::fs::metadata(&file) else {
+            continue;
+        };
+        if meta.permissions().mode() & 0o077 != 0 {
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))
+                .map_err(|e| fail(&format!("make {} private (mode 0600)", file.display()), e))?;
+            tracing::info!(file = %file.display(), "made the database file private (mode 0600)");
+        }
     }
     Ok(())
 }
@@ -258,9 +334,32 @@ const CATEGORY_SELECT: &str = "SELECT c.name, c.created_at, \
 
 #[async_trait]
 impl Store for SqliteStore {
+    fn write_health(&self) -> Arc<WriteHealth> {
+        self.health.clone()
+    }
+
     async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
+    }
+
+    async fn probe_write(&self, now: Timestamp) -> Result<()> {
+        let mut tx = self.write().await?;
+        sqlx::query(
+            "INSERT INTO health_probe (id, at) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET at = excluded.at",
+        )
+        .bind(to_micros(now))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn needs_bootstrap(&self) -> Result<bool> {
+        let orgs: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM orgs")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(orgs == 0)
     }
 
     async fn bootstrap(&self, first: &Bootstrap, now: Timestamp) -> Result<bool> {
@@ -299,7 +398,7 @@ impl Store for SqliteStore {
             sqlx::query("UPDATE tokens SET last_used_at = ? WHERE id = ?")
                 .bind(to_micros(now))
                 .bind(row.get::<String, _>("token_id"))
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await?;
         }
         Ok(Some(Principal {
@@ -317,7 +416,7 @@ impl Store for SqliteStore {
                 .bind(org.as_str())
                 .bind(name)
                 .bind(to_micros(now))
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await;
         unique(inserted, || format!("category {name:?}"))?;
         Ok(Category {
@@ -341,7 +440,7 @@ impl Store for SqliteStore {
             .bind(new_name)
             .bind(org.as_str())
             .bind(name)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await;
         if unique(updated, || format!("category {new_name:?}"))?.rows_affected() == 0 {
             return Err(StoreError::NotFound(format!("category {name:?}")));
@@ -632,7 +731,7 @@ impl Store for SqliteStore {
     async fn prune_batches(&self, before: Timestamp) -> Result<u64> {
         let done = sqlx::query("DELETE FROM batches WHERE accepted_at < ?")
             .bind(to_micros(before))
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(done.rows_affected())
     }
@@ -648,6 +747,14 @@ impl Store for SqliteStore {
     }
     async fn latest_point(&self, stream: &StreamId) -> Result<Option<PointRecord>> {
         points::latest_point(&self.pool, stream).await
+    }
+    async fn points_updated_after(
+        &self,
+        stream: &StreamId,
+        after: (Timestamp, Option<&str>),
+        limit: u32,
+    ) -> Result<Vec<PointRecord>> {
+        points::points_updated_after(&self.pool, stream, after, limit).await
     }
     async fn list_revisions(&self, stream: &StreamId, period: &str) -> Result<Vec<RevisionRecord>> {
         points::list_revisions(&self.pool, stream, period).await

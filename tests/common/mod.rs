@@ -48,11 +48,32 @@ const SERVER_ENV: [&str; 16] = [
     "KPISTREAM_CLIENT_KEY",
 ];
 
+/// How to start a [`TestServer`]: what [`TestServer::start`] does, unless changed.
+#[derive(Debug, Clone, Default)]
+pub struct Setup {
+    /// `--db` (default `sqlite://DIR/kpistream.db`).
+    pub db: Option<String>,
+    /// `--admin-token-file` (default `DIR/admin.token`).
+    pub token_file: Option<PathBuf>,
+    /// Further `serve` flags.
+    pub args: Vec<String>,
+    /// The process's limit of open files (soft and hard).
+    pub open_files: Option<u64>,
+    /// Run the server as the unprivileged user `nobody` (the test must run as root),
+    /// so that file permissions bind it.
+    pub as_nobody: bool,
+}
+
+/// The user and group id of `nobody`.
+pub const NOBODY: u32 = 65534;
+
 /// A running `kpistream serve` process over a database in its own temporary folder.
 pub struct TestServer {
     dir: TempDir,
     child: Option<Child>,
-    extra_args: Vec<String>,
+    setup: Setup,
+    /// `--listen` and `--http` of the next start.
+    listen: (String, String),
     starts: u32,
     /// `http://127.0.0.1:PORT` of the gRPC server.
     pub grpc: String,
@@ -70,11 +91,24 @@ impl TestServer {
 
     /// Starts a server on a fresh database with extra `serve` flags.
     pub fn start_with(extra_args: &[&str]) -> Self {
+        Self::start_setup(Setup {
+            args: extra_args.iter().map(|a| a.to_string()).collect(),
+            ..Setup::default()
+        })
+    }
+
+    /// Starts a server in a fresh temporary folder as `setup` says.
+    pub fn start_setup(setup: Setup) -> Self {
         let dir = tempfile::tempdir().expect("temporary folder");
+        if setup.as_nobody {
+            std::os::unix::fs::chown(dir.path(), Some(NOBODY), Some(NOBODY))
+                .expect("the test runs as root, so the folder can be given to nobody");
+        }
         let mut server = Self {
             dir,
             child: None,
-            extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
+            setup,
+            listen: ("127.0.0.1:0".into(), "127.0.0.1:0".into()),
             starts: 0,
             grpc: String::new(),
             http: "127.0.0.1:0".parse().unwrap(),
@@ -98,7 +132,10 @@ impl TestServer {
     }
 
     pub fn token_path(&self) -> PathBuf {
-        self.dir().join("admin.token")
+        self.setup
+            .token_file
+            .clone()
+            .unwrap_or_else(|| self.dir().join("admin.token"))
     }
 
     /// The process id of the running server.
@@ -122,22 +159,33 @@ impl TestServer {
     fn spawn(&mut self) {
         self.starts += 1;
         let log = File::create(self.log_path(self.starts)).expect("log file");
-        let db = format!("sqlite://{}", self.db_path().display());
+        let db = self
+            .setup
+            .db
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", self.db_path().display()));
         let mut command = Command::new(env!("CARGO_BIN_EXE_kpistream"));
         command
             .current_dir(self.dir())
             .arg("serve")
             .args(["--db", &db])
-            .args(["--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"])
+            .args(["--listen", &self.listen.0, "--http", &self.listen.1])
             .arg("--admin-token-file")
             .arg(self.token_path())
-            .args(&self.extra_args)
+            .args(&self.setup.args)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log));
         for var in SERVER_ENV {
             command.env_remove(var);
+        }
+        if let Some(files) = self.setup.open_files {
+            limit_open_files(&mut command, files);
+        }
+        if self.setup.as_nobody {
+            use std::os::unix::process::CommandExt;
+            command.uid(NOBODY).gid(NOBODY);
         }
         let mut child = command.spawn().expect("the kpistream binary starts");
         let stdout = child.stdout.take().expect("piped stdout");
@@ -264,6 +312,30 @@ impl TestServer {
         self.spawn();
     }
 
+    /// Starts the server again on the same folder, database and ports (a load
+    /// balancer's view: the next server answers at the same address).
+    pub fn restart_on_same_ports(&mut self) {
+        let grpc = self.grpc.trim_start_matches("http://").to_owned();
+        self.listen = (grpc, self.http.to_string());
+        self.restart();
+    }
+
+    /// Reads a line of `/proc/PID/status` (such as `VmRSS`) as a number of kB.
+    pub fn status_kb(&self, field: &str) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .expect("the server's /proc status");
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+            .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+            .unwrap_or_else(|| panic!("no {field} in /proc status"))
+    }
+
+    /// The server's resident memory, in MiB.
+    pub fn rss_mib(&self) -> u64 {
+        self.status_kb("VmRSS") / 1024
+    }
+
     /// A plain HTTP/1.0 GET on the HTTP port: (status code, body).
     pub fn http_get(&self, path: &str) -> (u16, String) {
         let mut stream = TcpStream::connect(self.http).expect("HTTP port accepts");
@@ -292,6 +364,23 @@ impl Drop for TestServer {
             let _ = child.wait();
         }
     }
+}
+
+/// Makes `command`'s process start with at most `files` open files (soft and hard limit).
+pub fn limit_open_files(command: &mut Command, files: u64) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: setrlimit is async-signal-safe, and the closure touches nothing else.
+    unsafe {
+        command.pre_exec(move || {
+            nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE, files, files)
+                .map_err(std::io::Error::from)
+        });
+    }
+}
+
+/// Whether tests that need a service or privilege must run (CI) or may skip.
+pub fn required() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true")
 }
 
 /// A number stream of `frequency` in `time_zone`.

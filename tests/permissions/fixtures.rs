@@ -430,7 +430,7 @@ impl World {
                 query
                     .watch(proto::WatchRequest {
                         stream_id: id.clone(),
-                        from_latest: false,
+                        ..Default::default()
                     })
                     .await,
             ),

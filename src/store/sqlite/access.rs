@@ -208,7 +208,7 @@ impl AccessStore for SqliteStore {
         .bind(name)
         .bind(role.as_str())
         .bind(to_micros(now))
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await;
         unique(inserted, || format!("user {name:?}"))?;
         Ok(User {
@@ -267,7 +267,7 @@ impl AccessStore for SqliteStore {
                 .bind(org.as_str())
                 .bind(name)
                 .bind(to_micros(now))
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await;
         unique(inserted, || format!("team {name:?}"))?;
         Ok(())
@@ -392,7 +392,7 @@ impl AccessStore for SqliteStore {
         sqlx::query("UPDATE tokens SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?")
             .bind(to_micros(now))
             .bind(id)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         self.token(org, id).await
     }
@@ -516,7 +516,7 @@ impl AccessStore for SqliteStore {
         .bind(event.target_kind)
         .bind(&event.target_id)
         .bind(&event.detail)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }

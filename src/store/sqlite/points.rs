@@ -191,6 +191,27 @@ pub(super) async fn list_points(
     rows.iter().map(point_from_row).collect()
 }
 
+pub(super) async fn points_updated_after(
+    pool: &SqlitePool,
+    stream: &StreamId,
+    after: (Timestamp, Option<&str>),
+    limit: u32,
+) -> Result<Vec<PointRecord>> {
+    let sql = format!(
+        "SELECT {POINT_COLUMNS} WHERE stream_id = ?1 \
+         AND (updated_at > ?2 OR (updated_at = ?2 AND ?3 IS NOT NULL AND period > ?3)) \
+         ORDER BY updated_at, period LIMIT ?4"
+    );
+    let rows = sqlx::query(&sql)
+        .bind(stream.as_str())
+        .bind(to_micros(after.0))
+        .bind(after.1)
+        .bind(i64::from(limit))
+        .fetch_all(pool)
+        .await?;
+    rows.iter().map(point_from_row).collect()
+}
+
 pub(super) async fn latest_point(
     pool: &SqlitePool,
     stream: &StreamId,

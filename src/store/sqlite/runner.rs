@@ -224,7 +224,7 @@ impl RunnerStore for SqliteStore {
         .bind(org.as_str())
         .bind(connector.as_str())
         .bind(runner.as_str())
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(done.rows_affected() > 0)
     }
