@@ -214,7 +214,8 @@ impl AdminService {
         let name = request.into_inner().name;
         check_name_len("user name", &name)?;
         if name == who.name {
-            // Refused either way; the last admin is told why another admin cannot do it.
+            // Refused either way. The last admin hears the rule that matters to them
+            // (the organisation needs an admin); another admin, who to ask instead.
             let users = self.state.store.list_users(&who.org_id).await?;
             if users.iter().filter(|u| u.role == Role::Admin).count() <= 1 {
                 return Err(StoreError::LastAdmin {
