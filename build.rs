@@ -18,6 +18,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         out.join("kpistream_descriptor.bin"),
         prost::Message::encode_to_vec(&fds),
     )?;
-    tonic_prost_build::configure().compile_fds(fds)?;
+    // Undecodable requests answer INVALID_ARGUMENT rather than INTERNAL: see
+    // src/grpc/codec.rs.
+    tonic_prost_build::configure()
+        .codec_path("crate::grpc::codec::ProtoCodec")
+        .compile_fds(fds)?;
     Ok(())
 }

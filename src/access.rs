@@ -8,6 +8,7 @@ use jiff::Timestamp;
 
 use crate::auth::Role;
 use crate::ids::{OrgId, UserId};
+use crate::text::{self, MAX_NAME_CHARS, TooLong, excerpt};
 
 /// What a grant allows on a stream. `Manage` includes `Read`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -34,7 +35,8 @@ impl FromStr for Access {
             "read" => Ok(Self::Read),
             "manage" => Ok(Self::Manage),
             _ => Err(AccessError::Invalid(format!(
-                "unknown access {s:?}: use read or manage"
+                "unknown access {}: use read or manage",
+                excerpt(s)
             ))),
         }
     }
@@ -71,6 +73,9 @@ impl fmt::Display for Grantee {
     }
 }
 
+/// Longest grant text: `team:` and the longest name, then `:manage`.
+pub const MAX_GRANT_CHARS: usize = MAX_NAME_CHARS + "team::manage".len();
+
 /// A grant as written on the command line: `user:NAME`, `team:NAME` or `org`, with an
 /// optional `:read` or `:manage` (default read).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,9 +88,12 @@ impl FromStr for GrantSpec {
     type Err = AccessError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
+        // The longest grant names a user or team of the longest name, with its access.
+        text::check_len("grant", s, MAX_GRANT_CHARS)?;
         let bad = || {
             AccessError::Invalid(format!(
-                "{s:?} is not a grant: write user:NAME, team:NAME or org, optionally followed by :read or :manage"
+                "{} is not a grant: write user:NAME, team:NAME or org, optionally followed by :read or :manage",
+                excerpt(s)
             ))
         };
         let parts: Vec<&str> = s.split(':').collect();
@@ -117,6 +125,8 @@ impl fmt::Display for GrantSpec {
 pub enum AccessError {
     #[error("{0}")]
     Invalid(String),
+    #[error(transparent)]
+    TooLong(#[from] TooLong),
     #[error("you may read stream {0} but not manage it: ask one of its managers or an org admin")]
     ReadOnly(String),
     #[error("only the server admin may {0}")]

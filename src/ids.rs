@@ -6,11 +6,14 @@ use std::fmt;
 use rand::Rng;
 use rand::distributions::Alphanumeric;
 
+use crate::text::{Excerpt, excerpt};
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{kind} {value:?} is not valid: use 1 to 64 characters among A-Z a-z 0-9 _ -")]
+#[error("{kind} {value} is not valid: use 1 to 64 characters among A-Z a-z 0-9 _ -")]
 pub struct InvalidId {
     pub kind: &'static str,
-    pub value: String,
+    /// The text as received, quoted and cut short.
+    pub value: Excerpt,
 }
 
 fn check(kind: &'static str, value: &str) -> Result<(), InvalidId> {
@@ -24,7 +27,7 @@ fn check(kind: &'static str, value: &str) -> Result<(), InvalidId> {
     } else {
         Err(InvalidId {
             kind,
-            value: value.chars().take(80).collect(),
+            value: excerpt(value),
         })
     }
 }

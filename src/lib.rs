@@ -21,6 +21,7 @@ pub mod signature;
 pub mod store;
 pub mod stream;
 pub mod telemetry;
+pub mod text;
 pub mod tls;
 pub mod transport;
 pub mod value;

@@ -11,6 +11,8 @@ use jiff::civil::{Date, ISOWeekDate, Weekday};
 use jiff::tz::TimeZone;
 use jiff::{Timestamp, ToSpan};
 
+use crate::text::{Excerpt, excerpt};
+
 /// How often a stream gets a value: one value per period of this length.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Frequency {
@@ -66,23 +68,25 @@ impl std::str::FromStr for Frequency {
         Self::ALL
             .into_iter()
             .find(|f| f.as_str().eq_ignore_ascii_case(s))
-            .ok_or_else(|| PeriodError::UnknownFrequency(s.to_owned()))
+            .ok_or_else(|| PeriodError::UnknownFrequency(excerpt(s)))
     }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PeriodError {
-    #[error("unknown frequency {0:?}: use daily, weekly, monthly or quarterly")]
-    UnknownFrequency(String),
+    #[error("unknown frequency {0}: use daily, weekly, monthly or quarterly")]
+    UnknownFrequency(Excerpt),
     #[error(
-        "{0:?} is not a period: write 2026-11-23 (daily), 2026-W48 (weekly), 2026-11 (monthly) or 2026-Q4 (quarterly)"
+        "{0} is not a period: write 2026-11-23 (daily), 2026-W48 (weekly), 2026-11 (monthly) or 2026-Q4 (quarterly)"
     )]
-    Malformed(String),
-    #[error("{text:?} is not a date in the calendar ({why})")]
-    NotInCalendar { text: String, why: String },
-    #[error("period {text:?} is {found}, but the stream is {expected} (write it like {example})")]
+    Malformed(Excerpt),
+    #[error("{text} is not a date in the calendar ({why})")]
+    NotInCalendar { text: Excerpt, why: String },
+    #[error("period {text}: {year} has {weeks} ISO weeks (W01 to W{weeks})")]
+    NoSuchWeek { text: Excerpt, year: i16, weeks: i8 },
+    #[error("period {text} is {found}, but the stream is {expected} (write it like {example})")]
     WrongFrequency {
-        text: String,
+        text: Excerpt,
         found: Frequency,
         expected: Frequency,
         example: &'static str,
@@ -107,7 +111,7 @@ impl Period {
         let period = Self::parse_any(text)?;
         if period.frequency != expected {
             return Err(PeriodError::WrongFrequency {
-                text: text.to_owned(),
+                text: excerpt(text),
                 found: period.frequency,
                 expected,
                 example: expected.example(),
@@ -118,17 +122,25 @@ impl Period {
 
     /// Parses period text of any frequency; the format tells which.
     pub fn parse_any(text: &str) -> Result<Self, PeriodError> {
-        let malformed = || PeriodError::Malformed(text.to_owned());
+        let malformed = || PeriodError::Malformed(excerpt(text));
         let (year, rest) = text.split_once('-').ok_or_else(malformed)?;
         let year = digits(year, 4).ok_or_else(malformed)?;
         check_year(year)?;
         let year = year as i16;
         let not_in_calendar = |e: jiff::Error| PeriodError::NotInCalendar {
-            text: text.to_owned(),
+            text: excerpt(text),
             why: e.to_string(),
         };
         if let Some(week) = rest.strip_prefix('W') {
             let week = digits(week, 2).ok_or_else(malformed)? as i8;
+            let weeks = iso_weeks_in(year);
+            if !(1..=weeks).contains(&week) {
+                return Err(PeriodError::NoSuchWeek {
+                    text: excerpt(text),
+                    year,
+                    weeks,
+                });
+            }
             let start = ISOWeekDate::new(year, week, Weekday::Monday)
                 .map_err(not_in_calendar)?
                 .date();
@@ -138,7 +150,7 @@ impl Period {
             let quarter = digits(quarter, 1).ok_or_else(malformed)?;
             if !(1..=4).contains(&quarter) {
                 return Err(PeriodError::NotInCalendar {
-                    text: text.to_owned(),
+                    text: excerpt(text),
                     why: "quarters are Q1 to Q4".into(),
                 });
             }
@@ -255,6 +267,16 @@ fn digits(s: &str, len: usize) -> Option<i64> {
     s.parse().ok()
 }
 
+/// 53 for the ISO week-numbering years that have a week 53 (a year that starts on a
+/// Thursday, or a leap year that starts on a Wednesday), 52 for the others.
+fn iso_weeks_in(year: i16) -> i8 {
+    if ISOWeekDate::new(year, 53, Weekday::Monday).is_ok() {
+        53
+    } else {
+        52
+    }
+}
+
 fn check_year(year: i64) -> Result<(), PeriodError> {
     if (i64::from(MIN_YEAR)..=i64::from(MAX_YEAR)).contains(&year) {
         Ok(())
@@ -288,8 +310,17 @@ mod tests {
     #[test]
     fn week_53_exists_only_in_long_iso_years() {
         assert!(Period::parse_any("2020-W53").is_ok());
-        let err = Period::parse_any("2021-W53").unwrap_err();
-        assert!(matches!(err, PeriodError::NotInCalendar { .. }), "{err}");
+        assert!(Period::parse_any("2026-W53").is_ok());
+        let err = Period::parse_any("2025-W53").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "period \"2025-W53\": 2025 has 52 ISO weeks (W01 to W52)"
+        );
+        let err = Period::parse_any("2020-W00").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "period \"2020-W00\": 2020 has 53 ISO weeks (W01 to W53)"
+        );
     }
 
     #[test]
@@ -373,5 +404,57 @@ mod tests {
         let p = Period::parse_any("2026-11-20").unwrap();
         assert!(!p.is_stale_on(Date::new(2026, 11, 22).unwrap()));
         assert!(p.is_stale_on(Date::new(2026, 11, 23).unwrap()));
+    }
+}
+
+/// Property tests: the parser never panics, valid periods round-trip through their
+/// text, and a refusal stays short whatever text it was given.
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn frequency() -> impl Strategy<Value = Frequency> {
+        proptest::sample::select(Frequency::ALL.to_vec())
+    }
+
+    /// A day whose periods of every frequency lie in the supported years.
+    fn date() -> impl Strategy<Value = Date> {
+        (1001i16..=9997, 1i8..=12, 1i8..=28).prop_map(|(y, m, d)| Date::new(y, m, d).unwrap())
+    }
+
+    /// Text shaped like a period, valid or not: the parser's interesting cases.
+    fn period_like() -> impl Strategy<Value = String> {
+        "[0-9]{4}-(W[0-9]{2}|Q[0-9]|[0-9]{2}(-[0-9]{2})?)"
+    }
+
+    proptest! {
+        #[test]
+        fn any_text_is_parsed_or_refused_with_a_short_reason(text in any::<String>(), f in frequency()) {
+            if let Err(e) = Period::parse(f, &text) {
+                prop_assert!(e.to_string().len() <= 300, "{e}");
+            }
+        }
+
+        #[test]
+        fn a_long_text_is_refused_with_a_short_reason(text in "[0-9W\\-Q\u{1b}\u{202e}]{100,2000}") {
+            let e = Period::parse_any(&text).unwrap_err();
+            prop_assert!(e.to_string().len() <= 300, "{e}");
+        }
+
+        #[test]
+        fn a_period_reads_back_from_its_text(f in frequency(), d in date()) {
+            let period = Period::containing(f, d).unwrap();
+            prop_assert_eq!(Period::parse(f, &period.to_string()), Ok(period));
+            prop_assert!(period.start() <= d && d < period.end());
+        }
+
+        #[test]
+        fn canonical_period_text_is_written_back_the_same(text in period_like()) {
+            if let Ok(period) = Period::parse_any(&text) {
+                prop_assert_eq!(period.to_string(), text);
+            }
+        }
     }
 }

@@ -34,6 +34,13 @@ pub enum SignatureError {
     /// The bytes do not decode to a curve point.
     #[error("the public key is not a valid Ed25519 point")]
     InvalidPublicKey,
+    /// The 32 bytes decode to a point, but are not that point's one canonical encoding
+    /// (a y coordinate of p or more, or a sign bit set on x = 0): refused, so that one
+    /// key has one encoding.
+    #[error(
+        "the public key is not the canonical encoding of an Ed25519 point (it would read back as other bytes): send the key as your Ed25519 library encodes it"
+    )]
+    NonCanonicalPublicKey,
     /// A small-order key would verify forged signatures: refused.
     #[error("the public key has small order and can never verify a signature")]
     WeakPublicKey,
@@ -54,8 +61,19 @@ pub enum SignatureError {
     #[error("the batch has no signed_at timestamp")]
     MissingSignedAt,
     /// `signed_at` is out of range.
-    #[error("signed_at is not a valid timestamp")]
-    InvalidSignedAt,
+    #[error("signed_at is not a valid timestamp: {0}")]
+    InvalidSignedAt(TimestampError),
+}
+
+/// Why a `google.protobuf.Timestamp` a client sent was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TimestampError {
+    /// Protobuf's own rule: nanos count forward from the second, 0 to 999,999,999.
+    #[error("nanos {0} is outside 0 to 999999999")]
+    Nanos(i32),
+    /// Outside protobuf's range (years 0001 to 9999) or the server's.
+    #[error("seconds {0} is outside the supported range (0001-01-01 to 9999-12-30 UTC)")]
+    Seconds(i64),
 }
 
 /// `PAE(type, body)` of DSSE v1 with `type = "kpistream.v1.Batch/" + stream_id`.
@@ -73,12 +91,18 @@ pub fn pae(stream_id: &str, body: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Parses a 32-byte Ed25519 public key, refusing small-order (weak) keys.
+/// Parses a 32-byte Ed25519 public key, refusing non-canonical encodings and
+/// small-order (weak) keys.
 pub fn parse_public_key(bytes: &[u8]) -> Result<VerifyingKey, SignatureError> {
     let bytes: [u8; 32] = bytes
         .try_into()
         .map_err(|_| SignatureError::PublicKeyLength(bytes.len()))?;
     let key = VerifyingKey::from_bytes(&bytes).map_err(|_| SignatureError::InvalidPublicKey)?;
+    // Decompression reduces y modulo p, so `ff`×32 decodes; encoding the point again
+    // shows whether these were its canonical bytes.
+    if key.to_edwards().compress().to_bytes() != bytes {
+        return Err(SignatureError::NonCanonicalPublicKey);
+    }
     if key.is_weak() {
         return Err(SignatureError::WeakPublicKey);
     }
@@ -217,7 +241,7 @@ pub enum When {
     /// The point named neither; validation refuses it.
     Missing,
     /// The timestamp is out of range; validation refuses it.
-    InvalidTimestamp,
+    InvalidTimestamp(TimestampError),
 }
 
 /// One point as the publisher sent it, before validation against the stream.
@@ -295,7 +319,7 @@ pub fn verify(
         stream_id: stream_id.clone(),
         key_id: key_id.clone(),
         batch_id: decoded.batch_id,
-        signed_at: timestamp(&signed_at).ok_or(SignatureError::InvalidSignedAt)?,
+        signed_at: timestamp_from_proto(&signed_at).map_err(SignatureError::InvalidSignedAt)?,
         points: decoded.points.into_iter().map(raw_point).collect(),
     })
 }
@@ -303,7 +327,9 @@ pub fn verify(
 fn raw_point(point: proto::Point) -> RawPoint {
     let when = match point.when {
         Some(proto::point::When::Period(p)) => When::Period(p),
-        Some(proto::point::When::At(at)) => timestamp(&at).map_or(When::InvalidTimestamp, When::At),
+        Some(proto::point::When::At(at)) => {
+            timestamp_from_proto(&at).map_or_else(When::InvalidTimestamp, When::At)
+        }
         None => When::Missing,
     };
     RawPoint {
@@ -313,9 +339,28 @@ fn raw_point(point: proto::Point) -> RawPoint {
     }
 }
 
-/// Converts a protobuf timestamp, refusing out-of-range values.
+/// The first second protobuf's `Timestamp` allows: 0001-01-01T00:00:00Z.
+const MIN_TIMESTAMP_SECONDS: i64 = -62_135_596_800;
+
+/// Converts a timestamp a client sent: the one place that decides which are valid.
+/// Nanos outside 0..=999,999,999 are refused (protobuf's rule; a lenient conversion
+/// would move a negative value into the previous second), and so are seconds before
+/// year 1 or after what the server can represent (9999-12-30).
+pub fn timestamp_from_proto(
+    ts: &prost_types::Timestamp,
+) -> Result<jiff::Timestamp, TimestampError> {
+    if !(0..=999_999_999).contains(&ts.nanos) {
+        return Err(TimestampError::Nanos(ts.nanos));
+    }
+    if ts.seconds < MIN_TIMESTAMP_SECONDS {
+        return Err(TimestampError::Seconds(ts.seconds));
+    }
+    jiff::Timestamp::new(ts.seconds, ts.nanos).map_err(|_| TimestampError::Seconds(ts.seconds))
+}
+
+/// [`timestamp_from_proto`], for callers that only need to know whether it is valid.
 pub fn timestamp(ts: &prost_types::Timestamp) -> Option<jiff::Timestamp> {
-    jiff::Timestamp::new(ts.seconds, ts.nanos).ok()
+    timestamp_from_proto(ts).ok()
 }
 
 #[cfg(test)]
@@ -354,5 +399,152 @@ mod tests {
             "kpik1.a.b.short".parse::<Credential>().unwrap_err(),
             CredentialError::Seed
         );
+    }
+}
+
+/// Property tests: PAE reads back into its type and body; credentials round-trip and
+/// any other text is refused without panicking or echoing the secret; arbitrary
+/// envelopes never panic the verifier, and a signed batch decodes to what was signed.
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Splits a PAE back into (type, body), checking every length it states.
+    fn read_pae(pae: &[u8]) -> Option<(String, Vec<u8>)> {
+        let rest = pae.strip_prefix(b"DSSEv1 ")?;
+        let (type_len, rest) = read_len(rest)?;
+        let (payload_type, rest) = (rest.get(..type_len)?, rest.get(type_len..)?);
+        let rest = rest.strip_prefix(b" ")?;
+        let (body_len, body) = read_len(rest)?;
+        (body.len() == body_len)
+            .then(|| (String::from_utf8(payload_type.to_vec()).ok(), body.to_vec()))
+            .and_then(|(t, b)| Some((t?, b)))
+    }
+
+    /// An ASCII decimal without leading zeros, then one space.
+    fn read_len(bytes: &[u8]) -> Option<(usize, &[u8])> {
+        let space = bytes.iter().position(|b| *b == b' ')?;
+        let digits = std::str::from_utf8(&bytes[..space]).ok()?;
+        if digits.len() > 1 && digits.starts_with('0') {
+            return None;
+        }
+        Some((digits.parse().ok()?, &bytes[space + 1..]))
+    }
+
+    fn id() -> impl Strategy<Value = String> {
+        "[A-Za-z0-9_-]{1,64}"
+    }
+
+    fn key() -> SigningKey {
+        SigningKey::from_bytes(&[7; 32])
+    }
+
+    proptest! {
+        #[test]
+        fn a_pae_reads_back_as_its_type_and_body(stream in any::<String>(), body in any::<Vec<u8>>()) {
+            let (payload_type, read_body) = read_pae(&pae(&stream, &body)).unwrap();
+            prop_assert_eq!(payload_type, format!("{PAYLOAD_TYPE_PREFIX}{stream}"));
+            prop_assert_eq!(read_body, body);
+        }
+
+        #[test]
+        fn a_credential_reads_back_from_its_text(stream in id(), key_id in id(), seed in any::<[u8; 32]>()) {
+            let credential = Credential::new(
+                StreamId::parse(&stream).unwrap(),
+                KeyId::parse(&key_id).unwrap(),
+                SigningKey::from_bytes(&seed),
+            );
+            let text = credential.expose_secret();
+            let back: Credential = text.parse().unwrap();
+            prop_assert_eq!(back.stream_id(), credential.stream_id());
+            prop_assert_eq!(back.key_id(), credential.key_id());
+            prop_assert_eq!(back.public_key(), credential.public_key());
+            prop_assert_eq!(back.expose_secret(), text);
+        }
+
+        #[test]
+        fn any_other_text_is_refused_with_a_short_reason(text in any::<String>()) {
+            if let Err(e) = text.parse::<Credential>() {
+                prop_assert!(e.to_string().len() <= 300, "{e}");
+            }
+        }
+
+        #[test]
+        fn credential_like_text_never_panics_the_parser(text in "kpik1\\.[A-Za-z0-9_.-]{0,70}\\.[A-Za-z0-9_-]{0,70}\\.[A-Za-z0-9_=-]{0,50}") {
+            let _ = text.parse::<Credential>();
+        }
+
+        #[test]
+        fn arbitrary_envelopes_are_refused_without_panicking(batch in any::<Vec<u8>>(), sig in any::<Vec<u8>>()) {
+            let stream = StreamId::parse("str_x").unwrap();
+            let key_id = KeyId::parse("key_x").unwrap();
+            let result = verify(&stream, &key_id, &key().verifying_key(), &batch, &sig);
+            prop_assert!(result.is_err());
+        }
+
+        #[test]
+        fn signed_arbitrary_bytes_verify_then_decode_or_are_refused_with_a_short_reason(batch in any::<Vec<u8>>()) {
+            let stream = StreamId::parse("str_x").unwrap();
+            let key_id = KeyId::parse("key_x").unwrap();
+            let credential = Credential::new(stream.clone(), key_id.clone(), key());
+            let signature = credential.sign(&batch);
+            match verify(&stream, &key_id, &credential.public_key(), &batch, &signature) {
+                Ok(_) => {}
+                Err(e) => {
+                    let bad_signature = matches!(e, SignatureError::BadSignature { .. });
+                    prop_assert!(!bad_signature, "{e}");
+                    prop_assert!(e.to_string().len() <= 300, "{e}");
+                }
+            }
+        }
+
+        #[test]
+        fn a_sealed_batch_verifies_and_decodes_to_what_was_signed(
+            batch_id in any::<String>(),
+            seconds in 0i64..=253_402_207_199,
+            nanos in 0i32..=999_999_999,
+            points in proptest::collection::vec((any::<String>(), any::<String>(), any::<String>()), 0..20),
+        ) {
+            let batch = proto::Batch {
+                batch_id: batch_id.clone(),
+                signed_at: Some(prost_types::Timestamp { seconds, nanos }),
+                points: points
+                    .iter()
+                    .map(|(period, value, external_id)| proto::Point {
+                        when: Some(proto::point::When::Period(period.clone())),
+                        value: value.clone(),
+                        external_id: external_id.clone(),
+                    })
+                    .collect(),
+            };
+            let stream = StreamId::parse("str_x").unwrap();
+            let key_id = KeyId::parse("key_x").unwrap();
+            let envelope = Credential::new(stream.clone(), key_id.clone(), key()).seal(&batch);
+            let verified = verify(&stream, &key_id, &key().verifying_key(), &envelope.batch, &envelope.signature).unwrap();
+            prop_assert_eq!(verified.batch_id(), batch_id.as_str());
+            prop_assert_eq!(verified.signed_at(), jiff::Timestamp::new(seconds, nanos).unwrap());
+            let read: Vec<(When, String, String)> = verified
+                .points()
+                .iter()
+                .map(|p| (p.when.clone(), p.value.clone(), p.external_id.clone()))
+                .collect();
+            let sent: Vec<(When, String, String)> = points
+                .into_iter()
+                .map(|(period, value, external_id)| (When::Period(period), value, external_id))
+                .collect();
+            prop_assert_eq!(read, sent);
+        }
+
+        #[test]
+        fn a_timestamp_with_nanos_out_of_range_is_refused(seconds in any::<i64>(), nanos in any::<i32>()) {
+            let result = timestamp_from_proto(&prost_types::Timestamp { seconds, nanos });
+            if !(0..=999_999_999).contains(&nanos) {
+                prop_assert_eq!(result, Err(TimestampError::Nanos(nanos)));
+            } else if let Ok(at) = result {
+                prop_assert_eq!((at.as_second(), at.subsec_nanosecond()), (seconds, nanos));
+            }
+        }
     }
 }

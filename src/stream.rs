@@ -8,11 +8,8 @@ use jiff::tz::TimeZone;
 
 use crate::ids::{KeyId, OrgId, StreamId};
 use crate::period::{Frequency, Period};
+use crate::text::{self, MAX_DESCRIPTION_CHARS, MAX_NAME_CHARS, TooLong, excerpt};
 use crate::value::ValueType;
-
-/// Longest stream name, description and category name, in characters.
-pub const MAX_NAME_CHARS: usize = 200;
-pub const MAX_DESCRIPTION_CHARS: usize = 4000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StreamStatus {
@@ -51,7 +48,8 @@ impl FromStr for StreamStatus {
             .find(|st| st.as_str().eq_ignore_ascii_case(s))
             .ok_or_else(|| {
                 StreamError::Invalid(format!(
-                    "unknown status {s:?}: use pending, active, stale or disabled"
+                    "unknown status {}: use pending, active, stale or disabled",
+                    excerpt(s)
                 ))
             })
     }
@@ -61,6 +59,8 @@ impl FromStr for StreamStatus {
 pub enum StreamError {
     #[error("{0}")]
     Invalid(String),
+    #[error(transparent)]
+    TooLong(#[from] TooLong),
 }
 
 /// A stream as stored, with what the server knows about its data.
@@ -121,10 +121,9 @@ impl StreamDefinition {
     /// Checks the fields a user typed.
     pub fn check(&self) -> Result<(), StreamError> {
         check_name("stream name", &self.name)?;
-        if self.description.chars().count() > MAX_DESCRIPTION_CHARS {
-            return Err(StreamError::Invalid(format!(
-                "the description is longer than {MAX_DESCRIPTION_CHARS} characters"
-            )));
+        text::check_len("description", &self.description, MAX_DESCRIPTION_CHARS)?;
+        if let Some(category) = &self.category {
+            text::check_name_len("category name", category)?;
         }
         check_time_zone(&self.time_zone)?;
         Ok(())
@@ -132,14 +131,10 @@ impl StreamDefinition {
 }
 
 /// Checks a name: not blank, not too long, no control characters.
-pub fn check_name(what: &str, name: &str) -> Result<(), StreamError> {
+pub fn check_name(what: &'static str, name: &str) -> Result<(), StreamError> {
+    text::check_len(what, name, MAX_NAME_CHARS)?;
     if name.trim().is_empty() {
         return Err(StreamError::Invalid(format!("the {what} is empty")));
-    }
-    if name.chars().count() > MAX_NAME_CHARS {
-        return Err(StreamError::Invalid(format!(
-            "the {what} is longer than {MAX_NAME_CHARS} characters"
-        )));
     }
     if name.chars().any(char::is_control) {
         return Err(StreamError::Invalid(format!(
@@ -152,7 +147,8 @@ pub fn check_name(what: &str, name: &str) -> Result<(), StreamError> {
 pub fn check_time_zone(name: &str) -> Result<(), StreamError> {
     TimeZone::get(name).map(|_| ()).map_err(|_| {
         StreamError::Invalid(format!(
-            "{name:?} is not an IANA time zone (for example UTC, Europe/Paris, America/New_York)"
+            "{} is not an IANA time zone (for example UTC, Europe/Paris, America/New_York)",
+            excerpt(name)
         ))
     })
 }
@@ -200,6 +196,19 @@ pub struct StreamFilter {
     pub category: Option<String>,
     pub status: Option<StreamStatus>,
     pub name_contains: Option<String>,
+}
+
+impl StreamFilter {
+    /// Refuses filter texts longer than any name they could match.
+    pub fn check(&self) -> Result<(), TooLong> {
+        if let Some(category) = &self.category {
+            text::check_name_len("category name", category)?;
+        }
+        if let Some(part) = &self.name_contains {
+            text::check_name_len("name_contains filter", part)?;
+        }
+        Ok(())
+    }
 }
 
 impl StreamFilter {

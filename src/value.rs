@@ -12,6 +12,8 @@ use std::str::FromStr;
 use iso_currency::Currency;
 use rust_decimal::Decimal;
 
+use crate::text::{Excerpt, excerpt};
+
 /// Decimals a currency value may carry beyond its currency's minor unit (USD: 2 + 4 = 6),
 /// for unit prices and converted amounts.
 pub const CURRENCY_EXTRA_DECIMALS: u32 = 4;
@@ -30,25 +32,25 @@ pub enum ValueType {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ValueError {
-    #[error("unknown value type {0:?}: use number, currency or percentage")]
-    UnknownType(String),
-    #[error("{0:?} is not an ISO 4217 currency code (for example EUR, USD, JPY)")]
-    UnknownCurrency(String),
+    #[error("unknown value type {0}: use number, currency or percentage")]
+    UnknownType(Excerpt),
+    #[error("{0} is not an ISO 4217 currency code (for example EUR, USD, JPY)")]
+    UnknownCurrency(Excerpt),
     #[error("a currency stream needs a currency code (for example --currency EUR)")]
     MissingCurrency,
     #[error("only currency streams have a currency code")]
     UnexpectedCurrency,
     #[error("the value is empty")]
     Empty,
-    #[error("{0:?} is not a number: NaN and infinities are not values")]
-    NotFinite(String),
-    #[error("{0:?} is not an exact decimal: write digits with an optional - and . (like -1234.50)")]
-    Malformed(String),
-    #[error("{0:?} has more than 28 significant digits")]
-    TooLarge(String),
-    #[error("{text:?} has {scale} decimals; {what} allows at most {max}")]
+    #[error("{0} is not a number: NaN and infinities are not values")]
+    NotFinite(Excerpt),
+    #[error("{0} is not an exact decimal: write digits with an optional - and . (like -1234.50)")]
+    Malformed(Excerpt),
+    #[error("{0} has more than 28 significant digits")]
+    TooLarge(Excerpt),
+    #[error("{text} has {scale} decimals; {what} allows at most {max}")]
     TooManyDecimals {
-        text: String,
+        text: Excerpt,
         scale: u32,
         max: u32,
         what: String,
@@ -64,10 +66,10 @@ impl ValueType {
             ("percentage", None) => Ok(Self::Percentage),
             ("currency", Some(code)) => Currency::from_code(&code.to_ascii_uppercase())
                 .map(Self::Currency)
-                .ok_or_else(|| ValueError::UnknownCurrency(code.to_owned())),
+                .ok_or_else(|| ValueError::UnknownCurrency(excerpt(code))),
             ("currency", None) => Err(ValueError::MissingCurrency),
             ("number" | "percentage", Some(_)) => Err(ValueError::UnexpectedCurrency),
-            _ => Err(ValueError::UnknownType(kind.to_owned())),
+            _ => Err(ValueError::UnknownType(excerpt(kind))),
         }
     }
 
@@ -109,7 +111,7 @@ impl ValueType {
         let max = self.max_decimals();
         if value.scale() > max {
             return Err(ValueError::TooManyDecimals {
-                text: text.to_owned(),
+                text: excerpt(text),
                 scale: value.scale(),
                 max,
                 what: self.decimals_rule_name(),
@@ -157,7 +159,7 @@ fn parse_decimal(text: &str) -> Result<Decimal, ValueError> {
         .iter()
         .any(|word| unsigned.eq_ignore_ascii_case(word))
     {
-        return Err(ValueError::NotFinite(text.to_owned()));
+        return Err(ValueError::NotFinite(excerpt(text)));
     }
     let digits = text.strip_prefix('-').unwrap_or(text);
     let (int, frac) = match digits.split_once('.') {
@@ -166,14 +168,14 @@ fn parse_decimal(text: &str) -> Result<Decimal, ValueError> {
     };
     let all_digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
     if !all_digits(int) || !frac.is_none_or(all_digits) {
-        return Err(ValueError::Malformed(text.chars().take(64).collect()));
+        return Err(ValueError::Malformed(excerpt(text)));
     }
     let significant = int.trim_start_matches('0').len() + frac.map_or(0, str::len);
     if significant > 28 {
-        return Err(ValueError::TooLarge(text.chars().take(64).collect()));
+        return Err(ValueError::TooLarge(excerpt(text)));
     }
     let mut value =
-        Decimal::from_str_exact(text).map_err(|_| ValueError::TooLarge(text.to_owned()))?;
+        Decimal::from_str_exact(text).map_err(|_| ValueError::TooLarge(excerpt(text)))?;
     if value.is_zero() {
         value.set_sign_positive(true);
     }
@@ -256,5 +258,49 @@ mod tests {
         );
         assert!(ValueType::from_parts("currency", Some("XYZ")).is_err());
         assert!(ValueType::from_parts("number", Some("EUR")).is_err());
+    }
+}
+
+/// Property tests: the parser never panics, canonical decimal text round-trips exactly,
+/// and a refusal stays short whatever text it was given.
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #[test]
+        fn any_text_is_parsed_or_refused_with_a_short_reason(text in any::<String>()) {
+            if let Err(e) = ValueType::Number.parse_value(&text) {
+                prop_assert!(e.to_string().len() <= 300, "{e}");
+            }
+        }
+
+        #[test]
+        fn a_long_text_is_refused_with_a_short_reason(text in "-*(0{100,3000}1|[0-9]{100,3000}|-{100,3000}nan|[0-9]{30,40}\\.[0-9]{3000})") {
+            // Leading zeros do not count: some of these are values.
+            if let Err(e) = ValueType::Number.parse_value(&text) {
+                prop_assert!(e.to_string().len() <= 300, "{e}");
+            }
+        }
+
+        #[test]
+        fn canonical_decimal_text_reads_back_the_same(
+            text in "-?(0|[1-9][0-9]{0,15})(\\.[0-9]{1,12})?"
+        ) {
+            // "-0" and "-0.00" are stored as "0" and "0.00": not canonical.
+            let negative_zero = text.starts_with('-') && text.bytes().all(|b| b"-0.".contains(&b));
+            prop_assume!(!negative_zero);
+            let value = ValueType::Number.parse_value(&text).unwrap();
+            prop_assert_eq!(value.to_string(), text);
+        }
+
+        #[test]
+        fn a_decimal_reads_back_from_its_text(mantissa in any::<i64>(), scale in 0u32..=12) {
+            let decimal = Decimal::new(mantissa, scale);
+            let value = ValueType::Number.parse_value(&decimal.to_string()).unwrap();
+            prop_assert_eq!(value.decimal(), decimal);
+        }
     }
 }

@@ -3,6 +3,7 @@
 use super::output::{Format, Rows, time};
 use super::{ServerArgs, status};
 use crate::proto;
+use crate::text::printable;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum GrantCommand {
@@ -104,7 +105,7 @@ fn summary(grants: &[proto::Grant]) -> String {
     }
     grants
         .iter()
-        .map(|g| format!("{} ({})", g.grantee, g.access))
+        .map(|g| format!("{} ({})", printable(&g.grantee), printable(&g.access)))
         .collect::<Vec<_>>()
         .join(", ")
 }

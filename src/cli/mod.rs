@@ -196,9 +196,14 @@ async fn shutdown_signal() {
     }
 }
 
-/// Turns a gRPC status into an error that reads as a sentence.
+/// Turns a gRPC status into an error that reads as a sentence. The server's message
+/// may echo text a client chose: it is made printable here.
 pub(crate) fn status(err: tonic::Status) -> anyhow::Error {
-    anyhow::anyhow!("{} ({:?})", err.message(), err.code())
+    anyhow::anyhow!(
+        "{} ({:?})",
+        crate::text::printable(err.message()),
+        err.code()
+    )
 }
 
 /// A time on the command line: RFC 3339 (`2026-11-23T09:30:00Z`) or a date, taken as

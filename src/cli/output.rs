@@ -1,6 +1,13 @@
 //! Output of client verbs: an aligned table for people, JSON or CSV for scripts.
+//!
+//! Table cells hold text that publishers and other users chose (descriptions,
+//! external ids, batch ids, names), so each cell goes through [`text::printable`]:
+//! control characters and bidirectional-text controls are shown escaped (`\u{1b}`)
+//! and never reach the terminal. JSON and CSV carry the exact text, for scripts.
 
 use std::io::Write;
+
+use crate::text;
 
 /// How rows are printed.
 #[derive(Debug, Clone, Copy, Default, clap::ValueEnum)]
@@ -61,8 +68,17 @@ impl Rows {
     }
 
     fn table(&self, out: &mut impl Write) -> std::io::Result<()> {
+        let rows: Vec<Vec<String>> = self
+            .rows
+            .iter()
+            .map(|row| {
+                row.iter()
+                    .map(|c| text::printable(c).into_owned())
+                    .collect()
+            })
+            .collect();
         let mut widths: Vec<usize> = self.headers.iter().map(|h| h.len()).collect();
-        for row in &self.rows {
+        for row in &rows {
             for (w, cell) in widths.iter_mut().zip(row) {
                 *w = (*w).max(cell.chars().count());
             }
@@ -88,7 +104,7 @@ impl Rows {
                     .collect()
             )
         )?;
-        for row in &self.rows {
+        for row in &rows {
             writeln!(out, "{}", line(row.iter().map(String::as_str).collect()))?;
         }
         Ok(())

@@ -9,6 +9,7 @@ use anyhow::Context;
 use super::{ServerArgs, status};
 use crate::client::{self, Credential};
 use crate::proto;
+use crate::text::printable;
 
 /// Sign and publish datapoints. The credential is the only authorisation needed.
 #[derive(Debug, clap::Args)]
@@ -77,9 +78,10 @@ impl PublishArgs {
             totals.2 += response.rejected.len() as u64;
             for rejection in &response.rejected {
                 let line = chunk.get(rejection.index as usize).map_or(0, |l| l.number);
+                let reason = printable(&rejection.reason);
                 match self.file {
-                    Some(_) => eprintln!("{source} line {line}: {}", rejection.reason),
-                    None => eprintln!("rejected: {}", rejection.reason),
+                    Some(_) => eprintln!("{source} line {line}: {reason}"),
+                    None => eprintln!("rejected: {reason}"),
                 }
             }
         }

@@ -4,6 +4,7 @@
 use super::output::{Format, Rows, time};
 use super::{ServerArgs, status};
 use crate::client::PeriodRange;
+use crate::text::printable;
 
 /// Read a stream's values.
 #[derive(Debug, clap::Args)]
@@ -109,7 +110,9 @@ async fn watch(client: &crate::client::Client, stream: &str, output: Format) -> 
         match output {
             Format::Table => println!(
                 "{}\t{}\t{}\t{updated}",
-                point.period, point.value, point.external_id
+                printable(&point.period),
+                printable(&point.value),
+                printable(&point.external_id)
             ),
             Format::Json => println!(
                 "{}",

@@ -8,6 +8,7 @@ use crate::client::{NewStream, StreamChanges, StreamFilter, ValueKind};
 use crate::period::Frequency;
 use crate::proto;
 use crate::stream::StreamStatus;
+use crate::text;
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 pub enum FrequencyArg {
@@ -402,7 +403,11 @@ fn print_detail(detail: &proto::StreamDetail, output: Format) -> anyhow::Result<
     }
     if let Format::Table = output {
         for row in &fields.rows {
-            println!("{:<14} {}", format!("{}:", row[0]), row[1]);
+            println!(
+                "{:<14} {}",
+                format!("{}:", row[0]),
+                text::printable(&row[1])
+            );
         }
         println!();
         return keys.print(output);

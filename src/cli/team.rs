@@ -3,6 +3,7 @@
 use super::output::{Format, Rows, time};
 use super::{ServerArgs, status};
 use crate::proto;
+use crate::text::printable;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum TeamCommand {
@@ -118,6 +119,6 @@ fn members(t: &proto::Team) -> String {
     if t.members.is_empty() {
         "no members".to_owned()
     } else {
-        format!("members: {}", t.members.join(", "))
+        format!("members: {}", printable(&t.members.join(", ")))
     }
 }

@@ -12,9 +12,10 @@ use crate::access::{
 use crate::auth::{self, Principal, Role};
 use crate::ids::{OrgId, UserId};
 use crate::proto;
-use crate::signature::timestamp;
+use crate::signature::timestamp_from_proto;
 use crate::store::{Bootstrap, NewToken, StoreError};
 use crate::stream::check_name;
+use crate::text::{check_name_len, excerpt};
 
 fn role(text: &str) -> Result<Role, ApiError> {
     match text.to_ascii_lowercase().as_str() {
@@ -22,7 +23,8 @@ fn role(text: &str) -> Result<Role, ApiError> {
         "admin" => Ok(Role::Admin),
         "runner" => Ok(Role::Runner),
         _ => Err(ApiError::Invalid(format!(
-            "unknown role {text:?}: use admin, member or runner"
+            "unknown role {}: use admin, member or runner",
+            excerpt(text)
         ))),
     }
 }
@@ -79,9 +81,15 @@ fn audit_entry(e: &AuditEntry) -> proto::AuditEntry {
     }
 }
 
-fn optional_time(ts: Option<prost_types::Timestamp>) -> Result<Option<jiff::Timestamp>, ApiError> {
-    ts.map(|t| timestamp(&t).ok_or_else(|| ApiError::Invalid("a timestamp is out of range".into())))
-        .transpose()
+fn optional_time(
+    field: &str,
+    ts: Option<prost_types::Timestamp>,
+) -> Result<Option<jiff::Timestamp>, ApiError> {
+    ts.map(|t| {
+        timestamp_from_proto(&t)
+            .map_err(|why| ApiError::Invalid(format!("{field} is not a valid timestamp: {why}")))
+    })
+    .transpose()
 }
 
 impl AdminService {
@@ -178,6 +186,7 @@ impl AdminService {
     ) -> Result<proto::User, ApiError> {
         let who = self.state.admin(&request, "change roles").await?;
         let r = request.into_inner();
+        check_name_len("user name", &r.name)?;
         let role = role(&r.role)?;
         let changed = self
             .state
@@ -203,7 +212,18 @@ impl AdminService {
     ) -> Result<proto::DeleteUserResponse, ApiError> {
         let who = self.state.admin(&request, "delete users").await?;
         let name = request.into_inner().name;
+        check_name_len("user name", &name)?;
         if name == who.name {
+            // Refused either way. The last admin hears the rule that matters to them
+            // (the organisation needs an admin); another admin, who to ask instead.
+            let users = self.state.store.list_users(&who.org_id).await?;
+            if users.iter().filter(|u| u.role == Role::Admin).count() <= 1 {
+                return Err(StoreError::LastAdmin {
+                    user: name,
+                    org: who.org_id,
+                }
+                .into());
+            }
             return Err(ApiError::Invalid(
                 "you cannot delete yourself: ask another org admin".into(),
             ));
@@ -258,6 +278,7 @@ impl AdminService {
     ) -> Result<proto::DeleteTeamResponse, ApiError> {
         let who = self.state.admin(&request, "delete teams").await?;
         let name = request.into_inner().name;
+        check_name_len("team name", &name)?;
         self.state.store.delete_team(&who.org_id, &name).await?;
         self.state
             .audit(&who, "team.deleted", "team", &name, "")
@@ -272,6 +293,8 @@ impl AdminService {
     ) -> Result<proto::Team, ApiError> {
         let who = self.state.admin(&request, "change teams").await?;
         let r = request.into_inner();
+        check_name_len("team name", &r.team)?;
+        check_name_len("user name", &r.user)?;
         self.state
             .store
             .set_team_member(&who.org_id, &r.team, &r.user, member)
@@ -293,6 +316,7 @@ impl AdminService {
         named: &str,
         action: &'static str,
     ) -> Result<Option<String>, ApiError> {
+        check_name_len("user name", named)?;
         match named {
             "" => Ok(Some(who.name.clone())),
             name if name == who.name => Ok(Some(who.name.clone())),
@@ -316,7 +340,7 @@ impl AdminService {
             r.name.trim().to_owned()
         };
         check_name("token name", &name)?;
-        let expires_at = optional_time(r.expires_at)?;
+        let expires_at = optional_time("expires_at", r.expires_at)?;
         if expires_at.is_some_and(|at| at <= jiff::Timestamp::now()) {
             return Err(ApiError::Invalid("the expiry is in the past".into()));
         }
@@ -370,6 +394,7 @@ impl AdminService {
     ) -> Result<proto::Token, ApiError> {
         let who = self.state.principal(&request).await?;
         let id = request.into_inner().id;
+        check_name_len("token id", &id)?;
         let found = self.state.store.token(&who.org_id, &id).await?;
         Self::token_owner(&who, &found.user, "revoke")?;
         let revoked = self
@@ -463,11 +488,13 @@ impl AdminService {
     ) -> Result<proto::ListAuditResponse, ApiError> {
         let who = self.state.admin(&request, "read the audit log").await?;
         let r = request.into_inner();
+        check_name_len("target", &r.target)?;
+        check_name_len("actor", &r.actor)?;
         let filter = AuditFilter {
             target: Some(r.target).filter(|t| !t.is_empty()),
             actor: Some(r.actor).filter(|a| !a.is_empty()),
-            since: optional_time(r.since)?,
-            until: optional_time(r.until)?,
+            since: optional_time("since", r.since)?,
+            until: optional_time("until", r.until)?,
             limit: r.limit,
         };
         let entries = self.state.store.list_audit(&who.org_id, &filter).await?;

@@ -14,7 +14,11 @@ use crate::proto::stream_admin_server::StreamAdmin;
 use crate::signature::{self, Credential};
 use crate::store::NewKey;
 use crate::stream::{KeyOrigin, StreamDefinition, StreamFilter, StreamUpdate, check_name};
+use crate::text;
 use crate::value::ValueType;
+
+/// Most grants one `CreateStream` may carry: each is a lookup in the same transaction.
+pub const MAX_GRANTS_PER_STREAM: usize = 100;
 
 pub struct AdminService {
     pub(super) state: AppState,
@@ -46,6 +50,12 @@ impl AdminService {
         let who = self.state.principal(&request).await?;
         who.refuse_runner("create streams")?;
         let r = request.into_inner();
+        if r.grants.len() > MAX_GRANTS_PER_STREAM {
+            return Err(ApiError::Invalid(format!(
+                "the request has {} grants; at most {MAX_GRANTS_PER_STREAM} may be given when a stream is created (add more with AddGrant)",
+                r.grants.len()
+            )));
+        }
         let grants = r
             .grants
             .iter()
@@ -277,6 +287,7 @@ impl StreamAdmin for AdminService {
                     status: convert::status_from_proto(r.status)?,
                     name_contains: non_empty(r.name_contains),
                 };
+                filter.check()?;
                 let now = Timestamp::now();
                 let mut streams = self.state.store.list_streams(&who.org_id).await?;
                 if !who.reads_every_stream() {
@@ -438,6 +449,7 @@ impl StreamAdmin for AdminService {
             .reply(async {
                 let who = self.state.admin(&request, "rename categories").await?;
                 let r = request.get_ref();
+                text::check_name_len("category name", &r.name)?;
                 let new_name = category_name(&r.new_name)?;
                 let category = self
                     .state
@@ -466,6 +478,7 @@ impl StreamAdmin for AdminService {
         self.state
             .reply(async {
                 let who = self.state.admin(&request, "delete categories").await?;
+                text::check_name_len("category name", &request.get_ref().name)?;
                 self.state
                     .store
                     .delete_category(&who.org_id, &request.get_ref().name)

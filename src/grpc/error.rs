@@ -13,6 +13,7 @@ use crate::runner_state::RunnerError;
 use crate::signature::SignatureError;
 use crate::store::StoreError;
 use crate::stream::StreamError;
+use crate::text::TooLong;
 use crate::value::ValueError;
 
 /// Everything a gRPC handler can fail with.
@@ -38,6 +39,9 @@ pub enum ApiError {
     Id(#[from] InvalidId),
     #[error(transparent)]
     Runner(#[from] RunnerError),
+    /// A free-text request field over its limit.
+    #[error(transparent)]
+    TooLong(#[from] TooLong),
     /// A request field is missing or out of range.
     #[error("{0}")]
     Invalid(String),
@@ -67,7 +71,7 @@ fn code_of(err: &ApiError) -> Code {
             }
         },
         ApiError::Access(e) => match e {
-            AccessError::Invalid(_) => Code::InvalidArgument,
+            AccessError::Invalid(_) | AccessError::TooLong(_) => Code::InvalidArgument,
             AccessError::ReadOnly(_)
             | AccessError::NotServerAdmin(_)
             | AccessError::NotYourToken(_) => Code::PermissionDenied,
@@ -83,7 +87,8 @@ fn code_of(err: &ApiError) -> Code {
             | RunnerError::BadTimestamp { .. } => Code::InvalidArgument,
         },
         ApiError::Ingest(e) => ingest_code(e),
-        ApiError::Stream(StreamError::Invalid(_))
+        ApiError::Stream(StreamError::Invalid(_) | StreamError::TooLong(_))
+        | ApiError::TooLong(_)
         | ApiError::Period(_)
         | ApiError::Value(_)
         | ApiError::Signature(_)
@@ -97,7 +102,7 @@ fn store_code(err: &StoreError) -> Code {
     match err {
         StoreError::NotFound(_) => Code::NotFound,
         StoreError::AlreadyExists(_) => Code::AlreadyExists,
-        StoreError::Conflict(_) => Code::FailedPrecondition,
+        StoreError::Conflict(_) | StoreError::LastAdmin { .. } => Code::FailedPrecondition,
         StoreError::Database(_) => Code::Unavailable,
         StoreError::Migrate(_) | StoreError::Corrupt(_) | StoreError::UnsupportedUrl(_) => {
             Code::Internal
@@ -119,10 +124,11 @@ fn ingest_code(err: &IngestError) -> Code {
             SignatureError::SignatureLength(_)
             | SignatureError::PublicKeyLength(_)
             | SignatureError::InvalidPublicKey
+            | SignatureError::NonCanonicalPublicKey
             | SignatureError::WeakPublicKey
             | SignatureError::Undecodable(_)
             | SignatureError::MissingSignedAt
-            | SignatureError::InvalidSignedAt => Code::InvalidArgument,
+            | SignatureError::InvalidSignedAt(_) => Code::InvalidArgument,
         },
         IngestError::UnknownKey { .. }
         | IngestError::RevokedKey { .. }

@@ -3,6 +3,7 @@
 
 pub mod access;
 pub mod admin;
+pub mod codec;
 pub mod convert;
 pub mod error;
 pub mod ingest;

@@ -98,10 +98,10 @@ fn validate_point(
                 "the point has neither a period nor a timestamp".into(),
             ));
         }
-        When::InvalidTimestamp => {
+        When::InvalidTimestamp(why) => {
             return Err((
                 RejectKind::Period,
-                "the point's timestamp is out of range".into(),
+                format!("the point's timestamp is not valid: {why}"),
             ));
         }
     }

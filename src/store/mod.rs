@@ -36,6 +36,11 @@ pub enum StoreError {
     AlreadyExists(String),
     #[error("{0}")]
     Conflict(String),
+    /// The change would leave an organisation that nobody can administer.
+    #[error(
+        "user {user:?} is the only admin of organisation {org}: make another user an admin first"
+    )]
+    LastAdmin { user: String, org: OrgId },
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
     #[error("could not apply the database migrations: {0}")]

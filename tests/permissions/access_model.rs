@@ -267,6 +267,8 @@ async fn role_changes_and_deletions_count_from_the_next_call() {
 async fn an_org_admin_cannot_delete_themselves() {
     let server = TestServer::start();
     let root = server.client().await;
+    // With a second admin, so that this is not the last admin's refusal (tests/hostile).
+    new_user(&server, &root, "grace", "admin").await;
     let me = who_am_i(&root).await.expect("WhoAmI").user;
     let refused = root
         .admin()

@@ -110,6 +110,33 @@ async fn team_id(tx: &mut Transaction<'_, Sqlite>, org: &OrgId, name: &str) -> R
         .ok_or_else(|| StoreError::NotFound(format!("team {name:?}")))
 }
 
+/// Refuses to take the admin role from user `id` (by demotion or deletion) when they
+/// are the last admin of `org`. Called inside the change's write transaction
+/// (`BEGIN IMMEDIATE`): of two admins demoting each other at once, the second sees the
+/// first's change and is refused.
+async fn keep_an_admin(
+    tx: &mut Transaction<'_, Sqlite>,
+    org: &OrgId,
+    id: &str,
+    name: &str,
+) -> Result<()> {
+    let (role, admins): (String, i64) = sqlx::query_as(
+        "SELECT role, (SELECT COUNT(*) FROM users WHERE org_id = ? AND role = 'admin') \
+         FROM users WHERE id = ?",
+    )
+    .bind(org.as_str())
+    .bind(id)
+    .fetch_one(&mut **tx)
+    .await?;
+    if Role::parse(&role) == Role::Admin && admins <= 1 {
+        return Err(StoreError::LastAdmin {
+            user: name.to_owned(),
+            org: org.clone(),
+        });
+    }
+    Ok(())
+}
+
 /// The (kind, id) a grantee is stored as.
 async fn grantee_key(
     tx: &mut Transaction<'_, Sqlite>,
@@ -232,6 +259,9 @@ impl AccessStore for SqliteStore {
     async fn set_user_role(&self, org: &OrgId, name: &str, role: Role) -> Result<User> {
         let mut tx = self.write().await?;
         let id = user_id(&mut tx, org, name).await?;
+        if role != Role::Admin {
+            keep_an_admin(&mut tx, org, &id, name).await?;
+        }
         sqlx::query("UPDATE users SET role = ? WHERE id = ?")
             .bind(role.as_str())
             .bind(&id)
@@ -248,6 +278,7 @@ impl AccessStore for SqliteStore {
     async fn delete_user(&self, org: &OrgId, name: &str) -> Result<()> {
         let mut tx = self.write().await?;
         let id = user_id(&mut tx, org, name).await?;
+        keep_an_admin(&mut tx, org, &id, name).await?;
         sqlx::query("DELETE FROM grants WHERE grantee_kind = 'user' AND grantee_id = ?")
             .bind(&id)
             .execute(&mut *tx)
