@@ -156,6 +156,9 @@ pub struct RunReport {
     pub max_consecutive_failures: u32,
     /// The runner was asked to stop and ended the run early; not a failure.
     pub interrupted: bool,
+    /// Someone asked for this run by hand (`connector run`): only such a run re-enables a
+    /// disabled connector.
+    pub manual: bool,
 }
 
 /// The state after a report, and whether the report changed the enabled flag.
@@ -208,11 +211,15 @@ impl ConnectorState {
                 next.cursor.clone_from(&report.new_cursor);
             }
             next.consecutive_failures = 0;
-            next.enabled = true;
+            // Only a person brings a disabled connector back: a scheduled run that was in
+            // flight when someone disabled it, or a slot redone after a crash, keeps what
+            // it published (and its cursor) but must not undo `connector disable`.
+            let recovered = report.manual && !self.enabled;
+            next.enabled = self.enabled || recovered;
             return ReportOutcome {
                 state: next,
                 just_disabled: false,
-                recovered: !self.enabled,
+                recovered,
             };
         }
         next.consecutive_failures = self.consecutive_failures.saturating_add(1);
@@ -247,6 +254,7 @@ mod tests {
             new_cursor: cursor.map(str::to_owned),
             max_consecutive_failures: 2,
             interrupted: false,
+            manual: false,
         }
     }
 
@@ -264,10 +272,43 @@ mod tests {
         let third = second.state.after(&report(Some("503"), None));
         assert!(!third.just_disabled);
         assert_eq!(third.state.consecutive_failures, 3);
-        let good = third.state.after(&report(None, Some("9")));
+        let good = third.state.after(&RunReport {
+            manual: true,
+            ..report(None, Some("9"))
+        });
         assert!(good.recovered && good.state.enabled);
         assert_eq!(good.state.cursor.as_deref(), Some("9"));
         assert_eq!(good.state.consecutive_failures, 0);
+    }
+
+    #[test]
+    fn only_a_manual_success_re_enables_a_disabled_connector() {
+        let disabled = ConnectorState {
+            cursor: Some("5".into()),
+            enabled: false,
+            consecutive_failures: 4,
+            ..ConnectorState::default()
+        };
+        let scheduled = disabled.after(&report(None, Some("9")));
+        assert!(!scheduled.recovered && !scheduled.state.enabled);
+        assert_eq!(scheduled.state.cursor.as_deref(), Some("9"));
+        assert_eq!(scheduled.state.consecutive_failures, 0);
+        let failed_by_hand = disabled.after(&RunReport {
+            manual: true,
+            ..report(Some("503"), None)
+        });
+        assert!(!failed_by_hand.recovered && !failed_by_hand.state.enabled);
+        assert!(!failed_by_hand.just_disabled, "it was disabled already");
+        let by_hand = scheduled.state.after(&RunReport {
+            manual: true,
+            ..report(None, None)
+        });
+        assert!(by_hand.recovered && by_hand.state.enabled);
+        let again = by_hand.state.after(&RunReport {
+            manual: true,
+            ..report(None, None)
+        });
+        assert!(!again.recovered, "an enabled connector does not recover");
     }
 
     #[test]

@@ -17,6 +17,8 @@ use crate::runner_state::{
 /// Runs `ListRuns` answers when the request names no limit, and at most.
 const DEFAULT_RUNS: u32 = 100;
 const MAX_RUNS: u32 = 1_000;
+/// The audit detail of a connector re-enabled by a successful manual run.
+const RECOVERED_DETAIL: &str = "recovered by a successful manual run (connector run)";
 
 pub struct RunnerService {
     state: AppState,
@@ -96,6 +98,7 @@ impl TryFrom<proto::RunReport> for RunReport {
             new_cursor: r.new_cursor,
             max_consecutive_failures: r.max_consecutive_failures,
             interrupted: r.interrupted,
+            manual: r.manual,
         })
     }
 }
@@ -195,6 +198,18 @@ impl Runner for RunnerService {
                     .await?;
                 if outcome.just_disabled {
                     tracing::warn!(connector = %connector, "connector disabled after repeated failures");
+                }
+                if outcome.recovered {
+                    // The same action as `SetEnabled`: whoever ran it by hand turned it on.
+                    self.state
+                        .audit(
+                            &who,
+                            "connector.enabled",
+                            "connector",
+                            connector.as_str(),
+                            RECOVERED_DETAIL,
+                        )
+                        .await;
                 }
                 Ok(proto::ReportRunResponse {
                     state: Some(state_to_proto(&connector, outcome.state)),

@@ -245,7 +245,7 @@ impl Scheduler {
                     .unfinished_slot
                     .and_then(|t| crate::signature::timestamp(&t))
                 {
-                    tracing::info!(connector = %name, %slot, "a run of this slot was left unfinished; it will be redone once its lease is free");
+                    tracing::info!(connector = %name, %slot, "a run of this slot was left unfinished; it will be redone once its lease is free, unless the connector is disabled");
                     self.resume(name.clone(), slot, Timestamp::now());
                     return;
                 }
@@ -341,8 +341,14 @@ impl Scheduler {
                 }
                 tracing::debug!(connector = %name, %slot, %holder, completed, "slot not ours");
             }
-            Ok(Outcome::Ran(_) | Outcome::Disabled) => {
+            Ok(Outcome::Ran(_)) => {
                 if resume.is_some() {
+                    self.resumes.remove(&name);
+                }
+            }
+            Ok(Outcome::Disabled) => {
+                if resume.is_some() {
+                    tracing::info!(connector = %name, %slot, "the connector is disabled on the server: its unfinished slot is not redone");
                     self.resumes.remove(&name);
                 }
             }

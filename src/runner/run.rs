@@ -57,9 +57,17 @@ pub enum Trigger {
     /// `connector run NAME`: runs even when disabled, and a success re-enables the
     /// connector.
     Manual,
-    /// A slot a runner left unfinished, taken up again (not skipped when disabled:
-    /// only `Schedule` is).
+    /// A slot a runner left unfinished, taken up again (skipped while the connector is
+    /// disabled on the server, like `Schedule`).
     Resume,
+}
+
+impl Trigger {
+    /// Whether the run goes on while the connector is disabled on the server: only a
+    /// run someone asked for by hand does.
+    fn runs_when_disabled(self) -> bool {
+        self == Self::Manual
+    }
 }
 
 /// How a run attempt ended.
@@ -74,7 +82,8 @@ pub enum Outcome {
         /// The slot has a run already.
         completed: bool,
     },
-    /// The connector is disabled on the server; the scheduled slot was skipped.
+    /// The connector is disabled on the server; the scheduled or unfinished slot was
+    /// skipped.
     Disabled,
 }
 
@@ -115,7 +124,7 @@ pub async fn run_slot(
     let ttl = u32::try_from(env.lease_ttl.as_secs().max(1)).unwrap_or(u32::MAX);
     // A disabled connector's slot is skipped without taking the lease: a lease taken
     // only to find that out would refuse a `connector run` made at that moment.
-    if trigger == Trigger::Schedule && !connector_state(&env.client, &name).await?.enabled {
+    if !trigger.runs_when_disabled() && !connector_state(&env.client, &name).await?.enabled {
         return Ok(Outcome::Disabled);
     }
     let lease = acquire(&env.client, &name, slot, &env.runner_id, ttl).await?;
@@ -128,7 +137,7 @@ pub async fn run_slot(
     // Read again under the lease: the cursor another runner just stored, and a
     // connector disabled meanwhile.
     let state = connector_state(&env.client, &name).await?;
-    if trigger == Trigger::Schedule && !state.enabled {
+    if !trigger.runs_when_disabled() && !state.enabled {
         env.client
             .runner()
             .release_lease(proto::ReleaseLeaseRequest {
@@ -169,6 +178,7 @@ pub async fn run_slot(
         new_cursor: summary.new_cursor.clone(),
         max_consecutive_failures: job.def.max_consecutive_failures.max(1),
         interrupted: summary.interrupted && summary.error.is_none(),
+        manual: trigger == Trigger::Manual,
     };
     let answer = env.client.runner().report_run(report).await?.into_inner();
     summary.just_disabled = answer.just_disabled;
