@@ -20,6 +20,7 @@ pub mod signature;
 pub mod store;
 pub mod stream;
 pub mod telemetry;
+pub mod text;
 pub mod tls;
 pub mod value;
 

@@ -11,7 +11,7 @@ use crate::proto;
 use crate::proto::runner_server::Runner;
 use crate::runner_state::{
     ConnectorName, ConnectorState, LeaseOutcome, LeaseTtl, RunRecord, RunReport, RunnerError,
-    RunnerId,
+    RunnerId, bounded_error, checked_cursor,
 };
 
 /// Runs `ListRuns` answers when the request names no limit, and at most.
@@ -94,8 +94,10 @@ impl TryFrom<proto::RunReport> for RunReport {
             records_pulled: r.records_pulled,
             points_published: r.points_published,
             points_rejected: r.points_rejected,
-            error: Some(r.error).filter(|e| !e.is_empty()),
-            new_cursor: r.new_cursor,
+            error: Some(r.error)
+                .filter(|e| !e.is_empty())
+                .map(|e| bounded_error(&e)),
+            new_cursor: r.new_cursor.map(checked_cursor).transpose()?,
             max_consecutive_failures: r.max_consecutive_failures,
             interrupted: r.interrupted,
             manual: r.manual,

@@ -22,6 +22,7 @@ use crate::client::Client;
 use crate::connector::{Connection, ConnectorDef, OnExisting};
 use crate::grpc::convert::timestamp;
 use crate::proto;
+use crate::runner_state::{bounded_error, checked_cursor};
 
 /// What every run of one runner process shares.
 pub struct RunEnv {
@@ -160,7 +161,9 @@ pub async fn run_slot(
     let cursor = start_cursor(&job.def, &state);
     let mut summary = RunSummary::default();
     if let Err(e) = execute(env, job, slot, cursor.clone(), &mut summary).await {
-        summary.error = Some(e);
+        // Cut here, once: the report must fit in a gRPC message, and the log line, the
+        // alerts and `connector run` then show what the server keeps.
+        summary.error = Some(bounded_error(&e));
     }
     keeper.abort();
     let ended_at = Timestamp::now();
@@ -328,7 +331,11 @@ async fn execute(
                 "stopped early and the source's records were not in cursor order: the cursor stays where it was"
             );
         } else {
-            summary.new_cursor = max_cursor.filter(|c| cursor.as_deref() != Some(c.as_str()));
+            summary.new_cursor = max_cursor
+                .filter(|c| cursor.as_deref() != Some(c.as_str()))
+                .map(checked_cursor)
+                .transpose()
+                .map_err(|e| format!("the new cursor cannot be stored: {e}"))?;
         }
     }
     Ok(())
