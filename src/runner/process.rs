@@ -341,7 +341,10 @@ impl Scheduler {
                 }
                 tracing::debug!(connector = %name, %slot, %holder, completed, "slot not ours");
             }
-            Ok(Outcome::Ran(_)) => {
+            // A misconfiguration is logged where it happened. A slot to take up again is
+            // dropped as after a run: once this machine is fixed, the next slot starts
+            // from the stored cursor, so nothing is missed.
+            Ok(Outcome::Ran(_) | Outcome::Misconfigured(_)) => {
                 if resume.is_some() {
                     self.resumes.remove(&name);
                 }
