@@ -84,6 +84,18 @@ async fn run(
         .into_inner()
 }
 
+/// The audit entries of connector `target`, oldest first.
+async fn audit_of(client: &Client, target: &str) -> Vec<proto::AuditEntry> {
+    let filter = AuditFilter {
+        target: Some(target.into()),
+        ..AuditFilter::default()
+    };
+    client
+        .audit(&filter)
+        .await
+        .expect("an admin reads the audit log")
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn only_one_of_two_concurrent_acquires_for_a_slot_is_granted() {
     let server = TestServer::start();
@@ -258,14 +270,8 @@ async fn failures_up_to_the_limit_disable_the_connector_and_only_a_manual_succes
         !run(&client, "flaky", 8, "", None).await.recovered,
         "only once"
     );
-    let filter = AuditFilter {
-        target: Some("flaky".into()),
-        ..AuditFilter::default()
-    };
-    let audited: Vec<_> = client
-        .audit(&filter)
+    let audited: Vec<_> = audit_of(&client, "flaky")
         .await
-        .unwrap()
         .into_iter()
         .map(|e| (e.action, e.detail))
         .collect();
@@ -308,14 +314,8 @@ async fn an_admin_disables_and_enables_a_connector_and_it_is_audited() {
         "a manual enable resets the failures"
     );
 
-    let filter = AuditFilter {
-        target: Some("manual".into()),
-        ..AuditFilter::default()
-    };
-    let actions: Vec<_> = client
-        .audit(&filter)
+    let actions: Vec<_> = audit_of(&client, "manual")
         .await
-        .unwrap()
         .into_iter()
         .map(|e| (e.action, e.target_kind))
         .collect();
