@@ -9,6 +9,13 @@ use jiff::{SignedDuration, Timestamp};
 const MAX_NAME_LEN: usize = 200;
 /// Longest lease a runner may take in one call.
 pub const MAX_LEASE_SECS: u32 = 86_400;
+/// Longest run error kept, in bytes; a longer one is cut, with a marker saying so. At
+/// this size the longest `ListRuns` answer (1,000 runs, runner ids of 200 characters)
+/// stays under 3 MB, within the 4 MiB that gRPC clients accept by default.
+pub const MAX_ERROR_BYTES: usize = 2_048;
+/// Longest cursor accepted, in bytes. A cursor is one field's value (a timestamp, an
+/// id); a cut one would point at the wrong record, so a longer one is refused.
+pub const MAX_CURSOR_BYTES: usize = 1_024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunnerError {
@@ -26,6 +33,27 @@ pub enum RunnerError {
     InterruptedWithError,
     #[error("{field} is not a valid timestamp")]
     BadTimestamp { field: &'static str },
+    #[error(
+        "the cursor is {len} bytes long; the limit is {MAX_CURSOR_BYTES}: a cursor is one \
+         field's value (a timestamp or an id), and a cut one would point at the wrong record"
+    )]
+    CursorTooLong { len: usize },
+}
+
+/// A run's error as the server keeps it: at most [`MAX_ERROR_BYTES`], cut with a marker.
+/// The runner cuts it the same way before sending, so its report fits in a message.
+pub fn bounded_error(error: &str) -> String {
+    crate::text::cut(error, MAX_ERROR_BYTES).into_owned()
+}
+
+/// `cursor`, unless it is longer than [`MAX_CURSOR_BYTES`]. The runner checks its new
+/// cursor the same way before reporting, so a run with one too long fails (and says
+/// why) instead of being refused by the server.
+pub fn checked_cursor(cursor: String) -> Result<String, RunnerError> {
+    if cursor.len() > MAX_CURSOR_BYTES {
+        return Err(RunnerError::CursorTooLong { len: cursor.len() });
+    }
+    Ok(cursor)
 }
 
 /// A connector's name, unique within an organisation.
@@ -156,6 +184,9 @@ pub struct RunReport {
     pub max_consecutive_failures: u32,
     /// The runner was asked to stop and ended the run early; not a failure.
     pub interrupted: bool,
+    /// Someone asked for this run by hand (`connector run`): only such a run re-enables a
+    /// disabled connector.
+    pub manual: bool,
 }
 
 /// The state after a report, and whether the report changed the enabled flag.
@@ -208,11 +239,15 @@ impl ConnectorState {
                 next.cursor.clone_from(&report.new_cursor);
             }
             next.consecutive_failures = 0;
-            next.enabled = true;
+            // Only a person brings a disabled connector back: a scheduled run that was in
+            // flight when someone disabled it, or a slot redone after a crash, keeps what
+            // it published (and its cursor) but must not undo `connector disable`.
+            let recovered = report.manual && !self.enabled;
+            next.enabled = self.enabled || recovered;
             return ReportOutcome {
                 state: next,
                 just_disabled: false,
-                recovered: !self.enabled,
+                recovered,
             };
         }
         next.consecutive_failures = self.consecutive_failures.saturating_add(1);
@@ -247,6 +282,7 @@ mod tests {
             new_cursor: cursor.map(str::to_owned),
             max_consecutive_failures: 2,
             interrupted: false,
+            manual: false,
         }
     }
 
@@ -264,10 +300,43 @@ mod tests {
         let third = second.state.after(&report(Some("503"), None));
         assert!(!third.just_disabled);
         assert_eq!(third.state.consecutive_failures, 3);
-        let good = third.state.after(&report(None, Some("9")));
+        let good = third.state.after(&RunReport {
+            manual: true,
+            ..report(None, Some("9"))
+        });
         assert!(good.recovered && good.state.enabled);
         assert_eq!(good.state.cursor.as_deref(), Some("9"));
         assert_eq!(good.state.consecutive_failures, 0);
+    }
+
+    #[test]
+    fn only_a_manual_success_re_enables_a_disabled_connector() {
+        let disabled = ConnectorState {
+            cursor: Some("5".into()),
+            enabled: false,
+            consecutive_failures: 4,
+            ..ConnectorState::default()
+        };
+        let scheduled = disabled.after(&report(None, Some("9")));
+        assert!(!scheduled.recovered && !scheduled.state.enabled);
+        assert_eq!(scheduled.state.cursor.as_deref(), Some("9"));
+        assert_eq!(scheduled.state.consecutive_failures, 0);
+        let failed_by_hand = disabled.after(&RunReport {
+            manual: true,
+            ..report(Some("503"), None)
+        });
+        assert!(!failed_by_hand.recovered && !failed_by_hand.state.enabled);
+        assert!(!failed_by_hand.just_disabled, "it was disabled already");
+        let by_hand = scheduled.state.after(&RunReport {
+            manual: true,
+            ..report(None, None)
+        });
+        assert!(by_hand.recovered && by_hand.state.enabled);
+        let again = by_hand.state.after(&RunReport {
+            manual: true,
+            ..report(None, None)
+        });
+        assert!(!again.recovered, "an enabled connector does not recover");
     }
 
     #[test]
@@ -283,6 +352,19 @@ mod tests {
         assert_eq!(stopped.state.cursor.as_deref(), Some("7"));
         assert_eq!(stopped.state.consecutive_failures, 1);
         assert!(!stopped.recovered && !stopped.just_disabled);
+    }
+
+    #[test]
+    fn errors_are_cut_and_long_cursors_refused() {
+        assert_eq!(bounded_error("503"), "503");
+        let cut = bounded_error(&"e".repeat(10_000));
+        assert_eq!(cut.len(), MAX_ERROR_BYTES);
+        assert!(cut.ends_with("[cut: 10000 bytes in all]"));
+        assert!(checked_cursor("9".repeat(MAX_CURSOR_BYTES)).is_ok());
+        assert!(matches!(
+            checked_cursor("9".repeat(MAX_CURSOR_BYTES + 1)),
+            Err(RunnerError::CursorTooLong { len: 1025 })
+        ));
     }
 
     #[test]

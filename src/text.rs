@@ -6,6 +6,10 @@
 //!   prefix with a marker when it was cut, so one rejection reason stays a few hundred
 //!   bytes whatever the client sent (a 10,000-point reply stays far under the 4 MiB
 //!   message limit).
+//! * [`cut`] bounds free text the server keeps (a connector run's error): cut on a
+//!   character boundary, with a marker that says how long the text was, so what is
+//!   stored (and answered to every later reader) stays small and a reader still sees
+//!   that something was left out.
 //! * [`printable`] is the only way the command line prints text a server or another
 //!   user supplied: control characters and bidirectional-text controls are shown
 //!   escaped as `\u{1b}`, so nothing reaches the terminal raw and table columns stay
@@ -113,6 +117,21 @@ impl fmt::Debug for Excerpt {
     }
 }
 
+/// `text` in at most `max_bytes` bytes, marker included: a longer text keeps as many
+/// whole characters as fit before `… [cut: N bytes in all]`. `max_bytes` must leave
+/// room for the marker (under 50 bytes).
+pub fn cut(text: &str, max_bytes: usize) -> Cow<'_, str> {
+    if text.len() <= max_bytes {
+        return Cow::Borrowed(text);
+    }
+    let marker = format!("… [cut: {} bytes in all]", text.len());
+    let mut end = max_bytes.saturating_sub(marker.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    Cow::Owned(format!("{}{marker}", &text[..end]))
+}
+
 /// True for characters that must not reach a terminal raw: C0 controls (ESC, CR, LF,
 /// TAB…), DEL, C1 controls, and the invisible characters that reorder or hide text
 /// (bidirectional marks, embeddings, overrides and isolates, zero-width characters,
@@ -151,6 +170,31 @@ pub fn printable(text: &str) -> Cow<'_, str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_short_text_is_kept_as_it_is() {
+        assert!(matches!(cut("disk full", 100), Cow::Borrowed("disk full")));
+        assert_eq!(cut(&"x".repeat(100), 100), "x".repeat(100));
+    }
+
+    #[test]
+    fn a_long_text_is_cut_to_the_limit_with_a_marker_naming_its_length() {
+        let long = "x".repeat(5_242_880);
+        let kept = cut(&long, 4_096);
+        assert_eq!(kept.len(), 4_096);
+        assert!(kept.ends_with("x… [cut: 5242880 bytes in all]"), "{kept}");
+    }
+
+    #[test]
+    fn a_cut_never_splits_a_character() {
+        // "é" is two bytes: the cut falls inside one whatever the marker's length.
+        let text = "é".repeat(1_000);
+        for max in 60..70 {
+            let kept = cut(&text, max);
+            assert!(kept.len() <= max, "{max}: {kept}");
+            assert!(kept.starts_with('é') && kept.ends_with("[cut: 2000 bytes in all]"));
+        }
+    }
 
     #[test]
     fn a_short_text_is_quoted_whole() {

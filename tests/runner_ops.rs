@@ -10,7 +10,6 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{BufRead, BufReader};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
@@ -22,72 +21,14 @@ use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use common::runner::{RunnerSetup, TestRunner, connector, runs, state, wait_for_runs};
+use common::runner::{
+    RunnerSetup, TestRunner, Workspace, connector, kpistream, runs, sample, serve, state,
+    wait_for_runs, wait_for_state,
+};
 use common::{TestServer, day, values};
-use kpistream::client::{Client, Credential};
 use kpistream::proto;
 use serde_json::{Value, json};
 use tempfile::TempDir;
-
-/// A folder with a `connectors/` directory and the credential files its connectors name.
-struct Workspace {
-    dir: TempDir,
-    connectors: PathBuf,
-}
-
-impl Workspace {
-    fn new() -> Self {
-        let dir = tempfile::tempdir().expect("temporary folder");
-        let connectors = dir.path().join("connectors");
-        std::fs::create_dir(&connectors).unwrap();
-        Self { dir, connectors }
-    }
-
-    /// Writes the stream credential to a 0600 file outside the connector directory.
-    fn credential(&self, name: &str, credential: &Credential) -> PathBuf {
-        use std::io::Write;
-        let path = self.dir.path().join(format!("{name}.kpik"));
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&path)
-            .unwrap();
-        file.write_all(credential.expose_secret().as_bytes())
-            .unwrap();
-        path
-    }
-
-    /// Replaces a connector file at once (written aside, then renamed), as editors do.
-    fn write(&self, file: &str, text: &str) {
-        let aside = self.connectors.join(format!(".{file}.partial"));
-        std::fs::write(&aside, text).unwrap();
-        std::fs::rename(&aside, self.connectors.join(file)).unwrap();
-    }
-
-    fn remove(&self, file: &str) {
-        std::fs::remove_file(self.connectors.join(file)).unwrap();
-    }
-}
-
-/// Serves `router` on a free port of 127.0.0.1 from a thread of its own (so the test
-/// may block while the runner calls it); returns `http://127.0.0.1:PORT`.
-fn serve(router: Router) -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let address = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async move {
-            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            axum::serve(listener, router).await.unwrap();
-        });
-    });
-    format!("http://{address}")
-}
 
 /// tests/interop/smtp_sink.py on a free port, keeping what it receives in a file.
 struct SmtpSink {
@@ -167,27 +108,6 @@ fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
     }
 }
 
-/// Waits until the connector's server-side state satisfies `check`.
-async fn wait_for_state(
-    client: &Client,
-    connector: &str,
-    timeout: Duration,
-    check: impl Fn(&proto::ConnectorState) -> bool,
-) -> proto::ConnectorState {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let state = state(client, connector).await;
-        if check(&state) {
-            return state;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the state of {connector} did not change as expected within {timeout:?}: {state:#?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 /// A run's slot as the runner's log writes it.
 fn slot_text(run: &proto::Run) -> String {
     let slot = run.slot.as_ref().expect("every run has its slot");
@@ -231,15 +151,7 @@ fn connector_ok(
     let output = if matches!(args[0], "list" | "run" | "preview") {
         connector(server, &ws.connectors, env, args)
     } else {
-        common::cli(ws.dir.path())
-            .arg("connector")
-            .args(args)
-            .env("KPISTREAM_SERVER", &server.grpc)
-            .env("KPISTREAM_TOKEN", &server.token)
-            .env("NO_COLOR", "1")
-            .envs(env)
-            .output()
-            .expect("the CLI runs")
+        kpistream(server, ws.dir.path(), env, &[&["connector"], args].concat())
     };
     assert!(
         output.status.success(),
@@ -817,13 +729,6 @@ fn row<'a>(rows: &'a [BTreeMap<String, String>], name: &str) -> &'a BTreeMap<Str
     rows.iter()
         .find(|r| r["NAME"] == name)
         .unwrap_or_else(|| panic!("{name} is listed: {rows:#?}"))
-}
-
-/// The value of one sample of a Prometheus text exposition.
-fn sample(metrics: &str, series: &str) -> Option<f64> {
-    metrics
-        .lines()
-        .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -22,8 +22,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use base64::Engine;
 use base64::prelude::BASE64_STANDARD;
-use common::runner::{RunnerSetup, TestRunner, connector, runs, state, wait_for_runs};
-use common::{TestServer, all_points, cli, day};
+use common::runner::{RunnerSetup, TestRunner, connector, kpistream, runs, state, wait_for_runs};
+use common::{TestServer, all_points, day};
 use kpistream::client::Client;
 use kpistream::proto;
 use serde_json::{Value, json};
@@ -351,13 +351,12 @@ records = "$.data[*]"
     /// `kpistream connector log NAME` (a verb that takes no directory).
     fn log(&self, server: &TestServer, name: &str) -> Output {
         blocking(|| {
-            cli(&self.connectors)
-                .args(["connector", "log", name])
-                .env("KPISTREAM_SERVER", &server.grpc)
-                .env("KPISTREAM_TOKEN", &server.token)
-                .env("NO_COLOR", "1")
-                .output()
-                .unwrap()
+            kpistream(
+                server,
+                &self.connectors,
+                &BTreeMap::new(),
+                &["connector", "log", name],
+            )
         })
     }
 

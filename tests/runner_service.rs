@@ -1,7 +1,7 @@
 //! `kpistream.v1.Runner` against the real server: one runner per slot, a dead runner's
 //! lease expires, completed slots stay completed, the cursor moves only on success,
-//! repeated failures disable a connector and a success brings it back, and only the
-//! connector's organisation's admins reach it.
+//! repeated failures disable a connector and only a manual success brings it back, and
+//! only the connector's organisation's admins reach it.
 
 mod common;
 
@@ -63,6 +63,7 @@ fn report(
         new_cursor: cursor.map(str::to_owned),
         max_consecutive_failures: 3,
         interrupted: false,
+        manual: false,
     }
 }
 
@@ -81,6 +82,18 @@ async fn run(
         .await
         .expect("the holder's report is accepted")
         .into_inner()
+}
+
+/// The audit entries of connector `target`, oldest first.
+async fn audit_of(client: &Client, target: &str) -> Vec<proto::AuditEntry> {
+    let filter = AuditFilter {
+        target: Some(target.into()),
+        ..AuditFilter::default()
+    };
+    client
+        .audit(&filter)
+        .await
+        .expect("an admin reads the audit log")
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -211,7 +224,7 @@ async fn a_success_advances_the_cursor_and_a_failure_does_not() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn failures_up_to_the_limit_disable_the_connector_and_a_success_recovers_it() {
+async fn failures_up_to_the_limit_disable_the_connector_and_only_a_manual_success_recovers_it() {
     let server = TestServer::start();
     let client = server.client().await;
     let mut disabled_by = Vec::new();
@@ -229,14 +242,46 @@ async fn failures_up_to_the_limit_disable_the_connector_and_a_success_recovers_i
     );
     assert_eq!(state(&client, "flaky").await.consecutive_failures, 5);
 
-    let good = run(&client, "flaky", 6, "", Some("42")).await;
-    assert!(good.recovered && !good.just_disabled);
-    let good_state = good.state.unwrap();
+    // A scheduled run that succeeds while the connector is disabled (one in flight when
+    // it was disabled, or a slot redone after a crash) keeps its cursor and ends the
+    // streak of failures, but the connector stays disabled.
+    let scheduled = run(&client, "flaky", 6, "", Some("42")).await;
+    assert!(!scheduled.recovered && !scheduled.just_disabled);
+    let scheduled_state = scheduled.state.unwrap();
+    assert!(!scheduled_state.enabled);
+    assert_eq!(scheduled_state.consecutive_failures, 0);
+    assert_eq!(scheduled_state.cursor.as_deref(), Some("42"));
+
+    assert!(acquire(&client, "flaky", 7, "r1", 30).await.granted);
+    let by_hand = client
+        .runner()
+        .report_run(proto::RunReport {
+            manual: true,
+            ..report("flaky", 7, "r1", "", Some("43"))
+        })
+        .await
+        .expect("the holder's report is accepted")
+        .into_inner();
+    assert!(by_hand.recovered && !by_hand.just_disabled);
+    let good_state = by_hand.state.unwrap();
     assert!(good_state.enabled);
     assert_eq!(good_state.consecutive_failures, 0);
     assert!(
-        !run(&client, "flaky", 7, "", None).await.recovered,
+        !run(&client, "flaky", 8, "", None).await.recovered,
         "only once"
+    );
+    let audited: Vec<_> = audit_of(&client, "flaky")
+        .await
+        .into_iter()
+        .map(|e| (e.action, e.detail))
+        .collect();
+    assert_eq!(
+        audited,
+        vec![(
+            "connector.enabled".to_owned(),
+            "recovered by a successful manual run (connector run)".to_owned()
+        )],
+        "the manual recovery is audited, the automatic disabling is not an admin action"
     );
 }
 
@@ -269,14 +314,8 @@ async fn an_admin_disables_and_enables_a_connector_and_it_is_audited() {
         "a manual enable resets the failures"
     );
 
-    let filter = AuditFilter {
-        target: Some("manual".into()),
-        ..AuditFilter::default()
-    };
-    let actions: Vec<_> = client
-        .audit(&filter)
+    let actions: Vec<_> = audit_of(&client, "manual")
         .await
-        .unwrap()
         .into_iter()
         .map(|e| (e.action, e.target_kind))
         .collect();

@@ -12,6 +12,7 @@ use super::{ServerArgs, status};
 use crate::connector::{ConnectorDef, check_dir};
 use crate::proto;
 use crate::runner::Source;
+use crate::runner::local::LocalInputs;
 use crate::runner::mapping::Mapper;
 use crate::runner::process::default_runner_id;
 use crate::runner::rest::RestContext;
@@ -307,6 +308,9 @@ async fn run_now(name: &str, dir: &Path, server: &ServerArgs) -> anyhow::Result<
         Outcome::NotOurs { holder, .. } => {
             anyhow::bail!("{name} is running right now on runner {holder}; try again when it ends")
         }
+        Outcome::Misconfigured(error) => anyhow::bail!(
+            "{name} did not run: {error} (a mistake on this machine: nothing was reported to the server)"
+        ),
         Outcome::Disabled => unreachable!("manual runs ignore the disabled flag"),
     }
 }
@@ -322,7 +326,9 @@ async fn preview(name: &str, limit: usize, dir: &Path, server: &ServerArgs) -> a
     let client = server.connect().await?;
     let state = connector_state(&client, name).await.map_err(status)?;
     let cursor = start_cursor(def, &state);
-    let target = Target::resolve(&client, def)
+    let rest = RestContext::new();
+    let inputs = LocalInputs::read(&rest, &job).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+    let target = Target::resolve(&client, inputs.credential)
         .await
         .map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
     let ctx = target
@@ -349,8 +355,7 @@ async fn preview(name: &str, limit: usize, dir: &Path, server: &ServerArgs) -> a
             .as_deref()
             .map_or("none".to_owned(), |c| format!("{c:?}")),
     );
-    let rest = RestContext::new();
-    let mut source: Box<dyn Source> = open_source_with(&rest, &job, &ctx)
+    let mut source: Box<dyn Source> = open_source_with(&rest, &job, inputs.source, &ctx)
         .await
         .map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
     let (mut shown, mut published, mut filtered, mut unmapped) = (0usize, 0, 0, 0);

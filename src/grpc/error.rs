@@ -84,7 +84,8 @@ fn code_of(err: &ApiError) -> Code {
             | RunnerError::Ttl(_)
             | RunnerError::NoFailureLimit
             | RunnerError::InterruptedWithError
-            | RunnerError::BadTimestamp { .. } => Code::InvalidArgument,
+            | RunnerError::BadTimestamp { .. }
+            | RunnerError::CursorTooLong { .. } => Code::InvalidArgument,
         },
         ApiError::Ingest(e) => ingest_code(e),
         ApiError::Stream(StreamError::Invalid(_) | StreamError::TooLong(_))

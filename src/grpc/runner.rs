@@ -11,12 +11,14 @@ use crate::proto;
 use crate::proto::runner_server::Runner;
 use crate::runner_state::{
     ConnectorName, ConnectorState, LeaseOutcome, LeaseTtl, RunRecord, RunReport, RunnerError,
-    RunnerId,
+    RunnerId, bounded_error, checked_cursor,
 };
 
 /// Runs `ListRuns` answers when the request names no limit, and at most.
 const DEFAULT_RUNS: u32 = 100;
 const MAX_RUNS: u32 = 1_000;
+/// The audit detail of a connector re-enabled by a successful manual run.
+const RECOVERED_DETAIL: &str = "recovered by a successful manual run (connector run)";
 
 pub struct RunnerService {
     state: AppState,
@@ -92,10 +94,13 @@ impl TryFrom<proto::RunReport> for RunReport {
             records_pulled: r.records_pulled,
             points_published: r.points_published,
             points_rejected: r.points_rejected,
-            error: Some(r.error).filter(|e| !e.is_empty()),
-            new_cursor: r.new_cursor,
+            error: Some(r.error)
+                .filter(|e| !e.is_empty())
+                .map(|e| bounded_error(&e)),
+            new_cursor: r.new_cursor.map(checked_cursor).transpose()?,
             max_consecutive_failures: r.max_consecutive_failures,
             interrupted: r.interrupted,
+            manual: r.manual,
         })
     }
 }
@@ -195,6 +200,18 @@ impl Runner for RunnerService {
                     .await?;
                 if outcome.just_disabled {
                     tracing::warn!(connector = %connector, "connector disabled after repeated failures");
+                }
+                if outcome.recovered {
+                    // The same action as `SetEnabled`: whoever ran it by hand turned it on.
+                    self.state
+                        .audit(
+                            &who,
+                            "connector.enabled",
+                            "connector",
+                            connector.as_str(),
+                            RECOVERED_DETAIL,
+                        )
+                        .await;
                 }
                 Ok(proto::ReportRunResponse {
                     state: Some(state_to_proto(&connector, outcome.state)),

@@ -7,6 +7,7 @@
 pub mod alert;
 pub mod command;
 pub mod filter;
+pub mod local;
 pub mod mapping;
 pub mod process;
 mod publish;

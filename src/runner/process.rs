@@ -245,7 +245,7 @@ impl Scheduler {
                     .unfinished_slot
                     .and_then(|t| crate::signature::timestamp(&t))
                 {
-                    tracing::info!(connector = %name, %slot, "a run of this slot was left unfinished; it will be redone once its lease is free");
+                    tracing::info!(connector = %name, %slot, "a run of this slot was left unfinished; it will be redone once its lease is free, unless the connector is disabled");
                     self.resume(name.clone(), slot, Timestamp::now());
                     return;
                 }
@@ -341,8 +341,17 @@ impl Scheduler {
                 }
                 tracing::debug!(connector = %name, %slot, %holder, completed, "slot not ours");
             }
-            Ok(Outcome::Ran(_) | Outcome::Disabled) => {
+            // A misconfiguration is logged where it happened. A slot to take up again is
+            // dropped as after a run: once this machine is fixed, the next slot starts
+            // from the stored cursor, so nothing is missed.
+            Ok(Outcome::Ran(_) | Outcome::Misconfigured(_)) => {
                 if resume.is_some() {
+                    self.resumes.remove(&name);
+                }
+            }
+            Ok(Outcome::Disabled) => {
+                if resume.is_some() {
+                    tracing::info!(connector = %name, %slot, "the connector is disabled on the server: its unfinished slot is not redone");
                     self.resumes.remove(&name);
                 }
             }

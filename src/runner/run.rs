@@ -1,9 +1,10 @@
-//! One run of one connector for one scheduled slot: take the slot's lease on the
-//! server, pull the source page by page, map and filter the records, publish each page
-//! as signed batches with deterministic ids, and report the run. The cursor the server
-//! keeps moves only when every point of the run was acknowledged (or, when the runner
-//! is asked to stop, up to the pages it acknowledged). The stream and source are in
-//! [`super::target`], publishing a page in `publish.rs`.
+//! One run of one connector for one scheduled slot: read what it needs from this
+//! machine ([`super::local`]), take the slot's lease on the server, pull the source page
+//! by page, map and filter the records, publish each page as signed batches with
+//! deterministic ids, and report the run. The cursor the server keeps moves only when
+//! every point of the run was acknowledged (or, when the runner is asked to stop, up to
+//! the pages it acknowledged). The stream and source are in [`super::target`],
+//! publishing a page in `publish.rs`.
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashMap};
@@ -14,6 +15,7 @@ use jiff::Timestamp;
 use tokio::sync::watch;
 
 use super::alert::{AlertEvent, AlertKind, Alerter};
+use super::local::{ConfigError, LocalInputs};
 use super::mapping::{MappedPoint, Mapper, cursor_cmp};
 use super::publish::Publishing;
 use super::rest::RestContext;
@@ -22,6 +24,7 @@ use crate::client::Client;
 use crate::connector::{Connection, ConnectorDef, OnExisting};
 use crate::grpc::convert::timestamp;
 use crate::proto;
+use crate::runner_state::{bounded_error, checked_cursor};
 
 /// What every run of one runner process shares.
 pub struct RunEnv {
@@ -57,9 +60,17 @@ pub enum Trigger {
     /// `connector run NAME`: runs even when disabled, and a success re-enables the
     /// connector.
     Manual,
-    /// A slot a runner left unfinished, taken up again (not skipped when disabled:
-    /// only `Schedule` is).
+    /// A slot a runner left unfinished, taken up again (skipped while the connector is
+    /// disabled on the server, like `Schedule`).
     Resume,
+}
+
+impl Trigger {
+    /// Whether the run goes on while the connector is disabled on the server: only a
+    /// run someone asked for by hand does.
+    fn runs_when_disabled(self) -> bool {
+        self == Self::Manual
+    }
 }
 
 /// How a run attempt ended.
@@ -74,8 +85,12 @@ pub enum Outcome {
         /// The slot has a run already.
         completed: bool,
     },
-    /// The connector is disabled on the server; the scheduled slot was skipped.
+    /// The connector is disabled on the server; the scheduled or unfinished slot was
+    /// skipped.
     Disabled,
+    /// This machine lacks what the run needs (a credential or secret variable not set, a
+    /// file missing): the run did not start and the server was not told.
+    Misconfigured(ConfigError),
 }
 
 /// What one run did, as reported to the server.
@@ -113,32 +128,10 @@ pub async fn run_slot(
 ) -> Result<Outcome, tonic::Status> {
     let name = job.def.name.clone();
     let ttl = u32::try_from(env.lease_ttl.as_secs().max(1)).unwrap_or(u32::MAX);
-    // A disabled connector's slot is skipped without taking the lease: a lease taken
-    // only to find that out would refuse a `connector run` made at that moment.
-    if trigger == Trigger::Schedule && !connector_state(&env.client, &name).await?.enabled {
-        return Ok(Outcome::Disabled);
-    }
-    let lease = acquire(&env.client, &name, slot, &env.runner_id, ttl).await?;
-    if !lease.granted {
-        return Ok(Outcome::NotOurs {
-            holder: lease.holder,
-            completed: lease.slot_completed,
-        });
-    }
-    // Read again under the lease: the cursor another runner just stored, and a
-    // connector disabled meanwhile.
-    let state = connector_state(&env.client, &name).await?;
-    if trigger == Trigger::Schedule && !state.enabled {
-        env.client
-            .runner()
-            .release_lease(proto::ReleaseLeaseRequest {
-                connector: name.clone(),
-                runner_id: env.runner_id.clone(),
-            })
-            .await?;
-        return Ok(Outcome::Disabled);
-    }
-
+    let (inputs, state) = match claim(env, job, slot, trigger, ttl).await? {
+        Claim::Ours(inputs, state) => (inputs, state),
+        Claim::Not(outcome) => return Ok(outcome),
+    };
     let keeper = tokio::spawn(keep_lease(
         env.client.clone(),
         name.clone(),
@@ -150,31 +143,142 @@ pub async fn run_slot(
     tracing::info!(connector = %name, %slot, ?trigger, "run started");
     let cursor = start_cursor(&job.def, &state);
     let mut summary = RunSummary::default();
-    if let Err(e) = execute(env, job, slot, cursor.clone(), &mut summary).await {
-        summary.error = Some(e);
+    if let Err(e) = execute(env, job, *inputs, slot, cursor, &mut summary).await {
+        // Cut here, once: the report must fit in a gRPC message, and the log line, the
+        // alerts and `connector run` then show what the server keeps.
+        summary.error = Some(bounded_error(&e));
     }
     keeper.abort();
     let ended_at = Timestamp::now();
 
-    let report = proto::RunReport {
-        connector: name.clone(),
-        runner_id: env.runner_id.clone(),
-        slot: Some(timestamp(slot)),
-        started_at: Some(timestamp(started_at)),
-        ended_at: Some(timestamp(ended_at)),
-        records_pulled: summary.records_pulled,
-        points_published: summary.points_published,
-        points_rejected: summary.points_rejected,
-        error: summary.error.clone().unwrap_or_default(),
-        new_cursor: summary.new_cursor.clone(),
-        max_consecutive_failures: job.def.max_consecutive_failures.max(1),
-        interrupted: summary.interrupted && summary.error.is_none(),
+    let report = FinishedRun {
+        job,
+        runner_id: &env.runner_id,
+        slot,
+        trigger,
+        started_at,
+        ended_at,
     };
-    let answer = env.client.runner().report_run(report).await?.into_inner();
+    let answer = env
+        .client
+        .runner()
+        .report_run(report.to_proto(&summary))
+        .await?
+        .into_inner();
     summary.just_disabled = answer.just_disabled;
     summary.recovered = answer.recovered;
     let failures = answer.state.as_ref().map_or(0, |s| s.consecutive_failures);
     record_metrics(&name, &summary, ended_at.duration_since(started_at));
+    announce(env, job, &summary, failures, ended_at).await;
+    Ok(Outcome::Ran(summary))
+}
+
+/// Whether a run goes ahead, and with what.
+enum Claim<'a> {
+    /// The lease is this runner's: what was read from this machine (boxed: it holds a
+    /// credential and a source's secrets, large beside `Not`), and the connector's state
+    /// read under the lease.
+    Ours(Box<LocalInputs<'a>>, proto::ConnectorState),
+    /// The run does not happen.
+    Not(Outcome),
+}
+
+/// Takes the slot's lease unless the connector is disabled (and the run was not asked
+/// for by hand), this machine lacks what the run needs, or another runner has the slot.
+async fn claim<'a>(
+    env: &RunEnv,
+    job: &'a Job,
+    slot: Timestamp,
+    trigger: Trigger,
+    ttl: u32,
+) -> Result<Claim<'a>, tonic::Status> {
+    let name = &job.def.name;
+    // A disabled connector's slot is skipped without taking the lease: a lease taken
+    // only to find that out would refuse a `connector run` made at that moment.
+    if !trigger.runs_when_disabled() && !connector_state(&env.client, name).await?.enabled {
+        return Ok(Claim::Not(Outcome::Disabled));
+    }
+    // Read before the lease, so a mistake on this machine leaves the server's state
+    // (lease, run log, failure count, cursor) as it was.
+    let inputs = match LocalInputs::read(&env.rest, job) {
+        Ok(inputs) => inputs,
+        Err(error) => return Ok(Claim::Not(misconfigured(name, error))),
+    };
+    let lease = acquire(&env.client, name, slot, &env.runner_id, ttl).await?;
+    if !lease.granted {
+        return Ok(Claim::Not(Outcome::NotOurs {
+            holder: lease.holder,
+            completed: lease.slot_completed,
+        }));
+    }
+    // Read again under the lease: the cursor another runner just stored, and a
+    // connector disabled meanwhile.
+    let state = connector_state(&env.client, name).await?;
+    if !trigger.runs_when_disabled() && !state.enabled {
+        env.client
+            .runner()
+            .release_lease(proto::ReleaseLeaseRequest {
+                connector: name.clone(),
+                runner_id: env.runner_id.clone(),
+            })
+            .await?;
+        return Ok(Claim::Not(Outcome::Disabled));
+    }
+    Ok(Claim::Ours(Box::new(inputs), state))
+}
+
+/// Logs and counts a run that did not start for a mistake on this machine.
+fn misconfigured(connector: &str, error: ConfigError) -> Outcome {
+    tracing::error!(
+        connector = %connector,
+        "the run did not start: {error}; nothing was reported to the server, as this is \
+         the runner's own configuration, not a failure of the source"
+    );
+    metrics::counter!("kpistream_runner_config_errors_total", "connector" => connector.to_owned())
+        .increment(1);
+    Outcome::Misconfigured(error)
+}
+
+/// A finished run: what its report to the server says besides the summary's counts.
+struct FinishedRun<'a> {
+    job: &'a Job,
+    runner_id: &'a str,
+    slot: Timestamp,
+    trigger: Trigger,
+    started_at: Timestamp,
+    ended_at: Timestamp,
+}
+
+impl FinishedRun<'_> {
+    fn to_proto(&self, summary: &RunSummary) -> proto::RunReport {
+        proto::RunReport {
+            connector: self.job.def.name.clone(),
+            runner_id: self.runner_id.to_owned(),
+            slot: Some(timestamp(self.slot)),
+            started_at: Some(timestamp(self.started_at)),
+            ended_at: Some(timestamp(self.ended_at)),
+            records_pulled: summary.records_pulled,
+            points_published: summary.points_published,
+            points_rejected: summary.points_rejected,
+            error: summary.error.clone().unwrap_or_default(),
+            new_cursor: summary.new_cursor.clone(),
+            max_consecutive_failures: self.job.def.max_consecutive_failures.max(1),
+            interrupted: summary.interrupted && summary.error.is_none(),
+            manual: self.trigger == Trigger::Manual,
+        }
+    }
+}
+
+/// Logs how the run ended and tells the alert targets when the report disabled the
+/// connector or brought it back.
+async fn announce(
+    env: &RunEnv,
+    job: &Job,
+    summary: &RunSummary,
+    failures: u32,
+    ended_at: Timestamp,
+) {
+    let name = &job.def.name;
     match &summary.error {
         None => tracing::info!(
             connector = %name,
@@ -194,29 +298,26 @@ pub async fn run_slot(
             "run failed"
         ),
     }
-    let kind = if answer.just_disabled {
+    let kind = if summary.just_disabled {
         tracing::error!(connector = %name, consecutive_failures = failures, "connector disabled after repeated failures");
-        Some(AlertKind::Disabled)
-    } else if answer.recovered {
+        AlertKind::Disabled
+    } else if summary.recovered {
         tracing::info!(connector = %name, "connector recovered and re-enabled");
-        Some(AlertKind::Recovered)
+        AlertKind::Recovered
     } else {
-        None
+        return;
     };
-    if let Some(kind) = kind {
-        let event = AlertEvent {
-            kind,
-            connector: name.clone(),
-            stream: stream_label(&job.def),
-            consecutive_failures: failures,
-            last_error: summary.error.clone().unwrap_or_default(),
-            at: ended_at,
-        };
-        for failure in env.alerter.notify(&job.def.alerts, &event).await {
-            tracing::error!(connector = %name, "alert not delivered: {failure}");
-        }
+    let event = AlertEvent {
+        kind,
+        connector: name.clone(),
+        stream: stream_label(&job.def),
+        consecutive_failures: failures,
+        last_error: summary.error.clone().unwrap_or_default(),
+        at: ended_at,
+    };
+    for failure in env.alerter.notify(&job.def.alerts, &event).await {
+        tracing::error!(connector = %name, "alert not delivered: {failure}");
     }
-    Ok(Outcome::Ran(summary))
 }
 
 /// Pulls, maps and publishes; counts go into `summary` as they happen, so a failure
@@ -224,15 +325,16 @@ pub async fn run_slot(
 async fn execute(
     env: &RunEnv,
     job: &Job,
+    inputs: LocalInputs<'_>,
     slot: Timestamp,
     cursor: Option<String>,
     summary: &mut RunSummary,
 ) -> Result<(), String> {
     let def = &job.def;
-    let target = Target::resolve(&env.client, def).await?;
+    let target = Target::resolve(&env.client, inputs.credential).await?;
     let ctx = target.template_context(slot, cursor.clone())?;
     let mapper = Mapper::new(def)?;
-    let mut source = open_source(env, job, &ctx)
+    let mut source = open_source(env, job, inputs.source, &ctx)
         .await
         .map_err(|e| e.to_string())?;
     let mut publish = Publishing {
@@ -318,7 +420,11 @@ async fn execute(
                 "stopped early and the source's records were not in cursor order: the cursor stays where it was"
             );
         } else {
-            summary.new_cursor = max_cursor.filter(|c| cursor.as_deref() != Some(c.as_str()));
+            summary.new_cursor = max_cursor
+                .filter(|c| cursor.as_deref() != Some(c.as_str()))
+                .map(checked_cursor)
+                .transpose()
+                .map_err(|e| format!("the new cursor cannot be stored: {e}"))?;
         }
     }
     Ok(())

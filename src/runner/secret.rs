@@ -1,11 +1,12 @@
-//! Secrets of connector sources, read from an environment variable or a file when a run
-//! opens its source. Errors name the field and the variable or file, never the value.
+//! Secrets of connectors, read from an environment variable or a file before a run
+//! takes its lease ([`super::local`]). Errors name the field and the variable or file,
+//! never the value.
 
 use std::path::Path;
 
 use secrecy::SecretString;
 
-use super::FetchError;
+use super::local::ConfigError;
 
 /// Reads the secret `field` names (`source.auth.token`, say) from the environment
 /// variable `env` or the file `file`; `Ok(None)` when neither is given. A file's
@@ -14,29 +15,28 @@ pub fn load(
     field: &str,
     env: Option<&str>,
     file: Option<&Path>,
-) -> Result<Option<SecretString>, FetchError> {
+) -> Result<Option<SecretString>, ConfigError> {
     if let Some(var) = env {
         return match std::env::var(var) {
             Ok(value) if !value.is_empty() => Ok(Some(SecretString::from(value))),
-            _ => Err(FetchError::permanent(format!(
-                "the environment variable {var} that {field} names is not set"
-            ))),
+            _ => Err(ConfigError::VariableNotSet {
+                field: field.to_owned(),
+                var: var.to_owned(),
+            }),
         };
     }
     if let Some(path) = file {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            FetchError::permanent(format!(
-                "the file {} that {field} names cannot be read: {}",
-                path.display(),
-                e.kind()
-            ))
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::FileUnreadable {
+            field: field.to_owned(),
+            path: path.to_owned(),
+            kind: e.kind(),
         })?;
         let value = text.trim();
         if value.is_empty() {
-            return Err(FetchError::permanent(format!(
-                "the file {} that {field} names is empty",
-                path.display()
-            )));
+            return Err(ConfigError::FileEmpty {
+                field: field.to_owned(),
+                path: path.to_owned(),
+            });
         }
         return Ok(Some(SecretString::from(value.to_owned())));
     }

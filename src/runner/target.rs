@@ -1,15 +1,16 @@
-//! The stream a connector publishes to, and the source it pulls from: the credential
-//! read from its variable or file, the stream's frequency and time zone as the server
-//! describes them, the templates' values for a run, and the source opened for it.
+//! The stream a connector publishes to, and the source it pulls from: the stream's
+//! frequency and time zone as the server describes them for the credential
+//! [`super::local`] read, the templates' values for a run, and the source opened for it.
 
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
 
+use super::local::SourceInputs;
 use super::mapping::{MappedPoint, When};
 use super::rest::RestContext;
 use super::run::{Job, RunEnv};
 use super::template::TemplateContext;
-use super::{FetchError, Source, command, rest, secret, sql};
+use super::{FetchError, Source, command, rest, sql};
 use crate::client::Client;
 use crate::connector::ConnectorDef;
 use crate::period::{Frequency, Period};
@@ -28,9 +29,8 @@ pub struct Target {
 }
 
 impl Target {
-    /// Reads the connector's credential and asks the server for its stream.
-    pub async fn resolve(client: &Client, def: &ConnectorDef) -> Result<Self, String> {
-        let credential = load_credential(def)?;
+    /// Asks the server for the stream of the connector's `credential`.
+    pub async fn resolve(client: &Client, credential: Credential) -> Result<Self, String> {
         let stream_id = credential.stream_id().to_string();
         let stream = client
             .stream(&stream_id)
@@ -94,59 +94,44 @@ impl Target {
     }
 }
 
-/// Opens the connector's source for one run.
+/// Opens the connector's source for one run, with what [`LocalInputs::read`] read.
+///
+/// [`LocalInputs::read`]: super::local::LocalInputs::read
 pub(super) async fn open_source(
     env: &RunEnv,
     job: &Job,
+    inputs: SourceInputs<'_>,
     ctx: &TemplateContext,
 ) -> Result<Box<dyn Source>, FetchError> {
-    open_source_with(&env.rest, job, ctx).await
+    open_source_with(&env.rest, job, inputs, ctx).await
 }
 
 /// Opens the connector's source for one run (also used by `connector preview`).
 pub async fn open_source_with(
     rest_context: &RestContext,
     job: &Job,
+    inputs: SourceInputs<'_>,
     ctx: &TemplateContext,
 ) -> Result<Box<dyn Source>, FetchError> {
     let def = &job.def;
-    let connection = |name: &Option<String>| name.as_ref().and_then(|n| job.connections.get(n));
-    Ok(match &def.source {
-        crate::connector::Source::Rest(source) => Box::new(rest::open(
-            rest_context,
-            source,
-            connection(&source.connection),
-            ctx,
-            &def.retry,
-        )?),
-        crate::connector::Source::Sql(source) => {
-            Box::new(sql::open(source, connection(&source.connection), ctx, &def.retry).await?)
+    Ok(match inputs {
+        SourceInputs::Rest(source, inputs) => {
+            Box::new(rest::open(rest_context, source, inputs, ctx, &def.retry)?)
         }
-        crate::connector::Source::Command(source) => {
+        SourceInputs::Sql(source, database) => {
+            Box::new(sql::open(&database, source, ctx, &def.retry).await?)
+        }
+        SourceInputs::Command(source) => {
             let hidden: Vec<&str> = def.credential_env.as_deref().into_iter().collect();
             Box::new(command::open(source, ctx, &hidden).await?)
         }
     })
 }
 
-/// The stream credential the definition names, from its variable or file.
-pub fn load_credential(def: &ConnectorDef) -> Result<Credential, String> {
-    let secret = secret::load(
-        "credential",
-        def.credential_env.as_deref(),
-        def.credential_file.as_deref(),
-    )
-    .map_err(|e| e.to_string())?
-    .ok_or("the connector names no credential")?;
-    secrecy::ExposeSecret::expose_secret(&secret)
-        .parse::<Credential>()
-        .map_err(|e| format!("the connector's credential is not valid: {e}"))
-}
-
 /// The stream a definition publishes to, for alerts and listings: its id when the
 /// credential can be read, else where the credential comes from.
 pub fn stream_label(def: &ConnectorDef) -> String {
-    match load_credential(def) {
+    match super::local::load_credential(def) {
         Ok(c) => c.stream_id().to_string(),
         Err(_) => match (&def.credential_env, &def.credential_file) {
             (Some(var), _) => format!("(credential in ${var})"),

@@ -76,6 +76,18 @@ fn pieces(text: &str) -> Result<Vec<Piece<'_>>, TemplateError> {
     Ok(out)
 }
 
+/// The variables of the `{{env.NAME}}` templates of `text`, in order. A text that is
+/// not a valid template names none (the directory check refuses it before any run).
+pub fn env_vars(text: &str) -> impl Iterator<Item = &str> {
+    pieces(text)
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|piece| match piece {
+            Piece::Env(var) => Some(var),
+            _ => None,
+        })
+}
+
 impl TemplateContext {
     fn value(&self, piece: &Piece<'_>) -> Result<Option<String>, TemplateError> {
         Ok(match piece {
@@ -187,6 +199,18 @@ mod tests {
         );
         // PATH exists in every test environment.
         assert!(!render("{{env.PATH}}", &ctx(None)).unwrap().is_empty());
+    }
+
+    #[test]
+    fn the_variables_a_text_uses_are_listed_in_order() {
+        let vars: Vec<&str> = env_vars("{{env.A}}/{{cursor}}?k={{ env.B_2 }}").collect();
+        assert_eq!(vars, ["A", "B_2"]);
+        assert_eq!(env_vars("no templates").count(), 0);
+        assert_eq!(
+            env_vars("{{env.A").count(),
+            0,
+            "unclosed: the check refuses it"
+        );
     }
 
     #[test]

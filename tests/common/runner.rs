@@ -1,16 +1,22 @@
 //! Starts the real `kpistream runner` binary against a [`TestServer`], with its log in a
-//! file the test can read, and runs `kpistream connector …` verbs the same way.
+//! file the test can read, and runs `kpistream connector …` verbs the same way; a
+//! connector [`Workspace`], a local HTTP source ([`serve`]) and waits on a connector's
+//! server-side state.
 
 use std::collections::BTreeMap;
 use std::fs::File;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::process::{Child, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use kpistream::client::Client;
+use axum::Router;
+use kpistream::client::{Client, Credential};
 use kpistream::proto;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
+use tempfile::TempDir;
 
 use super::{TestServer, cli};
 
@@ -165,6 +171,23 @@ fn unique() -> u128 {
         .as_nanos()
 }
 
+/// `kpistream ARGS` against `server`, run from `dir` with `env` added.
+pub fn kpistream(
+    server: &TestServer,
+    dir: &Path,
+    env: &BTreeMap<String, String>,
+    args: &[&str],
+) -> Output {
+    cli(dir)
+        .args(args)
+        .env("KPISTREAM_SERVER", &server.grpc)
+        .env("KPISTREAM_TOKEN", &server.token)
+        .env("NO_COLOR", "1")
+        .envs(env)
+        .output()
+        .expect("the CLI runs")
+}
+
 /// `kpistream connector ARGS --connectors DIR` against `server`, with `env` added.
 pub fn connector(
     server: &TestServer,
@@ -172,17 +195,14 @@ pub fn connector(
     env: &BTreeMap<String, String>,
     args: &[&str],
 ) -> Output {
-    let mut command: Command = cli(connectors.parent().unwrap_or(connectors));
-    command
-        .arg("connector")
-        .args(args)
-        .arg("--connectors")
-        .arg(connectors)
-        .env("KPISTREAM_SERVER", &server.grpc)
-        .env("KPISTREAM_TOKEN", &server.token)
-        .env("NO_COLOR", "1")
-        .envs(env);
-    command.output().expect("the CLI runs")
+    let dir = connectors.to_str().expect("a UTF-8 path");
+    let args: Vec<&str> = [&["connector"], args, &["--connectors", dir]].concat();
+    kpistream(
+        server,
+        connectors.parent().unwrap_or(connectors),
+        env,
+        &args,
+    )
 }
 
 /// The connector's run log, newest first.
@@ -231,4 +251,91 @@ pub async fn state(client: &Client, connector: &str) -> proto::ConnectorState {
         .await
         .expect("the state is readable")
         .into_inner()
+}
+
+/// A folder with a `connectors/` directory and the credential files its connectors name.
+pub struct Workspace {
+    pub dir: TempDir,
+    pub connectors: PathBuf,
+}
+
+impl Workspace {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().expect("temporary folder");
+        let connectors = dir.path().join("connectors");
+        std::fs::create_dir(&connectors).unwrap();
+        Self { dir, connectors }
+    }
+
+    /// Writes the stream credential to a 0600 file outside the connector directory.
+    pub fn credential(&self, name: &str, credential: &Credential) -> PathBuf {
+        let path = self.dir.path().join(format!("{name}.kpik"));
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .unwrap();
+        file.write_all(credential.expose_secret().as_bytes())
+            .unwrap();
+        path
+    }
+
+    /// Replaces a connector file at once (written aside, then renamed), as editors do.
+    pub fn write(&self, file: &str, text: &str) {
+        let aside = self.connectors.join(format!(".{file}.partial"));
+        std::fs::write(&aside, text).unwrap();
+        std::fs::rename(&aside, self.connectors.join(file)).unwrap();
+    }
+
+    pub fn remove(&self, file: &str) {
+        std::fs::remove_file(self.connectors.join(file)).unwrap();
+    }
+}
+
+/// Serves `router` on a free port of 127.0.0.1 from a thread of its own (so the test
+/// may block while the runner calls it); returns `http://127.0.0.1:PORT`.
+pub fn serve(router: Router) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let address = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            axum::serve(listener, router).await.unwrap();
+        });
+    });
+    format!("http://{address}")
+}
+
+/// Waits until the connector's server-side state satisfies `check`.
+pub async fn wait_for_state(
+    client: &Client,
+    connector: &str,
+    timeout: Duration,
+    check: impl Fn(&proto::ConnectorState) -> bool,
+) -> proto::ConnectorState {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let state = state(client, connector).await;
+        if check(&state) {
+            return state;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the state of {connector} did not change as expected within {timeout:?}: {state:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The value of one sample of a Prometheus text exposition.
+pub fn sample(metrics: &str, series: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
 }

@@ -17,6 +17,7 @@ use serde_json::Value;
 use super::RestContext;
 use super::response::{content_type, read_body, request_error, status_error};
 use crate::connector::{ApiKeyPlacement, Connection, RestAuth, RestSource};
+use crate::runner::local::ConfigError;
 use crate::runner::{FetchError, secret};
 
 /// Largest OAuth2 token response accepted.
@@ -107,7 +108,7 @@ pub(super) fn resolve_auth(
     rest: &RestContext,
     source: &RestSource,
     connection: Option<&Connection>,
-) -> Result<Option<Auth>, FetchError> {
+) -> Result<Option<Auth>, ConfigError> {
     let (auth, field) = match (&source.auth, connection) {
         (Some(auth), _) => (auth, "source.auth".to_owned()),
         (
@@ -123,11 +124,8 @@ pub(super) fn resolve_auth(
     };
     let secret = |name: &str, env: &Option<String>, file: &Option<std::path::PathBuf>| {
         let field = format!("{field}.{name}");
-        secret::load(&field, env.as_deref(), file.as_deref())?.ok_or_else(|| {
-            FetchError::permanent(format!(
-                "{field} is read from neither an environment variable nor a file"
-            ))
-        })
+        secret::load(&field, env.as_deref(), file.as_deref())?
+            .ok_or(ConfigError::NoSecret { field })
     };
     Ok(Some(match auth {
         RestAuth::Bearer {
@@ -148,7 +146,7 @@ pub(super) fn resolve_auth(
                 },
                 ApiKeyPlacement::Header => Auth::HeaderKey {
                     name: HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
-                        FetchError::permanent(format!("{field}.name is not a valid header name"))
+                        ConfigError::Definition(format!("{field}.name is not a valid header name"))
                     })?,
                     value,
                 },
@@ -172,7 +170,7 @@ pub(super) fn resolve_auth(
             let scope = scopes.join(" ");
             Auth::OAuth2(OAuth2 {
                 token_url: Url::parse(token_url).map_err(|e| {
-                    FetchError::permanent(format!("{field}.token_url is not a valid URL ({e})"))
+                    ConfigError::Definition(format!("{field}.token_url is not a valid URL ({e})"))
                 })?,
                 client_id: client_id.clone(),
                 client_secret: secret("client_secret", client_secret_env, client_secret_file)?,
@@ -329,7 +327,7 @@ mod tests {
     use crate::runner::rest::test_api::{
         Counter, Log, body_text, ctx, json, numbers, policy, run, run_alone, serve, source,
     };
-    use crate::runner::rest::{RestContext, open};
+    use crate::runner::rest::{RestContext, RestInputs, open};
 
     const CANARY: &str = "CANARY-rest-secret-123";
 
@@ -499,7 +497,8 @@ mod tests {
                      headers = {{ X-Extra = \"{{{{env.KPISTREAM_REST_TEST_CANARY}}}}\" }}\n\
                      auth = {auth}"
                 ));
-                let mut pages = open(&rest, &source, None, &ctx(), &policy(2)).unwrap();
+                let inputs = RestInputs::read(&rest, &source, None).unwrap();
+                let mut pages = open(&rest, &source, inputs, &ctx(), &policy(2)).unwrap();
                 let error = pages.next_page().await.unwrap_err();
                 for shown in [
                     error.to_string(),

@@ -33,8 +33,9 @@ use serde_json_path::JsonPath;
 use self::auth::{Auth, TokenCache, resolve_auth, secret_header};
 use self::paging::{Paging, next_link, with_param};
 use self::response::{content_type, excerpt, read_body, request_error, status_error};
+use super::local::ConfigError;
 use super::retry::retrying;
-use super::template::{TemplateContext, render};
+use super::template::{TemplateContext, env_vars, render};
 use super::{FetchError, Record, Source};
 use crate::connector::{Connection, Method, RestSource, RetryPolicy};
 
@@ -100,17 +101,46 @@ fn same_origin_redirects() -> reqwest::redirect::Policy {
     })
 }
 
-/// Opens a REST source for one run. `connection` is the resolved `Connection::Rest` when
-/// `source.connection` names one: its `base_url` is joined with `source.url` (unless
-/// that is an absolute URL already), and its `auth` is used unless the source has its
-/// own. `body`, when given, is sent as JSON whatever the method. Templates are rendered
-/// and secrets read here, once per run; nothing is requested until the first
-/// [`Source::next_page`]. Next-page URLs are followed as the API gives them (the
-/// source's `query` is not added again; an API key in the query is).
+/// What a REST source reads from the runner's machine, read before its run takes a
+/// lease: its connection's base URL and its authentication, secrets read.
+pub struct RestInputs {
+    base_url: Option<String>,
+    auth: Option<Auth>,
+}
+
+impl RestInputs {
+    /// `connection` is the `connections.toml` entry `source.connection` names, if any
+    /// (`None` also when the file no longer has it): its `base_url` is joined with
+    /// `source.url` (unless that is an absolute URL already), and its `auth` is used
+    /// unless the source has its own.
+    pub fn read(
+        rest: &RestContext,
+        source: &RestSource,
+        connection: Option<&Connection>,
+    ) -> Result<Self, ConfigError> {
+        let base_url = match (&source.connection, connection) {
+            (None, _) => None,
+            (Some(_), Some(Connection::Rest { base_url, .. })) => Some(base_url.clone()),
+            (Some(name), other) => {
+                return Err(ConfigError::unusable_connection(name, other, "rest"));
+            }
+        };
+        Ok(Self {
+            base_url,
+            auth: resolve_auth(rest, source, connection)?,
+        })
+    }
+}
+
+/// Opens a REST source for one run with what [`RestInputs::read`] read. `body`, when
+/// given, is sent as JSON whatever the method. Templates are rendered here, once per
+/// run; nothing is requested until the first [`Source::next_page`]. Next-page URLs are
+/// followed as the API gives them (the source's `query` is not added again; an API key
+/// in the query is).
 pub fn open(
     rest: &RestContext,
     source: &RestSource,
-    connection: Option<&Connection>,
+    inputs: RestInputs,
     ctx: &TemplateContext,
     retry: &RetryPolicy,
 ) -> Result<RestPages, FetchError> {
@@ -119,20 +149,11 @@ pub fn open(
         Method::Post => reqwest::Method::POST,
     };
     let label = format!("{method} {}", template_path(&source.url));
-    let base_url = match connection {
-        None => None,
-        Some(Connection::Rest { base_url, .. }) => Some(base_url.as_str()),
-        Some(other) => {
-            return Err(FetchError::permanent(format!(
-                "source.connection names a {} connection, not a rest one",
-                other.kind()
-            )));
-        }
-    };
+    let RestInputs { base_url, auth } = inputs;
+    let base_url = base_url.as_deref();
     let mut url = first_url(&label, base_url, source, ctx)?;
     let paging = Paging::new(source.pagination.as_ref())?;
     paging.start(&mut url);
-    let auth = resolve_auth(rest, source, connection)?;
     let mut masks = auth.as_ref().map_or_else(Vec::new, Auth::secrets);
     masks.extend(env_values(source));
     Ok(RestPages {
@@ -439,9 +460,9 @@ fn json_value(value: &toml::Value, ctx: &TemplateContext) -> Result<Value, Fetch
     })
 }
 
-/// The values of the `{{env.NAME}}` templates of the source's URL, query, headers and
-/// body, to mask in excerpts (values under 4 characters are too common to mask).
-fn env_values(source: &RestSource) -> Vec<SecretString> {
+/// The texts of the source that may hold templates: its URL, query, headers and the
+/// strings of its body.
+pub fn template_texts(source: &RestSource) -> Vec<&str> {
     fn strings<'a>(value: &'a toml::Value, out: &mut Vec<&'a str>) {
         match value {
             toml::Value::String(text) => out.push(text),
@@ -456,22 +477,19 @@ fn env_values(source: &RestSource) -> Vec<SecretString> {
     for value in source.body.iter().flat_map(|body| body.values()) {
         strings(value, &mut texts);
     }
-    let mut values = Vec::new();
-    for mut text in texts {
-        while let Some(start) = text.find("{{") {
-            let Some(end) = text[start..].find("}}") else {
-                break;
-            };
-            let name = text[start + 2..start + end].trim();
-            let value = name
-                .strip_prefix("env.")
-                .and_then(|n| std::env::var(n).ok())
-                .filter(|value| value.len() >= 4);
-            values.extend(value.map(SecretString::from));
-            text = &text[start + end + 2..];
-        }
-    }
-    values
+    texts
+}
+
+/// The values of the `{{env.NAME}}` templates of the source, to mask in excerpts
+/// (values under 4 characters are too common to mask).
+fn env_values(source: &RestSource) -> Vec<SecretString> {
+    template_texts(source)
+        .into_iter()
+        .flat_map(env_vars)
+        .filter_map(|var| std::env::var(var).ok())
+        .filter(|value| value.len() >= 4)
+        .map(SecretString::from)
+        .collect()
 }
 
 fn json_path(field: &str, path: &str) -> Result<JsonPath, FetchError> {

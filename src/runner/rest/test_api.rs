@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response as Answer};
 use axum::routing::get;
 use reqwest::Url;
 
-use super::{RestContext, RestPages, open};
+use super::{RestContext, RestInputs, RestPages, open};
 use crate::connector::{Connection, Duration as ConfigDuration, RestSource, RetryPolicy};
 use crate::runner::template::TemplateContext;
 use crate::runner::{FetchError, Record, Source as _};
@@ -77,14 +77,9 @@ where
 
 /// Opens `source` with a fresh context (no connection) and `max_attempts` attempts.
 pub(super) fn open_source(source: &RestSource, max_attempts: u32) -> RestPages {
-    open(
-        &RestContext::new(),
-        source,
-        None,
-        &ctx(),
-        &policy(max_attempts),
-    )
-    .unwrap()
+    let rest = RestContext::new();
+    let inputs = RestInputs::read(&rest, source, None).expect("the source's secrets are set");
+    open(&rest, source, inputs, &ctx(), &policy(max_attempts)).unwrap()
 }
 
 /// Every record of a run, pages concatenated.
@@ -93,7 +88,8 @@ pub(super) async fn run(
     source: &RestSource,
     connection: Option<&Connection>,
 ) -> Result<Vec<Record>, FetchError> {
-    let mut pages = open(rest, source, connection, &ctx(), &policy(4))?;
+    let inputs = RestInputs::read(rest, source, connection).expect("the source's secrets are set");
+    let mut pages = open(rest, source, inputs, &ctx(), &policy(4))?;
     let mut records = Vec::new();
     while let Some(page) = pages.next_page().await? {
         assert!(!page.is_empty(), "an empty page ends the run instead");

@@ -48,6 +48,7 @@ use sqlx::error::DatabaseError;
 use sqlx::mysql::MySqlDatabaseError;
 use sqlx::{Column, Row, TypeInfo, ValueRef};
 
+use super::local::ConfigError;
 use super::retry::retrying;
 use super::secret;
 use super::source::{Pages, StoredRecord};
@@ -63,26 +64,23 @@ const SERVER_TIMEOUT_GRACE: Duration = Duration::from_secs(5);
 /// Longest wait for a polite goodbye to the server once the rows are read.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Opens the source for one run: connects, runs the query, and yields its rows as pages.
-///
-/// `connection` is the `connections.toml` entry the source names (ignored when the
-/// source gives its own `url`). Transient failures (connecting, a broken connection, a
-/// busy database) are retried following `retry`; a query the database refuses or
-/// cancels at `statement_timeout` is not.
+/// Opens the source for one run on `database` ([`Database::resolve`]): connects, runs
+/// the query, and yields its rows as pages. Transient failures (connecting, a broken
+/// connection, a busy database) are retried following `retry`; a query the database
+/// refuses or cancels at `statement_timeout` is not.
 pub async fn open(
+    database: &Database,
     source: &SqlSource,
-    connection: Option<&Connection>,
     ctx: &TemplateContext,
     retry: &RetryPolicy,
 ) -> Result<Pages, FetchError> {
-    let target = Target::resolve(source, connection)?;
-    let query = bind_sql(&source.query, ctx, target.dialect.placeholder())?;
+    let query = bind_sql(&source.query, ctx, database.dialect.placeholder())?;
     let timeout = source.statement_timeout.0;
-    let what = format!("query on {}", target.what);
+    let what = format!("query on {}", database.what);
     let started = Instant::now();
-    let rows = retrying(retry, &what, || target.fetch_all(&query, timeout)).await?;
+    let rows = retrying(retry, &what, || database.fetch_all(&query, timeout)).await?;
     tracing::debug!(
-        database = %target.what,
+        database = %database.what,
         rows = rows.len(),
         elapsed_ms = started.elapsed().as_millis() as u64,
         "SQL query done"
@@ -121,7 +119,7 @@ impl Dialect {
 /// The database one source reads: its URL (never holding a password), the password,
 /// and a description safe to print.
 #[derive(Debug)]
-struct Target {
+pub struct Database {
     dialect: Dialect,
     url: String,
     password: Option<SecretString>,
@@ -129,12 +127,20 @@ struct Target {
     what: String,
 }
 
-impl Target {
-    fn resolve(source: &SqlSource, connection: Option<&Connection>) -> Result<Self, FetchError> {
+impl Database {
+    /// The database `source` reads, its password read from this machine. `connection`
+    /// is the `connections.toml` entry the source names (ignored when the source gives
+    /// its own `url`; `None` also when the file no longer has it).
+    pub fn resolve(
+        source: &SqlSource,
+        connection: Option<&Connection>,
+    ) -> Result<Self, ConfigError> {
         let (url, password) = match (&source.connection, connection) {
             (None, _) => {
                 let url = source.url.as_deref().ok_or_else(|| {
-                    FetchError::permanent("the SQL source has neither `url` nor `connection`")
+                    ConfigError::Definition(
+                        "the SQL source has neither `url` nor `connection`".into(),
+                    )
                 })?;
                 let password = secret::load(
                     "source.password",
@@ -156,26 +162,19 @@ impl Target {
                     secret::load(&field, password_env.as_deref(), password_file.as_deref())?;
                 (url.as_str(), password)
             }
-            (Some(name), Some(other)) => {
-                return Err(FetchError::permanent(format!(
-                    "the connection {name} in {CONNECTIONS_FILE} is a {} connection; a SQL source needs a sql one",
-                    other.kind()
-                )));
-            }
-            (Some(name), None) => {
-                return Err(FetchError::permanent(format!(
-                    "the connection {name} is not in {CONNECTIONS_FILE}"
-                )));
+            (Some(name), other) => {
+                return Err(ConfigError::unusable_connection(name, other, "sql"));
             }
         };
         let dialect = Dialect::of(url).ok_or_else(|| {
-            FetchError::permanent(
-                "the database URL is not a postgres://, mysql://, mariadb:// or sqlite:// URL",
+            ConfigError::Definition(
+                "the database URL is not a postgres://, mysql://, mariadb:// or sqlite:// URL"
+                    .into(),
             )
         })?;
         if userinfo(url).is_some_and(|user| user.contains(':')) {
-            return Err(FetchError::permanent(
-                "the database URL holds a password inline; take it out and use `password_env` or `password_file`",
+            return Err(ConfigError::Definition(
+                "the database URL holds a password inline; take it out and use `password_env` or `password_file`".into(),
             ));
         }
         Ok(Self {

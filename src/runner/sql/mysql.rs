@@ -11,14 +11,14 @@ use sqlx::mysql::{MySqlConnectOptions, MySqlConnection, MySqlRow};
 use sqlx::{ConnectOptions, Row};
 
 use super::{
-    SERVER_TIMEOUT_GRACE, Stage, Target, bind, date, float, float32, local_timestamp, number,
+    Database, SERVER_TIMEOUT_GRACE, Stage, bind, date, float, float32, local_timestamp, number,
     text_of, utc_timestamp,
 };
 use crate::runner::FetchError;
 use crate::runner::source::StoredRecord;
 use crate::runner::template::BoundQuery;
 
-impl Target {
+impl Database {
     pub(super) async fn fetch_mysql(
         &self,
         query: &BoundQuery,
@@ -64,7 +64,7 @@ impl Target {
             "START TRANSACTION READ ONLY",
         ] {
             // `Executor::execute` on the connection, not `sqlx::raw_sql(..).execute(..)`:
-            // in the `Send` future that `Target::fetch_all` boxes, `raw_sql` does not
+            // in the `Send` future that `Database::fetch_all` boxes, `raw_sql` does not
             // compile ("implementation of `Executor` is not general enough").
             sqlx::Executor::execute(&mut *conn, setup)
                 .await

@@ -11,13 +11,13 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteRow};
 use sqlx::{ConnectOptions, Connection as _, Row, TypeInfo, ValueRef};
 
 use super::{
-    CLOSE_TIMEOUT, SERVER_TIMEOUT_GRACE, Stage, Target, bind, float, local_timestamp, text_of,
+    CLOSE_TIMEOUT, Database, SERVER_TIMEOUT_GRACE, Stage, bind, float, local_timestamp, text_of,
 };
 use crate::runner::FetchError;
 use crate::runner::source::StoredRecord;
 use crate::runner::template::BoundQuery;
 
-impl Target {
+impl Database {
     pub(super) async fn fetch_sqlite(
         &self,
         query: &BoundQuery,

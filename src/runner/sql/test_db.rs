@@ -12,8 +12,9 @@ use sqlx::postgres::PgConnectOptions;
 use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{ConnectOptions, Connection, Executor};
 
-use super::{Dialect, open};
+use super::{Database, Dialect, open};
 use crate::connector::{Duration as D, RetryPolicy, SqlSource};
+use crate::runner::source::Pages;
 use crate::runner::template::TemplateContext;
 use crate::runner::{FetchError, Record, Source as _};
 
@@ -147,12 +148,22 @@ pub(super) fn policy() -> RetryPolicy {
     }
 }
 
+/// Opens `source` on the database its own `url` names, as a run does.
+pub(super) async fn open_alone(
+    source: &SqlSource,
+    cursor: Option<&str>,
+) -> Result<Pages, FetchError> {
+    let database =
+        Database::resolve(source, None).map_err(|e| FetchError::permanent(e.to_string()))?;
+    open(&database, source, &ctx(cursor), &policy()).await
+}
+
 /// Every row of one run of `source`, pages concatenated.
 pub(super) async fn read_all(
     source: &SqlSource,
     cursor: Option<&str>,
 ) -> Result<Vec<Record>, FetchError> {
-    let mut pages = open(source, None, &ctx(cursor), &policy()).await?;
+    let mut pages = open_alone(source, cursor).await?;
     let mut rows = Vec::new();
     while let Some(page) = pages.next_page().await? {
         rows.extend(page);

@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use super::test_db::{Db, ctx, json, policy, read_all};
+use super::test_db::{Db, ctx, json, open_alone, policy, read_all};
 use super::*;
 use crate::connector::Duration as D;
 use crate::runner::Source as _;
@@ -13,7 +13,7 @@ use crate::runner::Source as _;
 async fn rows_come_in_pages_of_a_thousand() {
     let db = Db::sqlite();
     let source = db.source("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2500) SELECT i FROM n");
-    let mut pages = open(&source, None, &ctx(None), &policy()).await.unwrap();
+    let mut pages = open_alone(&source, None).await.unwrap();
     assert_eq!(format!("{pages:?}"), "Pages { records_left: 2500 }");
     let mut sizes = Vec::new();
     while let Some(page) = pages.next_page().await.unwrap() {
@@ -66,7 +66,7 @@ async fn a_password_never_appears_in_errors_or_debug_output() {
         assert!(!e.is_transient(), "{e}");
         assert!(e.to_string().contains("refused the connection"), "{e}");
         assert_no_canary(&e);
-        let pages = open(&db.source("SELECT 1 AS one"), None, &ctx(None), &policy())
+        let pages = open_alone(&db.source("SELECT 1 AS one"), None)
             .await
             .unwrap();
         assert!(!format!("{pages:?}").contains(CANARY));
@@ -113,7 +113,8 @@ async fn a_named_connection_gives_the_url_and_a_wrong_kind_is_refused() {
         password_env: None,
         password_file: None,
     };
-    let mut pages = open(&source, Some(&connection), &ctx(None), &policy())
+    let database = Database::resolve(&source, Some(&connection)).unwrap();
+    let mut pages = open(&database, &source, &ctx(None), &policy())
         .await
         .unwrap();
     assert_eq!(
@@ -125,16 +126,12 @@ async fn a_named_connection_gives_the_url_and_a_wrong_kind_is_refused() {
         base_url: "https://api.example.com".to_owned(),
         auth: None,
     };
-    let e = open(&source, Some(&rest), &ctx(None), &policy())
-        .await
-        .unwrap_err();
+    let e = Database::resolve(&source, Some(&rest)).unwrap_err();
     assert_eq!(
         e.to_string(),
-        "the connection warehouse in connections.toml is a rest connection; a SQL source needs a sql one"
+        "the connection warehouse in connections.toml is a rest connection; this source needs a sql one"
     );
-    let e = open(&source, None, &ctx(None), &policy())
-        .await
-        .unwrap_err();
+    let e = Database::resolve(&source, None).unwrap_err();
     assert_eq!(
         e.to_string(),
         "the connection warehouse is not in connections.toml"
