@@ -99,30 +99,51 @@ impl QueryArgs {
 }
 
 /// Prints each point on its own line as it arrives: tab-separated for tables, one JSON
-/// object per line, or CSV rows after a header.
+/// object per line, or CSV rows after a header. When the reader falls so far behind
+/// that the server ends the watch (ABORTED), it watches again from the last point
+/// printed, so the output has no gap.
 async fn watch(client: &crate::client::Client, stream: &str, output: Format) -> anyhow::Result<()> {
     let mut points = client.watch(stream, true).await.map_err(status)?;
     if let Format::Csv = output {
         println!("period,value,external_id,updated_at");
     }
-    while let Some(point) = points.message().await.map_err(status)? {
-        let updated = time(&point.updated_at);
-        match output {
-            Format::Table => println!(
-                "{}\t{}\t{}\t{updated}",
-                printable(&point.period),
-                printable(&point.value),
-                printable(&point.external_id)
-            ),
-            Format::Json => println!(
-                "{}",
-                serde_json::json!({"period": point.period, "value": point.value, "external_id": point.external_id, "updated_at": updated})
-            ),
-            Format::Csv => {
-                let mut w = csv::Writer::from_writer(std::io::stdout());
-                w.write_record([&point.period, &point.value, &point.external_id, &updated])?;
-                w.flush()?;
+    let mut last_seen = None;
+    loop {
+        let point = match points.message().await {
+            Ok(Some(point)) => point,
+            Ok(None) => return Ok(()),
+            Err(e) if e.code() == tonic::Code::Aborted && last_seen.is_some() => {
+                eprintln!("{}: resuming", printable(e.message()));
+                let since = last_seen.expect("checked above");
+                points = client.watch_since(stream, since).await.map_err(status)?;
+                continue;
             }
+            Err(e) => return Err(status(e)),
+        };
+        if point.updated_at.is_some() {
+            last_seen = point.updated_at;
+        }
+        print_point(&point, output)?;
+    }
+}
+
+fn print_point(point: &crate::proto::DataPoint, output: Format) -> anyhow::Result<()> {
+    let updated = time(&point.updated_at);
+    match output {
+        Format::Table => println!(
+            "{}\t{}\t{}\t{updated}",
+            printable(&point.period),
+            printable(&point.value),
+            printable(&point.external_id)
+        ),
+        Format::Json => println!(
+            "{}",
+            serde_json::json!({"period": point.period, "value": point.value, "external_id": point.external_id, "updated_at": updated})
+        ),
+        Format::Csv => {
+            let mut w = csv::Writer::from_writer(std::io::stdout());
+            w.write_record([&point.period, &point.value, &point.external_id, &updated])?;
+            w.flush()?;
         }
     }
     Ok(())

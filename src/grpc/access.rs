@@ -12,7 +12,6 @@ use crate::access::{
 use crate::auth::{self, Principal, Role};
 use crate::ids::{OrgId, UserId};
 use crate::proto;
-use crate::signature::timestamp_from_proto;
 use crate::store::{Bootstrap, NewToken, StoreError};
 use crate::stream::check_name;
 use crate::text::{check_name_len, excerpt};
@@ -79,17 +78,6 @@ fn audit_entry(e: &AuditEntry) -> proto::AuditEntry {
         target_id: e.target_id.clone(),
         detail: e.detail.clone(),
     }
-}
-
-fn optional_time(
-    field: &str,
-    ts: Option<prost_types::Timestamp>,
-) -> Result<Option<jiff::Timestamp>, ApiError> {
-    ts.map(|t| {
-        timestamp_from_proto(&t)
-            .map_err(|why| ApiError::Invalid(format!("{field} is not a valid timestamp: {why}")))
-    })
-    .transpose()
 }
 
 impl AdminService {
@@ -340,7 +328,7 @@ impl AdminService {
             r.name.trim().to_owned()
         };
         check_name("token name", &name)?;
-        let expires_at = optional_time("expires_at", r.expires_at)?;
+        let expires_at = convert::optional_time("expires_at", r.expires_at)?;
         if expires_at.is_some_and(|at| at <= jiff::Timestamp::now()) {
             return Err(ApiError::Invalid("the expiry is in the past".into()));
         }
@@ -493,8 +481,8 @@ impl AdminService {
         let filter = AuditFilter {
             target: Some(r.target).filter(|t| !t.is_empty()),
             actor: Some(r.actor).filter(|a| !a.is_empty()),
-            since: optional_time("since", r.since)?,
-            until: optional_time("until", r.until)?,
+            since: convert::optional_time("since", r.since)?,
+            until: convert::optional_time("until", r.until)?,
             limit: r.limit,
         };
         let entries = self.state.store.list_audit(&who.org_id, &filter).await?;

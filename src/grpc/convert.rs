@@ -169,3 +169,16 @@ pub fn outcome(o: PublishOutcome) -> proto::PublishResponse {
         error: None,
     }
 }
+
+/// A timestamp a client may leave out, checked by the one rule for client timestamps
+/// (`signature::timestamp_from_proto`); an invalid one is refused naming `field`.
+pub fn optional_time(
+    field: &str,
+    ts: Option<prost_types::Timestamp>,
+) -> Result<Option<Timestamp>, ApiError> {
+    ts.map(|t| {
+        crate::signature::timestamp_from_proto(&t)
+            .map_err(|why| ApiError::Invalid(format!("{field} is not a valid timestamp: {why}")))
+    })
+    .transpose()
+}

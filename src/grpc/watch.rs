@@ -54,7 +54,7 @@ pub async fn start(
     request: Request<proto::WatchRequest>,
 ) -> Result<WatchStream, ApiError> {
     let stream_id = parse_stream_id(&request.get_ref().stream_id)?;
-    let since = request.get_ref().since.map(since_instant).transpose()?;
+    let since = convert::optional_time("since", request.get_ref().since)?;
     // Subscribe first, so nothing committed after the store is read is missed.
     let subscription = state
         .ingestor
@@ -90,17 +90,6 @@ pub async fn start(
         w.next().await.map(|item| (item, w))
     });
     Ok(Box::pin(points))
-}
-
-fn since_instant(since: prost_types::Timestamp) -> Result<Timestamp, ApiError> {
-    u32::try_from(since.nanos)
-        .ok()
-        .and_then(|nanos| Timestamp::new(since.seconds, nanos as i32).ok())
-        .ok_or_else(|| {
-            ApiError::Invalid(
-                "since is not a valid timestamp (nanos must be 0 to 999,999,999)".into(),
-            )
-        })
 }
 
 impl Watcher {

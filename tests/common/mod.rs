@@ -62,6 +62,8 @@ pub struct Setup {
     /// Run the server as the unprivileged user `nobody` (the test must run as root),
     /// so that file permissions bind it.
     pub as_nobody: bool,
+    /// Lines of a `[limits]` section, written to a config file the server is given.
+    pub limits: Option<String>,
 }
 
 /// The user and group id of `nobody`.
@@ -97,9 +99,23 @@ impl TestServer {
         })
     }
 
+    /// Starts a server on a fresh database with these lines in its config's `[limits]`.
+    pub fn start_with_limits(limits: &str) -> Self {
+        Self::start_setup(Setup {
+            limits: Some(limits.to_owned()),
+            ..Setup::default()
+        })
+    }
+
     /// Starts a server in a fresh temporary folder as `setup` says.
-    pub fn start_setup(setup: Setup) -> Self {
+    pub fn start_setup(mut setup: Setup) -> Self {
         let dir = tempfile::tempdir().expect("temporary folder");
+        if let Some(limits) = setup.limits.take() {
+            let path = dir.path().join("limits.toml");
+            std::fs::write(&path, format!("[limits]\n{limits}\n")).expect("config file");
+            setup.args.push("--config".into());
+            setup.args.push(path.display().to_string());
+        }
         if setup.as_nobody {
             std::os::unix::fs::chown(dir.path(), Some(NOBODY), Some(NOBODY))
                 .expect("the test runs as root, so the folder can be given to nobody");
@@ -329,6 +345,16 @@ impl TestServer {
             .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
             .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
             .unwrap_or_else(|| panic!("no {field} in /proc status"))
+    }
+
+    /// The value of a line of `/metrics` (the first that starts with `name`, labels
+    /// included), 0 when there is none.
+    pub fn metric(&self, name: &str) -> f64 {
+        let (_, body) = self.http_get("/metrics");
+        body.lines()
+            .find(|line| line.starts_with(name))
+            .and_then(|line| line.rsplit(' ').next()?.parse().ok())
+            .unwrap_or(0.0)
     }
 
     /// The server's resident memory, in MiB.

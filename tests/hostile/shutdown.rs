@@ -50,10 +50,7 @@ async fn sigterm_with_an_idle_publish_stream_a_watch_and_silent_connections_exit
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_client_that_keeps_a_call_open_past_the_grace_is_cut_and_the_server_exits_0() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("grace.toml");
-    std::fs::write(&config, "[limits]\nshutdown_grace_secs = 2\n").unwrap();
-    let mut server = TestServer::start_with(&["--config", config.to_str().unwrap()]);
+    let mut server = TestServer::start_with_limits("shutdown_grace_secs = 2");
     // A call whose message never completes holds its connection open: only the end of
     // the grace closes it.
     let grpc = server.grpc.trim_start_matches("http://").parse().unwrap();

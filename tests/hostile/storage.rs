@@ -94,14 +94,6 @@ async fn publish(
     crate::common::publish_envelope(client, envelope, false).await
 }
 
-fn metric(server: &TestServer, name: &str) -> f64 {
-    let (_, body) = server.http_get("/metrics");
-    body.lines()
-        .find(|line| line.starts_with(name))
-        .and_then(|line| line.rsplit(' ').next()?.parse().ok())
-        .unwrap_or(0.0)
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn after_the_disk_fills_and_is_enlarged_publishes_and_stream_creation_succeed_without_a_restart()
  {
@@ -136,7 +128,7 @@ async fn after_the_disk_fills_and_is_enlarged_publishes_and_stream_creation_succ
     let (code, body) = server.http_get("/healthz");
     assert_eq!(code, 503, "not ready while writes fail: {body}");
     assert!(body.contains("writes to the database fail"), "{body}");
-    assert!(metric(&server, "kpistream_store_errors_total") >= 1.0);
+    assert!(server.metric("kpistream_store_errors_total") >= 1.0);
     // Small writes on the full disk fail when they commit, each with a clear error.
     let admin = server.client().await;
     for n in 0..20 {

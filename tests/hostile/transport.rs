@@ -16,20 +16,6 @@ fn grpc_addr(server: &TestServer) -> SocketAddr {
 }
 
 /// The value of a metric line (the first one starting with `name`) on `/metrics`.
-fn metric(server: &TestServer, name: &str) -> f64 {
-    let (_, body) = server.http_get("/metrics");
-    body.lines()
-        .find(|line| line.starts_with(name))
-        .and_then(|line| line.rsplit(' ').next()?.parse().ok())
-        .unwrap_or(0.0)
-}
-
-fn config(dir: &std::path::Path, limits: &str) -> String {
-    let path = dir.join("limits.toml");
-    std::fs::write(&path, format!("[limits]\n{limits}")).unwrap();
-    path.display().to_string()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn stalled_four_mib_messages_on_a_thousand_calls_keep_memory_bounded_and_publishes_working() {
     let server = TestServer::start();
@@ -55,7 +41,7 @@ async fn stalled_four_mib_messages_on_a_thousand_calls_keep_memory_bounded_and_p
     let mut published = 0;
     while started.elapsed() < Duration::from_secs(8) {
         peak = peak.max(server.rss_mib());
-        held = held.max(metric(&server, "kpistream_receive_budget_used_bytes"));
+        held = held.max(server.metric("kpistream_receive_budget_used_bytes"));
         let day = format!("2026-01-{:02}", published % 28 + 1);
         let reply = tokio::time::timeout(
             Duration::from_secs(10),
@@ -91,32 +77,25 @@ async fn stalled_four_mib_messages_on_a_thousand_calls_keep_memory_bounded_and_p
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_stalled_message_is_cut_after_the_message_timeout_and_its_budget_given_back() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = TestServer::start_with(&[
-        "--config",
-        &config(dir.path(), "message_timeout_secs = 2\n"),
-    ]);
+    let server = TestServer::start_with_limits("message_timeout_secs = 2");
     let mut attacker = RawConnection::open(grpc_addr(&server), 65_535).await;
     attacker
         .stall_calls("/kpistream.v1.Ingest/Publish", 2, MIB as u32)
         .await;
     tokio::time::sleep(Duration::from_millis(800)).await;
-    let held = metric(&server, "kpistream_receive_budget_used_bytes");
+    let held = server.metric("kpistream_receive_budget_used_bytes");
     assert!(
         held >= (2 * MIB) as f64,
         "two stalled messages hold budget: {held}"
     );
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(
-        metric(&server, "kpistream_receive_budget_used_bytes"),
+        server.metric("kpistream_receive_budget_used_bytes"),
         0.0,
         "the stalled calls were ended and gave their budget back"
     );
     assert_eq!(
-        metric(
-            &server,
-            "kpistream_requests_cut_total{reason=\"message_timeout\"}"
-        ),
+        server.metric("kpistream_requests_cut_total{reason=\"message_timeout\"}"),
         2.0
     );
 }
@@ -145,10 +124,8 @@ fn cpu_ticks(pid: nix::unistd::Pid) -> u64 {
 #[tokio::test(flavor = "multi_thread")]
 async fn at_its_open_files_limit_the_server_refuses_connections_keeps_health_and_closes_silent_ones()
  {
-    let dir = tempfile::tempdir().unwrap();
-    let limits = "handshake_timeout_secs = 3\nidle_timeout_secs = 3\n";
     let server = TestServer::start_setup(Setup {
-        args: vec!["--config".into(), config(dir.path(), limits)],
+        limits: Some("handshake_timeout_secs = 3\nidle_timeout_secs = 3".into()),
         // Default max_connections (1,024) does not fit: the server must lower it.
         open_files: Some(400),
         ..Setup::default()
@@ -200,21 +177,15 @@ async fn at_its_open_files_limit_the_server_refuses_connections_keeps_health_and
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_idle_connection_is_closed_after_the_idle_timeout_and_the_client_reconnects() {
-    let dir = tempfile::tempdir().unwrap();
-    let server =
-        TestServer::start_with(&["--config", &config(dir.path(), "idle_timeout_secs = 2\n")]);
+    let server = TestServer::start_with_limits("idle_timeout_secs = 2");
     let (_, credential) = server.daily_stream("idle").await;
     let client = server.anonymous_client().await;
     client
         .publish(&credential, vec![point("2026-01-01", "1")], false)
         .await
         .unwrap();
-    let closed = || {
-        metric(
-            &server,
-            "kpistream_connections_closed_total{port=\"grpc\",reason=\"idle\"}",
-        )
-    };
+    let closed =
+        || server.metric("kpistream_connections_closed_total{port=\"grpc\",reason=\"idle\"}");
     let before = closed();
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(closed() > before, "the idle connection was closed");

@@ -150,10 +150,7 @@ async fn publish_small(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_watch_resumed_with_since_misses_nothing_and_repeats_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("watch.toml");
-    std::fs::write(&config, "[limits]\nwatch_buffer_points = 200\n").unwrap();
-    let server = TestServer::start_with(&["--config", config.to_str().unwrap()]);
+    let server = TestServer::start_with_limits("watch_buffer_points = 200");
     let (stream, credential) = server.daily_stream("resumed").await;
     let reader = server.client().await;
     let mut stalled = reader.watch(&stream, false).await.unwrap();
@@ -203,4 +200,56 @@ async fn a_watch_resumed_with_since_misses_nothing_and_repeats_nothing() {
     );
     let extra = tokio::time::timeout(Duration::from_millis(500), resumed.message()).await;
     assert!(extra.is_err(), "nothing more: {extra:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_cli_watch_resumes_by_itself_when_its_reader_falls_behind() {
+    use std::io::{BufRead, BufReader};
+
+    let server = TestServer::start_with_limits("watch_buffer_points = 200");
+    let (stream, credential) = server.daily_stream("piped").await;
+    publish_small(&server, &credential, 0, 1, 1).await;
+    let mut watch = crate::common::cli(server.dir())
+        .args(["query", &stream, "--watch", "--output", "json"])
+        .args(["--server", &server.grpc, "--token", &server.token])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(watch.stdout.take().unwrap()).lines();
+    assert!(
+        lines.next().unwrap().unwrap().contains(&old_day(0)),
+        "the latest point comes first"
+    );
+    // Nobody reads the pipe while 25,000 points are published: the CLI blocks on it,
+    // stops reading its watch, and the server ends the watch.
+    publish_small(&server, &credential, 1, 500, 50).await;
+    let total = 1 + 500 * 50;
+    let reader = std::thread::spawn(move || {
+        let mut periods = Vec::new();
+        for line in lines.by_ref() {
+            let point: serde_json::Value = serde_json::from_str(&line.unwrap()).unwrap();
+            periods.push(point["period"].as_str().unwrap().to_owned());
+            if periods.len() == total - 1 {
+                break;
+            }
+        }
+        periods
+    });
+    let periods = tokio::task::spawn_blocking(move || reader.join().unwrap())
+        .await
+        .unwrap();
+    watch.kill().unwrap();
+    watch.wait().unwrap();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut watch.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(
+        stderr.contains("resuming"),
+        "the watch was resumed: {stderr}"
+    );
+    let expected: Vec<String> = (1..total).map(old_day).collect();
+    assert_eq!(
+        periods, expected,
+        "every point once, in order, across the resume"
+    );
 }
