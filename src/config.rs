@@ -74,8 +74,8 @@ pub struct Limits {
     /// A request message must arrive in full within this many seconds of its first
     /// byte (default 30); a slower one ends its call with `DEADLINE_EXCEEDED`.
     pub message_timeout_secs: u64,
-    /// A new connection that sends nothing (no TLS hello, no HTTP/2 preface) for this
-    /// many seconds is closed (default 10); so is a TLS handshake that takes longer.
+    /// A new connection that has not started its first call (TLS handshake, HTTP/2
+    /// preface, request headers) within this many seconds is closed (default 10).
     pub handshake_timeout_secs: u64,
     /// A connection with no call in progress for this many seconds is closed
     /// (default 300).

@@ -3,11 +3,14 @@
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::Response;
 use axum::routing::get;
 
 use crate::store::{Readiness, Store, WriteHealth};
+use crate::transport::conn::ConnInfo;
 
 #[derive(Clone)]
 struct Health {
@@ -19,7 +22,19 @@ pub fn router(store: Arc<dyn Store>, writes: Arc<WriteHealth>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
+        .layer(axum::middleware::from_fn(count_call))
         .with_state(Health { store, writes })
+}
+
+/// Counts each request as a call of its connection (for the handshake and idle
+/// timeouts, see `transport::conn`).
+async fn count_call(
+    ConnectInfo(conn): ConnectInfo<ConnInfo>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let _call = conn.state.begin_call();
+    next.run(request).await
 }
 
 /// 200 when the database answers and takes writes; 503 with the reason otherwise.

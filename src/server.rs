@@ -32,6 +32,7 @@ use crate::proto::stream_admin_server::StreamAdminServer;
 use crate::secret_file::StagedSecret;
 use crate::store::{self, Bootstrap, Store, WriteHealth};
 use crate::tls;
+use crate::transport::conn::ConnInfo;
 use crate::transport::{self, Acceptor, BudgetLayer, ConnLimits, Port, Shutdown};
 
 /// How the gRPC port is secured.
@@ -148,8 +149,12 @@ impl Application {
         let grpc = Acceptor::new(grpc, Port::Grpc, grpc_limits, ending.clone());
 
         let draining = ending.draining.clone();
-        let http_server = axum::serve(http, crate::http::router(store, health))
-            .with_graceful_shutdown(async move { draining.cancelled().await });
+        let router = crate::http::router(store, health);
+        let http_server = axum::serve(
+            http,
+            router.into_make_service_with_connect_info::<ConnInfo>(),
+        )
+        .with_graceful_shutdown(async move { draining.cancelled().await });
         let http_task = tokio::spawn(async move { http_server.await });
 
         let grace = Duration::from_secs(config.limits.shutdown_grace_secs);

@@ -10,7 +10,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -48,7 +48,8 @@ impl Port {
 pub struct ConnLimits {
     /// Most connections open at once; the next ones are closed as soon as accepted.
     pub max_connections: usize,
-    /// A connection that sent no byte this long after it was accepted is closed.
+    /// A connection that has not started its first request this long after it was
+    /// accepted is closed.
     pub handshake_timeout: Duration,
     /// A connection with no call in progress for this long is closed.
     pub idle_timeout: Duration,
@@ -70,6 +71,8 @@ pub struct Shutdown {
 pub struct ConnState {
     /// Calls in progress (from request headers to the end of the response).
     active: AtomicUsize,
+    /// Whether any call has begun.
+    begun: AtomicBool,
     /// Milliseconds since `epoch` at which the last call ended.
     idle_since_ms: AtomicU64,
     epoch: Instant,
@@ -81,6 +84,7 @@ impl ConnState {
     fn new(receive_bytes: usize) -> Self {
         Self {
             active: AtomicUsize::new(0),
+            begun: AtomicBool::new(false),
             idle_since_ms: AtomicU64::new(0),
             epoch: Instant::now(),
             receive: Arc::new(Semaphore::new(receive_bytes)),
@@ -90,6 +94,7 @@ impl ConnState {
     /// Counts a call as in progress until the guard is dropped.
     pub fn begin_call(self: &Arc<Self>) -> CallGuard {
         self.active.fetch_add(1, Ordering::SeqCst);
+        self.begun.store(true, Ordering::SeqCst);
         CallGuard(self.clone())
     }
 
@@ -213,6 +218,16 @@ impl Acceptor {
     }
 }
 
+/// The HTTP port's requests carry their connection's [`ConnInfo`] too (as axum's
+/// `ConnectInfo`), so that its calls are counted like the gRPC port's.
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, Acceptor>>
+    for ConnInfo
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'_, Acceptor>) -> Self {
+        stream.io().info.clone()
+    }
+}
+
 impl axum::serve::Listener for Acceptor {
     type Io = Conn;
     type Addr = SocketAddr;
@@ -252,8 +267,6 @@ pub struct Conn {
     accepted: Instant,
     handshake_timeout: Duration,
     idle_timeout: Duration,
-    /// Whether the client has sent anything at all.
-    spoken: bool,
     closed: Option<CloseReason>,
     timer: Pin<Box<Sleep>>,
     draining: Pin<Box<WaitForCancellationFutureOwned>>,
@@ -298,9 +311,10 @@ impl Conn {
             accepted,
             handshake_timeout: limits.handshake_timeout,
             idle_timeout: limits.idle_timeout,
-            spoken: false,
             closed: None,
-            timer: Box::pin(tokio::time::sleep(limits.handshake_timeout)),
+            timer: Box::pin(tokio::time::sleep(
+                limits.handshake_timeout.min(limits.idle_timeout),
+            )),
             draining: Box::pin(shutdown.draining.clone().cancelled_owned()),
             closing: Box::pin(shutdown.closing.clone().cancelled_owned()),
             _slot: slot,
@@ -308,21 +322,30 @@ impl Conn {
         }
     }
 
+    /// Whether the client has started its first call (each port's request layer counts
+    /// calls in [`ConnState`]).
+    fn started(&self) -> bool {
+        self.info.state.begun.load(Ordering::SeqCst)
+    }
+
     /// Whether the connection must close now; registers wake-ups for when it might.
     fn close_reason(&mut self, cx: &mut Context<'_>) -> Option<CloseReason> {
         if self.closing.as_mut().poll(cx).is_ready() {
             return Some(CloseReason::Shutdown);
         }
-        // A connection that never spoke holds no call: nothing to drain.
-        if !self.spoken && self.draining.as_mut().poll(cx).is_ready() {
+        // A connection that never started a call has none to finish.
+        if !self.started() && self.draining.as_mut().poll(cx).is_ready() {
             return Some(CloseReason::Shutdown);
         }
         while self.timer.as_mut().poll(cx).is_ready() {
-            let next = if !self.spoken {
-                let left = self.handshake_timeout.checked_sub(self.accepted.elapsed());
-                match left {
+            let next = if !self.started() {
+                // TLS handshake, HTTP/2 preface and the first request's headers must
+                // all arrive within the handshake timeout.
+                match self.handshake_timeout.checked_sub(self.accepted.elapsed()) {
                     None | Some(Duration::ZERO) => return Some(CloseReason::Silent),
-                    Some(left) => left,
+                    // Nothing wakes this timer when the first call starts: look again
+                    // within an idle timeout, so idleness is not noticed late.
+                    Some(left) => left.min(self.idle_timeout),
                 }
             } else {
                 let idle = self.info.state.idle_for();
@@ -378,15 +401,7 @@ impl AsyncRead for Conn {
             // End of stream: the connection sees the peer hang up and ends.
             return Poll::Ready(Ok(()));
         }
-        let before = buf.filled().len();
-        let read = Pin::new(&mut self.socket).poll_read(cx, buf);
-        if buf.filled().len() > before && !self.spoken {
-            self.spoken = true;
-            // From now on the timer watches for idleness.
-            let at = tokio::time::Instant::now() + self.idle_timeout;
-            self.timer.as_mut().reset(at);
-        }
-        read
+        Pin::new(&mut self.socket).poll_read(cx, buf)
     }
 }
 

@@ -36,7 +36,12 @@ impl RawConnection {
         Self { send, tasks }
     }
 
-    /// Starts a gRPC call to `path`, sending `first` as the start of its request body.
+    /// Whether the connection still takes calls.
+    pub async fn is_open(&mut self) -> bool {
+        self.send.clone().ready().await.is_ok()
+    }
+
+    /// Starts a gRPC call to `path`.
     async fn call(&mut self, path: &str) -> (h2::client::ResponseFuture, h2::SendStream<Bytes>) {
         let request = http::Request::post(format!("http://kpistream{path}"))
             .header("content-type", "application/grpc")

@@ -195,3 +195,33 @@ async fn an_idle_connection_is_closed_after_the_idle_timeout_and_the_client_reco
         .expect("the client connects again on its next call");
     assert_eq!(reply.accepted, 1);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_connection_that_speaks_http2_but_starts_no_call_is_closed_after_the_handshake_timeout() {
+    let server = TestServer::start_with_limits("handshake_timeout_secs = 2");
+    let mut connection = RawConnection::open(grpc_addr(&server), 65_535).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        server.metric("kpistream_connections_closed_total{port=\"grpc\",reason=\"silent\"}"),
+        1.0,
+        "the preface alone does not keep a connection"
+    );
+    assert!(
+        !connection.is_open().await,
+        "the server closed the connection"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_slow_http_request_is_closed_after_the_handshake_timeout_and_health_still_answers() {
+    use std::io::Write;
+    let server = TestServer::start_with_limits("handshake_timeout_secs = 2");
+    // A request line and a header, then nothing: the headers never end.
+    let mut slow = TcpStream::connect(server.http).unwrap();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(is_closed(&slow), "the slow request's connection was closed");
+    let (code, _) = server.http_get("/healthz");
+    assert_eq!(code, 200);
+}
