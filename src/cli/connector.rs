@@ -18,6 +18,7 @@ use crate::runner::process::default_runner_id;
 use crate::runner::rest::RestContext;
 use crate::runner::run::{Job, Outcome, RunEnv, Trigger, connector_state, run_slot, start_cursor};
 use crate::runner::target::{Target, open_source_with, stream_label};
+use crate::text::printable;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum ConnectorCommand {
@@ -384,13 +385,18 @@ async fn preview(name: &str, limit: usize, dir: &Path, server: &ServerArgs) -> a
                     let id = if point.external_id.is_empty() {
                         String::new()
                     } else {
-                        format!(" (external id {})", point.external_id)
+                        format!(" (external id {})", printable(&point.external_id))
                     };
-                    println!("  -> {period} = {}{id}", point.value);
+                    // Text from the source reaches the terminal escaped.
+                    println!(
+                        "  -> {} = {}{id}",
+                        printable(&period.to_string()),
+                        printable(&point.value)
+                    );
                 }
                 Err(reason) => {
                     unmapped += 1;
-                    println!("  -> not mapped: {reason}");
+                    println!("  -> not mapped: {}", printable(&reason.to_string()));
                 }
             }
         }
