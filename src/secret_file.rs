@@ -14,6 +14,18 @@ pub fn write_secret_file(path: &Path, secret: &str) -> anyhow::Result<()> {
     staged.publish()
 }
 
+/// Creates `dir` and any missing parents, readable by their owner only (0700). An empty
+/// path (the current folder) is left alone.
+pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    if dir.as_os_str().is_empty() {
+        return Ok(());
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+}
+
 /// A secret written next to its final path, not yet under it: [`StagedSecret::publish`]
 /// renames it into place; dropping it unpublished removes it. Lets a caller prove that a
 /// secret can be written before committing anything that depends on it.
@@ -27,12 +39,8 @@ pub struct StagedSecret {
 impl StagedSecret {
     /// Writes and syncs `secret` (and a newline) to a hidden file in `path`'s folder.
     pub fn write(path: &Path, secret: &str) -> anyhow::Result<Self> {
-        let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
-        if let Some(dir) = dir {
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(dir)
+        if let Some(dir) = path.parent() {
+            create_private_dir(dir)
                 .with_context(|| format!("cannot create the folder {}", dir.display()))?;
         }
         let name = path
@@ -48,20 +56,14 @@ impl StagedSecret {
             path: path.to_owned(),
             published: false,
         };
+        // A file of this name was left by a process of the same id that died: ours to
+        // replace. `create_new` then makes sure nobody else's file is written through.
+        let _ = std::fs::remove_file(&this.staged);
         let mut file = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(0o600)
             .open(&this.staged)
-            .or_else(|_| {
-                // Left over by a process of the same id that died: it is ours to replace.
-                let _ = std::fs::remove_file(&this.staged);
-                std::fs::OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o600)
-                    .open(&this.staged)
-            })
             .with_context(|| format!("cannot write {}", path.display()))?;
         // On an error `this` is dropped, which removes the partial file.
         writeln!(file, "{secret}")

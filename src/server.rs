@@ -13,7 +13,6 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 
 use crate::auth;
@@ -131,7 +130,7 @@ impl Application {
             tls,
             security: _,
         } = self;
-        let (stop_tx, stop_rx) = watch::channel(false);
+        let ending = Shutdown::default();
         let health = store.write_health();
         let ingestor = Ingestor::start(store.clone(), config.ingest_config(), health.clone());
         let pruner = tokio::spawn(prune_loop(ingestor.clone(), health.clone()));
@@ -141,10 +140,9 @@ impl Application {
             health: health.clone(),
             deadline: Duration::from_secs(config.limits.request_timeout_secs),
             watch_buffer_points: config.limits.watch_buffer_points,
-            stopping: stop_rx,
+            stopping: ending.draining.clone(),
         };
 
-        let ending = Shutdown::default();
         let http = Acceptor::new(http, Port::Http, http_limits, ending.clone());
         let grpc = Acceptor::new(grpc, Port::Grpc, grpc_limits, ending.clone());
 
@@ -166,7 +164,6 @@ impl Application {
                     grace_secs = grace.as_secs(),
                     "shutting down: finishing calls in flight"
                 );
-                let _ = stop_tx.send(true);
                 ending.draining.cancel();
                 tokio::spawn(async move {
                     tokio::time::sleep(grace).await;

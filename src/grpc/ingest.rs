@@ -112,19 +112,16 @@ impl Ingest for IngestService {
         // On shutdown the stream stops reading batches, answers those it has read, and
         // ends with UNAVAILABLE, so the publisher sends what is unanswered again (to
         // the next server) instead of waiting on a stream that will never answer.
-        let mut until = self.state.stopping.clone();
         let answers = request
             .into_inner()
-            .take_until(async move {
-                let _ = until.wait_for(|stop| *stop).await;
-            })
+            .take_until(self.state.stopping.clone().cancelled_owned())
             .map(move |item| {
                 let state = state.clone();
                 async move { Ok(stream_answer(state, item?).await) }
             })
             .buffered(STREAM_CONCURRENCY)
             .chain(
-                futures::stream::once(async move { *stopping.borrow() }).filter_map(
+                futures::stream::once(async move { stopping.is_cancelled() }).filter_map(
                     |stopped| async move {
                         stopped.then(|| {
                             Err(Status::unavailable(

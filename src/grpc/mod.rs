@@ -37,9 +37,9 @@ pub struct AppState {
     pub watch_buffer_points: usize,
     /// How long one call (or one batch of a `PublishStream`) may take.
     pub deadline: Duration,
-    /// Turns true when the server shuts down, to end long-lived calls (`Watch`,
-    /// `PublishStream`).
-    pub stopping: tokio::sync::watch::Receiver<bool>,
+    /// Cancelled when the server starts to shut down (the `draining` step of
+    /// `transport::Shutdown`), to end long-lived calls (`Watch`, `PublishStream`).
+    pub stopping: tokio_util::sync::CancellationToken,
 }
 
 impl AppState {

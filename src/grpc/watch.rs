@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use futures::Stream;
 use jiff::Timestamp;
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 use tonic::{Request, Status};
 
 use super::{ApiError, AppState, convert, parse_stream_id};
@@ -38,7 +38,7 @@ struct Watcher {
     token_hash: [u8; 32],
     stream_id: StreamId,
     subscription: Subscription,
-    stopping: watch::Receiver<bool>,
+    stopping: CancellationToken,
     pending: VecDeque<proto::DataPoint>,
     /// While catching up from the store: the last change read from it.
     catching_up: Option<(Timestamp, Option<String>)>,
@@ -116,7 +116,7 @@ impl Watcher {
             }
             let next = tokio::select! {
                 next = self.subscription.next() => next,
-                _ = self.stopping.wait_for(|stop| *stop) => return Ok(false),
+                () = self.stopping.cancelled() => return Ok(false),
             };
             match next {
                 Next::Batch(batch) => self.take(&batch).await?,

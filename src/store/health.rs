@@ -80,9 +80,9 @@ impl WriteHealth {
         metrics::gauge!("kpistream_store_writable").set(1.0);
     }
 
-    /// Why the last write failed, while no write has succeeded since.
-    pub fn fault(&self) -> Option<String> {
-        self.lock().fault.clone()
+    /// Whether writes fail (the last one did and none has succeeded since).
+    pub fn is_failing(&self) -> bool {
+        self.lock().fault.is_some()
     }
 
     /// Whether writes work, as far as the last ones showed.
@@ -119,9 +119,11 @@ mod tests {
     fn a_storage_fault_lasts_until_a_write_succeeds() {
         let health = WriteHealth::default();
         health.observe::<()>(&Err(StoreError::Database(sqlx::Error::PoolTimedOut)));
-        assert!(health.fault().unwrap().contains("pool timed out"));
+        assert!(
+            matches!(health.readiness(), Readiness::Failing { reason, probe: false } if reason.contains("pool timed out"))
+        );
         health.observe(&Ok(()));
-        assert_eq!(health.fault(), None);
+        assert_eq!(health.readiness(), Readiness::Ready);
         assert!(health.predates_last_fault(Duration::from_secs(3600)));
         assert!(!health.predates_last_fault(Duration::ZERO));
     }
@@ -130,6 +132,6 @@ mod tests {
     fn a_refusal_is_not_a_storage_fault() {
         let health = WriteHealth::default();
         health.observe::<()>(&Err(StoreError::Conflict("in use".into())));
-        assert_eq!(health.fault(), None);
+        assert_eq!(health.readiness(), Readiness::Ready);
     }
 }

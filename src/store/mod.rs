@@ -9,7 +9,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use jiff::Timestamp;
 
-pub use health::{FAULT_HOLD, Readiness, WriteHealth};
+pub use health::{Readiness, WriteHealth};
 pub use sqlite::SqliteStore;
 
 use std::collections::HashMap;

@@ -98,8 +98,7 @@ impl SqliteStore {
         let writer = SqlitePoolOptions::new()
             .max_connections(4)
             .after_release(move |conn, _| {
-                let keep =
-                    !sqlx::Connection::is_in_transaction(conn) && on_release.fault().is_none();
+                let keep = !sqlx::Connection::is_in_transaction(conn) && !on_release.is_failing();
                 Box::pin(async move { Ok(keep) })
             })
             .before_acquire(move |_, meta| {
@@ -198,23 +197,19 @@ fn database_path(url: &str) -> Option<&Path> {
 /// Creates the database's folder (0700) and file (0600) if missing, and takes group and
 /// world access away from an existing database file and its WAL and shared-memory files.
 fn prepare_database_file(path: &Path) -> Result<()> {
-    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     let fail = |what: &str, e: std::io::Error| {
         StoreError::Database(sqlx::Error::Configuration(
             format!("cannot {what}: {e}").into(),
         ))
     };
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(parent)
-            .map_err(|e| {
-                fail(
-                    &format!("create the database folder {}", parent.display()),
-                    e,
-                )
-            })?;
+        crate::secret_file::create_private_dir(parent).map_err(|e| {
+            fail(
+                &format!("create the database folder {}", parent.display()),
+                e,
+            )
+        })?;
         let mode = std::fs::metadata(parent).map(|m| m.permissions().mode());
         if mode.is_ok_and(|mode| mode & 0o077 != 0) {
             tracing::warn!(folder = %parent.display(), "the database folder can be read by other users: `chmod 700` it");
@@ -834,5 +829,53 @@ mod tests {
             tokens, 0,
             "foreign keys are on again: deleting a user cascades"
         );
+    }
+
+    /// A database made by the schema before the health probe and the change index
+    /// (level 6) keeps its points, and the new migration makes them readable in the
+    /// order they changed and the database writable by the probe.
+    #[tokio::test]
+    async fn a_database_of_the_previous_schema_migrates_and_keeps_its_points() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/level6.db", dir.path().display());
+        let level_6 = sqlx::migrate::Migrator {
+            migrations: Cow::Owned(MIGRATOR.migrations[..6].to_vec()),
+            ..sqlx::migrate::Migrator::DEFAULT
+        };
+        let options = SqliteConnectOptions::from_str(&url)
+            .unwrap()
+            .create_if_missing(true)
+            .foreign_keys(true);
+        let mut old = sqlx::ConnectOptions::connect(&options).await.unwrap();
+        level_6.run(&mut old).await.unwrap();
+        for statement in [
+            "INSERT INTO orgs (id, name, created_at) VALUES ('org_1', 'Acme', 0)",
+            "INSERT INTO streams (id, org_id, name, frequency, value_type, time_zone, created_by, created_at, updated_at) \
+             VALUES ('str_abcdefghijklmnop', 'org_1', 'wau', 'daily', 'number', 'UTC', 'usr_1', 0, 0)",
+            "INSERT INTO points (stream_id, period, value, batch_id, key_id, updated_at) \
+             VALUES ('str_abcdefghijklmnop', '2026-11-01', '12.50', 'b1', 'key_1', 5000000), \
+                    ('str_abcdefghijklmnop', '2026-10-31', '7', 'b0', 'key_1', 1000000)",
+        ] {
+            sqlx::query(statement).execute(&mut old).await.unwrap();
+        }
+        sqlx::Connection::close(old).await.unwrap();
+
+        let store = SqliteStore::open(&url).await.unwrap();
+        let stream = StreamId::parse("str_abcdefghijklmnop").unwrap();
+        let changed = store
+            .points_updated_after(&stream, (Timestamp::UNIX_EPOCH, None), 10)
+            .await
+            .unwrap();
+        let periods: Vec<&str> = changed.iter().map(|p| p.period.as_str()).collect();
+        assert_eq!(
+            periods,
+            ["2026-10-31", "2026-11-01"],
+            "in the order they changed"
+        );
+        assert_eq!(changed[1].value, "12.50");
+        store
+            .probe_write(Timestamp::now())
+            .await
+            .expect("the probe table exists");
     }
 }

@@ -58,8 +58,8 @@ pub struct ConnLimits {
 }
 
 /// The two steps of a shutdown, shared by every connection: `draining` (stop taking
-/// work, close connections that never said anything) and `closing` (the grace is over:
-/// close everything still open).
+/// work, close connections that never started a call, end long-lived calls) and
+/// `closing` (the grace is over: close everything still open).
 #[derive(Debug, Clone, Default)]
 pub struct Shutdown {
     pub draining: CancellationToken,
