@@ -3,7 +3,7 @@
 use jiff::Timestamp;
 
 use super::error::ApiError;
-use crate::ingest::batch::PublishOutcome;
+use crate::batch::PublishOutcome;
 use crate::period::Frequency;
 use crate::proto;
 use crate::store::{PointRecord, RevisionRecord};
@@ -152,20 +152,22 @@ pub fn revision(r: RevisionRecord) -> proto::Revision {
 }
 
 pub fn outcome(o: PublishOutcome) -> proto::PublishResponse {
+    let (accepted, revised, replayed, committed_at) =
+        (o.accepted(), o.revised(), o.replayed(), o.committed_at());
+    let (batch_id, rejected) = o.into_rejected();
     proto::PublishResponse {
-        batch_id: o.batch_id,
-        accepted: o.accepted,
-        rejected: o
-            .rejected
+        batch_id,
+        accepted,
+        rejected: rejected
             .into_iter()
             .map(|r| proto::PointRejection {
                 index: r.index,
                 reason: r.reason,
             })
             .collect(),
-        revised: o.revised,
-        replayed: o.replayed,
-        committed_at: Some(timestamp(o.committed_at)),
+        revised,
+        replayed,
+        committed_at: Some(timestamp(committed_at)),
         error: None,
     }
 }

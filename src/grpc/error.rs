@@ -5,9 +5,9 @@ use tonic::{Code, Status};
 
 use crate::access::AccessError;
 use crate::auth::AuthError;
+use crate::batch::CommitRefusal;
 use crate::ids::InvalidId;
 use crate::ingest::IngestError;
-use crate::ingest::batch::CommitRefusal;
 use crate::period::PeriodError;
 use crate::runner_state::RunnerError;
 use crate::signature::SignatureError;

@@ -3,7 +3,6 @@
 //! writer, which group-commits whatever batches are waiting in one transaction. The
 //! caller gets its outcome only after that transaction committed.
 
-pub mod batch;
 pub mod validate;
 pub mod watchers;
 
@@ -16,8 +15,8 @@ use jiff::Timestamp;
 use jiff::tz::TimeZone;
 use tokio::sync::{mpsc, oneshot};
 
-use self::batch::{CommitRefusal, PointRejection, PreparedBatch, PublishOutcome};
 use self::watchers::{Subscription, Watchers};
+use crate::batch::{CommitRefusal, PointRejection, PreparedBatch, PublishOutcome};
 use crate::ids::{InvalidId, KeyId, StreamId};
 use crate::signature::{self, SignatureError};
 use crate::store::{Store, StoreError, WriteHealth};
@@ -175,7 +174,7 @@ pub struct Committed {
     pub stream_id: StreamId,
     pub key_id: KeyId,
     pub batch_id: String,
-    pub points: Vec<batch::ValidPoint>,
+    pub points: Vec<crate::batch::ValidPoint>,
     pub at: Timestamp,
 }
 
@@ -261,7 +260,7 @@ impl Ingestor {
         })
         .await
         .map_err(|_| IngestError::ShuttingDown)??;
-        tracing::debug!(batch_id = %prepared.batch_id, points = prepared.points.len(), "verified");
+        tracing::debug!(batch_id = %prepared.batch_id(), points = prepared.points().len(), "verified");
         let (reply, answer) = oneshot::channel();
         self.writer
             .send(WriteJob {
@@ -367,27 +366,27 @@ fn prepare(
     if all_or_nothing && !validated.rejected.is_empty() {
         return Err(IngestError::AllOrNothing(validated.rejected));
     }
-    Ok(PreparedBatch {
-        stream_id: stream_id.clone(),
-        key_id: key_id.clone(),
-        batch_id: verified.batch_id().to_owned(),
-        frequency: key.frequency,
-        points: validated.points,
-        rejected: validated.rejected,
-    })
+    Ok(PreparedBatch::new(
+        stream_id.clone(),
+        key_id.clone(),
+        verified.batch_id().to_owned(),
+        key.frequency,
+        validated.points,
+        validated.rejected,
+    ))
 }
 
 fn record_metrics(result: &Result<PublishOutcome, IngestError>, started: Instant) {
     metrics::histogram!("kpistream_publish_duration_seconds")
         .record(started.elapsed().as_secs_f64());
     match result {
-        Ok(outcome) if outcome.replayed => {
+        Ok(outcome) if outcome.replayed() => {
             metrics::counter!("kpistream_publishes_total", "outcome" => "replayed").increment(1);
         }
         Ok(outcome) => {
             metrics::counter!("kpistream_publishes_total", "outcome" => "accepted").increment(1);
             metrics::counter!("kpistream_points_accepted_total")
-                .increment(u64::from(outcome.accepted));
+                .increment(u64::from(outcome.accepted()));
         }
         Err(err) => {
             metrics::counter!("kpistream_publishes_total", "outcome" => "refused").increment(1);
@@ -454,14 +453,15 @@ impl Writer {
     ) {
         let watched = self.watchers.any();
         for ((reply, result), batch) in replies.into_iter().zip(results).zip(batches) {
-            let fresh = matches!(&result, Ok(outcome) if !outcome.replayed);
+            let fresh = matches!(&result, Ok(outcome) if !outcome.replayed());
             let _ = reply.send(Ok(result));
-            if fresh && watched && !batch.points.is_empty() {
+            if fresh && watched && !batch.points().is_empty() {
+                let (stream_id, key_id, batch_id, points) = batch.into_parts();
                 self.watchers.deliver(&Arc::new(Committed {
-                    stream_id: batch.stream_id,
-                    key_id: batch.key_id,
-                    batch_id: batch.batch_id,
-                    points: batch.points,
+                    stream_id,
+                    key_id,
+                    batch_id,
+                    points,
                     at: now,
                 }));
             }

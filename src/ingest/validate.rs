@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use jiff::tz::TimeZone;
 
-use super::batch::{PointRejection, ValidPoint};
+use crate::batch::{PointRejection, ValidPoint};
 use crate::period::{Frequency, Period};
 use crate::signature::{RawPoint, When};
 use crate::value::ValueType;

@@ -145,8 +145,8 @@ impl Drop for Subscription {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::batch::ValidPoint;
     use crate::ids::KeyId;
-    use crate::ingest::batch::ValidPoint;
 
     fn batch(stream: &StreamId, points: usize) -> Arc<Committed> {
         Arc::new(Committed {

@@ -18,8 +18,8 @@ use crate::access::{
     Access, AuditEntry, AuditEvent, AuditFilter, Grant, GrantSpec, Grantee, Team, TokenInfo, User,
 };
 use crate::auth::{Principal, Role};
+use crate::batch::{CommitRefusal, PreparedBatch, PublishOutcome};
 use crate::ids::{KeyId, OrgId, StreamId, UserId};
-use crate::ingest::batch::{CommitRefusal, PreparedBatch, PublishOutcome};
 use crate::runner_state::{
     ConnectorName, ConnectorState, LeaseOutcome, LeaseTtl, ReportOutcome, RunRecord, RunReport,
     RunnerId,

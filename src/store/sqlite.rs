@@ -20,8 +20,8 @@ use super::{
 };
 use crate::access::GrantSpec;
 use crate::auth::{Principal, Role};
+use crate::batch::{CommitRefusal, PreparedBatch, PublishOutcome};
 use crate::ids::{KeyId, OrgId, StreamId, UserId};
-use crate::ingest::batch::{CommitRefusal, PreparedBatch, PublishOutcome};
 use crate::period::Frequency;
 use crate::stream::{
     Category, DeletedCounts, KeyOrigin, PublishingKey, Stream, StreamDefinition, StreamKey,

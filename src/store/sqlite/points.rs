@@ -6,8 +6,8 @@ use sqlx::sqlite::{SqlitePool, SqliteRow};
 use sqlx::{Row, Sqlite, Transaction};
 
 use super::parse_frequency;
+use crate::batch::{CommitRefusal, PreparedBatch, PublishOutcome};
 use crate::ids::StreamId;
-use crate::ingest::batch::{CommitRefusal, PreparedBatch, PublishOutcome};
 use crate::store::{PointRecord, Result, RevisionRecord, StoreError, from_micros, to_micros};
 
 const POINT_COLUMNS: &str =
@@ -32,52 +32,44 @@ pub(super) async fn commit_one(
 ) -> Result<Result<PublishOutcome, CommitRefusal>> {
     let stored: Option<String> =
         sqlx::query_scalar("SELECT outcome FROM batches WHERE stream_id = ? AND batch_id = ?")
-            .bind(batch.stream_id.as_str())
-            .bind(&batch.batch_id)
+            .bind(batch.stream_id().as_str())
+            .bind(batch.batch_id())
             .fetch_optional(&mut **tx)
             .await?;
     if let Some(stored) = stored {
-        let mut outcome: PublishOutcome = serde_json::from_str(&stored)
+        let outcome: PublishOutcome = serde_json::from_str(&stored)
             .map_err(|e| StoreError::Corrupt(format!("stored batch outcome: {e}")))?;
-        outcome.replayed = true;
-        return Ok(Ok(outcome));
+        return Ok(Ok(outcome.into_replay()));
     }
     let stream = sqlx::query("SELECT disabled, frequency FROM streams WHERE id = ?")
-        .bind(batch.stream_id.as_str())
+        .bind(batch.stream_id().as_str())
         .fetch_optional(&mut **tx)
         .await?;
     let Some(stream) = stream else {
-        return Ok(Err(CommitRefusal::StreamGone(batch.stream_id.clone())));
+        return Ok(Err(CommitRefusal::StreamGone(batch.stream_id().clone())));
     };
     if stream.get::<bool, _>("disabled") {
-        return Ok(Err(CommitRefusal::Disabled(batch.stream_id.clone())));
+        return Ok(Err(CommitRefusal::Disabled(batch.stream_id().clone())));
     }
-    if parse_frequency(stream.get("frequency"))? != batch.frequency {
+    if parse_frequency(stream.get("frequency"))? != batch.frequency() {
         return Ok(Err(CommitRefusal::FrequencyChanged(
-            batch.stream_id.clone(),
+            batch.stream_id().clone(),
         )));
     }
     let (new_points, revised) = upsert_points(tx, batch, now).await?;
-    let outcome = PublishOutcome {
-        batch_id: batch.batch_id.clone(),
-        accepted: batch.points.len() as u32,
-        revised,
-        rejected: batch.rejected.clone(),
-        replayed: false,
-        committed_at: now,
-    };
+    let outcome = PublishOutcome::committed(batch, revised, now);
     let json = serde_json::to_string(&outcome).expect("outcome serializes");
     sqlx::query(
         "INSERT INTO batches (stream_id, batch_id, key_id, accepted_at, outcome) VALUES (?, ?, ?, ?, ?)",
     )
-    .bind(batch.stream_id.as_str())
-    .bind(&batch.batch_id)
-    .bind(batch.key_id.as_str())
+    .bind(batch.stream_id().as_str())
+    .bind(batch.batch_id())
+    .bind(batch.key_id().as_str())
     .bind(to_micros(now))
     .bind(json)
     .execute(&mut **tx)
     .await?;
-    if let Some(latest) = batch.points.iter().map(|p| p.period.as_str()).max() {
+    if let Some(latest) = batch.points().iter().map(|p| p.period.as_str()).max() {
         sqlx::query(
             "UPDATE streams SET point_count = point_count + ?, last_data_at = ?, \
              latest_period = CASE WHEN latest_period IS NULL OR latest_period < ? THEN ? ELSE latest_period END \
@@ -87,14 +79,14 @@ pub(super) async fn commit_one(
         .bind(to_micros(now))
         .bind(latest)
         .bind(latest)
-        .bind(batch.stream_id.as_str())
+        .bind(batch.stream_id().as_str())
         .execute(&mut **tx)
         .await?;
     }
     sqlx::query("UPDATE stream_keys SET last_used_at = ? WHERE stream_id = ? AND key_id = ?")
         .bind(to_micros(now))
-        .bind(batch.stream_id.as_str())
-        .bind(batch.key_id.as_str())
+        .bind(batch.stream_id().as_str())
+        .bind(batch.key_id().as_str())
         .execute(&mut **tx)
         .await?;
     Ok(Ok(outcome))
@@ -118,7 +110,7 @@ async fn upsert_points(
     now: Timestamp,
 ) -> Result<(i64, u32)> {
     let points: Vec<JsonPoint> = batch
-        .points
+        .points()
         .iter()
         .map(|p| JsonPoint {
             p: &p.period,
@@ -134,7 +126,7 @@ async fn upsert_points(
          ON p.stream_id = ?2 AND p.period = json_extract(j.value, '$.p')",
     )
     .bind(&points)
-    .bind(batch.stream_id.as_str())
+    .bind(batch.stream_id().as_str())
     .fetch_one(&mut **tx)
     .await?;
     let revised = sqlx::query(
@@ -144,9 +136,9 @@ async fn upsert_points(
          WHERE p.value IS NOT json_extract(j.value, '$.v') OR p.external_id IS NOT json_extract(j.value, '$.e')",
     )
     .bind(&points)
-    .bind(batch.stream_id.as_str())
-    .bind(&batch.batch_id)
-    .bind(batch.key_id.as_str())
+    .bind(batch.stream_id().as_str())
+    .bind(batch.batch_id())
+    .bind(batch.key_id().as_str())
     .bind(to_micros(now))
     .execute(&mut **tx)
     .await?
@@ -161,13 +153,13 @@ async fn upsert_points(
          WHERE points.value IS NOT excluded.value OR points.external_id IS NOT excluded.external_id",
     )
     .bind(&points)
-    .bind(batch.stream_id.as_str())
-    .bind(&batch.batch_id)
-    .bind(batch.key_id.as_str())
+    .bind(batch.stream_id().as_str())
+    .bind(batch.batch_id())
+    .bind(batch.key_id().as_str())
     .bind(to_micros(now))
     .execute(&mut **tx)
     .await?;
-    Ok((batch.points.len() as i64 - existing, revised as u32))
+    Ok((batch.points().len() as i64 - existing, revised as u32))
 }
 
 pub(super) async fn list_points(
