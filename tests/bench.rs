@@ -186,3 +186,75 @@ fn a_share_outside_zero_to_one_is_refused_with_a_sentence() {
         "the error says what to give: {stderr}"
     );
 }
+
+/// `--influxdb`: the same generated points go out as line protocol, one request per
+/// batch, to a stand-in for InfluxDB's `/write` that keeps what it receives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_influxdb_target_sends_each_point_as_a_line() {
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex};
+
+    use axum::extract::{Query, State};
+    use axum::http::StatusCode;
+
+    type Received = Arc<Mutex<Vec<(HashMap<String, String>, String)>>>;
+    async fn write(
+        State(received): State<Received>,
+        Query(query): Query<HashMap<String, String>>,
+        body: String,
+    ) -> StatusCode {
+        received.lock().unwrap().push((query, body));
+        StatusCode::NO_CONTENT
+    }
+    let received = Received::default();
+    let app = axum::Router::new()
+        .route("/write", axum::routing::post(write))
+        .with_state(received.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!(
+        "http://{}/write?db=bench&precision=s",
+        listener.local_addr().unwrap()
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let dir = tempfile::tempdir().unwrap();
+    let output = tokio::task::spawn_blocking(move || {
+        common::cli(dir.path())
+            .args(["bench", "--json", "--influxdb", &url])
+            .args(["--points", "50", "--batch-size", "10", "--streams", "2"])
+            .args(["--publishers", "2", "--update-share", "0.2"])
+            .output()
+            .expect("kpistream bench runs")
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "kpistream bench failed: {stderr}");
+    let report: Value = serde_json::from_slice(&output.stdout).expect("a JSON document");
+    assert_eq!(report["target"], "influxdb");
+    assert_eq!(report["mode"], "http");
+    assert!(
+        report["revised"].is_null(),
+        "InfluxDB says nothing of revisions"
+    );
+    assert!(report["server"].is_null(), "no server of its own");
+    assert_eq!(count(&report, "points"), 50);
+    assert_eq!(count(&report, "accepted"), 50);
+    assert_eq!(count(&report, "update_points"), 10);
+
+    let received = received.lock().unwrap();
+    assert_eq!(received.len(), 5, "one request per batch");
+    let lines: Vec<&str> = received.iter().flat_map(|(_, b)| b.lines()).collect();
+    assert_eq!(lines.len(), 50);
+    for (query, _) in received.iter() {
+        assert_eq!(query.get("db").map(String::as_str), Some("bench"));
+        assert_eq!(query.get("precision").map(String::as_str), Some("s"));
+    }
+    // Batch 0 goes to stream 0, its first point on period 0 (2000-01-01 in seconds).
+    assert!(
+        lines.contains(&"kpi,stream=s0 value=0.25 946684800"),
+        "{lines:?}"
+    );
+    let line = regex::Regex::new(r"^kpi,stream=s[01] value=[0-9]+\.(25|5) [0-9]+$").unwrap();
+    assert!(lines.iter().all(|l| line.is_match(l)), "{lines:?}");
+}
