@@ -156,9 +156,9 @@ impl BenchArgs {
         } else {
             print!("{}", report.text());
         }
-        if report.rejected > 0 {
+        if let Some(first) = &report.first_rejection {
             anyhow::bail!(
-                "the server rejected {} point(s) the benchmark expected it to take",
+                "the server rejected {} point(s) the benchmark expected it to take; the first: {first}",
                 report.rejected
             );
         }
@@ -179,7 +179,10 @@ impl BenchArgs {
         let batch_size = self.batch_size as usize;
         let points = match (self.points, self.batches) {
             (Some(points), _) => points,
-            (None, batches) => batches.unwrap_or(DEFAULT_BATCHES) * batch_size as u64,
+            (None, batches) => batches
+                .unwrap_or(DEFAULT_BATCHES)
+                .checked_mul(batch_size as u64)
+                .context("--batches times --batch-size is more points than can be counted")?,
         };
         let workload = Workload {
             streams: self.streams as usize,
@@ -313,6 +316,7 @@ impl BenchArgs {
             accepted: 0,
             revised: None,
             rejected: 0,
+            first_rejection: None,
             elapsed_s: 0.0,
             points_per_s: 0.0,
             batches_per_s: 0.0,

@@ -32,6 +32,8 @@ pub struct Report {
     /// Points the server said replaced another value (kpistream only).
     pub revised: Option<u64>,
     pub rejected: u64,
+    /// Why the first rejected point was refused (none should be).
+    pub first_rejection: Option<String>,
     pub elapsed_s: f64,
     pub points_per_s: f64,
     pub batches_per_s: f64,
@@ -100,6 +102,7 @@ impl Report {
             self.revised = Some(tally.revised);
         }
         self.rejected = tally.rejected;
+        self.first_rejection = tally.first_rejection;
         self.elapsed_s = seconds;
         self.points_per_s = tally.points as f64 / seconds;
         self.batches_per_s = tally.batches as f64 / seconds;
