@@ -287,7 +287,7 @@ impl BenchArgs {
         let bar = ProgressBar::new(points);
         bar.set_style(
             ProgressStyle::with_template(
-                "{elapsed_precise} [{bar:40}] {human_pos}/{human_len} points, {per_sec}, {eta} left",
+                "{elapsed_precise} [{bar:40}] {human_pos}/{human_len} points, {eta} left",
             )
             .expect("a valid template")
             .progress_chars("=> "),
