@@ -104,7 +104,7 @@ fn store_code(err: &StoreError) -> Code {
         StoreError::NotFound(_) => Code::NotFound,
         StoreError::AlreadyExists(_) => Code::AlreadyExists,
         StoreError::Conflict(_) | StoreError::LastAdmin { .. } => Code::FailedPrecondition,
-        StoreError::Database(_) => Code::Unavailable,
+        StoreError::Database(_) | StoreError::Unavailable(_) => Code::Unavailable,
         StoreError::Migrate(_) | StoreError::Corrupt(_) | StoreError::UnsupportedUrl(_) => {
             Code::Internal
         }

@@ -414,8 +414,11 @@ impl Writer {
                 jobs.drain(..).map(|j| (j.batch, j.reply)).unzip();
             metrics::histogram!("kpistream_commit_group_batches").record(batches.len() as f64);
             let now = self.commit_time();
-            let committed = self.store.commit_batches(&batches, now).await;
+            let batches = Arc::new(batches);
+            let committed = self.store.commit_batches(batches.clone(), now).await;
             self.health.observe(&committed);
+            metrics::counter!("kpistream_commit_transactions_total").increment(1);
+            let batches = Arc::try_unwrap(batches).unwrap_or_else(|shared| (*shared).clone());
             match committed {
                 Ok(results) => self.answer(batches, replies, results, now),
                 Err(err) => {

@@ -55,7 +55,7 @@ impl WriteHealth {
 
     /// Records a storage fault, if `error` is one.
     pub fn failed(&self, error: &StoreError) {
-        if !matches!(error, StoreError::Database(_)) {
+        if !matches!(error, StoreError::Database(_) | StoreError::Unavailable(_)) {
             return;
         }
         metrics::counter!("kpistream_store_errors_total").increment(1);

@@ -43,6 +43,9 @@ pub enum StoreError {
     LastAdmin { user: String, org: OrgId },
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    /// The database cannot take the operation now (disk full, read-only, I/O error).
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
     #[error("could not apply the database migrations: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("the database holds a value kpistream cannot read: {0}")]
@@ -301,9 +304,10 @@ pub trait Store: AccessStore + RunnerStore + Send + Sync + 'static {
     /// Commits the batches in one transaction (group commit) and returns one result
     /// each, in order. A batch id already committed for its stream returns the stored
     /// outcome with `replayed` set, and stores nothing.
+    /// The batches come back to the caller through the `Arc` once the result is in.
     async fn commit_batches(
         &self,
-        batches: &[PreparedBatch],
+        batches: Arc<Vec<PreparedBatch>>,
         now: Timestamp,
     ) -> Result<Vec<Result<PublishOutcome, CommitRefusal>>>;
     /// Forgets batch ids accepted before `before` (the end of the dedup window).

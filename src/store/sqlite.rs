@@ -32,6 +32,7 @@ use crate::value::ValueType;
 mod access;
 mod points;
 mod runner;
+mod writer;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -50,6 +51,8 @@ const KEY_COLUMNS: &str =
 pub struct SqliteStore {
     pool: SqlitePool,
     writer: SqlitePool,
+    /// The publish path's writer thread (see `writer`).
+    points: writer::GroupWriter,
     health: Arc<WriteHealth>,
 }
 
@@ -59,9 +62,10 @@ impl SqliteStore {
     /// file is made 0600 (SQLite gives its WAL and shared-memory files the same mode):
     /// it holds token hashes and every KPI value.
     pub async fn open(url: &str) -> Result<Self> {
-        if let Some(path) = database_path(url) {
-            prepare_database_file(path)?;
-        }
+        // The publish path's writer opens the file on a connection of its own, so the
+        // data must live in a file, not in one connection's memory.
+        let path = database_path(url).ok_or_else(|| StoreError::UnsupportedUrl(url.to_owned()))?;
+        prepare_database_file(path)?;
         let options = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
@@ -115,9 +119,12 @@ impl SqliteStore {
             })
             .connect_with(options)
             .await?;
+        let points = writer::GroupWriter::start(path.to_owned(), health.clone())
+            .map_err(|e| StoreError::Unavailable(format!("cannot start the writer thread: {e}")))?;
         Ok(Self {
             pool,
             writer,
+            points,
             health,
         })
     }
@@ -711,16 +718,10 @@ impl Store for SqliteStore {
 
     async fn commit_batches(
         &self,
-        batches: &[PreparedBatch],
+        batches: Arc<Vec<PreparedBatch>>,
         now: Timestamp,
     ) -> Result<Vec<Result<PublishOutcome, CommitRefusal>>> {
-        let mut tx = self.write().await?;
-        let mut results = Vec::with_capacity(batches.len());
-        for batch in batches {
-            results.push(points::commit_one(&mut tx, batch, now).await?);
-        }
-        tx.commit().await?;
-        Ok(results)
+        self.points.commit(batches, now).await
     }
 
     async fn prune_batches(&self, before: Timestamp) -> Result<u64> {
