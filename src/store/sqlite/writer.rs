@@ -23,7 +23,7 @@ use jiff::Timestamp;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 use tokio::sync::oneshot;
 
-use crate::batch::{CommitRefusal, PreparedBatch, PublishOutcome};
+use crate::batch::{CommitRefusal, PreparedBatch, PublishOutcome, ValidPoint};
 use crate::period::Frequency;
 use crate::store::{Result, StoreError, WriteHealth, to_micros};
 
@@ -122,7 +122,11 @@ fn open(path: &Path) -> Result<Connection> {
     // The same durability as every other connection of the store: WAL (a property of
     // the file, set at open), and a commit is on disk before it is acknowledged.
     conn.pragma_update(None, "synchronous", "FULL")?;
-    conn.pragma_update(None, "foreign_keys", true)?;
+    // Every row this connection writes belongs to a stream it has just read in the
+    // same write transaction, so the foreign-key lookups would only repeat that check
+    // per point; deleting a stream (and cascading) happens on the other connections.
+    conn.pragma_update(None, "foreign_keys", false)?;
+    conn.set_prepared_statement_cache_capacity(32);
     Ok(conn)
 }
 
@@ -149,12 +153,9 @@ fn commit_group(
             .prepare_cached("SELECT outcome FROM batches WHERE stream_id = ?1 AND batch_id = ?2")?;
         let mut find_stream =
             tx.prepare_cached("SELECT disabled, frequency FROM streams WHERE id = ?1")?;
-        let mut insert_point = tx.prepare_cached(
-            "INSERT INTO points (stream_id, period, value, external_id, batch_id, key_id, updated_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (stream_id, period) DO NOTHING",
-        )?;
         let mut current = tx.prepare_cached(
-            "SELECT value, external_id FROM points WHERE stream_id = ?1 AND period = ?2",
+            "SELECT value, external_id, batch_id, updated_at FROM points \
+             WHERE stream_id = ?1 AND period = ?2",
         )?;
         let mut revise = tx.prepare_cached(
             "INSERT INTO revisions (stream_id, period, old_value, new_value, batch_id, key_id, revised_at) \
@@ -214,38 +215,59 @@ fn commit_group(
             }
             let key_id = batch.key_id().as_str();
             let mut revised = 0u32;
-            for point in batch.points() {
-                let row = params![
-                    stream_id,
-                    point.period,
-                    point.value,
-                    point.external_id,
-                    batch.batch_id(),
-                    key_id,
-                    now_us
-                ];
-                if insert_point.execute(row)? == 1 {
-                    state.new_points += 1;
+            let mut rest = batch.points();
+            while !rest.is_empty() {
+                let rows = INSERT_ROWS
+                    .iter()
+                    .copied()
+                    .find(|&n| n <= rest.len())
+                    .unwrap_or(1);
+                let (chunk, tail) = rest.split_at(rows);
+                rest = tail;
+                let inserted =
+                    insert_points(&tx, stream_id, batch.batch_id(), key_id, now_us, chunk)?;
+                state.new_points += inserted as i64;
+                if inserted == chunk.len() {
                     continue;
                 }
-                let (old_value, old_external): (String, Option<String>) = current
-                    .query_row(params![stream_id, point.period], |r| {
-                        Ok((r.get(0)?, r.get(1)?))
+                // Some periods were already stored: tell them from the ones this batch
+                // just inserted (its batch id at this commit's time), and revise those
+                // whose value or external id changes.
+                for point in chunk {
+                    let (old_value, old_external, old_batch, old_at): (
+                        String,
+                        Option<String>,
+                        String,
+                        i64,
+                    ) = current.query_row(params![stream_id, point.period], |r| {
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
                     })?;
-                if old_value == point.value && old_external == point.external_id {
-                    continue;
+                    let just_inserted = old_at == now_us && old_batch == batch.batch_id();
+                    if just_inserted
+                        || (old_value == point.value && old_external == point.external_id)
+                    {
+                        continue;
+                    }
+                    revise.execute(params![
+                        stream_id,
+                        point.period,
+                        old_value,
+                        point.value,
+                        batch.batch_id(),
+                        key_id,
+                        now_us
+                    ])?;
+                    replace.execute(params![
+                        stream_id,
+                        point.period,
+                        point.value,
+                        point.external_id,
+                        batch.batch_id(),
+                        key_id,
+                        now_us
+                    ])?;
+                    revised += 1;
                 }
-                revise.execute(params![
-                    stream_id,
-                    point.period,
-                    old_value,
-                    point.value,
-                    batch.batch_id(),
-                    key_id,
-                    now_us
-                ])?;
-                replace.execute(row)?;
-                revised += 1;
             }
             if let Some(latest) = batch.points().iter().map(|p| &p.period).max() {
                 if state.latest.as_ref().is_none_or(|l| l < latest) {
@@ -279,6 +301,51 @@ fn commit_group(
     }
     tx.commit()?;
     Ok(results)
+}
+
+/// Rows per `INSERT` of points: a batch goes in as few statements as these sizes make.
+const INSERT_ROWS: [usize; 3] = [64, 8, 1];
+
+/// Inserts `chunk` (one of the [`INSERT_ROWS`] sizes) into `points`, skipping periods
+/// already stored; returns how many rows were inserted.
+fn insert_points(
+    tx: &rusqlite::Transaction<'_>,
+    stream_id: &str,
+    batch_id: &str,
+    key_id: &str,
+    now_us: i64,
+    chunk: &[ValidPoint],
+) -> Result<usize> {
+    static SQL: std::sync::LazyLock<Vec<String>> = std::sync::LazyLock::new(|| {
+        INSERT_ROWS
+            .iter()
+            .map(|&rows| {
+                let values: Vec<String> = (0..rows)
+                    .map(|i| format!("(?1, ?{}, ?{}, ?{}, ?2, ?3, ?4)", 5 + 3 * i, 6 + 3 * i, 7 + 3 * i))
+                    .collect();
+                format!(
+                    "INSERT INTO points (stream_id, period, value, external_id, batch_id, key_id, updated_at) \
+                     VALUES {} ON CONFLICT (stream_id, period) DO NOTHING",
+                    values.join(", ")
+                )
+            })
+            .collect()
+    });
+    let sql = &SQL[INSERT_ROWS
+        .iter()
+        .position(|&n| n == chunk.len())
+        .expect("a chunk size")];
+    let mut insert = tx.prepare_cached(sql)?;
+    insert.raw_bind_parameter(1, stream_id)?;
+    insert.raw_bind_parameter(2, batch_id)?;
+    insert.raw_bind_parameter(3, key_id)?;
+    insert.raw_bind_parameter(4, now_us)?;
+    for (i, point) in chunk.iter().enumerate() {
+        insert.raw_bind_parameter(5 + 3 * i, &point.period)?;
+        insert.raw_bind_parameter(6 + 3 * i, &point.value)?;
+        insert.raw_bind_parameter(7 + 3 * i, &point.external_id)?;
+    }
+    Ok(insert.raw_execute()?)
 }
 
 impl From<rusqlite::Error> for StoreError {
