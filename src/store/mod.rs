@@ -104,9 +104,22 @@ pub struct NewToken {
     pub expires_at: Option<Timestamp>,
 }
 
-/// Organisations, users, teams, tokens, grants and the audit log.
+/// Organisations, users, teams, tokens, grants and the audit log. The first start's
+/// bootstrap and the token lookup behind every call live here too: both are about who
+/// may act (an organisation, its admin, a token), not about streams or data.
 #[async_trait]
 pub trait AccessStore: Send + Sync + 'static {
+    /// Whether the database has no organisation yet, so the first start must create one.
+    async fn needs_bootstrap(&self) -> Result<bool>;
+    /// Creates the first organisation, admin and token if the database has none.
+    /// Returns false (and changes nothing) when an organisation exists.
+    async fn bootstrap(&self, first: &Bootstrap, now: Timestamp) -> Result<bool>;
+    /// The principal a token hash belongs to, if the token is valid at `now`.
+    async fn principal_for_token(
+        &self,
+        hash: &[u8; 32],
+        now: Timestamp,
+    ) -> Result<Option<Principal>>;
     /// Creates an organisation with its first admin and that admin's token.
     async fn create_org(&self, first: &Bootstrap, now: Timestamp) -> Result<()>;
     async fn create_user(
@@ -222,26 +235,10 @@ pub trait RunnerStore: Send + Sync + 'static {
     ) -> Result<Vec<RunRecord>>;
 }
 
+/// Streams and what defines them: categories, streams, and the keys that sign their
+/// batches, with the lookup the publish path checks a batch against.
 #[async_trait]
-pub trait Store: AccessStore + RunnerStore + Send + Sync + 'static {
-    /// Where callers report storage faults and successful writes (see [`WriteHealth`]).
-    fn write_health(&self) -> Arc<WriteHealth>;
-    /// Checks the database answers.
-    async fn ping(&self) -> Result<()>;
-    /// Checks the database takes a write: commits a one-row change that nothing reads.
-    async fn probe_write(&self, now: Timestamp) -> Result<()>;
-    /// Whether the database has no organisation yet, so the first start must create one.
-    async fn needs_bootstrap(&self) -> Result<bool>;
-    /// Creates the first organisation, admin and token if the database has none.
-    /// Returns false (and changes nothing) when an organisation exists.
-    async fn bootstrap(&self, first: &Bootstrap, now: Timestamp) -> Result<bool>;
-    /// The principal a token hash belongs to, if the token is valid at `now`.
-    async fn principal_for_token(
-        &self,
-        hash: &[u8; 32],
-        now: Timestamp,
-    ) -> Result<Option<Principal>>;
-
+pub trait StreamStore: Send + Sync + 'static {
     async fn create_category(&self, org: &OrgId, name: &str, now: Timestamp) -> Result<Category>;
     async fn list_categories(&self, org: &OrgId) -> Result<Vec<Category>>;
     async fn rename_category(&self, org: &OrgId, name: &str, new_name: &str) -> Result<Category>;
@@ -297,7 +294,12 @@ pub trait Store: AccessStore + RunnerStore + Send + Sync + 'static {
     /// The key and stream settings the publish path checks a batch against.
     async fn publishing_key(&self, stream: &StreamId, key: &KeyId)
     -> Result<Option<PublishingKey>>;
+}
 
+/// Datapoints: committing verified batches (group commit, dedup by batch id) and
+/// reading points and their revisions back.
+#[async_trait]
+pub trait PointStore: Send + Sync + 'static {
     /// Commits the batches in one transaction (group commit) and returns one result
     /// each, in order. A batch id already committed for its stream returns the stored
     /// outcome with `replayed` set, and stores nothing.
@@ -327,6 +329,19 @@ pub trait Store: AccessStore + RunnerStore + Send + Sync + 'static {
         limit: u32,
     ) -> Result<Vec<PointRecord>>;
     async fn list_revisions(&self, stream: &StreamId, period: &str) -> Result<Vec<RevisionRecord>>;
+}
+
+/// The whole store, as callers hold it (`Arc<dyn Store>`): its parts, and whether the
+/// database answers and takes writes. Methods of the parts are callable on a
+/// `dyn Store` as they are; on a concrete store, bring the part's trait into scope.
+#[async_trait]
+pub trait Store: StreamStore + PointStore + AccessStore + RunnerStore {
+    /// Where callers report storage faults and successful writes (see [`WriteHealth`]).
+    fn write_health(&self) -> Arc<WriteHealth>;
+    /// Checks the database answers.
+    async fn ping(&self) -> Result<()>;
+    /// Checks the database takes a write: commits a one-row change that nothing reads.
+    async fn probe_write(&self, now: Timestamp) -> Result<()>;
 }
 
 /// Opens the store a database URL names, creating and migrating it as needed.
