@@ -1,14 +1,17 @@
 //! The SQLite side of datapoints: committing batches (points, revisions, remembered
 //! batch ids) and reading points and revisions back.
 
+use async_trait::async_trait;
 use jiff::Timestamp;
 use sqlx::sqlite::{SqlitePool, SqliteRow};
 use sqlx::{Row, Sqlite, Transaction};
 
-use super::parse_frequency;
+use super::{SqliteStore, parse_frequency};
 use crate::batch::{CommitRefusal, PreparedBatch, PublishOutcome};
 use crate::ids::StreamId;
-use crate::store::{PointRecord, Result, RevisionRecord, StoreError, from_micros, to_micros};
+use crate::store::{
+    PointRecord, PointStore, Result, RevisionRecord, StoreError, from_micros, to_micros,
+};
 
 const POINT_COLUMNS: &str =
     "period, value, external_id, updated_at, batch_id, key_id, revision_count FROM points";
@@ -241,4 +244,53 @@ pub(super) async fn list_revisions(
             })
         })
         .collect()
+}
+
+#[async_trait]
+impl PointStore for SqliteStore {
+    async fn commit_batches(
+        &self,
+        batches: &[PreparedBatch],
+        now: Timestamp,
+    ) -> Result<Vec<Result<PublishOutcome, CommitRefusal>>> {
+        let mut tx = self.write().await?;
+        let mut results = Vec::with_capacity(batches.len());
+        for batch in batches {
+            results.push(commit_one(&mut tx, batch, now).await?);
+        }
+        tx.commit().await?;
+        Ok(results)
+    }
+
+    async fn prune_batches(&self, before: Timestamp) -> Result<u64> {
+        let done = sqlx::query("DELETE FROM batches WHERE accepted_at < ?")
+            .bind(to_micros(before))
+            .execute(&self.writer)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn list_points(
+        &self,
+        stream: &StreamId,
+        from: Option<&str>,
+        to: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<PointRecord>> {
+        list_points(&self.pool, stream, from, to, limit).await
+    }
+    async fn latest_point(&self, stream: &StreamId) -> Result<Option<PointRecord>> {
+        latest_point(&self.pool, stream).await
+    }
+    async fn points_updated_after(
+        &self,
+        stream: &StreamId,
+        after: (Timestamp, Option<&str>),
+        limit: u32,
+    ) -> Result<Vec<PointRecord>> {
+        points_updated_after(&self.pool, stream, after, limit).await
+    }
+    async fn list_revisions(&self, stream: &StreamId, period: &str) -> Result<Vec<RevisionRecord>> {
+        list_revisions(&self.pool, stream, period).await
+    }
 }
