@@ -3,6 +3,7 @@
 
 mod health;
 mod sqlite;
+mod sqlx_error;
 
 use std::sync::Arc;
 
@@ -28,12 +29,16 @@ use crate::stream::{
     Category, DeletedCounts, PublishingKey, Stream, StreamDefinition, StreamKey, StreamUpdate,
 };
 
+/// What a store operation can fail with, whatever the backend: the driver's errors are
+/// classified into these in one place (`sqlx_error.rs`).
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("{0} was not found")]
     NotFound(String),
     #[error("{0} already exists")]
     AlreadyExists(String),
+    /// The change is refused by the data as it stands: a rule of kpistream's, or a
+    /// constraint of the database (unique, foreign key, check).
     #[error("{0}")]
     Conflict(String),
     /// The change would leave an organisation that nobody can administer.
@@ -41,12 +46,18 @@ pub enum StoreError {
         "user {user:?} is the only admin of organisation {org}: make another user an admin first"
     )]
     LastAdmin { user: String, org: OrgId },
-    #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
-    #[error("could not apply the database migrations: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The database cannot take the operation now: an I/O error, a full disk, a
+    /// read-only file, a lock held too long, a file it cannot open, no connection. The
+    /// one error that marks writes failing on `/healthz` (see [`WriteHealth`]).
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
+    /// A stored value does not read back as its type, or the database file is damaged
+    /// or is not a database.
     #[error("the database holds a value kpistream cannot read: {0}")]
     Corrupt(String),
+    /// The database's schema could not be brought to this version's (at open).
+    #[error("could not apply the database migrations: {0}")]
+    Migration(String),
     #[error("unsupported database URL {0:?}: use sqlite://PATH")]
     UnsupportedUrl(String),
 }

@@ -130,11 +130,8 @@ fn database_path(url: &str) -> Option<&Path> {
 /// world access away from an existing database file and its WAL and shared-memory files.
 fn prepare_database_file(path: &Path) -> Result<()> {
     use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-    let fail = |what: &str, e: std::io::Error| {
-        StoreError::Database(sqlx::Error::Configuration(
-            format!("cannot {what}: {e}").into(),
-        ))
-    };
+    let fail =
+        |what: &str, e: std::io::Error| StoreError::Unavailable(format!("cannot {what}: {e}"));
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         crate::secret_file::create_private_dir(parent).map_err(|e| {
             fail(
