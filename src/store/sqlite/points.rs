@@ -1,12 +1,16 @@
-//! The SQLite side of datapoints: reading points and revisions back (the publish path
-//! commits them on its own writer thread, see `writer`).
+//! The SQLite side of datapoints: reading points and revisions back; the publish path
+//! commits them on its own writer thread (see `writer`).
 
+use async_trait::async_trait;
 use jiff::Timestamp;
 use sqlx::Row;
 use sqlx::sqlite::{SqlitePool, SqliteRow};
+use std::sync::Arc;
 
+use super::SqliteStore;
+use crate::batch::{CommitRefusal, PreparedBatch, PublishOutcome};
 use crate::ids::StreamId;
-use crate::store::{PointRecord, Result, RevisionRecord, from_micros, to_micros};
+use crate::store::{PointRecord, PointStore, Result, RevisionRecord, from_micros, to_micros};
 
 const POINT_COLUMNS: &str =
     "period, value, external_id, updated_at, batch_id, key_id, revision_count FROM points";
@@ -102,4 +106,47 @@ pub(super) async fn list_revisions(
             })
         })
         .collect()
+}
+
+#[async_trait]
+impl PointStore for SqliteStore {
+    async fn commit_batches(
+        &self,
+        batches: Arc<Vec<PreparedBatch>>,
+        now: Timestamp,
+    ) -> Result<Vec<Result<PublishOutcome, CommitRefusal>>> {
+        self.points.commit(batches, now).await
+    }
+
+    async fn prune_batches(&self, before: Timestamp) -> Result<u64> {
+        let done = sqlx::query("DELETE FROM batches WHERE accepted_at < ?")
+            .bind(to_micros(before))
+            .execute(&self.writer)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn list_points(
+        &self,
+        stream: &StreamId,
+        from: Option<&str>,
+        to: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<PointRecord>> {
+        list_points(&self.pool, stream, from, to, limit).await
+    }
+    async fn latest_point(&self, stream: &StreamId) -> Result<Option<PointRecord>> {
+        latest_point(&self.pool, stream).await
+    }
+    async fn points_updated_after(
+        &self,
+        stream: &StreamId,
+        after: (Timestamp, Option<&str>),
+        limit: u32,
+    ) -> Result<Vec<PointRecord>> {
+        points_updated_after(&self.pool, stream, after, limit).await
+    }
+    async fn list_revisions(&self, stream: &StreamId, period: &str) -> Result<Vec<RevisionRecord>> {
+        list_revisions(&self.pool, stream, period).await
+    }
 }
