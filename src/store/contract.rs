@@ -12,7 +12,7 @@
 //! store_contract!(postgres, postgres_store().await); // a `TestStore` on a fresh database
 //! ```
 //!
-//! 96 behaviours cover the 52 methods of the store traits:
+//! 97 behaviours cover the 52 methods of the store traits:
 //!
 //! * `health`: `ping`, `probe_write`, `write_health`, `needs_bootstrap`, `bootstrap`,
 //!   `create_org`, `principal_for_token` (of the first admin);
@@ -156,6 +156,7 @@ macro_rules! store_contract {
             ],
             grants: [
                 the_creator_manages_a_new_stream_and_its_grants_are_added,
+                the_creator_keeps_manage_whatever_the_grants_at_creation_say,
                 set_grants_adds_grants_and_changes_existing_ones,
                 remove_grant_removes_one_grant,
                 grants_need_an_existing_stream_and_grantee,

@@ -84,6 +84,30 @@ pub async fn the_creator_manages_a_new_stream_and_its_grants_are_added(store: &d
     }
 }
 
+pub async fn the_creator_keeps_manage_whatever_the_grants_at_creation_say(store: &dyn Store) {
+    let org = new_org(store, "Acme").await;
+    let zoe = new_user(store, &org, "zoe", Role::Member).await;
+    let id = StreamId::generate();
+    let daily = definition("Revenue", Frequency::Daily);
+    let grants = [
+        grant(user("zoe"), Access::Read),
+        grant(Grantee::Org, Access::Read),
+    ];
+    store
+        .create_stream(&org.id, &zoe, &id, &daily, &new_key(), &grants, at(1))
+        .await
+        .unwrap();
+
+    assert_eq!(
+        texts(store, &org, &id).await,
+        ["org:read", "user:zoe:manage"]
+    );
+    assert_eq!(
+        store.stream_access(&org.id, &zoe, &id).await.unwrap(),
+        Some(Access::Manage)
+    );
+}
+
 pub async fn set_grants_adds_grants_and_changes_existing_ones(store: &dyn Store) {
     let org = new_org(store, "Acme").await;
     let zoe = new_user(store, &org, "zoe", Role::Member).await;
