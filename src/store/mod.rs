@@ -1,6 +1,8 @@
 //! The `Store` trait: the only door to storage. SQLite is the embedded default; other
 //! backends implement the same trait and pass the same conformance suite.
 
+#[cfg(test)]
+mod contract;
 mod health;
 mod sqlite;
 mod sqlx_error;

@@ -255,16 +255,17 @@ impl StreamStore for SqliteStore {
         .execute(&mut *tx)
         .await?;
         insert_key(&mut tx, id, key, at).await?;
-        // The creator manages the stream (grants below may add others).
+        access::upsert_grants(&mut tx, org, id, grants, now).await?;
+        // The creator manages the stream, even if `grants` named them with read.
         sqlx::query(
-            "INSERT INTO grants (stream_id, grantee_kind, grantee_id, access, created_at) VALUES (?, 'user', ?, 'manage', ?)",
+            "INSERT INTO grants (stream_id, grantee_kind, grantee_id, access, created_at) VALUES (?, 'user', ?, 'manage', ?) \
+             ON CONFLICT (stream_id, grantee_kind, grantee_id) DO UPDATE SET access = 'manage'",
         )
         .bind(id.as_str())
         .bind(creator.as_str())
         .bind(at)
         .execute(&mut *tx)
         .await?;
-        access::upsert_grants(&mut tx, org, id, grants, now).await?;
         let stream = stream_in(&mut *tx, org, id).await?;
         let key = key_in(&mut tx, id, &key.key_id).await?;
         tx.commit().await?;
