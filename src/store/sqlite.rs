@@ -332,4 +332,151 @@ mod tests {
             .await
             .expect("the probe table exists");
     }
+
+    /// A database of schema level 7 (streams named by text id in points, revisions and
+    /// batch ids) keeps all three through the move to integer stream keys: its points
+    /// and revisions read back, a batch id it remembered is still answered as a replay,
+    /// and a stream created afterwards gets its own key.
+    #[tokio::test]
+    async fn a_level_7_database_moves_to_integer_stream_keys_with_its_data() {
+        use crate::batch::{PreparedBatch, ValidPoint};
+        use crate::ids::{KeyId, OrgId, UserId};
+        use crate::store::{NewKey, StreamStore};
+        use crate::stream::{KeyOrigin, StreamDefinition};
+
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/level7.db", dir.path().display());
+        let level_7 = sqlx::migrate::Migrator {
+            migrations: Cow::Owned(MIGRATOR.migrations[..7].to_vec()),
+            ..sqlx::migrate::Migrator::DEFAULT
+        };
+        let options = SqliteConnectOptions::from_str(&url)
+            .unwrap()
+            .create_if_missing(true)
+            .foreign_keys(true);
+        let mut old = sqlx::ConnectOptions::connect(&options).await.unwrap();
+        level_7.run(&mut old).await.unwrap();
+        let outcome = r#"{"batch_id":"b1","accepted":2,"revised":1,"rejected":[],"committed_at":"1970-01-01T00:00:05Z"}"#;
+        for statement in [
+            "INSERT INTO orgs (id, name, created_at) VALUES ('org_1', 'Acme', 0)".to_owned(),
+            "INSERT INTO users (id, org_id, name, role, created_at) VALUES ('usr_1', 'org_1', 'ada', 'admin', 0)".to_owned(),
+            "INSERT INTO streams (id, org_id, name, frequency, value_type, time_zone, created_by, created_at, updated_at, point_count) \
+             VALUES ('str_abcdefghijklmnop', 'org_1', 'wau', 'daily', 'number', 'UTC', 'usr_1', 0, 0, 2), \
+                    ('str_bcdefghijklmnopq', 'org_1', 'mrr', 'daily', 'number', 'UTC', 'usr_1', 0, 0, 1)".to_owned(),
+            "INSERT INTO stream_keys (stream_id, key_id, public_key, origin, created_at) \
+             VALUES ('str_abcdefghijklmnop', 'key_1', x'01', 'generated', 0)".to_owned(),
+            "INSERT INTO points (stream_id, period, value, batch_id, key_id, updated_at, revision_count) \
+             VALUES ('str_abcdefghijklmnop', '2026-11-01', '12.50', 'b1', 'key_1', 5000000, 1), \
+                    ('str_abcdefghijklmnop', '2026-10-31', '7', 'b1', 'key_1', 5000000, 0), \
+                    ('str_bcdefghijklmnopq', '2026-10-31', '99', 'b9', 'key_9', 6000000, 0)".to_owned(),
+            "INSERT INTO revisions (stream_id, period, old_value, new_value, batch_id, key_id, revised_at) \
+             VALUES ('str_abcdefghijklmnop', '2026-11-01', '12.00', '12.50', 'b1', 'key_1', 5000000)".to_owned(),
+            format!("INSERT INTO batches (stream_id, batch_id, key_id, accepted_at, outcome) \
+             VALUES ('str_abcdefghijklmnop', 'b1', 'key_1', 5000000, '{outcome}')"),
+        ] {
+            sqlx::query(&statement).execute(&mut old).await.unwrap();
+        }
+        sqlx::Connection::close(old).await.unwrap();
+
+        let store = SqliteStore::open(&url).await.unwrap();
+        let wau = StreamId::parse("str_abcdefghijklmnop").unwrap();
+        let mrr = StreamId::parse("str_bcdefghijklmnopq").unwrap();
+        let points = store.list_points(&wau, None, None, 10).await.unwrap();
+        let read: Vec<(&str, &str, u32)> = points
+            .iter()
+            .map(|p| (p.period.as_str(), p.value.as_str(), p.revision_count))
+            .collect();
+        assert_eq!(read, [("2026-10-31", "7", 0), ("2026-11-01", "12.50", 1)]);
+        let other = store.list_points(&mrr, None, None, 10).await.unwrap();
+        assert_eq!(other.len(), 1);
+        assert_eq!(other[0].value, "99");
+        let revisions = store.list_revisions(&wau, "2026-11-01").await.unwrap();
+        assert_eq!(revisions.len(), 1);
+        assert_eq!(
+            (
+                revisions[0].old_value.as_str(),
+                revisions[0].new_value.as_str()
+            ),
+            ("12.00", "12.50")
+        );
+
+        let replay = PreparedBatch::new(
+            wau.clone(),
+            KeyId::parse("key_1").unwrap(),
+            "b1".into(),
+            crate::period::Frequency::Daily,
+            vec![ValidPoint {
+                period: "2026-11-02".into(),
+                value: "1".into(),
+                external_id: None,
+            }],
+            vec![],
+        );
+        let answer = store
+            .commit_batches(Arc::new(vec![replay]), Timestamp::now())
+            .await
+            .unwrap();
+        let outcome = answer[0].as_ref().expect("the batch id is remembered");
+        assert!(
+            outcome.replayed(),
+            "a batch id of the old schema is a replay"
+        );
+        assert_eq!((outcome.accepted(), outcome.revised()), (2, 1));
+        assert_eq!(
+            store.list_points(&wau, None, None, 10).await.unwrap().len(),
+            2
+        );
+
+        let definition = StreamDefinition {
+            name: "new".into(),
+            description: String::new(),
+            category: None,
+            frequency: crate::period::Frequency::Daily,
+            value_type: crate::value::ValueType::Number,
+            time_zone: "UTC".into(),
+        };
+        let fresh = StreamId::generate();
+        let key = NewKey {
+            key_id: KeyId::generate(),
+            public_key: [3; 32],
+            origin: KeyOrigin::Generated,
+        };
+        store
+            .create_stream(
+                &OrgId::parse("org_1").unwrap(),
+                &UserId::parse("usr_1").unwrap(),
+                &fresh,
+                &definition,
+                &key,
+                &[],
+                Timestamp::now(),
+            )
+            .await
+            .expect("a stream created after the move gets a key of its own");
+        let batch = PreparedBatch::new(
+            fresh.clone(),
+            key.key_id.clone(),
+            "b1".into(),
+            crate::period::Frequency::Daily,
+            vec![ValidPoint {
+                period: "2026-10-31".into(),
+                value: "5".into(),
+                external_id: None,
+            }],
+            vec![],
+        );
+        let answer = store
+            .commit_batches(Arc::new(vec![batch]), Timestamp::now())
+            .await
+            .unwrap();
+        assert!(!answer[0].as_ref().unwrap().replayed());
+        assert_eq!(
+            store.list_points(&fresh, None, None, 10).await.unwrap()[0].value,
+            "5"
+        );
+        assert_eq!(
+            store.list_points(&mrr, None, None, 10).await.unwrap()[0].value,
+            "99"
+        );
+    }
 }

@@ -35,7 +35,7 @@ pub(super) async fn list_points(
     limit: u32,
 ) -> Result<Vec<PointRecord>> {
     let sql = format!(
-        "SELECT {POINT_COLUMNS} WHERE stream_id = ?1 AND (?2 IS NULL OR period >= ?2) \
+        "SELECT {POINT_COLUMNS} WHERE stream = (SELECT seq FROM streams WHERE id = ?1) AND (?2 IS NULL OR period >= ?2) \
          AND (?3 IS NULL OR period <= ?3) ORDER BY period LIMIT ?4"
     );
     let rows = sqlx::query(&sql)
@@ -55,7 +55,7 @@ pub(super) async fn points_updated_after(
     limit: u32,
 ) -> Result<Vec<PointRecord>> {
     let sql = format!(
-        "SELECT {POINT_COLUMNS} WHERE stream_id = ?1 \
+        "SELECT {POINT_COLUMNS} WHERE stream = (SELECT seq FROM streams WHERE id = ?1) \
          AND (updated_at > ?2 OR (updated_at = ?2 AND ?3 IS NOT NULL AND period > ?3)) \
          ORDER BY updated_at, period LIMIT ?4"
     );
@@ -73,7 +73,9 @@ pub(super) async fn latest_point(
     pool: &SqlitePool,
     stream: &StreamId,
 ) -> Result<Option<PointRecord>> {
-    let sql = format!("SELECT {POINT_COLUMNS} WHERE stream_id = ? ORDER BY period DESC LIMIT 1");
+    let sql = format!(
+        "SELECT {POINT_COLUMNS} WHERE stream = (SELECT seq FROM streams WHERE id = ?) ORDER BY period DESC LIMIT 1"
+    );
     let row = sqlx::query(&sql)
         .bind(stream.as_str())
         .fetch_optional(pool)
@@ -88,7 +90,7 @@ pub(super) async fn list_revisions(
 ) -> Result<Vec<RevisionRecord>> {
     let rows = sqlx::query(
         "SELECT period, old_value, new_value, batch_id, key_id, revised_at FROM revisions \
-         WHERE stream_id = ? AND period = ? ORDER BY id",
+         WHERE stream = (SELECT seq FROM streams WHERE id = ?) AND period = ? ORDER BY id",
     )
     .bind(stream.as_str())
     .bind(period)

@@ -238,7 +238,8 @@ impl StreamStore for SqliteStore {
         let at = to_micros(now);
         sqlx::query(
             "INSERT INTO streams (id, org_id, name, description, category_id, frequency, value_type, \
-             currency, time_zone, created_by, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             currency, time_zone, created_by, created_at, updated_at, seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, \
+             (SELECT COALESCE(MAX(seq), 0) + 1 FROM streams))",
         )
         .bind(id.as_str())
         .bind(org.as_str())
@@ -350,22 +351,34 @@ impl StreamStore for SqliteStore {
         let mut tx = self.write().await?;
         stream_in(&mut *tx, org, id).await?;
         let mut counts = DeletedCounts::default();
-        for (table, slot) in [
-            ("points", &mut counts.points),
-            ("revisions", &mut counts.revisions),
-            ("stream_keys", &mut counts.keys),
+        // Points, revisions and batch ids name the stream by its `seq`.
+        for (sql, slot) in [
+            (
+                "DELETE FROM points WHERE stream = (SELECT seq FROM streams WHERE id = ?)",
+                Some(&mut counts.points),
+            ),
+            (
+                "DELETE FROM revisions WHERE stream = (SELECT seq FROM streams WHERE id = ?)",
+                Some(&mut counts.revisions),
+            ),
+            (
+                "DELETE FROM stream_keys WHERE stream_id = ?",
+                Some(&mut counts.keys),
+            ),
+            (
+                "DELETE FROM batches WHERE stream = (SELECT seq FROM streams WHERE id = ?)",
+                None,
+            ),
         ] {
-            let sql = format!("DELETE FROM {table} WHERE stream_id = ?");
-            *slot = sqlx::query(&sql)
+            let deleted = sqlx::query(sql)
                 .bind(id.as_str())
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
+            if let Some(slot) = slot {
+                *slot = deleted;
+            }
         }
-        sqlx::query("DELETE FROM batches WHERE stream_id = ?")
-            .bind(id.as_str())
-            .execute(&mut *tx)
-            .await?;
         sqlx::query("DELETE FROM streams WHERE id = ?")
             .bind(id.as_str())
             .execute(&mut *tx)

@@ -15,6 +15,7 @@
 //! on a full disk may be left in a transaction SQLite already rolled back.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
@@ -132,8 +133,9 @@ fn open(path: &Path) -> Result<Connection> {
 
 /// What the group learned of a stream: read once, changed once at the end.
 struct StreamState {
-    /// `None` when the stream does not exist.
-    found: Option<(bool, Frequency)>,
+    /// The stream's `seq`, whether it is disabled, and its frequency; `None` when the
+    /// stream does not exist.
+    found: Option<(i64, bool, Frequency)>,
     new_points: i64,
     latest: Option<String>,
 }
@@ -149,44 +151,38 @@ fn commit_group(
     let mut keys_used: HashMap<(&str, &str), ()> = HashMap::new();
     let mut results = Vec::with_capacity(batches.len());
     {
-        let mut find_batch = tx
-            .prepare_cached("SELECT outcome FROM batches WHERE stream_id = ?1 AND batch_id = ?2")?;
+        let mut find_batch =
+            tx.prepare_cached("SELECT outcome FROM batches WHERE stream = ?1 AND batch_id = ?2")?;
         let mut find_stream =
-            tx.prepare_cached("SELECT disabled, frequency FROM streams WHERE id = ?1")?;
+            tx.prepare_cached("SELECT seq, disabled, frequency FROM streams WHERE id = ?1")?;
         let mut current = tx.prepare_cached(
             "SELECT value, external_id, batch_id, updated_at FROM points \
-             WHERE stream_id = ?1 AND period = ?2",
+             WHERE stream = ?1 AND period = ?2",
         )?;
         let mut revise = tx.prepare_cached(
-            "INSERT INTO revisions (stream_id, period, old_value, new_value, batch_id, key_id, revised_at) \
+            "INSERT INTO revisions (stream, period, old_value, new_value, batch_id, key_id, revised_at) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         )?;
         let mut replace = tx.prepare_cached(
             "UPDATE points SET value = ?3, external_id = ?4, batch_id = ?5, key_id = ?6, \
-             updated_at = ?7, revision_count = revision_count + 1 WHERE stream_id = ?1 AND period = ?2",
+             updated_at = ?7, revision_count = revision_count + 1 WHERE stream = ?1 AND period = ?2",
         )?;
         let mut remember = tx.prepare_cached(
-            "INSERT INTO batches (stream_id, batch_id, key_id, accepted_at, outcome) VALUES (?1, ?2, ?3, ?4, ?5)",
+            "INSERT INTO batches (stream, batch_id, key_id, accepted_at, outcome) VALUES (?1, ?2, ?3, ?4, ?5)",
         )?;
         for batch in batches {
             let stream_id = batch.stream_id().as_str();
-            let stored: Option<String> = find_batch
-                .query_row(params![stream_id, batch.batch_id()], |row| row.get(0))
-                .optional()?;
-            if let Some(stored) = stored {
-                let outcome: PublishOutcome = serde_json::from_str(&stored)
-                    .map_err(|e| StoreError::Corrupt(format!("stored batch outcome: {e}")))?;
-                results.push(Ok(outcome.into_replay()));
-                continue;
-            }
             let state = match streams.entry(stream_id) {
-                std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
-                std::collections::hash_map::Entry::Vacant(entry) => {
-                    let row: Option<(bool, String)> = find_stream
-                        .query_row([stream_id], |row| Ok((row.get(0)?, row.get(1)?)))
+                Entry::Occupied(entry) => entry.into_mut(),
+                Entry::Vacant(entry) => {
+                    let row: Option<(i64, bool, String)> = find_stream
+                        .query_row([stream_id], |row| {
+                            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+                        })
                         .optional()?;
                     let found = match row {
-                        Some((disabled, frequency)) => Some((
+                        Some((seq, disabled, frequency)) => Some((
+                            seq,
                             disabled,
                             frequency.parse::<Frequency>().map_err(|_| {
                                 StoreError::Corrupt(format!("frequency {frequency:?}"))
@@ -201,13 +197,26 @@ fn commit_group(
                     })
                 }
             };
-            let refusal = match state.found {
-                None => Some(CommitRefusal::StreamGone(batch.stream_id().clone())),
-                Some((true, _)) => Some(CommitRefusal::Disabled(batch.stream_id().clone())),
-                Some((false, frequency)) if frequency != batch.frequency() => {
-                    Some(CommitRefusal::FrequencyChanged(batch.stream_id().clone()))
-                }
-                Some(_) => None,
+            let Some((seq, disabled, frequency)) = state.found else {
+                results.push(Err(CommitRefusal::StreamGone(batch.stream_id().clone())));
+                continue;
+            };
+            // A batch id already committed gets its stored answer, whatever changed since.
+            let stored: Option<String> = find_batch
+                .query_row(params![seq, batch.batch_id()], |row| row.get(0))
+                .optional()?;
+            if let Some(stored) = stored {
+                let outcome: PublishOutcome = serde_json::from_str(&stored)
+                    .map_err(|e| StoreError::Corrupt(format!("stored batch outcome: {e}")))?;
+                results.push(Ok(outcome.into_replay()));
+                continue;
+            }
+            let refusal = if disabled {
+                Some(CommitRefusal::Disabled(batch.stream_id().clone()))
+            } else if frequency != batch.frequency() {
+                Some(CommitRefusal::FrequencyChanged(batch.stream_id().clone()))
+            } else {
+                None
             };
             if let Some(refusal) = refusal {
                 results.push(Err(refusal));
@@ -224,8 +233,7 @@ fn commit_group(
                     .unwrap_or(1);
                 let (chunk, tail) = rest.split_at(rows);
                 rest = tail;
-                let inserted =
-                    insert_points(&tx, stream_id, batch.batch_id(), key_id, now_us, chunk)?;
+                let inserted = insert_points(&tx, seq, batch.batch_id(), key_id, now_us, chunk)?;
                 state.new_points += inserted as i64;
                 if inserted == chunk.len() {
                     continue;
@@ -239,7 +247,7 @@ fn commit_group(
                         Option<String>,
                         String,
                         i64,
-                    ) = current.query_row(params![stream_id, point.period], |r| {
+                    ) = current.query_row(params![seq, point.period], |r| {
                         Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
                     })?;
                     let just_inserted = old_at == now_us && old_batch == batch.batch_id();
@@ -249,7 +257,7 @@ fn commit_group(
                         continue;
                     }
                     revise.execute(params![
-                        stream_id,
+                        seq,
                         point.period,
                         old_value,
                         point.value,
@@ -258,7 +266,7 @@ fn commit_group(
                         now_us
                     ])?;
                     replace.execute(params![
-                        stream_id,
+                        seq,
                         point.period,
                         point.value,
                         point.external_id,
@@ -276,7 +284,7 @@ fn commit_group(
             }
             let outcome = PublishOutcome::committed(batch, revised, now);
             let json = serde_json::to_string(&outcome).expect("outcome serializes");
-            remember.execute(params![stream_id, batch.batch_id(), key_id, now_us, json])?;
+            remember.execute(params![seq, batch.batch_id(), key_id, now_us, json])?;
             keys_used.insert((stream_id, key_id), ());
             results.push(Ok(outcome));
         }
@@ -310,7 +318,7 @@ const INSERT_ROWS: [usize; 3] = [64, 8, 1];
 /// already stored; returns how many rows were inserted.
 fn insert_points(
     tx: &rusqlite::Transaction<'_>,
-    stream_id: &str,
+    stream: i64,
     batch_id: &str,
     key_id: &str,
     now_us: i64,
@@ -324,8 +332,8 @@ fn insert_points(
                     .map(|i| format!("(?1, ?{}, ?{}, ?{}, ?2, ?3, ?4)", 5 + 3 * i, 6 + 3 * i, 7 + 3 * i))
                     .collect();
                 format!(
-                    "INSERT INTO points (stream_id, period, value, external_id, batch_id, key_id, updated_at) \
-                     VALUES {} ON CONFLICT (stream_id, period) DO NOTHING",
+                    "INSERT INTO points (stream, period, value, external_id, batch_id, key_id, updated_at) \
+                     VALUES {} ON CONFLICT (stream, period) DO NOTHING",
                     values.join(", ")
                 )
             })
@@ -336,7 +344,7 @@ fn insert_points(
         .position(|&n| n == chunk.len())
         .expect("a chunk size")];
     let mut insert = tx.prepare_cached(sql)?;
-    insert.raw_bind_parameter(1, stream_id)?;
+    insert.raw_bind_parameter(1, stream)?;
     insert.raw_bind_parameter(2, batch_id)?;
     insert.raw_bind_parameter(3, key_id)?;
     insert.raw_bind_parameter(4, now_us)?;
