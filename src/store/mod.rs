@@ -60,7 +60,9 @@ pub enum StoreError {
     /// The database's schema could not be brought to this version's (at open).
     #[error("could not apply the database migrations: {0}")]
     Migration(String),
-    #[error("unsupported database URL {0:?}: use sqlite://PATH")]
+    /// The URL names no database kpistream can keep its data in. Holds only the
+    /// URL's scheme: the rest may carry a password.
+    #[error("unsupported database URL ({0}): use sqlite://PATH, a file")]
     UnsupportedUrl(String),
 }
 
@@ -363,7 +365,20 @@ pub async fn open(url: &str) -> Result<Arc<dyn Store>> {
     if url.starts_with("sqlite:") {
         return Ok(Arc::new(SqliteStore::open(url).await?));
     }
-    Err(StoreError::UnsupportedUrl(url.to_owned()))
+    Err(StoreError::unsupported(url))
+}
+
+impl StoreError {
+    /// An unsupported database URL, named by its scheme only.
+    pub(crate) fn unsupported(url: &str) -> Self {
+        let scheme = url.split(':').next().unwrap_or_default();
+        let scheme: String = scheme
+            .chars()
+            .take(20)
+            .filter(char::is_ascii_alphanumeric)
+            .collect();
+        StoreError::UnsupportedUrl(format!("a {scheme:?} URL"))
+    }
 }
 
 /// Microseconds since the epoch, as stored.

@@ -46,7 +46,8 @@ impl SqliteStore {
     pub async fn open(url: &str) -> Result<Self> {
         // The publish path's writer opens the file on a connection of its own, so the
         // data must live in a file, not in one connection's memory.
-        let path = database_path(url).ok_or_else(|| StoreError::UnsupportedUrl(url.to_owned()))?;
+        let path = database_path(url)
+            .ok_or_else(|| StoreError::UnsupportedUrl("an in-memory SQLite database".into()))?;
         prepare_database_file(path)?;
         let options = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
