@@ -79,7 +79,8 @@ enum Command {
     /// Run the connector runner: pull every connector of a directory on its schedule
     /// and publish the points to their streams.
     Runner(runner::RunnerArgs),
-    /// Measure publish throughput against a running server.
+    /// Measure publish throughput and latency: on a server of its own (--embedded), a
+    /// running server, or InfluxDB for comparison.
     Bench(bench::BenchArgs),
 }
 
