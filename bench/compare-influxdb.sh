@@ -7,7 +7,7 @@
 #   BATCHED_POINTS=500000 SINGLE_POINTS=50000 bench/compare-influxdb.sh
 #
 # InfluxDB comes from Debian's `influxdb` package, unpacked into a temporary folder
-# (apt-get download + dpkg -x; nothing is installed), unless /usr/bin/influxd exists.
+# (apt-get download + dpkg -x; nothing is installed), or INFLUXD=/path/to/influxd.
 # Both systems get the same points from `kpistream bench` (--embedded, then
 # --influxdb), with the same counts, batch sizes and publishers. Everything it starts
 # and writes goes when it exits. See docs/benchmarks.md.
@@ -31,10 +31,10 @@ trap 'exit 130' INT TERM
 
 say() { echo "compare-influxdb: $*" >&2; }
 
-# The influxd binary: the installed one, or Debian's package unpacked in $work.
+# The influxd binary: $INFLUXD, or Debian's package unpacked in $work.
 influxd_binary() {
-    if [[ -x /usr/bin/influxd ]]; then
-        echo /usr/bin/influxd
+    if [[ -n "${INFLUXD:-}" ]]; then
+        echo "$INFLUXD"
         return
     fi
     say "fetching Debian's influxdb package"

@@ -9,7 +9,7 @@ use jiff::ToSpan;
 use kpistream::batch::{PreparedBatch, ValidPoint};
 use kpistream::ids::{KeyId, OrgId, StreamId, UserId};
 use kpistream::period::Frequency;
-use kpistream::store::{Bootstrap, NewKey, SqliteStore, Store};
+use kpistream::store::{AccessStore, Bootstrap, NewKey, PointStore, SqliteStore, StreamStore};
 use kpistream::stream::{KeyOrigin, StreamDefinition};
 use kpistream::value::ValueType;
 
@@ -130,11 +130,11 @@ fn store_write(c: &mut Criterion) {
             runtime.block_on(async {
                 let mut spent = Duration::ZERO;
                 for _ in 0..iters {
-                    let batch = [fixture.next_batch().await];
+                    let batch = std::sync::Arc::new(vec![fixture.next_batch().await]);
                     let started = Instant::now();
                     let results = fixture
                         .store
-                        .commit_batches(&batch, jiff::Timestamp::now())
+                        .commit_batches(batch, jiff::Timestamp::now())
                         .await
                         .expect("the commit succeeds");
                     spent += started.elapsed();

@@ -901,3 +901,43 @@ async fn all_or_nothing_refuses_the_whole_batch_when_one_point_is_bad() {
         pairs(&[("2026-11-20", "1"), ("2026-11-22", "3")])
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_single_point_publishes_share_commit_transactions() {
+    const PUBLISHES: usize = 200;
+    let server = TestServer::start();
+    let (stream, credential) = server.daily_stream("Sign-ups").await;
+    // Sealed beforehand, so that the publishes reach the server together.
+    let envelopes: Vec<proto::SignedBatch> = (0..PUBLISHES)
+        .map(|i| {
+            sealed(
+                &credential,
+                vec![point_for_period(&day(i as i64), &i.to_string(), "")],
+            )
+        })
+        .collect();
+    let mut clients = Vec::new();
+    for _ in 0..8 {
+        clients.push(server.anonymous_client().await);
+    }
+    let before = server.metric("kpistream_commit_transactions_total");
+
+    let publishes = envelopes
+        .into_iter()
+        .enumerate()
+        .map(|(i, envelope)| publish_envelope(&clients[i % clients.len()], envelope, false));
+    let responses = futures::future::join_all(publishes).await;
+
+    let transactions = server.metric("kpistream_commit_transactions_total") - before;
+    for response in responses {
+        assert_eq!(response.expect("each publish is accepted").accepted, 1);
+    }
+    let points = all_points(&server.client().await, &stream).await;
+    assert_eq!(points.len(), PUBLISHES);
+    println!("{PUBLISHES} publishes committed in {transactions} transactions");
+    assert!(
+        transactions >= 1.0 && transactions <= (PUBLISHES / 4) as f64,
+        "{PUBLISHES} concurrent publishes took {transactions} commit transactions; \
+         the writer should group them"
+    );
+}

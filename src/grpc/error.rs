@@ -104,8 +104,8 @@ fn store_code(err: &StoreError) -> Code {
         StoreError::NotFound(_) => Code::NotFound,
         StoreError::AlreadyExists(_) => Code::AlreadyExists,
         StoreError::Conflict(_) | StoreError::LastAdmin { .. } => Code::FailedPrecondition,
-        StoreError::Database(_) => Code::Unavailable,
-        StoreError::Migrate(_) | StoreError::Corrupt(_) | StoreError::UnsupportedUrl(_) => {
+        StoreError::Unavailable(_) => Code::Unavailable,
+        StoreError::Corrupt(_) | StoreError::Migration(_) | StoreError::UnsupportedUrl(_) => {
             Code::Internal
         }
     }

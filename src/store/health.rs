@@ -53,9 +53,12 @@ impl WriteHealth {
         }
     }
 
-    /// Records a storage fault, if `error` is one.
+    /// Records a storage fault, if `error` is one. Only `Unavailable` is: `Corrupt`
+    /// names data that does not read (one stream's row, say), which a read of it meets
+    /// again and again while writes work, and which no write or probe repairs; it is
+    /// logged as an internal error where it is met instead.
     pub fn failed(&self, error: &StoreError) {
-        if !matches!(error, StoreError::Database(_)) {
+        if !matches!(error, StoreError::Unavailable(_)) {
             return;
         }
         metrics::counter!("kpistream_store_errors_total").increment(1);
@@ -118,9 +121,11 @@ mod tests {
     #[test]
     fn a_storage_fault_lasts_until_a_write_succeeds() {
         let health = WriteHealth::default();
-        health.observe::<()>(&Err(StoreError::Database(sqlx::Error::PoolTimedOut)));
+        health.observe::<()>(&Err(StoreError::Unavailable(
+            "database or disk is full (code 13)".into(),
+        )));
         assert!(
-            matches!(health.readiness(), Readiness::Failing { reason, probe: false } if reason.contains("pool timed out"))
+            matches!(health.readiness(), Readiness::Failing { reason, probe: false } if reason.contains("disk is full"))
         );
         health.observe(&Ok(()));
         assert_eq!(health.readiness(), Readiness::Ready);
@@ -132,6 +137,13 @@ mod tests {
     fn a_refusal_is_not_a_storage_fault() {
         let health = WriteHealth::default();
         health.observe::<()>(&Err(StoreError::Conflict("in use".into())));
+        assert_eq!(health.readiness(), Readiness::Ready);
+    }
+
+    #[test]
+    fn a_value_that_does_not_read_is_not_a_storage_fault() {
+        let health = WriteHealth::default();
+        health.failed(&StoreError::Corrupt("frequency \"fortnightly\"".into()));
         assert_eq!(health.readiness(), Readiness::Ready);
     }
 }

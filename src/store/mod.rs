@@ -1,8 +1,11 @@
 //! The `Store` trait: the only door to storage. SQLite is the embedded default; other
 //! backends implement the same trait and pass the same conformance suite.
 
+#[cfg(test)]
+mod contract;
 mod health;
 mod sqlite;
+mod sqlx_error;
 
 use std::sync::Arc;
 
@@ -28,12 +31,16 @@ use crate::stream::{
     Category, DeletedCounts, PublishingKey, Stream, StreamDefinition, StreamKey, StreamUpdate,
 };
 
+/// What a store operation can fail with, whatever the backend: the driver's errors are
+/// classified into these in one place (`sqlx_error.rs`).
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("{0} was not found")]
     NotFound(String),
     #[error("{0} already exists")]
     AlreadyExists(String),
+    /// The change is refused by the data as it stands: a rule of kpistream's, or a
+    /// constraint of the database (unique, foreign key, check).
     #[error("{0}")]
     Conflict(String),
     /// The change would leave an organisation that nobody can administer.
@@ -41,13 +48,21 @@ pub enum StoreError {
         "user {user:?} is the only admin of organisation {org}: make another user an admin first"
     )]
     LastAdmin { user: String, org: OrgId },
-    #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
-    #[error("could not apply the database migrations: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The database cannot take the operation now: an I/O error, a full disk, a
+    /// read-only file, a lock held too long, a file it cannot open, no connection. The
+    /// one error that marks writes failing on `/healthz` (see [`WriteHealth`]).
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
+    /// A stored value does not read back as its type, or the database file is damaged
+    /// or is not a database.
     #[error("the database holds a value kpistream cannot read: {0}")]
     Corrupt(String),
-    #[error("unsupported database URL {0:?}: use sqlite://PATH")]
+    /// The database's schema could not be brought to this version's (at open).
+    #[error("could not apply the database migrations: {0}")]
+    Migration(String),
+    /// The URL names no database kpistream can keep its data in. Holds only the
+    /// URL's scheme: the rest may carry a password.
+    #[error("unsupported database URL ({0}): use sqlite://PATH, a file")]
     UnsupportedUrl(String),
 }
 
@@ -104,9 +119,22 @@ pub struct NewToken {
     pub expires_at: Option<Timestamp>,
 }
 
-/// Organisations, users, teams, tokens, grants and the audit log.
+/// Organisations, users, teams, tokens, grants and the audit log. The first start's
+/// bootstrap and the token lookup behind every call live here too: both are about who
+/// may act (an organisation, its admin, a token), not about streams or data.
 #[async_trait]
 pub trait AccessStore: Send + Sync + 'static {
+    /// Whether the database has no organisation yet, so the first start must create one.
+    async fn needs_bootstrap(&self) -> Result<bool>;
+    /// Creates the first organisation, admin and token if the database has none.
+    /// Returns false (and changes nothing) when an organisation exists.
+    async fn bootstrap(&self, first: &Bootstrap, now: Timestamp) -> Result<bool>;
+    /// The principal a token hash belongs to, if the token is valid at `now`.
+    async fn principal_for_token(
+        &self,
+        hash: &[u8; 32],
+        now: Timestamp,
+    ) -> Result<Option<Principal>>;
     /// Creates an organisation with its first admin and that admin's token.
     async fn create_org(&self, first: &Bootstrap, now: Timestamp) -> Result<()>;
     async fn create_user(
@@ -222,26 +250,10 @@ pub trait RunnerStore: Send + Sync + 'static {
     ) -> Result<Vec<RunRecord>>;
 }
 
+/// Streams and what defines them: categories, streams, and the keys that sign their
+/// batches, with the lookup the publish path checks a batch against.
 #[async_trait]
-pub trait Store: AccessStore + RunnerStore + Send + Sync + 'static {
-    /// Where callers report storage faults and successful writes (see [`WriteHealth`]).
-    fn write_health(&self) -> Arc<WriteHealth>;
-    /// Checks the database answers.
-    async fn ping(&self) -> Result<()>;
-    /// Checks the database takes a write: commits a one-row change that nothing reads.
-    async fn probe_write(&self, now: Timestamp) -> Result<()>;
-    /// Whether the database has no organisation yet, so the first start must create one.
-    async fn needs_bootstrap(&self) -> Result<bool>;
-    /// Creates the first organisation, admin and token if the database has none.
-    /// Returns false (and changes nothing) when an organisation exists.
-    async fn bootstrap(&self, first: &Bootstrap, now: Timestamp) -> Result<bool>;
-    /// The principal a token hash belongs to, if the token is valid at `now`.
-    async fn principal_for_token(
-        &self,
-        hash: &[u8; 32],
-        now: Timestamp,
-    ) -> Result<Option<Principal>>;
-
+pub trait StreamStore: Send + Sync + 'static {
     async fn create_category(&self, org: &OrgId, name: &str, now: Timestamp) -> Result<Category>;
     async fn list_categories(&self, org: &OrgId) -> Result<Vec<Category>>;
     async fn rename_category(&self, org: &OrgId, name: &str, new_name: &str) -> Result<Category>;
@@ -297,13 +309,19 @@ pub trait Store: AccessStore + RunnerStore + Send + Sync + 'static {
     /// The key and stream settings the publish path checks a batch against.
     async fn publishing_key(&self, stream: &StreamId, key: &KeyId)
     -> Result<Option<PublishingKey>>;
+}
 
+/// Datapoints: committing verified batches (group commit, dedup by batch id) and
+/// reading points and their revisions back.
+#[async_trait]
+pub trait PointStore: Send + Sync + 'static {
     /// Commits the batches in one transaction (group commit) and returns one result
     /// each, in order. A batch id already committed for its stream returns the stored
     /// outcome with `replayed` set, and stores nothing.
+    /// The batches come back to the caller through the `Arc` once the result is in.
     async fn commit_batches(
         &self,
-        batches: &[PreparedBatch],
+        batches: Arc<Vec<PreparedBatch>>,
         now: Timestamp,
     ) -> Result<Vec<Result<PublishOutcome, CommitRefusal>>>;
     /// Forgets batch ids accepted before `before` (the end of the dedup window).
@@ -329,12 +347,38 @@ pub trait Store: AccessStore + RunnerStore + Send + Sync + 'static {
     async fn list_revisions(&self, stream: &StreamId, period: &str) -> Result<Vec<RevisionRecord>>;
 }
 
+/// The whole store, as callers hold it (`Arc<dyn Store>`): its parts, and whether the
+/// database answers and takes writes. Methods of the parts are callable on a
+/// `dyn Store` as they are; on a concrete store, bring the part's trait into scope.
+#[async_trait]
+pub trait Store: StreamStore + PointStore + AccessStore + RunnerStore {
+    /// Where callers report storage faults and successful writes (see [`WriteHealth`]).
+    fn write_health(&self) -> Arc<WriteHealth>;
+    /// Checks the database answers.
+    async fn ping(&self) -> Result<()>;
+    /// Checks the database takes a write: commits a one-row change that nothing reads.
+    async fn probe_write(&self, now: Timestamp) -> Result<()>;
+}
+
 /// Opens the store a database URL names, creating and migrating it as needed.
 pub async fn open(url: &str) -> Result<Arc<dyn Store>> {
     if url.starts_with("sqlite:") {
         return Ok(Arc::new(SqliteStore::open(url).await?));
     }
-    Err(StoreError::UnsupportedUrl(url.to_owned()))
+    Err(StoreError::unsupported(url))
+}
+
+impl StoreError {
+    /// An unsupported database URL, named by its scheme only.
+    pub(crate) fn unsupported(url: &str) -> Self {
+        let scheme = url.split(':').next().unwrap_or_default();
+        let scheme: String = scheme
+            .chars()
+            .take(20)
+            .filter(char::is_ascii_alphanumeric)
+            .collect();
+        StoreError::UnsupportedUrl(format!("a {scheme:?} URL"))
+    }
 }
 
 /// Microseconds since the epoch, as stored.

@@ -18,7 +18,7 @@ use crate::ingest::validate::validate_points;
 use crate::period::Frequency;
 use crate::proto;
 use crate::signature::{self, Credential};
-use crate::store::{Bootstrap, NewKey, SqliteStore, Store};
+use crate::store::{AccessStore, Bootstrap, NewKey, PointStore, SqliteStore, StreamStore};
 use crate::stream::{KeyOrigin, StreamDefinition};
 use crate::value::ValueType;
 
@@ -155,8 +155,16 @@ async fn commit_all(
     let url = format!("sqlite://{}", dir.path().join("ceiling.db").display());
     let store = SqliteStore::open(&url).await?;
     create_streams(&store, credentials).await?;
+    // Grouped before the clock starts, as the server's writer receives them.
+    let mut groups = Vec::new();
+    let mut batches = batches.into_iter().peekable();
+    while batches.peek().is_some() {
+        groups.push(std::sync::Arc::new(
+            batches.by_ref().take(group).collect::<Vec<_>>(),
+        ));
+    }
     let started = Instant::now();
-    for chunk in batches.chunks(group) {
+    for chunk in groups {
         for result in store.commit_batches(chunk, jiff::Timestamp::now()).await? {
             result?;
         }

@@ -1,4 +1,5 @@
-//! The SQLite side of access: organisations, users, teams, tokens, grants, audit.
+//! The SQLite side of access: organisations, users, teams, tokens, grants, audit, and
+//! the first start's bootstrap and the token lookup behind every call.
 
 use std::collections::HashMap;
 
@@ -11,7 +12,7 @@ use super::{SqliteStore, opt_micros, stream_not_found, unique};
 use crate::access::{
     Access, AuditEntry, AuditEvent, AuditFilter, Grant, GrantSpec, Grantee, TokenInfo, User,
 };
-use crate::auth::Role;
+use crate::auth::{Principal, Role};
 use crate::ids::{OrgId, StreamId, UserId};
 use crate::store::{
     AccessStore, Bootstrap, NewToken, Result, StoreError, corrupt, from_micros, to_micros,
@@ -212,6 +213,61 @@ fn parse_access(text: &str) -> Result<Access> {
 
 #[async_trait]
 impl AccessStore for SqliteStore {
+    async fn needs_bootstrap(&self) -> Result<bool> {
+        let orgs: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM orgs")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(orgs == 0)
+    }
+
+    async fn bootstrap(&self, first: &Bootstrap, now: Timestamp) -> Result<bool> {
+        let mut tx = self.write().await?;
+        let orgs: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM orgs")
+            .fetch_one(&mut *tx)
+            .await?;
+        if orgs > 0 {
+            return Ok(false);
+        }
+        insert_org(&mut tx, first, true, now).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn principal_for_token(
+        &self,
+        hash: &[u8; 32],
+        now: Timestamp,
+    ) -> Result<Option<Principal>> {
+        let row = sqlx::query(
+            "SELECT u.id, u.name, u.org_id, u.role, u.server_admin, t.id AS token_id, t.last_used_at \
+             FROM tokens t JOIN users u ON u.id = t.user_id \
+             WHERE t.hash = ? AND t.revoked_at IS NULL AND (t.expires_at IS NULL OR t.expires_at > ?)",
+        )
+        .bind(&hash[..])
+        .bind(to_micros(now))
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let user: String = row.get("id");
+        let org: String = row.get("org_id");
+        let last_used: Option<i64> = row.get("last_used_at");
+        // Recorded to the minute, so that reads do not each become a write.
+        if last_used.is_none_or(|at| to_micros(now) - at > 60_000_000) {
+            sqlx::query("UPDATE tokens SET last_used_at = ? WHERE id = ?")
+                .bind(to_micros(now))
+                .bind(row.get::<String, _>("token_id"))
+                .execute(&self.writer)
+                .await?;
+        }
+        Ok(Some(Principal {
+            user_id: UserId::parse(&user).map_err(corrupt)?,
+            name: row.get("name"),
+            org_id: OrgId::parse(&org).map_err(corrupt)?,
+            role: Role::parse(row.get("role")),
+            server_admin: row.get("server_admin"),
+        }))
+    }
+
     async fn create_org(&self, first: &Bootstrap, now: Timestamp) -> Result<()> {
         let mut tx = self.write().await?;
         insert_org(&mut tx, first, false, now).await?;
