@@ -902,6 +902,9 @@ async fn all_or_nothing_refuses_the_whole_batch_when_one_point_is_bad() {
     );
 }
 
+/// While another connection holds the database's write lock (as an admin change or a
+/// backup may), publishes that arrive wait in the writer's queue, and are committed
+/// together once it is free: a few transactions, not one per publish.
 #[tokio::test(flavor = "multi_thread")]
 async fn concurrent_single_point_publishes_share_commit_transactions() {
     const PUBLISHES: usize = 200;
@@ -922,11 +925,28 @@ async fn concurrent_single_point_publishes_share_commit_transactions() {
     }
     let before = server.metric("kpistream_commit_transactions_total");
 
-    let publishes = envelopes
-        .into_iter()
-        .enumerate()
-        .map(|(i, envelope)| publish_envelope(&clients[i % clients.len()], envelope, false));
-    let responses = futures::future::join_all(publishes).await;
+    use sqlx::ConnectOptions;
+    let mut lock = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(server.db_path())
+        .connect()
+        .await
+        .expect("the test opens the database");
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut lock)
+        .await
+        .expect("the test takes the write lock");
+    let publishes = futures::future::join_all(
+        envelopes
+            .into_iter()
+            .enumerate()
+            .map(|(i, envelope)| publish_envelope(&clients[i % clients.len()], envelope, false)),
+    );
+    let release = async {
+        // Long enough for the publishes to arrive (the writer waits up to 10 s for a lock).
+        tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+        sqlx::query("COMMIT").execute(&mut lock).await.unwrap();
+    };
+    let (responses, ()) = tokio::join!(publishes, release);
 
     let transactions = server.metric("kpistream_commit_transactions_total") - before;
     for response in responses {
@@ -936,7 +956,7 @@ async fn concurrent_single_point_publishes_share_commit_transactions() {
     assert_eq!(points.len(), PUBLISHES);
     println!("{PUBLISHES} publishes committed in {transactions} transactions");
     assert!(
-        transactions >= 1.0 && transactions <= (PUBLISHES / 4) as f64,
+        transactions >= 1.0 && transactions <= (PUBLISHES / 10) as f64,
         "{PUBLISHES} concurrent publishes took {transactions} commit transactions; \
          the writer should group them"
     );
