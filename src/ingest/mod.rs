@@ -253,29 +253,24 @@ impl Ingestor {
         }
         // A small batch is checked where it arrived: one signature and a few points take
         // tens of microseconds, less than handing them to a blocking thread and back.
-        let prepared = if envelope.batch.len() <= INLINE_CHECK_BYTES {
+        let small = envelope.batch.len() <= INLINE_CHECK_BYTES;
+        let config = self.config.clone();
+        let check = move || {
             prepare(
                 &stream_id,
                 &key_id,
                 &key,
                 &envelope,
-                &self.config,
+                &config,
                 all_or_nothing,
-            )?
+            )
+        };
+        let prepared = if small {
+            check()?
         } else {
-            let config = self.config.clone();
-            tokio::task::spawn_blocking(move || {
-                prepare(
-                    &stream_id,
-                    &key_id,
-                    &key,
-                    &envelope,
-                    &config,
-                    all_or_nothing,
-                )
-            })
-            .await
-            .map_err(|_| IngestError::ShuttingDown)??
+            tokio::task::spawn_blocking(check)
+                .await
+                .map_err(|_| IngestError::ShuttingDown)??
         };
         tracing::debug!(batch_id = %prepared.batch_id(), points = prepared.points().len(), "verified");
         let (reply, answer) = oneshot::channel();

@@ -242,16 +242,8 @@ mod tests {
     async fn rebuilding_the_users_table_keeps_the_rows_that_reference_it() {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("old.db").display());
-        let before_runner_role = sqlx::migrate::Migrator {
-            migrations: Cow::Owned(MIGRATOR.migrations[..5].to_vec()),
-            ..sqlx::migrate::Migrator::DEFAULT
-        };
-        let options = SqliteConnectOptions::from_str(&url)
-            .unwrap()
-            .create_if_missing(true)
-            .foreign_keys(true);
-        let mut old = sqlx::ConnectOptions::connect(&options).await.unwrap();
-        before_runner_role.run(&mut old).await.unwrap();
+        // Level 5: before the runner role.
+        let mut old = database_at_level(&url, 5).await;
         for statement in [
             "INSERT INTO orgs (id, name, created_at) VALUES ('org_1', 'Acme', 0)",
             "INSERT INTO users (id, org_id, name, role, created_at) VALUES ('usr_1', 'org_1', 'ana', 'member', 0)",
@@ -286,6 +278,22 @@ mod tests {
         );
     }
 
+    /// A new database at `url` migrated to schema level `level` only, as an older
+    /// kpistream left it.
+    async fn database_at_level(url: &str, level: usize) -> sqlx::SqliteConnection {
+        let migrator = sqlx::migrate::Migrator {
+            migrations: Cow::Owned(MIGRATOR.migrations[..level].to_vec()),
+            ..sqlx::migrate::Migrator::DEFAULT
+        };
+        let options = SqliteConnectOptions::from_str(url)
+            .unwrap()
+            .create_if_missing(true)
+            .foreign_keys(true);
+        let mut conn = sqlx::ConnectOptions::connect(&options).await.unwrap();
+        migrator.run(&mut conn).await.unwrap();
+        conn
+    }
+
     /// A database made by the schema before the health probe and the change index
     /// (level 6) keeps its points, and the new migration makes them readable in the
     /// order they changed and the database writable by the probe.
@@ -293,16 +301,7 @@ mod tests {
     async fn a_database_of_the_previous_schema_migrates_and_keeps_its_points() {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}/level6.db", dir.path().display());
-        let level_6 = sqlx::migrate::Migrator {
-            migrations: Cow::Owned(MIGRATOR.migrations[..6].to_vec()),
-            ..sqlx::migrate::Migrator::DEFAULT
-        };
-        let options = SqliteConnectOptions::from_str(&url)
-            .unwrap()
-            .create_if_missing(true)
-            .foreign_keys(true);
-        let mut old = sqlx::ConnectOptions::connect(&options).await.unwrap();
-        level_6.run(&mut old).await.unwrap();
+        let mut old = database_at_level(&url, 6).await;
         for statement in [
             "INSERT INTO orgs (id, name, created_at) VALUES ('org_1', 'Acme', 0)",
             "INSERT INTO streams (id, org_id, name, frequency, value_type, time_zone, created_by, created_at, updated_at) \
@@ -347,16 +346,7 @@ mod tests {
 
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}/level7.db", dir.path().display());
-        let level_7 = sqlx::migrate::Migrator {
-            migrations: Cow::Owned(MIGRATOR.migrations[..7].to_vec()),
-            ..sqlx::migrate::Migrator::DEFAULT
-        };
-        let options = SqliteConnectOptions::from_str(&url)
-            .unwrap()
-            .create_if_missing(true)
-            .foreign_keys(true);
-        let mut old = sqlx::ConnectOptions::connect(&options).await.unwrap();
-        level_7.run(&mut old).await.unwrap();
+        let mut old = database_at_level(&url, 7).await;
         let outcome = r#"{"batch_id":"b1","accepted":2,"revised":1,"rejected":[],"committed_at":"1970-01-01T00:00:05Z"}"#;
         for statement in [
             "INSERT INTO orgs (id, name, created_at) VALUES ('org_1', 'Acme', 0)".to_owned(),

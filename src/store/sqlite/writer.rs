@@ -14,8 +14,8 @@
 //! connection opened while the file was read-only stays read-only, and one that failed
 //! on a full disk may be left in a transaction SQLite already rolled back.
 
-use std::collections::HashMap;
 use std::collections::hash_map::Entry;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
@@ -148,7 +148,7 @@ fn commit_group(
 ) -> Result<GroupResult> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut streams: HashMap<&str, StreamState> = HashMap::new();
-    let mut keys_used: HashMap<(&str, &str), ()> = HashMap::new();
+    let mut keys_used: HashSet<(&str, &str)> = HashSet::new();
     let mut results = Vec::with_capacity(batches.len());
     {
         let mut find_batch =
@@ -285,7 +285,7 @@ fn commit_group(
             let outcome = PublishOutcome::committed(batch, revised, now);
             let json = serde_json::to_string(&outcome).expect("outcome serializes");
             remember.execute(params![seq, batch.batch_id(), key_id, now_us, json])?;
-            keys_used.insert((stream_id, key_id), ());
+            keys_used.insert((stream_id, key_id));
             results.push(Ok(outcome));
         }
     }
@@ -303,7 +303,7 @@ fn commit_group(
         let mut touch_key = tx.prepare_cached(
             "UPDATE stream_keys SET last_used_at = ?3 WHERE stream_id = ?1 AND key_id = ?2",
         )?;
-        for (stream_id, key_id) in keys_used.keys() {
+        for (stream_id, key_id) in &keys_used {
             touch_key.execute(params![stream_id, key_id, now_us])?;
         }
     }
