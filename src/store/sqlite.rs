@@ -470,4 +470,49 @@ mod tests {
             "99"
         );
     }
+
+    /// A database of schema level 8 loses the points' change index and keeps its
+    /// points, which a resuming watch still reads in the order they changed.
+    #[tokio::test]
+    async fn a_level_8_database_drops_the_change_index_and_keeps_the_order_of_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/level8.db", dir.path().display());
+        let mut old = database_at_level(&url, 8).await;
+        for statement in [
+            "INSERT INTO orgs (id, name, created_at) VALUES ('org_1', 'Acme', 0)",
+            "INSERT INTO users (id, org_id, name, role, created_at) VALUES ('usr_1', 'org_1', 'ada', 'admin', 0)",
+            "INSERT INTO streams (id, org_id, name, frequency, value_type, time_zone, created_by, created_at, updated_at, point_count, seq) \
+             VALUES ('str_abcdefghijklmnop', 'org_1', 'wau', 'daily', 'number', 'UTC', 'usr_1', 0, 0, 3, 1)",
+            "INSERT INTO points (stream, period, value, batch_id, key_id, updated_at) \
+             VALUES (1, '2026-11-01', '1', 'b2', 'key_1', 9000000), \
+                    (1, '2026-11-02', '2', 'b1', 'key_1', 5000000), \
+                    (1, '2026-11-03', '3', 'b2', 'key_1', 9000000)",
+        ] {
+            sqlx::query(statement).execute(&mut old).await.unwrap();
+        }
+        let indexes: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name = 'points_by_change'",
+        )
+        .fetch_one(&mut old)
+        .await
+        .unwrap();
+        assert_eq!(indexes, 1, "level 8 has the change index");
+        sqlx::Connection::close(old).await.unwrap();
+
+        let store = SqliteStore::open(&url).await.unwrap();
+        let left: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name = 'points_by_change'",
+        )
+        .fetch_one(&store.pool)
+        .await
+        .unwrap();
+        assert_eq!(left, 0, "the migration drops the change index");
+        let wau = StreamId::parse("str_abcdefghijklmnop").unwrap();
+        let changed = store
+            .points_updated_after(&wau, (Timestamp::UNIX_EPOCH, None), 10)
+            .await
+            .unwrap();
+        let periods: Vec<&str> = changed.iter().map(|p| p.period.as_str()).collect();
+        assert_eq!(periods, ["2026-11-02", "2026-11-01", "2026-11-03"]);
+    }
 }
