@@ -8,8 +8,8 @@
 //! parallel and fail by name. A backend joins with one line:
 //!
 //! ```ignore
-//! store_contract!(sqlite, sqlite_store().await);
-//! store_contract!(postgres, postgres_store().await); // a `TestStore` on a fresh database
+//! store_contract!(sqlite, Some(sqlite_store().await));
+//! store_contract!(postgres, postgres_store().await); // `None` skips: no database
 //! ```
 //!
 //! 97 behaviours cover the 52 methods of the store traits:
@@ -50,6 +50,8 @@ use crate::ids::{KeyId, OrgId, StreamId, UserId};
 use crate::period::Frequency;
 use crate::stream::{KeyOrigin, Stream, StreamDefinition};
 use crate::value::ValueType;
+
+use std::str::FromStr;
 
 use crate::store::{Bootstrap, NewKey, NewToken, SqliteStore, Store, StoreError};
 
@@ -210,7 +212,8 @@ macro_rules! store_contract {
                     $(
                         #[tokio::test]
                         async fn $behaviour() {
-                            let store: $crate::store::contract::TestStore = $store;
+                            let store: Option<$crate::store::contract::TestStore> = $store;
+                            let Some(store) = store else { return };
                             $crate::store::contract::$concern::$behaviour(store.store()).await;
                         }
                     )*
@@ -220,7 +223,8 @@ macro_rules! store_contract {
     };
 }
 
-store_contract!(sqlite, sqlite_store().await);
+store_contract!(sqlite, Some(sqlite_store().await));
+store_contract!(postgres, postgres_store().await);
 
 /// A store under test, with what must live as long as it (a temporary folder, a
 /// database to drop).
@@ -248,6 +252,81 @@ pub async fn sqlite_store() -> TestStore {
     let url = format!("sqlite://{}/kpi.db", dir.path().display());
     let store = SqliteStore::open(&url).await.expect("the database opens");
     TestStore::new(Arc::new(store), dir)
+}
+
+/// A PostgreSQL store in a schema of its own, dropped when the test ends, on the test
+/// database of `KPISTREAM_TEST_POSTGRES_URL` and `KPISTREAM_TEST_DB_PASSWORD`
+/// (scripts/test.sh exports both after scripts/services.sh started PostgreSQL). Without
+/// them: `None` (the test skips, saying so), except under `CI=true`, where it fails.
+pub async fn postgres_store() -> Option<TestStore> {
+    use sqlx::{ConnectOptions, Executor};
+    let (url, password) = match (
+        std::env::var("KPISTREAM_TEST_POSTGRES_URL"),
+        std::env::var("KPISTREAM_TEST_DB_PASSWORD"),
+    ) {
+        (Ok(url), Ok(password)) => (url, password),
+        _ if std::env::var("CI").as_deref() == Ok("true") => panic!(
+            "KPISTREAM_TEST_POSTGRES_URL and KPISTREAM_TEST_DB_PASSWORD must be set under CI=true: scripts/test.sh exports them once scripts/services.sh has started PostgreSQL"
+        ),
+        _ => {
+            eprintln!(
+                "skipped: KPISTREAM_TEST_POSTGRES_URL or KPISTREAM_TEST_DB_PASSWORD is not set (run scripts/services.sh as root and source target/test-services.env)"
+            );
+            return None;
+        }
+    };
+    let options = sqlx::postgres::PgConnectOptions::from_str(&url)
+        .expect("KPISTREAM_TEST_POSTGRES_URL is a PostgreSQL URL")
+        .password(&password);
+    let schema = format!("kpi_contract_{:016x}", rand::random::<u64>());
+    let mut admin = options
+        .connect()
+        .await
+        .expect("the test PostgreSQL answers");
+    admin
+        .execute(format!("CREATE SCHEMA {schema}").as_str())
+        .await
+        .expect("a schema for the test");
+    let store = crate::store::PostgresStore::connect(
+        options.clone().options([("search_path", schema.as_str())]),
+        &crate::store::postgres::PostgresOptions {
+            migrate: true,
+            max_connections: 4,
+        },
+    )
+    .await
+    .expect("the store opens");
+    Some(TestStore::new(
+        Arc::new(store),
+        DropSchema { options, schema },
+    ))
+}
+
+/// Drops a test's schema with everything in it when the test ends.
+struct DropSchema {
+    options: sqlx::postgres::PgConnectOptions,
+    schema: String,
+}
+
+impl Drop for DropSchema {
+    fn drop(&mut self) {
+        use sqlx::{ConnectOptions, Executor};
+        let (options, schema) = (self.options.clone(), self.schema.clone());
+        // The test's runtime is ending: drop on a thread with a runtime of its own.
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime");
+            runtime.block_on(async move {
+                let mut conn = options.connect().await.ok()?;
+                conn.execute(format!("DROP SCHEMA {schema} CASCADE").as_str())
+                    .await
+                    .ok()
+            })
+        });
+        let _ = dropped.join();
+    }
 }
 
 /// `seconds` after the instant every behaviour starts from (2026-11-23T00:00:00Z).

@@ -4,6 +4,8 @@
 #[cfg(test)]
 mod contract;
 mod health;
+pub mod postgres;
+mod shared;
 mod sqlite;
 mod sqlx_error;
 
@@ -13,6 +15,7 @@ use async_trait::async_trait;
 use jiff::Timestamp;
 
 pub use health::{Readiness, WriteHealth};
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 use std::collections::HashMap;

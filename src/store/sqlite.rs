@@ -14,9 +14,8 @@ use sqlx::sqlite::{
 };
 use sqlx::{Sqlite, Transaction};
 
-use super::{Result, Store, StoreError, WriteHealth, from_micros, to_micros};
-use crate::ids::StreamId;
-use crate::period::Frequency;
+use super::shared::{opt_micros, parse_frequency, stream_not_found, unique};
+use super::{Result, Store, StoreError, WriteHealth, to_micros};
 
 mod access;
 mod points;
@@ -176,35 +175,6 @@ fn prepare_database_file(path: &Path) -> Result<()> {
     Ok(())
 }
 
-fn stream_not_found(id: &StreamId) -> StoreError {
-    StoreError::NotFound(format!("stream {id}"))
-}
-
-/// The one place a unique-constraint violation becomes `AlreadyExists(what)`.
-fn unique<T>(
-    result: std::result::Result<T, sqlx::Error>,
-    what: impl FnOnce() -> String,
-) -> Result<T> {
-    match result {
-        Err(e)
-            if e.as_database_error()
-                .is_some_and(|d| d.is_unique_violation()) =>
-        {
-            Err(StoreError::AlreadyExists(what()))
-        }
-        other => Ok(other?),
-    }
-}
-
-fn parse_frequency(text: String) -> Result<Frequency> {
-    text.parse()
-        .map_err(|_| StoreError::Corrupt(format!("frequency {text:?}")))
-}
-
-fn opt_micros(us: Option<i64>) -> Result<Option<Timestamp>> {
-    us.map(from_micros).transpose()
-}
-
 #[async_trait]
 impl Store for SqliteStore {
     fn write_health(&self) -> Arc<WriteHealth> {
@@ -234,6 +204,7 @@ mod tests {
     use std::borrow::Cow;
 
     use super::*;
+    use crate::ids::StreamId;
     use crate::store::PointStore;
 
     /// A database made before the `runner` role keeps its users' tokens, team
