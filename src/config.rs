@@ -15,8 +15,15 @@ use crate::ingest::IngestConfig;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
-    /// Database URL: `sqlite://PATH` (the file and its folder are created if missing).
+    /// Database URL: `sqlite://PATH` (the file and its folder are created if missing)
+    /// or `postgres://USER:PASSWORD@HOST:PORT/DATABASE` (the database must exist).
     pub db: String,
+    /// Apply pending database migrations at start (default true). With false, a
+    /// database behind this version's schema is refused: `kpistream migrate` first.
+    pub migrate: bool,
+    /// Start on a PostgreSQL whose `synchronous_commit` is `off` (default false): an
+    /// acknowledged publish could then be lost if the database server crashes.
+    pub allow_async_commit: bool,
     /// Address of the gRPC server. Port 0 picks a free port (printed at start).
     pub listen: SocketAddr,
     /// Address of the HTTP server for `/healthz` and `/metrics`.
@@ -124,6 +131,8 @@ impl Default for ServerConfig {
     fn default() -> Self {
         Self {
             db: "sqlite://data/kpistream.db".into(),
+            migrate: true,
+            allow_async_commit: false,
             listen: "127.0.0.1:50051".parse().expect("valid address"),
             http: "127.0.0.1:9090".parse().expect("valid address"),
             admin_token_file: "data/admin.token".into(),

@@ -75,9 +75,15 @@ impl Application {
         let http = TcpListener::bind(config.http)
             .await
             .with_context(|| format!("cannot listen for HTTP on {}", config.http))?;
-        let store = store::open(&config.db)
+        let options = store::OpenOptions {
+            migrate: config.migrate,
+            allow_async_commit: config.allow_async_commit,
+        };
+        let store = store::open_with(&config.db, &options)
             .await
-            .with_context(|| format!("cannot open the database {}", config.db))?;
+            .with_context(|| {
+                format!("cannot open the database {}", store::redact_url(&config.db))
+            })?;
         bootstrap(&config, store.as_ref()).await?;
         if security != GrpcSecurity::Plain && !config.http.ip().is_loopback() {
             tracing::warn!(

@@ -7,6 +7,7 @@ mod category;
 mod connector;
 mod grant;
 mod key;
+mod migrate;
 mod org;
 mod output;
 mod publish;
@@ -42,6 +43,8 @@ pub struct Cli {
 enum Command {
     /// Run the ingestion server.
     Serve(serve::ServeArgs),
+    /// Apply the database migrations this version needs (serve does it at start unless --no-migrate).
+    Migrate(migrate::MigrateArgs),
     /// Create, list, show, change, disable and delete streams.
     #[command(subcommand)]
     Stream(stream::StreamCommand),
@@ -169,6 +172,7 @@ impl Cli {
     pub async fn run(self) -> anyhow::Result<()> {
         match self.command {
             Command::Serve(args) => args.run().await,
+            Command::Migrate(args) => args.run().await,
             Command::Stream(cmd) => cmd.run().await,
             Command::Key(cmd) => cmd.run().await,
             Command::Category(cmd) => cmd.run().await,

@@ -20,9 +20,15 @@ pub struct ServeArgs {
     /// TOML config file; flags and KPISTREAM_* variables override its values.
     #[arg(long, env = "KPISTREAM_CONFIG")]
     config: Option<PathBuf>,
-    /// Database URL [default: sqlite://data/kpistream.db]
-    #[arg(long, env = "KPISTREAM_DB")]
+    /// Database URL: sqlite://PATH or postgres://USER:PASSWORD@HOST/DATABASE [default: sqlite://data/kpistream.db]
+    #[arg(long, env = "KPISTREAM_DB", hide_env_values = true)]
     db: Option<String>,
+    /// Do not apply pending database migrations at start: refuse a database behind this version (run `kpistream migrate` first)
+    #[arg(long, env = "KPISTREAM_NO_MIGRATE")]
+    no_migrate: bool,
+    /// Start even if PostgreSQL's synchronous_commit is off (acknowledged publishes could be lost in a database crash)
+    #[arg(long, env = "KPISTREAM_ALLOW_ASYNC_COMMIT")]
+    allow_async_commit: bool,
     /// gRPC address [default: 127.0.0.1:50051]
     #[arg(long, env = "KPISTREAM_LISTEN")]
     listen: Option<SocketAddr>,
@@ -58,6 +64,12 @@ impl ServeArgs {
         if let Some(db) = self.db {
             config.db = db;
         }
+        if self.no_migrate {
+            config.migrate = false;
+        }
+        if self.allow_async_commit {
+            config.allow_async_commit = true;
+        }
         if let Some(listen) = self.listen {
             config.listen = listen;
         }
@@ -89,7 +101,7 @@ impl ServeArgs {
         crate::telemetry::init_logs();
         crate::telemetry::metrics();
         let config = self.config()?;
-        let db = config.db.clone();
+        let db = crate::store::redact_url(&config.db);
         let app = Application::build(config).await?;
         println!(
             "kpistream {} serving database {db}",

@@ -290,8 +290,8 @@ pub async fn postgres_store() -> Option<TestStore> {
     let store = crate::store::PostgresStore::connect(
         options.clone().options([("search_path", schema.as_str())]),
         &crate::store::postgres::PostgresOptions {
-            migrate: true,
             max_connections: 4,
+            ..Default::default()
         },
     )
     .await

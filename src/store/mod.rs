@@ -65,7 +65,9 @@ pub enum StoreError {
     Migration(String),
     /// The URL names no database kpistream can keep its data in. Holds only the
     /// URL's scheme: the rest may carry a password.
-    #[error("unsupported database URL ({0}): use sqlite://PATH, a file")]
+    #[error(
+        "unsupported database URL ({0}): use sqlite://PATH (a file) or postgres://USER@HOST/DATABASE"
+    )]
     UnsupportedUrl(String),
 }
 
@@ -363,12 +365,77 @@ pub trait Store: StreamStore + PointStore + AccessStore + RunnerStore {
     async fn probe_write(&self, now: Timestamp) -> Result<()>;
 }
 
+/// How `serve` opens its database.
+#[derive(Debug, Clone)]
+pub struct OpenOptions {
+    /// Apply pending migrations at open; without, a database behind this version's
+    /// schema is refused (`kpistream migrate` brings it forward).
+    pub migrate: bool,
+    /// Start on a PostgreSQL whose `synchronous_commit` is `off` (an acknowledged
+    /// publish could then be lost in a crash of the database server), with a warning.
+    pub allow_async_commit: bool,
+}
+
+impl Default for OpenOptions {
+    fn default() -> Self {
+        Self {
+            migrate: true,
+            allow_async_commit: false,
+        }
+    }
+}
+
 /// Opens the store a database URL names, creating and migrating it as needed.
 pub async fn open(url: &str) -> Result<Arc<dyn Store>> {
+    open_with(url, &OpenOptions::default()).await
+}
+
+/// Opens the store a database URL names: `sqlite://PATH` or `postgres://…`.
+pub async fn open_with(url: &str, options: &OpenOptions) -> Result<Arc<dyn Store>> {
     if url.starts_with("sqlite:") {
-        return Ok(Arc::new(SqliteStore::open(url).await?));
+        return Ok(Arc::new(
+            SqliteStore::open_with(url, options.migrate).await?,
+        ));
+    }
+    if is_postgres(url) {
+        let options = postgres::PostgresOptions {
+            migrate: options.migrate,
+            allow_async_commit: options.allow_async_commit,
+            ..postgres::PostgresOptions::default()
+        };
+        return Ok(Arc::new(PostgresStore::open_with(url, &options).await?));
     }
     Err(StoreError::unsupported(url))
+}
+
+/// Applies the migrations a database lacks; returns how many ran and how many the
+/// schema has.
+pub async fn migrate(url: &str) -> Result<(usize, usize)> {
+    if url.starts_with("sqlite:") {
+        return SqliteStore::migrate(url).await;
+    }
+    if is_postgres(url) {
+        return PostgresStore::migrate(url).await;
+    }
+    Err(StoreError::unsupported(url))
+}
+
+fn is_postgres(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
+}
+
+/// A database URL as it may be printed or logged: its password replaced by `***`.
+pub fn redact_url(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        Ok(_) => url.to_owned(),
+        // Not a URL the parser takes: not shown, in case it holds a secret.
+        Err(_) if url.starts_with("sqlite:") => url.to_owned(),
+        Err(_) => "(a database URL that does not parse)".to_owned(),
+    }
 }
 
 impl StoreError {

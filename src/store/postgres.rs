@@ -12,7 +12,8 @@ use jiff::Timestamp;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Postgres, Transaction};
 
-use super::{Result, Store, WriteHealth, to_micros};
+use super::shared::behind;
+use super::{Result, Store, StoreError, WriteHealth, to_micros};
 
 mod access;
 mod points;
@@ -32,6 +33,8 @@ pub struct PostgresOptions {
     pub migrate: bool,
     /// Most connections this process holds.
     pub max_connections: u32,
+    /// Start even when `synchronous_commit` is `off`, with a warning.
+    pub allow_async_commit: bool,
 }
 
 impl Default for PostgresOptions {
@@ -39,6 +42,7 @@ impl Default for PostgresOptions {
         Self {
             migrate: true,
             max_connections: 16,
+            allow_async_commit: false,
         }
     }
 }
@@ -67,8 +71,12 @@ impl PostgresStore {
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect_with(connect)
             .await?;
+        check_durability(&pool, options.allow_async_commit).await?;
         if options.migrate {
             MIGRATOR.run(&pool).await?;
+        } else {
+            let applied = applied_migrations(&pool).await?;
+            behind(applied, MIGRATOR.migrations.len(), "postgres://…")?;
         }
         Ok(Self {
             pool,
@@ -76,34 +84,21 @@ impl PostgresStore {
         })
     }
 
-    /// Applies pending migrations on `url` and says how many ran.
-    pub async fn migrate(connect: PgConnectOptions) -> Result<usize> {
-        let store = Self::connect(
-            connect,
-            &PostgresOptions {
-                migrate: false,
-                max_connections: 1,
-            },
-        )
-        .await?;
-        let applied: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM information_schema.tables \
-             WHERE table_schema = current_schema() AND table_name = '_sqlx_migrations'",
-        )
-        .fetch_one(&store.pool)
-        .await?;
-        let before: i64 = if applied > 0 {
-            sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations WHERE success")
-                .fetch_one(&store.pool)
-                .await?
-        } else {
-            0
-        };
-        MIGRATOR.run(&store.pool).await?;
-        Ok(MIGRATOR.migrations.len().saturating_sub(before as usize))
+    /// Applies the migrations the database at `url` lacks: how many ran, and how many
+    /// the schema has.
+    pub async fn migrate(url: &str) -> Result<(usize, usize)> {
+        let pool = PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_with(PgConnectOptions::from_str(url)?)
+            .await?;
+        let before = applied_migrations(&pool).await?;
+        MIGRATOR.run(&pool).await?;
+        let all = MIGRATOR.migrations.len();
+        pool.close().await;
+        Ok((all.saturating_sub(before), all))
     }
 
-    #[allow(dead_code)] // used by the ported parts
     async fn write(&self) -> Result<Transaction<'static, Postgres>> {
         Ok(self.pool.begin().await?)
     }
@@ -112,6 +107,39 @@ impl PostgresStore {
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }
+}
+
+/// Refuses a database that acknowledges commits before they are durable, unless allowed.
+async fn check_durability(pool: &PgPool, allow_async_commit: bool) -> Result<()> {
+    let setting: String = sqlx::query_scalar("SHOW synchronous_commit")
+        .fetch_one(pool)
+        .await?;
+    if setting != "off" {
+        return Ok(());
+    }
+    if allow_async_commit {
+        tracing::warn!(
+            "PostgreSQL's synchronous_commit is off: a publish acknowledged just before the database server crashes can be lost"
+        );
+        return Ok(());
+    }
+    Err(StoreError::Unavailable(
+        "PostgreSQL's synchronous_commit is off, so a publish kpistream acknowledges could be lost in a crash of the database server: set it to on (ALTER DATABASE … SET synchronous_commit = on), or start with --allow-async-commit to accept that".into(),
+    ))
+}
+
+/// How many migrations the database has had (0 for a new one).
+async fn applied_migrations(pool: &PgPool) -> Result<usize> {
+    let table: Option<String> = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations')::text")
+        .fetch_one(pool)
+        .await?;
+    if table.is_none() {
+        return Ok(0);
+    }
+    let applied: i64 = sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations WHERE success")
+        .fetch_one(pool)
+        .await?;
+    Ok(applied as usize)
 }
 
 #[async_trait]

@@ -14,7 +14,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{Sqlite, Transaction};
 
-use super::shared::{opt_micros, parse_frequency, stream_not_found, unique};
+use super::shared::{behind, opt_micros, parse_frequency, stream_not_found, unique};
 use super::{Result, Store, StoreError, WriteHealth, to_micros};
 
 mod access;
@@ -43,6 +43,30 @@ impl SqliteStore {
     /// file is made 0600 (SQLite gives its WAL and shared-memory files the same mode):
     /// it holds token hashes and every KPI value.
     pub async fn open(url: &str) -> Result<Self> {
+        Self::open_with(url, true).await
+    }
+
+    /// Applies the migrations the database at `url` lacks: how many ran, and how many
+    /// the schema has.
+    pub async fn migrate(url: &str) -> Result<(usize, usize)> {
+        let before = match database_path(url) {
+            Some(path) if path.exists() => {
+                let options = SqliteConnectOptions::from_str(url)?.read_only(true);
+                let mut conn = sqlx::ConnectOptions::connect(&options).await?;
+                let applied = applied_migrations(&mut conn).await?;
+                sqlx::Connection::close(conn).await?;
+                applied
+            }
+            _ => 0,
+        };
+        Self::open_with(url, true).await?;
+        let all = MIGRATOR.migrations.len();
+        Ok((all.saturating_sub(before), all))
+    }
+
+    /// Opens the database; with `migrate` false, one whose schema is behind this
+    /// version's is refused rather than brought forward.
+    pub async fn open_with(url: &str, migrate: bool) -> Result<Self> {
         // The publish path's writer opens the file on a connection of its own, so the
         // data must live in a file, not in one connection's memory.
         let path = database_path(url)
@@ -59,7 +83,12 @@ impl SqliteStore {
         // cascade to the rows that reference it. The references are checked afterwards.
         let mut migrating =
             sqlx::ConnectOptions::connect(&options.clone().foreign_keys(false)).await?;
-        MIGRATOR.run(&mut migrating).await?;
+        if migrate {
+            MIGRATOR.run(&mut migrating).await?;
+        } else {
+            let applied = applied_migrations(&mut migrating).await?;
+            behind(applied, MIGRATOR.migrations.len(), url)?;
+        }
         let broken: Vec<SqliteRow> = sqlx::query("PRAGMA foreign_key_check")
             .fetch_all(&mut migrating)
             .await?;
@@ -122,6 +151,22 @@ impl SqliteStore {
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
     }
+}
+
+/// How many migrations the database has had (0 for a new one).
+async fn applied_migrations(conn: &mut sqlx::SqliteConnection) -> Result<usize> {
+    let table: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'",
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    if table == 0 {
+        return Ok(0);
+    }
+    let applied: i64 = sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations WHERE success")
+        .fetch_one(&mut *conn)
+        .await?;
+    Ok(applied as usize)
 }
 
 /// The file path of a `sqlite:` URL, unless the database lives in memory.

@@ -1,41 +1,497 @@
-#![allow(unused_imports)]
-//! The PostgreSQL side of points (placeholder: ported in the next commits).
+//! The PostgreSQL side of datapoints: committing a group of verified batches in one
+//! transaction with a handful of statements over arrays (`unnest`), whatever the number
+//! of points, and reading points and revisions back.
+//!
+//! Several servers may commit to one database at once. A group first locks the rows of
+//! the streams it writes (`FOR UPDATE`, in id order, so two groups never wait on each
+//! other in a circle): from then on, the group sees every batch another server committed
+//! to those streams, so a batch id raced to two servers is stored once and the second
+//! answers the first's outcome as a replay; a stream disabled or deleted meanwhile waits
+//! for the group or is seen as such by it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use jiff::Timestamp;
+use sqlx::postgres::PgRow;
+use sqlx::{Postgres, Row, Transaction};
 
 use super::PostgresStore;
-use crate::access::{
-    Access, AuditEntry, AuditEvent, AuditFilter, Grant, GrantSpec, Grantee, Team, TokenInfo, User,
-};
-use crate::auth::{Principal, Role};
-use crate::batch::{CommitRefusal, PreparedBatch, PublishOutcome};
-use crate::ids::{KeyId, OrgId, StreamId, UserId};
-use crate::runner_state::{
-    ConnectorName, ConnectorState, LeaseOutcome, LeaseTtl, ReportOutcome, RunRecord, RunReport,
-    RunnerId,
-};
-use crate::store::*;
-use crate::stream::{
-    Category, DeletedCounts, PublishingKey, Stream, StreamDefinition, StreamKey, StreamUpdate,
+use crate::batch::{CommitRefusal, PreparedBatch, PublishOutcome, ValidPoint};
+use crate::ids::StreamId;
+use crate::period::Frequency;
+use crate::store::shared::parse_frequency;
+use crate::store::{
+    PointRecord, PointStore, Result, RevisionRecord, StoreError, from_micros, to_micros,
 };
 
+const POINT_COLUMNS: &str =
+    "period, value, external_id, updated_at, batch_id, key_id, revision_count FROM points";
+
+fn point_from_row(row: &PgRow) -> Result<PointRecord> {
+    Ok(PointRecord {
+        period: row.get("period"),
+        value: row.get("value"),
+        external_id: row.get("external_id"),
+        updated_at: from_micros(row.get("updated_at"))?,
+        batch_id: row.get("batch_id"),
+        key_id: row.get("key_id"),
+        revision_count: row.get::<i64, _>("revision_count") as u32,
+    })
+}
+
+type GroupResult = Vec<std::result::Result<PublishOutcome, CommitRefusal>>;
+
+/// A stream of the group, as its locked row says.
+struct LockedStream {
+    seq: i64,
+    disabled: bool,
+    frequency: Frequency,
+    /// Periods this group inserted (not revised) into it.
+    new_points: i64,
+    latest: Option<String>,
+}
+
+/// The points of one run of batches that share no (stream, period): they can be written
+/// together. Each point keeps the batch it came from.
+#[derive(Default)]
+struct Rows<'a> {
+    stream: Vec<i64>,
+    period: Vec<&'a str>,
+    value: Vec<&'a str>,
+    external_id: Vec<Option<&'a str>>,
+    batch_id: Vec<&'a str>,
+    key_id: Vec<&'a str>,
+    /// Index into the group's batches.
+    batch: Vec<usize>,
+    keys: HashSet<(i64, &'a str)>,
+}
+
+impl<'a> Rows<'a> {
+    fn holds_any(&self, seq: i64, points: &[ValidPoint]) -> bool {
+        points
+            .iter()
+            .any(|p| self.keys.contains(&(seq, p.period.as_str())))
+    }
+
+    fn push(&mut self, seq: i64, index: usize, batch: &'a PreparedBatch) {
+        for point in batch.points() {
+            self.stream.push(seq);
+            self.period.push(&point.period);
+            self.value.push(&point.value);
+            self.external_id.push(point.external_id.as_deref());
+            self.batch_id.push(batch.batch_id());
+            self.key_id.push(batch.key_id().as_str());
+            self.batch.push(index);
+            self.keys.insert((seq, point.period.as_str()));
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.stream.is_empty()
+    }
+}
+
+async fn commit_group(
+    tx: &mut Transaction<'_, Postgres>,
+    batches: &[PreparedBatch],
+    now: Timestamp,
+) -> Result<GroupResult> {
+    let now_us = to_micros(now);
+    let mut ids: Vec<&str> = batches.iter().map(|b| b.stream_id().as_str()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let rows = sqlx::query(
+        "SELECT id, seq, disabled, frequency FROM streams WHERE id = ANY($1) ORDER BY id FOR UPDATE",
+    )
+    .bind(&ids)
+    .fetch_all(&mut **tx)
+    .await?;
+    let mut streams: HashMap<String, LockedStream> = HashMap::with_capacity(rows.len());
+    for row in &rows {
+        streams.insert(
+            row.get("id"),
+            LockedStream {
+                seq: row.get("seq"),
+                disabled: row.get("disabled"),
+                frequency: parse_frequency(row.get("frequency"))?,
+                new_points: 0,
+                latest: None,
+            },
+        );
+    }
+
+    // Batch ids already committed, by this server or another.
+    let (seqs, batch_ids): (Vec<i64>, Vec<&str>) = batches
+        .iter()
+        .filter_map(|b| {
+            let stream = streams.get(b.stream_id().as_str())?;
+            Some((stream.seq, b.batch_id()))
+        })
+        .unzip();
+    let stored: HashMap<(i64, String), String> = sqlx::query(
+        "SELECT b.stream, b.batch_id, b.outcome FROM batches b \
+         JOIN unnest($1::bigint[], $2::text[]) AS u(stream, batch_id) \
+           ON b.stream = u.stream AND b.batch_id = u.batch_id",
+    )
+    .bind(&seqs)
+    .bind(&batch_ids)
+    .fetch_all(&mut **tx)
+    .await?
+    .iter()
+    .map(|row| ((row.get("stream"), row.get("batch_id")), row.get("outcome")))
+    .collect();
+
+    // Decide each batch's fate in order; the accepted ones go into runs of batches that
+    // share no period, written together.
+    let mut results: Vec<Option<std::result::Result<PublishOutcome, CommitRefusal>>> =
+        Vec::with_capacity(batches.len());
+    let mut accepted_here: HashMap<(i64, &str), usize> = HashMap::new();
+    let mut runs: Vec<Rows> = vec![Rows::default()];
+    for (index, batch) in batches.iter().enumerate() {
+        let Some(stream) = streams.get(batch.stream_id().as_str()) else {
+            results.push(Some(Err(CommitRefusal::StreamGone(
+                batch.stream_id().clone(),
+            ))));
+            continue;
+        };
+        if let Some(outcome) = stored.get(&(stream.seq, batch.batch_id().to_owned())) {
+            let outcome: PublishOutcome = serde_json::from_str(outcome)
+                .map_err(|e| StoreError::Corrupt(format!("stored batch outcome: {e}")))?;
+            results.push(Some(Ok(outcome.into_replay())));
+            continue;
+        }
+        if accepted_here.contains_key(&(stream.seq, batch.batch_id())) {
+            // Answered below with the first one's outcome, as a replay.
+            results.push(None);
+            continue;
+        }
+        if stream.disabled {
+            results.push(Some(Err(CommitRefusal::Disabled(
+                batch.stream_id().clone(),
+            ))));
+            continue;
+        }
+        if stream.frequency != batch.frequency() {
+            results.push(Some(Err(CommitRefusal::FrequencyChanged(
+                batch.stream_id().clone(),
+            ))));
+            continue;
+        }
+        accepted_here.insert((stream.seq, batch.batch_id()), index);
+        let run = runs.last_mut().expect("one run at least");
+        if run.holds_any(stream.seq, batch.points()) {
+            runs.push(Rows::default());
+        }
+        runs.last_mut()
+            .expect("one run at least")
+            .push(stream.seq, index, batch);
+        results.push(None);
+    }
+
+    let mut revised = vec![0u32; batches.len()];
+    let mut inserted = vec![0i64; batches.len()];
+    for run in runs.iter().filter(|r| !r.is_empty()) {
+        write_run(tx, run, now_us, &mut revised, &mut inserted).await?;
+    }
+
+    // The outcomes, the remembered batch ids, and the streams' and keys' bookkeeping.
+    let mut remember = Remember::default();
+    let mut keys_used: HashSet<(&str, &str)> = HashSet::new();
+    for (index, batch) in batches.iter().enumerate() {
+        let Some(&first) = accepted_here.get(&(
+            streams
+                .get(batch.stream_id().as_str())
+                .map_or(-1, |s| s.seq),
+            batch.batch_id(),
+        )) else {
+            continue;
+        };
+        if first != index {
+            continue;
+        }
+        let stream = streams
+            .get_mut(batch.stream_id().as_str())
+            .expect("an accepted batch's stream is locked");
+        stream.new_points += inserted[index];
+        if let Some(latest) = batch.points().iter().map(|p| &p.period).max() {
+            if stream.latest.as_ref().is_none_or(|l| l < latest) {
+                stream.latest = Some(latest.clone());
+            }
+        }
+        let outcome = PublishOutcome::committed(batch, revised[index], now);
+        remember.push(stream.seq, batch, &outcome);
+        keys_used.insert((batch.stream_id().as_str(), batch.key_id().as_str()));
+        results[index] = Some(Ok(outcome));
+    }
+    for (index, batch) in batches.iter().enumerate() {
+        if results[index].is_some() {
+            continue;
+        }
+        let seq = streams[batch.stream_id().as_str()].seq;
+        let first = accepted_here[&(seq, batch.batch_id())];
+        let outcome = match &results[first] {
+            Some(Ok(outcome)) => outcome.clone().into_replay(),
+            _ => unreachable!("the first batch of an id in a group is accepted"),
+        };
+        results[index] = Some(Ok(outcome));
+    }
+    remember.insert(tx, now_us).await?;
+    touch(tx, &streams, &keys_used, now_us).await?;
+    Ok(results
+        .into_iter()
+        .map(|r| r.expect("every batch answered"))
+        .collect())
+}
+
+/// Writes one run of points: inserts the new periods, and revises the stored ones whose
+/// value or external id changes.
+async fn write_run(
+    tx: &mut Transaction<'_, Postgres>,
+    run: &Rows<'_>,
+    now_us: i64,
+    revised: &mut [u32],
+    inserted: &mut [i64],
+) -> Result<()> {
+    let new: HashSet<(i64, String)> = sqlx::query(
+        "INSERT INTO points (stream, period, value, external_id, batch_id, key_id, updated_at) \
+         SELECT u.stream, u.period, u.value, u.external_id, u.batch_id, u.key_id, $7 \
+         FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[]) \
+              AS u(stream, period, value, external_id, batch_id, key_id) \
+         ON CONFLICT (stream, period) DO NOTHING RETURNING stream, period",
+    )
+    .bind(&run.stream)
+    .bind(&run.period)
+    .bind(&run.value)
+    .bind(&run.external_id)
+    .bind(&run.batch_id)
+    .bind(&run.key_id)
+    .bind(now_us)
+    .fetch_all(&mut **tx)
+    .await?
+    .iter()
+    .map(|row| (row.get("stream"), row.get("period")))
+    .collect();
+    let mut stored = Vec::new();
+    for i in 0..run.stream.len() {
+        if new.contains(&(run.stream[i], run.period[i].to_owned())) {
+            inserted[run.batch[i]] += 1;
+        } else {
+            stored.push(i);
+        }
+    }
+    if stored.is_empty() {
+        return Ok(());
+    }
+    let streams: Vec<i64> = stored.iter().map(|&i| run.stream[i]).collect();
+    let periods: Vec<&str> = stored.iter().map(|&i| run.period[i]).collect();
+    let current: HashMap<(i64, String), (String, Option<String>)> = sqlx::query(
+        "SELECT p.stream, p.period, p.value, p.external_id FROM points p \
+         JOIN unnest($1::bigint[], $2::text[]) AS u(stream, period) \
+           ON p.stream = u.stream AND p.period = u.period",
+    )
+    .bind(&streams)
+    .bind(&periods)
+    .fetch_all(&mut **tx)
+    .await?
+    .iter()
+    .map(|row| {
+        (
+            (row.get("stream"), row.get("period")),
+            (row.get("value"), row.get("external_id")),
+        )
+    })
+    .collect();
+    let mut changed = Changed::default();
+    for i in stored {
+        let key = (run.stream[i], run.period[i].to_owned());
+        let (old_value, old_external) = current.get(&key).ok_or_else(|| {
+            StoreError::Conflict(format!(
+                "period {} vanished while its batch was committed",
+                run.period[i]
+            ))
+        })?;
+        if old_value == run.value[i] && old_external.as_deref() == run.external_id[i] {
+            continue;
+        }
+        revised[run.batch[i]] += 1;
+        changed.push(run, i, old_value);
+    }
+    changed.write(tx, now_us).await
+}
+
+/// Stored periods whose value or external id changes, with their old values.
+#[derive(Default)]
+struct Changed<'a> {
+    stream: Vec<i64>,
+    period: Vec<&'a str>,
+    old_value: Vec<String>,
+    value: Vec<&'a str>,
+    external_id: Vec<Option<&'a str>>,
+    batch_id: Vec<&'a str>,
+    key_id: Vec<&'a str>,
+}
+
+impl<'a> Changed<'a> {
+    fn push(&mut self, run: &Rows<'a>, i: usize, old_value: &str) {
+        self.stream.push(run.stream[i]);
+        self.period.push(run.period[i]);
+        self.old_value.push(old_value.to_owned());
+        self.value.push(run.value[i]);
+        self.external_id.push(run.external_id[i]);
+        self.batch_id.push(run.batch_id[i]);
+        self.key_id.push(run.key_id[i]);
+    }
+
+    async fn write(&self, tx: &mut Transaction<'_, Postgres>, now_us: i64) -> Result<()> {
+        if self.stream.is_empty() {
+            return Ok(());
+        }
+        sqlx::query(
+            "INSERT INTO revisions (stream, period, old_value, new_value, batch_id, key_id, revised_at) \
+             SELECT u.stream, u.period, u.old_value, u.new_value, u.batch_id, u.key_id, $7 \
+             FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[]) \
+                  WITH ORDINALITY AS u(stream, period, old_value, new_value, batch_id, key_id, n) \
+             ORDER BY u.n",
+        )
+        .bind(&self.stream)
+        .bind(&self.period)
+        .bind(&self.old_value)
+        .bind(&self.value)
+        .bind(&self.batch_id)
+        .bind(&self.key_id)
+        .bind(now_us)
+        .execute(&mut **tx)
+        .await?;
+        sqlx::query(
+            "UPDATE points p SET value = u.value, external_id = u.external_id, \
+                    batch_id = u.batch_id, key_id = u.key_id, updated_at = $7, \
+                    revision_count = p.revision_count + 1 \
+             FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[]) \
+                  AS u(stream, period, value, external_id, batch_id, key_id) \
+             WHERE p.stream = u.stream AND p.period = u.period",
+        )
+        .bind(&self.stream)
+        .bind(&self.period)
+        .bind(&self.value)
+        .bind(&self.external_id)
+        .bind(&self.batch_id)
+        .bind(&self.key_id)
+        .bind(now_us)
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
+}
+
+/// The batch ids a group accepted, with the answer a replay gets.
+#[derive(Default)]
+struct Remember {
+    stream: Vec<i64>,
+    batch_id: Vec<String>,
+    key_id: Vec<String>,
+    outcome: Vec<String>,
+}
+
+impl Remember {
+    fn push(&mut self, seq: i64, batch: &PreparedBatch, outcome: &PublishOutcome) {
+        self.stream.push(seq);
+        self.batch_id.push(batch.batch_id().to_owned());
+        self.key_id.push(batch.key_id().to_string());
+        self.outcome
+            .push(serde_json::to_string(outcome).expect("outcome serializes"));
+    }
+
+    async fn insert(&self, tx: &mut Transaction<'_, Postgres>, now_us: i64) -> Result<()> {
+        if self.stream.is_empty() {
+            return Ok(());
+        }
+        sqlx::query(
+            "INSERT INTO batches (stream, batch_id, key_id, accepted_at, outcome) \
+             SELECT u.stream, u.batch_id, u.key_id, $5, u.outcome \
+             FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[]) \
+                  AS u(stream, batch_id, key_id, outcome)",
+        )
+        .bind(&self.stream)
+        .bind(&self.batch_id)
+        .bind(&self.key_id)
+        .bind(&self.outcome)
+        .bind(now_us)
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
+}
+
+/// The streams' point counts, latest periods and last data times, and the keys' last
+/// use: one statement each for the whole group.
+async fn touch(
+    tx: &mut Transaction<'_, Postgres>,
+    streams: &HashMap<String, LockedStream>,
+    keys_used: &HashSet<(&str, &str)>,
+    now_us: i64,
+) -> Result<()> {
+    let (mut ids, mut counts, mut latest) = (Vec::new(), Vec::new(), Vec::new());
+    for (id, stream) in streams {
+        if let Some(period) = &stream.latest {
+            ids.push(id.as_str());
+            counts.push(stream.new_points);
+            latest.push(period.as_str());
+        }
+    }
+    if !ids.is_empty() {
+        sqlx::query(
+            "UPDATE streams s SET point_count = s.point_count + u.added, last_data_at = $4, \
+                    latest_period = CASE WHEN s.latest_period IS NULL OR s.latest_period < u.latest \
+                                         THEN u.latest ELSE s.latest_period END \
+             FROM unnest($1::text[], $2::bigint[], $3::text[]) AS u(id, added, latest) \
+             WHERE s.id = u.id",
+        )
+        .bind(&ids)
+        .bind(&counts)
+        .bind(&latest)
+        .bind(now_us)
+        .execute(&mut **tx)
+        .await?;
+    }
+    if !keys_used.is_empty() {
+        let (streams, keys): (Vec<&str>, Vec<&str>) = keys_used.iter().copied().unzip();
+        sqlx::query(
+            "UPDATE stream_keys k SET last_used_at = $3 \
+             FROM unnest($1::text[], $2::text[]) AS u(stream_id, key_id) \
+             WHERE k.stream_id = u.stream_id AND k.key_id = u.key_id",
+        )
+        .bind(&streams)
+        .bind(&keys)
+        .bind(now_us)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
 #[async_trait]
-#[allow(unused_variables)]
 impl PointStore for PostgresStore {
     async fn commit_batches(
         &self,
         batches: Arc<Vec<PreparedBatch>>,
         now: Timestamp,
-    ) -> Result<Vec<Result<PublishOutcome, CommitRefusal>>> {
-        unimplemented!()
+    ) -> Result<GroupResult> {
+        let mut tx = self.write().await?;
+        let results = commit_group(&mut tx, &batches, now).await?;
+        tx.commit().await?;
+        Ok(results)
     }
+
     async fn prune_batches(&self, before: Timestamp) -> Result<u64> {
-        unimplemented!()
+        let done = sqlx::query("DELETE FROM batches WHERE accepted_at < $1")
+            .bind(to_micros(before))
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
     }
+
     async fn list_points(
         &self,
         stream: &StreamId,
@@ -43,20 +499,74 @@ impl PointStore for PostgresStore {
         to: Option<&str>,
         limit: u32,
     ) -> Result<Vec<PointRecord>> {
-        unimplemented!()
+        let sql = format!(
+            "SELECT {POINT_COLUMNS} WHERE stream = (SELECT seq FROM streams WHERE id = $1) \
+             AND ($2::text IS NULL OR period >= $2) AND ($3::text IS NULL OR period <= $3) \
+             ORDER BY period LIMIT $4"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(stream.as_str())
+            .bind(from)
+            .bind(to)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(point_from_row).collect()
     }
+
     async fn latest_point(&self, stream: &StreamId) -> Result<Option<PointRecord>> {
-        unimplemented!()
+        let sql = format!(
+            "SELECT {POINT_COLUMNS} WHERE stream = (SELECT seq FROM streams WHERE id = $1) \
+             ORDER BY period DESC LIMIT 1"
+        );
+        let row = sqlx::query(&sql)
+            .bind(stream.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(point_from_row).transpose()
     }
+
     async fn points_updated_after(
         &self,
         stream: &StreamId,
         after: (Timestamp, Option<&str>),
         limit: u32,
     ) -> Result<Vec<PointRecord>> {
-        unimplemented!()
+        let sql = format!(
+            "SELECT {POINT_COLUMNS} WHERE stream = (SELECT seq FROM streams WHERE id = $1) \
+             AND (updated_at > $2 OR (updated_at = $2 AND $3::text IS NOT NULL AND period > $3)) \
+             ORDER BY updated_at, period LIMIT $4"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(stream.as_str())
+            .bind(to_micros(after.0))
+            .bind(after.1)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(point_from_row).collect()
     }
+
     async fn list_revisions(&self, stream: &StreamId, period: &str) -> Result<Vec<RevisionRecord>> {
-        unimplemented!()
+        let rows = sqlx::query(
+            "SELECT period, old_value, new_value, batch_id, key_id, revised_at FROM revisions \
+             WHERE stream = (SELECT seq FROM streams WHERE id = $1) AND period = $2 ORDER BY id",
+        )
+        .bind(stream.as_str())
+        .bind(period)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(RevisionRecord {
+                    period: row.get("period"),
+                    old_value: row.get("old_value"),
+                    new_value: row.get("new_value"),
+                    batch_id: row.get("batch_id"),
+                    key_id: row.get("key_id"),
+                    revised_at: from_micros(row.get("revised_at"))?,
+                })
+            })
+            .collect()
     }
 }
