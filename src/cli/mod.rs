@@ -5,6 +5,7 @@ mod audit;
 mod bench;
 mod category;
 mod connector;
+mod copy;
 mod grant;
 mod key;
 mod migrate;
@@ -45,6 +46,8 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Apply the database migrations this version needs (serve does it at start unless --no-migrate).
     Migrate(migrate::MigrateArgs),
+    /// Move a whole deployment from its SQLite file into a new PostgreSQL database.
+    Copy(copy::CopyArgs),
     /// Create, list, show, change, disable and delete streams.
     #[command(subcommand)]
     Stream(stream::StreamCommand),
@@ -173,6 +176,7 @@ impl Cli {
         match self.command {
             Command::Serve(args) => args.run().await,
             Command::Migrate(args) => args.run().await,
+            Command::Copy(args) => args.run().await,
             Command::Stream(cmd) => cmd.run().await,
             Command::Key(cmd) => cmd.run().await,
             Command::Category(cmd) => cmd.run().await,

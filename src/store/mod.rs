@@ -3,6 +3,7 @@
 
 #[cfg(test)]
 mod contract;
+pub mod copy;
 mod health;
 pub mod postgres;
 mod shared;
