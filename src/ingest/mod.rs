@@ -19,7 +19,7 @@ use self::watchers::{Subscription, Watchers};
 use crate::batch::{CommitRefusal, PointRejection, PreparedBatch, PublishOutcome};
 use crate::ids::{InvalidId, KeyId, StreamId};
 use crate::signature::{self, SignatureError};
-use crate::store::{Store, StoreError, WriteHealth};
+use crate::store::{Change, Store, StoreError, WriteHealth};
 use crate::stream::PublishingKey;
 
 /// Signed batches up to this size (a few dozen points) are verified and validated on
@@ -188,7 +188,11 @@ impl Ingestor {
     pub fn start(store: Arc<dyn Store>, config: IngestConfig, health: Arc<WriteHealth>) -> Self {
         let (writer, rx) = mpsc::channel(config.max_group * 4);
         let watchers = Arc::new(Watchers::default());
+        let shared = store.changes();
         let writer_task = Writer {
+            // A database shared with other servers tells every server's watchers of
+            // every commit, in commit order; the writer then leaves them to it.
+            local_watch: shared.is_none(),
             store: store.clone(),
             max_group: config.max_group,
             watchers: watchers.clone(),
@@ -196,11 +200,20 @@ impl Ingestor {
             last_commit: Timestamp::UNIX_EPOCH,
         };
         tokio::spawn(writer_task.run(rx));
+        let keys: Arc<KeyCache> = Arc::default();
+        if let Some(changes) = shared {
+            tokio::spawn(follow_changes(
+                changes,
+                Arc::downgrade(&keys),
+                watchers.clone(),
+                store.clone(),
+            ));
+        }
         Self {
             store,
             writer,
             config: Arc::new(config),
-            keys: Arc::default(),
+            keys,
             watchers,
         }
     }
@@ -323,6 +336,103 @@ impl Ingestor {
     }
 }
 
+/// Applies what the servers sharing the database announce: another server's stream and
+/// key changes empty this server's key cache for the stream at once, and every commit
+/// (this server's too) reaches this server's watchers of the stream, read back from the
+/// database. Ends with the ingestor.
+async fn follow_changes(
+    mut changes: tokio::sync::broadcast::Receiver<Change>,
+    keys: std::sync::Weak<KeyCache>,
+    watchers: Arc<Watchers>,
+    store: Arc<dyn Store>,
+) {
+    use tokio::sync::broadcast::error::RecvError;
+    loop {
+        let change = match changes.recv().await {
+            Ok(change) => change,
+            Err(RecvError::Lagged(_)) => Change::Missed,
+            Err(RecvError::Closed) => return,
+        };
+        let Some(keys) = keys.upgrade() else { return };
+        match change {
+            Change::Stream(stream) => keys
+                .lock()
+                .expect("key cache lock")
+                .retain(|(s, _), _| *s != stream),
+            Change::Missed => {
+                keys.lock().expect("key cache lock").clear();
+                watchers.overflow_all();
+            }
+            Change::Committed { stream, at } => {
+                if !watchers.watches(&stream) {
+                    continue;
+                }
+                match committed_at(store.as_ref(), &stream, at).await {
+                    Ok(batches) => {
+                        for batch in batches {
+                            watchers.deliver(&Arc::new(batch));
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, stream_id = %stream, "cannot read points another server committed; its watchers must resume");
+                        watchers.overflow_all();
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The batches committed to `stream` at `at` (by any server), as its watchers get them.
+/// A point changed again since then is left out: the later commit brings it.
+async fn committed_at(
+    store: &dyn Store,
+    stream: &StreamId,
+    at: Timestamp,
+) -> Result<Vec<Committed>, StoreError> {
+    let before = at
+        .checked_sub(jiff::SignedDuration::from_micros(1))
+        .unwrap_or(at);
+    let mut batches: Vec<Committed> = Vec::new();
+    let mut after = (before, None::<String>);
+    loop {
+        let page = store
+            .points_updated_after(stream, (after.0, after.1.as_deref()), 1_000)
+            .await?;
+        let full = page.len() == 1_000;
+        for point in page.iter().filter(|p| p.updated_at == at) {
+            let same = batches
+                .last()
+                .is_some_and(|b| b.batch_id == point.batch_id && b.key_id.as_str() == point.key_id);
+            if !same {
+                batches.push(Committed {
+                    stream_id: stream.clone(),
+                    key_id: KeyId::parse(&point.key_id)
+                        .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                    batch_id: point.batch_id.clone(),
+                    points: Vec::new(),
+                    at,
+                });
+            }
+            batches
+                .last_mut()
+                .expect("a batch for the point")
+                .points
+                .push(crate::batch::ValidPoint {
+                    period: point.period.clone(),
+                    value: point.value.clone(),
+                    external_id: point.external_id.clone(),
+                });
+        }
+        match page.last() {
+            Some(last) if full && last.updated_at == at => {
+                after = (last.updated_at, Some(last.period.clone()));
+            }
+            _ => return Ok(batches),
+        }
+    }
+}
+
 /// The CPU part of a publish, run on a blocking thread: verify, decode, check, validate.
 fn prepare(
     stream_id: &StreamId,
@@ -411,6 +521,8 @@ fn record_metrics(result: &Result<PublishOutcome, IngestError>, started: Instant
 /// The single writer: takes the first waiting batch, then every batch already queued
 /// (up to `max_group`), and commits them in one transaction.
 struct Writer {
+    /// Whether committed batches go to this server's watchers from here.
+    local_watch: bool,
     store: Arc<dyn Store>,
     max_group: usize,
     watchers: Arc<Watchers>,
@@ -466,7 +578,7 @@ impl Writer {
         results: Vec<Result<PublishOutcome, CommitRefusal>>,
         now: Timestamp,
     ) {
-        let watched = self.watchers.any();
+        let watched = self.local_watch && self.watchers.any();
         for ((reply, result), batch) in replies.into_iter().zip(results).zip(batches) {
             let fresh = matches!(&result, Ok(outcome) if !outcome.replayed());
             let _ = reply.send(Ok(result));

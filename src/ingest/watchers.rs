@@ -83,6 +83,19 @@ impl Watchers {
         }
     }
 
+    /// Whether anybody watches `stream`.
+    pub fn watches(&self, stream: &StreamId) -> bool {
+        self.lock().contains_key(stream)
+    }
+
+    /// Ends every watch as overflowed (each is told where to resume): batches may have
+    /// been committed that no watcher was given.
+    pub fn overflow_all(&self) {
+        for watcher in self.lock().values().flatten() {
+            watcher.overflow();
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<StreamId, Vec<Arc<Watcher>>>> {
         self.streams.lock().expect("watchers lock")
     }
@@ -97,13 +110,26 @@ impl Watcher {
         let points = batch.points.len();
         // A watcher that has caught up takes any batch, even one over its bound.
         if !queue.batches.is_empty() && queue.points + points > self.capacity {
+            drop(queue);
+            self.overflow();
+            return;
+        } else {
+            queue.batches.push_back(batch.clone());
+            queue.points += points;
+        }
+        drop(queue);
+        self.ready.notify_one();
+    }
+}
+
+impl Watcher {
+    fn overflow(&self) {
+        let mut queue = self.queue.lock().expect("watch queue lock");
+        if !queue.overflowed {
             queue.batches.clear();
             queue.points = 0;
             queue.overflowed = true;
             metrics::counter!("kpistream_watches_overflowed_total").increment(1);
-        } else {
-            queue.batches.push_back(batch.clone());
-            queue.points += points;
         }
         drop(queue);
         self.ready.notify_one();

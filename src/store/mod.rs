@@ -353,6 +353,20 @@ pub trait PointStore: Send + Sync + 'static {
     async fn list_revisions(&self, stream: &StreamId, period: &str) -> Result<Vec<RevisionRecord>>;
 }
 
+/// A change another server made to a database this one shares (PostgreSQL), heard
+/// through the database (`LISTEN`/`NOTIFY`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// A stream's definition, status or keys changed: cached keys of it are stale.
+    Stream(StreamId),
+    /// Points of `stream` were committed with the time `at` (by any server sharing the
+    /// database; heard in the order the database committed them).
+    Committed { stream: StreamId, at: Timestamp },
+    /// The server stopped hearing changes for a while (its connection to the database
+    /// was lost): anything cached may be stale.
+    Missed,
+}
+
 /// The whole store, as callers hold it (`Arc<dyn Store>`): its parts, and whether the
 /// database answers and takes writes. Methods of the parts are callable on a
 /// `dyn Store` as they are; on a concrete store, bring the part's trait into scope.
@@ -364,6 +378,12 @@ pub trait Store: StreamStore + PointStore + AccessStore + RunnerStore {
     async fn ping(&self) -> Result<()>;
     /// Checks the database takes a write: commits a one-row change that nothing reads.
     async fn probe_write(&self, now: Timestamp) -> Result<()>;
+    /// Changes made through the database by the servers sharing it, for a store that
+    /// can have several (`None`: this server is the database's only writer). With a
+    /// feed, watchers get every commit from it, this server's own included.
+    fn changes(&self) -> Option<tokio::sync::broadcast::Receiver<Change>> {
+        None
+    }
 }
 
 /// How `serve` opens its database.

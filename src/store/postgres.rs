@@ -4,16 +4,18 @@
 //! and revisions are partitioned by hash of their stream.
 
 use std::str::FromStr;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use jiff::Timestamp;
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
 use sqlx::{Postgres, Transaction};
+use tokio::sync::broadcast;
 
 use super::shared::behind;
-use super::{Result, Store, StoreError, WriteHealth, to_micros};
+use super::{Change, Result, Store, StoreError, WriteHealth, to_micros};
+use crate::ids::StreamId;
 
 mod access;
 mod points;
@@ -51,7 +53,18 @@ impl Default for PostgresOptions {
 pub struct PostgresStore {
     pool: PgPool,
     health: Arc<WriteHealth>,
+    /// Changes other servers announce (see [`Change`]); the listening task holds a weak
+    /// reference and ends with the store.
+    changes: Arc<broadcast::Sender<Change>>,
+    /// Tells this server's announcements from other servers'.
+    origin: Arc<str>,
 }
+
+/// The channel servers sharing a database announce their changes on.
+const CHANNEL: &str = "kpistream_changes";
+
+/// Changes a slow subscriber may fall behind by before it is told it missed some.
+const CHANGES_BACKLOG: usize = 1_024;
 
 impl PostgresStore {
     /// Connects and applies pending migrations.
@@ -78,10 +91,49 @@ impl PostgresStore {
             let applied = applied_migrations(&pool).await?;
             behind(applied, MIGRATOR.migrations.len(), "postgres://…")?;
         }
+        let (changes, _) = broadcast::channel(CHANGES_BACKLOG);
+        let changes = Arc::new(changes);
+        let origin: Arc<str> = format!("{:016x}", rand::random::<u64>()).into();
+        tokio::spawn(listen(
+            pool.clone(),
+            origin.clone(),
+            Arc::downgrade(&changes),
+        ));
         Ok(Self {
             pool,
             health: Arc::new(WriteHealth::default()),
+            changes,
+            origin,
         })
+    }
+
+    /// Announces to the other servers that `stream`'s definition or keys changed, when
+    /// `tx` commits.
+    pub(super) async fn announce_stream(
+        &self,
+        tx: &mut Transaction<'_, Postgres>,
+        stream: &StreamId,
+    ) -> Result<()> {
+        notify(tx, &format!("s {} {stream}", self.origin)).await
+    }
+
+    /// Announces that points of these streams were committed at `at`, when `tx` commits.
+    pub(super) async fn announce_commit(
+        &self,
+        tx: &mut Transaction<'_, Postgres>,
+        streams: &[&str],
+        at: Timestamp,
+    ) -> Result<()> {
+        let payloads: Vec<String> = streams
+            .iter()
+            .map(|stream| format!("c {} {stream} {}", self.origin, to_micros(at)))
+            .collect();
+        sqlx::query("SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p")
+            .bind(CHANNEL)
+            .bind(&payloads)
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
     }
 
     /// Applies the migrations the database at `url` lacks: how many ran, and how many
@@ -106,6 +158,90 @@ impl PostgresStore {
     /// The pool, for tests and tools that read the database directly.
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+}
+
+async fn notify(tx: &mut Transaction<'_, Postgres>, payload: &str) -> Result<()> {
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(CHANNEL)
+        .bind(payload)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// Hears the other servers' announcements until the store is dropped. While its
+/// connection is lost it retries every second, and once back it reports that changes
+/// may have been missed.
+async fn listen(pool: PgPool, origin: Arc<str>, changes: Weak<broadcast::Sender<Change>>) {
+    let mut connected_before = false;
+    loop {
+        if changes.strong_count() == 0 || pool.is_closed() {
+            return;
+        }
+        let mut listener = match PgListener::connect_with(&pool).await {
+            Ok(listener) => listener,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for other servers' changes; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        if let Err(e) = listener.listen(CHANNEL).await {
+            tracing::warn!(error = %e, "cannot listen for other servers' changes; retrying");
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            continue;
+        }
+        if connected_before {
+            let Some(sender) = changes.upgrade() else {
+                return;
+            };
+            let _ = sender.send(Change::Missed);
+        }
+        connected_before = true;
+        loop {
+            let heard = listener.try_recv().await;
+            let Some(sender) = changes.upgrade() else {
+                return;
+            };
+            match heard {
+                Ok(Some(notification)) => {
+                    if let Some(change) = parse_change(notification.payload(), &origin) {
+                        let _ = sender.send(change);
+                    }
+                }
+                // The connection was lost; the next call reconnects.
+                Ok(None) => {
+                    let _ = sender.send(Change::Missed);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "lost the connection that hears other servers' changes");
+                    drop(sender);
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// An announcement (`s ORIGIN STREAM` or `c ORIGIN STREAM MICROS`); `None` for this
+/// server's own stream changes and for anything unreadable.
+fn parse_change(payload: &str, origin: &str) -> Option<Change> {
+    let mut parts = payload.split(' ');
+    let (kind, from, stream) = (parts.next()?, parts.next()?, parts.next()?);
+    let stream = StreamId::parse(stream).ok()?;
+    match kind {
+        // This server forgot its own cached keys when it made the change.
+        "s" if from == origin => None,
+        "s" => Some(Change::Stream(stream)),
+        // Every commit, this server's too: watchers get all of a stream's commits from
+        // here, in the order the database committed them.
+        "c" => {
+            let at = Timestamp::from_microsecond(parts.next()?.parse().ok()?).ok()?;
+            Some(Change::Committed { stream, at })
+        }
+        _ => None,
     }
 }
 
@@ -151,6 +287,10 @@ impl Store for PostgresStore {
     async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
+    }
+
+    fn changes(&self) -> Option<broadcast::Receiver<Change>> {
+        Some(self.changes.subscribe())
     }
 
     async fn probe_write(&self, now: Timestamp) -> Result<()> {

@@ -94,20 +94,33 @@ impl<'a> Rows<'a> {
 }
 
 async fn commit_group(
+    store: &PostgresStore,
     tx: &mut Transaction<'_, Postgres>,
     batches: &[PreparedBatch],
     now: Timestamp,
 ) -> Result<GroupResult> {
-    let now_us = to_micros(now);
     let mut ids: Vec<&str> = batches.iter().map(|b| b.stream_id().as_str()).collect();
     ids.sort_unstable();
     ids.dedup();
     let rows = sqlx::query(
-        "SELECT id, seq, disabled, frequency FROM streams WHERE id = ANY($1) ORDER BY id FOR UPDATE",
+        "SELECT id, seq, disabled, frequency, last_data_at FROM streams WHERE id = ANY($1) \
+         ORDER BY id FOR UPDATE",
     )
     .bind(&ids)
     .fetch_all(&mut **tx)
     .await?;
+    // Each stream's commits are stamped in the order they commit (the row lock orders
+    // them), even when the servers' clocks disagree: a watch on any server reads a
+    // stream's changes in that order.
+    let last: Option<i64> = rows
+        .iter()
+        .filter_map(|row| row.get::<Option<i64>, _>("last_data_at"))
+        .max();
+    let now = match last {
+        Some(last) if last >= to_micros(now) => from_micros(last + 1)?,
+        _ => now,
+    };
+    let now_us = to_micros(now);
     let mut streams: HashMap<String, LockedStream> = HashMap::with_capacity(rows.len());
     for row in &rows {
         streams.insert(
@@ -239,6 +252,14 @@ async fn commit_group(
     }
     remember.insert(tx, now_us).await?;
     touch(tx, &streams, &keys_used, now_us).await?;
+    let committed: Vec<&str> = streams
+        .iter()
+        .filter(|(_, s)| s.latest.is_some())
+        .map(|(id, _)| id.as_str())
+        .collect();
+    if !committed.is_empty() {
+        store.announce_commit(tx, &committed, now).await?;
+    }
     Ok(results
         .into_iter()
         .map(|r| r.expect("every batch answered"))
@@ -479,7 +500,7 @@ impl PointStore for PostgresStore {
         now: Timestamp,
     ) -> Result<GroupResult> {
         let mut tx = self.write().await?;
-        let results = commit_group(&mut tx, &batches, now).await?;
+        let results = commit_group(self, &mut tx, &batches, now).await?;
         tx.commit().await?;
         Ok(results)
     }
