@@ -243,3 +243,115 @@ async fn asynchronous_commit_is_refused_unless_allowed() {
         server.logs()
     );
 }
+
+/// A second server on the same database, sharing the first one's admin token.
+fn second_server(first: &TestServer, url: &str) -> TestServer {
+    TestServer::start_setup(Setup {
+        db: Some(url.to_owned()),
+        token_file: Some(first.token_path()),
+        ..Setup::default()
+    })
+}
+
+async fn next_point(
+    points: &mut tonic::Streaming<kpistream::proto::DataPoint>,
+) -> kpistream::proto::DataPoint {
+    tokio::time::timeout(std::time::Duration::from_secs(10), points.message())
+        .await
+        .expect("a point within 10 s")
+        .expect("the watch goes on")
+        .expect("a point")
+}
+
+#[tokio::test]
+async fn two_servers_on_one_database_serve_as_one() {
+    let Some(schema) = Schema::new().await else {
+        return;
+    };
+    let a = server_on(&schema.url, &[]);
+    let b = second_server(&a, &schema.url);
+    let (stream, credential) = a.daily_stream("orders").await;
+    let (a_client, b_client) = (a.client().await, b.client().await);
+
+    // Published through either, read through either.
+    let a_publisher = a.anonymous_client().await;
+    let b_publisher = b.anonymous_client().await;
+    a_publisher
+        .publish(&credential, vec![point("2026-11-01", "1")], false)
+        .await
+        .unwrap();
+    b_publisher
+        .publish(&credential, vec![point("2026-11-02", "2")], false)
+        .await
+        .unwrap();
+    let both = [
+        ("2026-11-01".to_owned(), "1".to_owned()),
+        ("2026-11-02".to_owned(), "2".to_owned()),
+    ];
+    assert_eq!(values(&a_client, &stream).await, both);
+    assert_eq!(values(&b_client, &stream).await, both);
+
+    // A watch on one server sees what is published through the other.
+    let mut watched = a_client.watch(&stream, false).await.unwrap();
+    b_publisher
+        .publish(&credential, vec![point("2026-11-03", "3")], false)
+        .await
+        .unwrap();
+    let seen = next_point(&mut watched).await;
+    assert_eq!(
+        (seen.period.as_str(), seen.value.as_str()),
+        ("2026-11-03", "3")
+    );
+
+    // One batch id raced to both servers is stored once, and both answer its outcome.
+    for round in 0..5 {
+        let period = format!("2026-12-{:02}", round + 1);
+        let envelope = common::sealed(&credential, vec![point(&period, "7")]);
+        let (to_a, to_b) = tokio::join!(
+            common::publish_envelope(&a_publisher, envelope.clone(), false),
+            common::publish_envelope(&b_publisher, envelope, false)
+        );
+        let (to_a, to_b) = (to_a.unwrap(), to_b.unwrap());
+        assert_eq!((to_a.accepted, to_b.accepted), (1, 1));
+        assert_eq!(
+            u32::from(to_a.replayed) + u32::from(to_b.replayed),
+            1,
+            "one server stored the batch, the other answered it as a replay"
+        );
+        assert_eq!(to_a.committed_at, to_b.committed_at);
+    }
+    assert_eq!(
+        schema.count("batches").await,
+        8,
+        "3 single batches and 5 raced ones"
+    );
+    assert_eq!(schema.count("points").await, 8);
+
+    // A key revoked through one server is refused by the other within a second.
+    a_publisher
+        .publish(&credential, vec![point("2026-11-04", "4")], false)
+        .await
+        .expect("the key works through a, which now caches it");
+    b_client
+        .revoke_key(&stream, credential.key_id().as_str())
+        .await
+        .expect("revoked through b");
+    let revoked_at = std::time::Instant::now();
+    loop {
+        let refused = a_publisher
+            .publish(&credential, vec![point("2026-11-05", "5")], false)
+            .await;
+        match refused {
+            Err(status) => {
+                assert_eq!(status.code(), tonic::Code::Unauthenticated, "{status:?}");
+                assert!(status.message().contains("revoked"), "{status:?}");
+                break;
+            }
+            Ok(_) => assert!(
+                revoked_at.elapsed() < std::time::Duration::from_secs(1),
+                "a key revoked through b was still taken by a after 1 s"
+            ),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
