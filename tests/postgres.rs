@@ -355,3 +355,189 @@ async fn two_servers_on_one_database_serve_as_one() {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
+
+/// A PostgreSQL server of the test's own (initdb in a temporary folder, on a free
+/// port), which the test may stop and start without touching anybody else's.
+struct OwnCluster {
+    bin: std::path::PathBuf,
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+impl OwnCluster {
+    /// `None` (the test skips) unless running as root with PostgreSQL's programs
+    /// installed; under `CI=true` both are required.
+    fn start() -> Option<OwnCluster> {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .ok()
+            .and_then(|versions| {
+                versions
+                    .filter_map(|v| v.ok())
+                    .map(|v| v.path().join("bin"))
+                    .filter(|bin| bin.join("initdb").exists())
+                    .max()
+            });
+        let root =
+            std::os::unix::fs::MetadataExt::uid(&std::fs::metadata("/proc/self").unwrap()) == 0;
+        let Some(bin) = bin.filter(|_| root) else {
+            assert!(
+                !required(),
+                "this test needs root and PostgreSQL's programs under CI=true"
+            );
+            eprintln!("skipped: needs root and PostgreSQL's programs (initdb, pg_ctl)");
+            return None;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let uid = std::process::Command::new("id")
+            .args(["-u", "postgres"])
+            .output()
+            .expect("id runs");
+        let uid: u32 = String::from_utf8_lossy(&uid.stdout)
+            .trim()
+            .parse()
+            .expect("a postgres user");
+        std::os::unix::fs::chown(dir.path(), Some(uid), None).unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let cluster = OwnCluster { bin, dir, port };
+        cluster.as_postgres(&format!(
+            "{}/initdb -D {}/data -A trust -U postgres >/dev/null",
+            cluster.bin.display(),
+            cluster.dir.path().display()
+        ));
+        cluster.up();
+        Some(cluster)
+    }
+
+    fn as_postgres(&self, command: &str) {
+        let status = std::process::Command::new("su")
+            .args(["postgres", "-s", "/bin/sh", "-c", command])
+            .stdin(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "{command} failed");
+    }
+
+    fn up(&self) {
+        self.as_postgres(&format!(
+            "{}/pg_ctl -D {dir}/data -l {dir}/log -w -o \"-p {} -k {dir} -c listen_addresses=127.0.0.1\" start >/dev/null",
+            self.bin.display(),
+            self.port,
+            dir = self.dir.path().display()
+        ));
+    }
+
+    fn down(&self) {
+        self.as_postgres(&format!(
+            "{}/pg_ctl -D {}/data -m fast -w stop >/dev/null",
+            self.bin.display(),
+            self.dir.path().display()
+        ));
+    }
+
+    fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+}
+
+impl Drop for OwnCluster {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("su")
+            .args([
+                "postgres",
+                "-s",
+                "/bin/sh",
+                "-c",
+                &format!(
+                    "{}/pg_ctl -D {}/data -m immediate -w stop",
+                    self.bin.display(),
+                    self.dir.path().display()
+                ),
+            ])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
+}
+
+#[tokio::test]
+async fn a_server_rides_out_a_database_outage_and_keeps_every_acknowledged_batch() {
+    let Some(cluster) = OwnCluster::start() else {
+        return;
+    };
+    let server = server_on(&cluster.url(), &[]);
+    let (stream, credential) = server.daily_stream("uptime").await;
+    let publisher = server.anonymous_client().await;
+
+    // One publisher, one new period per batch, for as long as the test says.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = {
+        let (stop, credential) = (stop.clone(), credential.clone());
+        tokio::spawn(async move {
+            let (mut acknowledged, mut unavailable, mut slowest_refusal) =
+                (Vec::new(), 0u32, std::time::Duration::ZERO);
+            let mut n = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                n += 1;
+                let (period, value) = (common::day(n), n.to_string());
+                let sent = std::time::Instant::now();
+                match publisher
+                    .publish(&credential, vec![point(&period, &value)], false)
+                    .await
+                {
+                    Ok(_) => acknowledged.push((period, value)),
+                    Err(status) => {
+                        assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+                        unavailable += 1;
+                        slowest_refusal = slowest_refusal.max(sent.elapsed());
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    }
+                }
+            }
+            (acknowledged, unavailable, slowest_refusal)
+        })
+    };
+
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    cluster.down();
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let (status, _) = server.http_get("/healthz");
+    assert_eq!(status, 503, "not ready while the database is down");
+    cluster.up();
+    let back = std::time::Instant::now();
+    loop {
+        if server.http_get("/healthz").0 == 200 {
+            break;
+        }
+        assert!(
+            back.elapsed() < std::time::Duration::from_secs(30),
+            "the server did not recover within 30 s of the database's return\n{}",
+            server.logs()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (acknowledged, unavailable, slowest_refusal) = load.await.unwrap();
+
+    assert!(
+        unavailable > 0,
+        "publishes failed while the database was down"
+    );
+    assert!(
+        slowest_refusal < std::time::Duration::from_secs(10),
+        "publishes failed fast, not after {slowest_refusal:?}"
+    );
+    let stored = values(&server.client().await, &stream).await;
+    for point in &acknowledged {
+        assert!(stored.contains(point), "acknowledged {point:?} is missing");
+    }
+    assert!(
+        acknowledged.len() > 10,
+        "publishes went through before and after the outage"
+    );
+}
