@@ -288,7 +288,10 @@ pub async fn postgres_store() -> Option<TestStore> {
         .await
         .expect("a schema for the test");
     let store = crate::store::PostgresStore::connect(
-        options.clone().options([("search_path", schema.as_str())]),
+        options
+            .clone()
+            .options([("search_path", schema.as_str())])
+            .application_name(&schema),
         &crate::store::postgres::PostgresOptions {
             max_connections: 4,
             ..Default::default()
@@ -320,6 +323,18 @@ impl Drop for DropSchema {
                 .expect("a runtime");
             runtime.block_on(async move {
                 let mut conn = options.connect().await.ok()?;
+                // The store's connections (named after the schema) may still hold locks:
+                // a transaction that a failing test left open is rolled back by a task of
+                // the test's runtime, which has stopped.
+                conn.execute(
+                    format!(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                         WHERE application_name = '{schema}' AND pid <> pg_backend_pid()"
+                    )
+                    .as_str(),
+                )
+                .await
+                .ok()?;
                 conn.execute(format!("DROP SCHEMA {schema} CASCADE").as_str())
                     .await
                     .ok()
