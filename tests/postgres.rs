@@ -541,3 +541,242 @@ async fn a_server_rides_out_a_database_outage_and_keeps_every_acknowledged_batch
         "publishes went through before and after the outage"
     );
 }
+
+/// Everything an admin of the organisation can list or query, in one comparable value.
+async fn everything(
+    client: &kpistream::client::Client,
+    runner: &kpistream::client::Client,
+) -> String {
+    use kpistream::client::{AuditFilter, PeriodRange, StreamFilter};
+    use kpistream::proto;
+    let mut out = Vec::new();
+    out.push(format!("{:?}", client.who_am_i().await.unwrap()));
+    out.push(format!("{:?}", client.categories().await.unwrap()));
+    out.push(format!("{:?}", client.users().await.unwrap()));
+    out.push(format!("{:?}", client.teams().await.unwrap()));
+    out.push(format!("{:?}", client.tokens(None).await.unwrap()));
+    out.push(format!(
+        "{:?}",
+        client.audit(&AuditFilter::default()).await.unwrap()
+    ));
+    let streams = client.streams(&StreamFilter::default()).await.unwrap();
+    out.push(format!("{streams:?}"));
+    for stream in &streams {
+        out.push(format!("{:?}", client.stream(&stream.id).await.unwrap()));
+        out.push(format!("{:?}", client.keys(&stream.id).await.unwrap()));
+        out.push(format!("{:?}", client.grants(&stream.id).await.unwrap()));
+        let points = client
+            .points(&stream.id, &PeriodRange::default())
+            .await
+            .unwrap();
+        for point in &points {
+            out.push(format!(
+                "{:?}",
+                client.revisions(&stream.id, &point.period).await.unwrap()
+            ));
+        }
+        out.push(format!("{points:?}"));
+    }
+    let mut state = runner.runner();
+    out.push(format!(
+        "{:?}",
+        state
+            .get_state(proto::ConnectorRef {
+                connector: "crm".into()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+    ));
+    out.push(format!(
+        "{:?}",
+        state
+            .list_runs(proto::ListRunsRequest {
+                connector: "crm".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+    ));
+    out.join("\n")
+}
+
+#[tokio::test]
+async fn copy_moves_a_whole_sqlite_deployment_to_postgres() {
+    use kpistream::auth::Role;
+    use kpistream::client::Client;
+    use kpistream::proto;
+    let Some(schema) = Schema::new().await else {
+        return;
+    };
+    // A SQLite deployment with every kind of record, made through the API.
+    let mut sqlite = TestServer::start();
+    let admin = sqlite.client().await;
+    admin.create_category("Sales").await.unwrap();
+    admin.create_user("grace", Role::Member).await.unwrap();
+    admin.create_user("bot", Role::Runner).await.unwrap();
+    admin.create_team("finance").await.unwrap();
+    admin.add_team_member("finance", "grace").await.unwrap();
+    admin
+        .create_token("laptop", Some("grace"), None)
+        .await
+        .unwrap();
+    let (_, bot_token) = admin
+        .create_token("runner", Some("bot"), None)
+        .await
+        .unwrap();
+    admin.create_org("Globex", "hank").await.unwrap();
+    let (revenue, credential) = sqlite
+        .create_stream(proto::CreateStreamRequest {
+            category: "Sales".into(),
+            description: "Booked revenue".into(),
+            ..common::stream_request("revenue", proto::Frequency::Daily, "Europe/Paris")
+        })
+        .await;
+    let (old, _) = sqlite.daily_stream("retired").await;
+    admin.add_grant(&revenue.id, "user:grace").await.unwrap();
+    admin
+        .add_grant(&revenue.id, "team:finance:manage")
+        .await
+        .unwrap();
+    admin.add_grant(&old, "org").await.unwrap();
+    let publisher = sqlite.anonymous_client().await;
+    let first = common::sealed(
+        &credential,
+        vec![point("2026-11-01", "10.50"), point("2026-11-02", "11")],
+    );
+    common::publish_envelope(&publisher, first, false)
+        .await
+        .unwrap();
+    publisher
+        .publish(&credential, vec![point("2026-11-02", "12.25")], false)
+        .await
+        .unwrap();
+    let (_, rotated) = admin.rotate_key(&revenue.id).await.unwrap();
+    admin
+        .revoke_key(&revenue.id, credential.key_id().as_str())
+        .await
+        .unwrap();
+    let third = common::sealed(&rotated, vec![point("2026-11-03", "9")]);
+    common::publish_envelope(&publisher, third.clone(), false)
+        .await
+        .unwrap();
+    admin.disable_stream(&old).await.unwrap();
+    use secrecy::ExposeSecret;
+    let runner = Client::connect(
+        &sqlite.grpc,
+        Some(secrecy::SecretString::from(
+            bot_token.expose_secret().to_owned(),
+        )),
+    )
+    .await
+    .unwrap();
+    let slot = prost_types::Timestamp {
+        seconds: 1_795_000_000,
+        nanos: 0,
+    };
+    let lease = runner
+        .runner()
+        .acquire_lease(proto::AcquireLeaseRequest {
+            connector: "crm".into(),
+            slot: Some(slot),
+            runner_id: "runner-1".into(),
+            ttl_seconds: 60,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(lease.granted);
+    runner
+        .runner()
+        .report_run(proto::RunReport {
+            connector: "crm".into(),
+            runner_id: "runner-1".into(),
+            slot: Some(slot),
+            started_at: Some(slot),
+            ended_at: Some(prost_types::Timestamp {
+                seconds: slot.seconds + 3,
+                nanos: 0,
+            }),
+            records_pulled: 40,
+            points_published: 38,
+            points_rejected: 2,
+            new_cursor: Some("2026-11-03".into()),
+            max_consecutive_failures: 5,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let before = everything(&admin, &runner).await;
+
+    // Copy, with the SQLite server stopped, into the empty PostgreSQL schema.
+    sqlite.terminate();
+    let copy = |dir: &std::path::Path| {
+        cli(dir)
+            .args(["copy", "--from"])
+            .arg(format!("sqlite://{}", sqlite.db_path().display()))
+            .args(["--to", &schema.url])
+            .output()
+            .unwrap()
+    };
+    let copied = copy(sqlite.dir());
+    let said = String::from_utf8_lossy(&copied.stdout);
+    assert!(copied.status.success(), "{copied:?}");
+    assert!(said.contains("every table's count matches"), "{said}");
+    assert!(!said.contains(&schema.password), "{said}");
+    let again = copy(sqlite.dir());
+    assert!(
+        !again.status.success(),
+        "a second copy into a full database is refused"
+    );
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("already holds data"),
+        "{again:?}"
+    );
+
+    // A server on the copy answers every listing and query as the original did.
+    let postgres = TestServer::start_setup(Setup {
+        db: Some(schema.url.clone()),
+        token_file: Some(sqlite.token_path()),
+        ..Setup::default()
+    });
+    let pg_runner = Client::connect(
+        &postgres.grpc,
+        Some(secrecy::SecretString::from(
+            bot_token.expose_secret().to_owned(),
+        )),
+    )
+    .await
+    .unwrap();
+    let after = everything(&postgres.client().await, &pg_runner).await;
+    assert_eq!(before, after);
+    // Remembered batch ids came along: a batch sent again is a replay.
+    let replay = common::publish_envelope(&postgres.anonymous_client().await, third, false)
+        .await
+        .unwrap();
+    assert!(replay.replayed);
+    // New rows continue after the copied ones.
+    postgres
+        .client()
+        .await
+        .create_category("Ops")
+        .await
+        .unwrap();
+    postgres
+        .anonymous_client()
+        .await
+        .publish(&rotated, vec![point("2026-11-02", "13")], false)
+        .await
+        .unwrap();
+    assert_eq!(
+        postgres
+            .client()
+            .await
+            .revisions(&revenue.id, "2026-11-02")
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+}
