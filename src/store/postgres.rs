@@ -79,6 +79,12 @@ impl PostgresStore {
     /// Connects with options built by the caller (a password kept out of the URL, a
     /// `search_path`).
     pub async fn connect(connect: PgConnectOptions, options: &PostgresOptions) -> Result<Self> {
+        // The connection that hears other servers' changes is one of its own, outside
+        // the pool the store's calls share.
+        let listening = PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_lazy_with(connect.clone());
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections)
             .acquire_timeout(ACQUIRE_TIMEOUT)
@@ -94,11 +100,7 @@ impl PostgresStore {
         let (changes, _) = broadcast::channel(CHANGES_BACKLOG);
         let changes = Arc::new(changes);
         let origin: Arc<str> = format!("{:016x}", rand::random::<u64>()).into();
-        tokio::spawn(listen(
-            pool.clone(),
-            origin.clone(),
-            Arc::downgrade(&changes),
-        ));
+        tokio::spawn(listen(listening, origin.clone(), Arc::downgrade(&changes)));
         Ok(Self {
             pool,
             health: Arc::new(WriteHealth::default()),

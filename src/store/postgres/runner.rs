@@ -411,6 +411,11 @@ mod tests {
             std::env::var("KPISTREAM_TEST_POSTGRES_URL"),
             std::env::var("KPISTREAM_TEST_DB_PASSWORD"),
         ) else {
+            assert_ne!(
+                std::env::var("CI").as_deref(),
+                Ok("true"),
+                "KPISTREAM_TEST_POSTGRES_URL and KPISTREAM_TEST_DB_PASSWORD must be set under CI=true"
+            );
             eprintln!(
                 "skipped: KPISTREAM_TEST_POSTGRES_URL or KPISTREAM_TEST_DB_PASSWORD is not set"
             );

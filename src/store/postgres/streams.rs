@@ -427,6 +427,7 @@ impl StreamStore for PostgresStore {
         .execute(&mut *tx)
         .await?;
         let stream = stream_in(&mut *tx, org, id).await?;
+        self.announce_stream(&mut tx, id).await?;
         tx.commit().await?;
         Ok(stream)
     }
@@ -447,6 +448,7 @@ impl StreamStore for PostgresStore {
             .execute(&mut *tx)
             .await?;
         let stream = stream_in(&mut *tx, org, id).await?;
+        self.announce_stream(&mut tx, id).await?;
         tx.commit().await?;
         Ok(stream)
     }
@@ -493,6 +495,7 @@ impl StreamStore for PostgresStore {
             .bind(id.as_str())
             .execute(&mut *tx)
             .await?;
+        self.announce_stream(&mut tx, id).await?;
         tx.commit().await?;
         Ok(counts)
     }
@@ -521,6 +524,7 @@ impl StreamStore for PostgresStore {
         }
         insert_key(&mut tx, stream, key, to_micros(now)).await?;
         let key = key_in(&mut tx, stream, &key.key_id).await?;
+        self.announce_stream(&mut tx, stream).await?;
         tx.commit().await?;
         Ok(key)
     }
@@ -545,6 +549,7 @@ impl StreamStore for PostgresStore {
         .execute(&mut *tx)
         .await?;
         let key = key_in(&mut tx, stream, key).await?;
+        self.announce_stream(&mut tx, stream).await?;
         tx.commit().await?;
         Ok(key)
     }
