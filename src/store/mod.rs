@@ -6,6 +6,7 @@ mod contract;
 pub mod copy;
 mod health;
 pub mod postgres;
+mod rows;
 mod shared;
 mod sqlite;
 mod sqlx_error;

@@ -6,11 +6,11 @@
 //! last-admin check. Names sort as SQLite's do (bytewise, `COLLATE "C"`; team names
 //! ASCII case-folded as `COLLATE NOCASE`), whatever the database's collation.
 
+use crate::store::rows::postgres::{token_from_row, user_from_row};
 use std::collections::HashMap;
 
 use async_trait::async_trait;
 use jiff::Timestamp;
-use sqlx::postgres::PgRow;
 use sqlx::{Postgres, Row, Transaction};
 
 use super::PostgresStore;
@@ -19,7 +19,7 @@ use crate::access::{
 };
 use crate::auth::{Principal, Role};
 use crate::ids::{OrgId, StreamId, UserId};
-use crate::store::shared::{opt_micros, stream_not_found, unique};
+use crate::store::shared::{stream_not_found, unique};
 use crate::store::{
     AccessStore, Bootstrap, NewToken, Result, StoreError, corrupt, from_micros, to_micros,
 };
@@ -75,27 +75,6 @@ async fn insert_token(
     .execute(&mut **tx)
     .await?;
     Ok(id)
-}
-
-fn user_from_row(row: &PgRow) -> Result<User> {
-    Ok(User {
-        id: UserId::parse(row.get("id")).map_err(corrupt)?,
-        name: row.get("name"),
-        role: Role::parse(row.get("role")),
-        created_at: from_micros(row.get("created_at"))?,
-    })
-}
-
-fn token_from_row(row: &PgRow) -> Result<TokenInfo> {
-    Ok(TokenInfo {
-        id: row.get("id"),
-        name: row.get("name"),
-        user: row.get("user_name"),
-        created_at: from_micros(row.get("created_at"))?,
-        last_used_at: opt_micros(row.get("last_used_at"))?,
-        expires_at: opt_micros(row.get("expires_at"))?,
-        revoked_at: opt_micros(row.get("revoked_at"))?,
-    })
 }
 
 const TOKEN_SELECT: &str = "SELECT t.id, t.name, u.name AS user_name, t.created_at, t.last_used_at, \

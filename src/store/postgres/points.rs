@@ -9,12 +9,12 @@
 //! answers the first's outcome as a replay; a stream disabled or deleted meanwhile waits
 //! for the group or is seen as such by it.
 
+use crate::store::rows::postgres::point_from_row;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use jiff::Timestamp;
-use sqlx::postgres::PgRow;
 use sqlx::{Postgres, Row, Transaction};
 
 use super::PostgresStore;
@@ -28,18 +28,6 @@ use crate::store::{
 
 const POINT_COLUMNS: &str =
     "period, value, external_id, updated_at, batch_id, key_id, revision_count FROM points";
-
-fn point_from_row(row: &PgRow) -> Result<PointRecord> {
-    Ok(PointRecord {
-        period: row.get("period"),
-        value: row.get("value"),
-        external_id: row.get("external_id"),
-        updated_at: from_micros(row.get("updated_at"))?,
-        batch_id: row.get("batch_id"),
-        key_id: row.get("key_id"),
-        revision_count: row.get::<i64, _>("revision_count") as u32,
-    })
-}
 
 type GroupResult = Vec<std::result::Result<PublishOutcome, CommitRefusal>>;
 

@@ -6,21 +6,21 @@
 //! Writes that read before they change lock the stream's row (`FOR UPDATE OF s`), as
 //! SQLite's one writer serialises them.
 
+use crate::store::rows::postgres::{
+    category_from_row, key_from_row, public_key_bytes, stream_from_row, value_type_from_row,
+};
 use async_trait::async_trait;
 use jiff::Timestamp;
-use sqlx::postgres::PgRow;
 use sqlx::{PgExecutor, Postgres, Row, Transaction};
 
-use super::PostgresStore;
-use crate::access::{GrantSpec, Grantee};
+use super::{PostgresStore, access};
+use crate::access::GrantSpec;
 use crate::ids::{KeyId, OrgId, StreamId, UserId};
 use crate::store::shared::{opt_micros, parse_frequency, stream_not_found, unique};
-use crate::store::{NewKey, Result, StoreError, StreamStore, corrupt, from_micros, to_micros};
+use crate::store::{NewKey, Result, StoreError, StreamStore, to_micros};
 use crate::stream::{
-    Category, DeletedCounts, KeyOrigin, PublishingKey, Stream, StreamDefinition, StreamKey,
-    StreamUpdate,
+    Category, DeletedCounts, PublishingKey, Stream, StreamDefinition, StreamKey, StreamUpdate,
 };
-use crate::value::ValueType;
 
 const STREAM_COLUMNS: &str = "s.id, s.org_id, s.name, s.description, c.name AS category, \
      s.frequency, s.value_type, s.currency, s.time_zone, s.disabled, s.created_at, \
@@ -109,61 +109,6 @@ async fn key_in(
         .ok_or_else(|| StoreError::NotFound(format!("key {key} of stream {stream}")))
 }
 
-/// The `value_type` and `currency` columns of a `streams` row.
-fn value_type_from_row(row: &PgRow) -> Result<ValueType> {
-    let currency: Option<String> = row.try_get("currency")?;
-    ValueType::from_parts(row.try_get("value_type")?, currency.as_deref()).map_err(corrupt)
-}
-
-fn stream_from_row(row: &PgRow) -> Result<Stream> {
-    let id: String = row.try_get("id")?;
-    let org: String = row.try_get("org_id")?;
-    Ok(Stream {
-        id: StreamId::parse(&id).map_err(corrupt)?,
-        org_id: OrgId::parse(&org).map_err(corrupt)?,
-        definition: StreamDefinition {
-            name: row.try_get("name")?,
-            description: row.try_get("description")?,
-            category: row.try_get("category")?,
-            frequency: parse_frequency(row.try_get("frequency")?)?,
-            value_type: value_type_from_row(row)?,
-            time_zone: row.try_get("time_zone")?,
-        },
-        disabled: row.try_get("disabled")?,
-        created_at: from_micros(row.try_get("created_at")?)?,
-        updated_at: from_micros(row.try_get("updated_at")?)?,
-        latest_period: row.try_get("latest_period")?,
-        last_data_at: opt_micros(row.try_get("last_data_at")?)?,
-        point_count: u64::try_from(row.try_get::<i64, _>("point_count")?).map_err(corrupt)?,
-    })
-}
-
-fn public_key_bytes(bytes: Vec<u8>) -> Result<[u8; 32]> {
-    bytes
-        .try_into()
-        .map_err(|_| StoreError::Corrupt("a stored public key is not 32 bytes".into()))
-}
-
-fn key_from_row(row: &PgRow) -> Result<StreamKey> {
-    let key_id: String = row.try_get("key_id")?;
-    Ok(StreamKey {
-        key_id: KeyId::parse(&key_id).map_err(corrupt)?,
-        public_key: public_key_bytes(row.try_get("public_key")?)?,
-        origin: KeyOrigin::parse(row.try_get("origin")?),
-        created_at: from_micros(row.try_get("created_at")?)?,
-        last_used_at: opt_micros(row.try_get("last_used_at")?)?,
-        revoked_at: opt_micros(row.try_get("revoked_at")?)?,
-    })
-}
-
-fn category_from_row(row: &PgRow) -> Result<Category> {
-    Ok(Category {
-        name: row.try_get("name")?,
-        stream_count: u64::try_from(row.try_get::<i64, _>("stream_count")?).map_err(corrupt)?,
-        created_at: from_micros(row.try_get("created_at")?)?,
-    })
-}
-
 async fn insert_key(
     tx: &mut Transaction<'_, Postgres>,
     stream: &StreamId,
@@ -181,63 +126,6 @@ async fn insert_key(
     .bind(at)
     .execute(&mut **tx)
     .await?;
-    Ok(())
-}
-
-/// The (kind, id) a grantee is stored as: a user by their exact name, a team by its name
-/// whatever its case, the organisation by its id.
-// same as access::grantee_key in SQLite
-async fn grantee_key(
-    tx: &mut Transaction<'_, Postgres>,
-    org: &OrgId,
-    grantee: &Grantee,
-) -> Result<(&'static str, String)> {
-    let id = match grantee {
-        Grantee::User(name) => {
-            sqlx::query_scalar("SELECT id FROM users WHERE org_id = $1 AND name = $2")
-                .bind(org.as_str())
-                .bind(name)
-                .fetch_optional(&mut **tx)
-                .await?
-                .ok_or_else(|| StoreError::NotFound(format!("user {name:?}")))?
-        }
-        Grantee::Team(name) => {
-            sqlx::query_scalar("SELECT id FROM teams WHERE org_id = $1 AND lower(name) = lower($2)")
-                .bind(org.as_str())
-                .bind(name)
-                .fetch_optional(&mut **tx)
-                .await?
-                .ok_or_else(|| StoreError::NotFound(format!("team {name:?}")))?
-        }
-        Grantee::Org => org.to_string(),
-    };
-    Ok((grantee.kind(), id))
-}
-
-/// Adds or changes grants inside a transaction.
-// same as access::upsert_grants in SQLite
-async fn upsert_grants(
-    tx: &mut Transaction<'_, Postgres>,
-    org: &OrgId,
-    stream: &StreamId,
-    grants: &[GrantSpec],
-    now: Timestamp,
-) -> Result<()> {
-    for grant in grants {
-        let (kind, id) = grantee_key(tx, org, &grant.grantee).await?;
-        sqlx::query(
-            "INSERT INTO grants (stream_id, grantee_kind, grantee_id, access, created_at) \
-             VALUES ($1, $2, $3, $4, $5) \
-             ON CONFLICT (stream_id, grantee_kind, grantee_id) DO UPDATE SET access = excluded.access",
-        )
-        .bind(stream.as_str())
-        .bind(kind)
-        .bind(id)
-        .bind(grant.access.as_str())
-        .bind(to_micros(now))
-        .execute(&mut **tx)
-        .await?;
-    }
     Ok(())
 }
 
@@ -355,7 +243,7 @@ impl StreamStore for PostgresStore {
         .execute(&mut *tx)
         .await?;
         insert_key(&mut tx, id, key, at).await?;
-        upsert_grants(&mut tx, org, id, grants, now).await?;
+        access::upsert_grants(&mut tx, org, id, grants, now).await?;
         // The creator manages the stream, even if `grants` named them with read.
         sqlx::query(
             "INSERT INTO grants (stream_id, grantee_kind, grantee_id, access, created_at) \

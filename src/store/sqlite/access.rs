@@ -1,14 +1,14 @@
 //! The SQLite side of access: organisations, users, teams, tokens, grants, audit, and
 //! the first start's bootstrap and the token lookup behind every call.
 
+use crate::store::rows::sqlite::{token_from_row, user_from_row};
 use std::collections::HashMap;
 
 use async_trait::async_trait;
 use jiff::Timestamp;
-use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, Sqlite, Transaction};
 
-use super::{SqliteStore, opt_micros, stream_not_found, unique};
+use super::{SqliteStore, stream_not_found, unique};
 use crate::access::{
     Access, AuditEntry, AuditEvent, AuditFilter, Grant, GrantSpec, Grantee, TokenInfo, User,
 };
@@ -67,27 +67,6 @@ async fn insert_token(
     .execute(&mut **tx)
     .await?;
     Ok(id)
-}
-
-fn user_from_row(row: &SqliteRow) -> Result<User> {
-    Ok(User {
-        id: UserId::parse(row.get("id")).map_err(corrupt)?,
-        name: row.get("name"),
-        role: Role::parse(row.get("role")),
-        created_at: from_micros(row.get("created_at"))?,
-    })
-}
-
-fn token_from_row(row: &SqliteRow) -> Result<TokenInfo> {
-    Ok(TokenInfo {
-        id: row.get("id"),
-        name: row.get("name"),
-        user: row.get("user_name"),
-        created_at: from_micros(row.get("created_at"))?,
-        last_used_at: opt_micros(row.get("last_used_at"))?,
-        expires_at: opt_micros(row.get("expires_at"))?,
-        revoked_at: opt_micros(row.get("revoked_at"))?,
-    })
 }
 
 const TOKEN_SELECT: &str = "SELECT t.id, t.name, u.name AS user_name, t.created_at, t.last_used_at, \

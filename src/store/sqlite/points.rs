@@ -1,10 +1,11 @@
 //! The SQLite side of datapoints: reading points and revisions back; the publish path
 //! commits them on its own writer thread (see `writer`).
 
+use crate::store::rows::sqlite::point_from_row;
 use async_trait::async_trait;
 use jiff::Timestamp;
 use sqlx::Row;
-use sqlx::sqlite::{SqlitePool, SqliteRow};
+use sqlx::sqlite::SqlitePool;
 use std::sync::Arc;
 
 use super::SqliteStore;
@@ -14,18 +15,6 @@ use crate::store::{PointRecord, PointStore, Result, RevisionRecord, from_micros,
 
 const POINT_COLUMNS: &str =
     "period, value, external_id, updated_at, batch_id, key_id, revision_count FROM points";
-
-fn point_from_row(row: &SqliteRow) -> Result<PointRecord> {
-    Ok(PointRecord {
-        period: row.get("period"),
-        value: row.get("value"),
-        external_id: row.get("external_id"),
-        updated_at: from_micros(row.get("updated_at"))?,
-        batch_id: row.get("batch_id"),
-        key_id: row.get("key_id"),
-        revision_count: row.get::<i64, _>("revision_count") as u32,
-    })
-}
 
 pub(super) async fn list_points(
     pool: &SqlitePool,

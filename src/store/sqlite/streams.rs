@@ -1,20 +1,20 @@
 //! The SQLite side of streams: categories, streams and their keys, and the key lookup
 //! the publish path checks each batch against.
 
+use crate::store::rows::sqlite::{
+    category_from_row, key_from_row, public_key_bytes, stream_from_row, value_type_from_row,
+};
 use async_trait::async_trait;
 use jiff::Timestamp;
-use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, Sqlite, SqliteExecutor, Transaction};
 
 use super::{SqliteStore, access, opt_micros, parse_frequency, stream_not_found, unique};
 use crate::access::GrantSpec;
 use crate::ids::{KeyId, OrgId, StreamId, UserId};
-use crate::store::{NewKey, Result, StoreError, StreamStore, corrupt, from_micros, to_micros};
+use crate::store::{NewKey, Result, StoreError, StreamStore, to_micros};
 use crate::stream::{
-    Category, DeletedCounts, KeyOrigin, PublishingKey, Stream, StreamDefinition, StreamKey,
-    StreamUpdate,
+    Category, DeletedCounts, PublishingKey, Stream, StreamDefinition, StreamKey, StreamUpdate,
 };
-use crate::value::ValueType;
 
 const STREAM_COLUMNS: &str = "s.id, s.org_id, s.name, s.description, c.name AS category, \
      s.frequency, s.value_type, s.currency, s.time_zone, s.disabled, s.created_at, \
@@ -76,61 +76,6 @@ async fn key_in(
         .map(key_from_row)
         .transpose()?
         .ok_or_else(|| StoreError::NotFound(format!("key {key} of stream {stream}")))
-}
-
-/// The `value_type` and `currency` columns of a `streams` row.
-fn value_type_from_row(row: &SqliteRow) -> Result<ValueType> {
-    let currency: Option<String> = row.get("currency");
-    ValueType::from_parts(row.get("value_type"), currency.as_deref()).map_err(corrupt)
-}
-
-fn stream_from_row(row: &SqliteRow) -> Result<Stream> {
-    let id: String = row.get("id");
-    let org: String = row.get("org_id");
-    Ok(Stream {
-        id: StreamId::parse(&id).map_err(corrupt)?,
-        org_id: OrgId::parse(&org).map_err(corrupt)?,
-        definition: StreamDefinition {
-            name: row.get("name"),
-            description: row.get("description"),
-            category: row.get("category"),
-            frequency: parse_frequency(row.get("frequency"))?,
-            value_type: value_type_from_row(row)?,
-            time_zone: row.get("time_zone"),
-        },
-        disabled: row.get("disabled"),
-        created_at: from_micros(row.get("created_at"))?,
-        updated_at: from_micros(row.get("updated_at"))?,
-        latest_period: row.get("latest_period"),
-        last_data_at: opt_micros(row.get("last_data_at"))?,
-        point_count: row.get::<i64, _>("point_count") as u64,
-    })
-}
-
-fn public_key_bytes(bytes: Vec<u8>) -> Result<[u8; 32]> {
-    bytes
-        .try_into()
-        .map_err(|_| StoreError::Corrupt("a stored public key is not 32 bytes".into()))
-}
-
-fn key_from_row(row: &SqliteRow) -> Result<StreamKey> {
-    let key_id: String = row.get("key_id");
-    Ok(StreamKey {
-        key_id: KeyId::parse(&key_id).map_err(corrupt)?,
-        public_key: public_key_bytes(row.get("public_key"))?,
-        origin: KeyOrigin::parse(row.get("origin")),
-        created_at: from_micros(row.get("created_at"))?,
-        last_used_at: opt_micros(row.get("last_used_at"))?,
-        revoked_at: opt_micros(row.get("revoked_at"))?,
-    })
-}
-
-fn category_from_row(row: &SqliteRow) -> Result<Category> {
-    Ok(Category {
-        name: row.get("name"),
-        stream_count: row.get::<i64, _>("stream_count") as u64,
-        created_at: from_micros(row.get("created_at"))?,
-    })
 }
 
 async fn insert_key(
