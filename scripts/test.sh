@@ -19,9 +19,14 @@ fi
 
 # Doc examples first (nextest does not run them), so the run closes on the suite's summary.
 cargo test --doc
+# The black-box suites run a second time with every server on PostgreSQL (a schema of
+# its own each): the same behaviour, proven on both backends.
+postgres_suites=(--test ingest --test admin --test permissions --test durability --test runner_service --test watch)
 if cargo nextest --version >/dev/null 2>&1; then
     cargo nextest run --all-targets --no-fail-fast
+    KPISTREAM_TEST_DB=postgres cargo nextest run --no-fail-fast "${postgres_suites[@]}"
 else
     echo "cargo-nextest not found: running cargo test"
     cargo test --all-targets --no-fail-fast
+    KPISTREAM_TEST_DB=postgres cargo test --no-fail-fast "${postgres_suites[@]}"
 fi

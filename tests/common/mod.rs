@@ -69,8 +69,87 @@ pub struct Setup {
 /// The user and group id of `nobody`.
 pub const NOBODY: u32 = 65534;
 
+/// Whether the black-box suites run against PostgreSQL (`KPISTREAM_TEST_DB=postgres`,
+/// which scripts/test.sh sets for a second run of them) instead of SQLite files.
+pub fn on_postgres() -> bool {
+    std::env::var("KPISTREAM_TEST_DB").is_ok_and(|v| v == "postgres")
+}
+
+/// A schema of the test PostgreSQL (`KPISTREAM_TEST_POSTGRES_URL`,
+/// `KPISTREAM_TEST_DB_PASSWORD`) for one server's tables, dropped with it.
+pub struct PgSchema {
+    /// `--db` for a server keeping its tables in the schema (password included).
+    pub url: String,
+    name: String,
+    admin: (String, String),
+}
+
+impl PgSchema {
+    pub fn create() -> PgSchema {
+        let (url, password) = match (
+            std::env::var("KPISTREAM_TEST_POSTGRES_URL"),
+            std::env::var("KPISTREAM_TEST_DB_PASSWORD"),
+        ) {
+            (Ok(url), Ok(password)) => (url, password),
+            _ => panic!(
+                "KPISTREAM_TEST_DB=postgres needs KPISTREAM_TEST_POSTGRES_URL and KPISTREAM_TEST_DB_PASSWORD (scripts/services.sh writes them to target/test-services.env)"
+            ),
+        };
+        let name = format!("kpi_suite_{:016x}", rand::random::<u64>());
+        pg_execute(&url, &password, &format!("CREATE SCHEMA {name}"));
+        let with_password = url.replacen("://kpistream@", &format!("://kpistream:{password}@"), 1);
+        let separator = if url.contains('?') { '&' } else { '?' };
+        PgSchema {
+            url: format!("{with_password}{separator}options=-c%20search_path%3D{name}"),
+            name,
+            admin: (url, password),
+        }
+    }
+}
+
+impl Drop for PgSchema {
+    fn drop(&mut self) {
+        let (url, password) = &self.admin;
+        pg_execute(
+            url,
+            password,
+            &format!("DROP SCHEMA IF EXISTS {} CASCADE", self.name),
+        );
+    }
+}
+
+/// Runs one statement on the test PostgreSQL, from a thread with a runtime of its own
+/// (callers may be inside a runtime, or dropping out of one).
+fn pg_execute(url: &str, password: &str, statement: &str) {
+    use sqlx::{ConnectOptions, Executor};
+    let options = <sqlx::postgres::PgConnectOptions as std::str::FromStr>::from_str(url)
+        .expect("a PostgreSQL URL")
+        .password(password);
+    let statement = statement.to_owned();
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime")
+            .block_on(async move {
+                let mut conn = options
+                    .connect()
+                    .await
+                    .expect("the test PostgreSQL answers");
+                conn.execute(statement.as_str())
+                    .await
+                    .unwrap_or_else(|e| panic!("{statement}: {e}"));
+            })
+    })
+    .join()
+    .expect("the statement ran");
+}
+
 /// A running `kpistream serve` process over a database in its own temporary folder.
 pub struct TestServer {
+    /// The PostgreSQL schema holding its tables, when the suites run on PostgreSQL.
+    /// Declared first so it is dropped after the process is killed (see `Drop`).
+    pg: Option<PgSchema>,
     dir: TempDir,
     child: Option<Child>,
     setup: Setup,
@@ -120,7 +199,12 @@ impl TestServer {
             std::os::unix::fs::chown(dir.path(), Some(NOBODY), Some(NOBODY))
                 .expect("the test runs as root, so the folder can be given to nobody");
         }
+        let pg = (setup.db.is_none() && on_postgres()).then(PgSchema::create);
+        if let Some(schema) = &pg {
+            setup.db = Some(schema.url.clone());
+        }
         let mut server = Self {
+            pg,
             dir,
             child: None,
             setup,
@@ -141,6 +225,12 @@ impl TestServer {
 
     pub fn dir(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// The `--db` URL of the PostgreSQL schema the server keeps its tables in, when
+    /// the suites run on PostgreSQL.
+    pub fn postgres_url(&self) -> Option<&str> {
+        self.pg.as_ref().map(|schema| schema.url.as_str())
     }
 
     pub fn db_path(&self) -> PathBuf {

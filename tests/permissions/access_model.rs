@@ -21,6 +21,75 @@ fn holds(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
 
+/// Everything the server stored: its SQLite files (the WAL included), or on PostgreSQL
+/// every row of every table of its schema, the binary columns as raw bytes.
+async fn stored_bytes(server: &TestServer) -> Vec<(String, Vec<u8>)> {
+    if let Some(url) = server.postgres_url() {
+        use sqlx::{ConnectOptions, Row};
+        let options: sqlx::postgres::PgConnectOptions = url.parse().unwrap();
+        let mut conn = options.connect().await.expect("the test connects");
+        let tables: Vec<String> = sqlx::query_scalar(
+            "SELECT table_name::text FROM information_schema.tables \
+             WHERE table_schema = current_schema() AND table_type = 'BASE TABLE'",
+        )
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+        let mut out = Vec::new();
+        for table in tables {
+            let mut bytes = Vec::new();
+            // Each row as text, and the raw bytes of its BYTEA columns.
+            for row in sqlx::query(&format!("SELECT t::text AS text FROM {table} t"))
+                .fetch_all(&mut conn)
+                .await
+                .unwrap()
+            {
+                bytes.extend(row.get::<String, _>("text").into_bytes());
+            }
+            let binary: Vec<String> = sqlx::query_scalar(
+                "SELECT column_name::text FROM information_schema.columns \
+                 WHERE table_schema = current_schema() AND table_name = $1 AND data_type = 'bytea'",
+            )
+            .bind(&table)
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+            for column in binary {
+                for value in
+                    sqlx::query_scalar::<_, Vec<u8>>(&format!("SELECT {column} FROM {table}"))
+                        .fetch_all(&mut conn)
+                        .await
+                        .unwrap()
+                {
+                    bytes.extend(value);
+                }
+            }
+            out.push((table, bytes));
+        }
+        return out;
+    }
+    let files: Vec<(String, Vec<u8>)> = std::fs::read_dir(server.dir())
+        .expect("the server's folder")
+        .map(|entry| entry.expect("a folder entry").path())
+        .filter(|path| {
+            let name = path.file_name().unwrap().to_string_lossy();
+            name.starts_with("kpistream.db")
+        })
+        .map(|path| {
+            let bytes = std::fs::read(&path).expect("a database file");
+            (path.display().to_string(), bytes)
+        })
+        .collect();
+    assert!(
+        files
+            .iter()
+            .any(|(path, _)| path.ends_with("kpistream.db-wal")),
+        "WAL mode is on, so a -wal file exists: {:?}",
+        files.iter().map(|f| &f.0).collect::<Vec<_>>()
+    );
+    files
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn tokens_are_stored_only_as_their_hashes() {
     let server = TestServer::start();
@@ -53,25 +122,7 @@ async fn tokens_are_stored_only_as_their_hashes() {
     secrets.push(revoked.secret.clone());
     made.push(revoked);
 
-    let files: Vec<(String, Vec<u8>)> = std::fs::read_dir(server.dir())
-        .expect("the server's folder")
-        .map(|entry| entry.expect("a folder entry").path())
-        .filter(|path| {
-            let name = path.file_name().unwrap().to_string_lossy();
-            name.starts_with("kpistream.db")
-        })
-        .map(|path| {
-            let bytes = std::fs::read(&path).expect("a database file");
-            (path.display().to_string(), bytes)
-        })
-        .collect();
-    assert!(
-        files
-            .iter()
-            .any(|(path, _)| path.ends_with("kpistream.db-wal")),
-        "WAL mode is on, so a -wal file exists: {:?}",
-        files.iter().map(|f| &f.0).collect::<Vec<_>>()
-    );
+    let files = stored_bytes(&server).await;
     let anywhere = |needle: &[u8]| files.iter().any(|(_, bytes)| holds(bytes, needle));
     // The files read are the live data: the tokens' ids are in them.
     for token in &made {
