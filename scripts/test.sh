@@ -21,7 +21,7 @@ fi
 cargo test --doc
 # The black-box suites run a second time with every server on PostgreSQL (a schema of
 # its own each): the same behaviour, proven on both backends.
-postgres_suites=(--test ingest --test admin --test permissions --test durability --test runner_service --test watch)
+postgres_suites=(--test ingest --test admin --test permissions --test durability --test runner_service --test watch --test readme)
 if cargo nextest --version >/dev/null 2>&1; then
     cargo nextest run --all-targets --no-fail-fast
     KPISTREAM_TEST_DB=postgres cargo nextest run --no-fail-fast "${postgres_suites[@]}"

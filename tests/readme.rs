@@ -21,9 +21,15 @@ fn walkthrough_steps(readme: &str) -> Vec<Step> {
     )
 }
 
-fn start_server(dir: &Path) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kpistream"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"])
+/// Starts `kpistream serve` in `dir` as the README does; with the suites on PostgreSQL
+/// (`KPISTREAM_TEST_DB=postgres`), on a schema of its own.
+fn start_server(dir: &Path, db: Option<&str>) -> (Child, String) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_kpistream"));
+    command.args(["serve", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"]);
+    if let Some(db) = db {
+        command.args(["--db", db]);
+    }
+    let mut child = command
         .current_dir(dir)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -52,7 +58,8 @@ fn the_readme_walkthrough_gives_the_output_it_shows() {
     assert!(steps.len() >= 10, "the walk-through has its commands");
 
     let dir = tempfile::tempdir().unwrap();
-    let (mut server, endpoint) = start_server(dir.path());
+    let schema = common::on_postgres().then(common::PgSchema::create);
+    let (mut server, endpoint) = start_server(dir.path(), schema.as_ref().map(|s| s.url.as_str()));
     let bin_dir = Path::new(env!("CARGO_BIN_EXE_kpistream")).parent().unwrap();
     let path = format!(
         "{}:{}",
