@@ -927,7 +927,7 @@ async fn concurrent_single_point_publishes_share_commit_transactions() {
 
     // The test holds what the writer needs first: SQLite's write lock, or on PostgreSQL
     // the stream's row (the writer locks it before anything else).
-    let mut lock = Lock::take(&server, &stream).await;
+    let mut lock = common::WriteLock::take(&server, &stream).await;
     let publishes = futures::future::join_all(
         envelopes
             .into_iter()
@@ -953,45 +953,4 @@ async fn concurrent_single_point_publishes_share_commit_transactions() {
         "{PUBLISHES} concurrent publishes took {transactions} commit transactions; \
          the writer should group them"
     );
-}
-
-/// A transaction the test holds open so that the writer waits.
-enum Lock {
-    Sqlite(sqlx::SqliteConnection),
-    Postgres(sqlx::PgConnection),
-}
-
-impl Lock {
-    async fn take(server: &TestServer, stream: &str) -> Lock {
-        use sqlx::ConnectOptions;
-        if let Some(url) = server.postgres_url() {
-            let options: sqlx::postgres::PgConnectOptions = url.parse().unwrap();
-            let mut conn = options.connect().await.expect("the test connects");
-            sqlx::query("BEGIN").execute(&mut conn).await.unwrap();
-            sqlx::query("SELECT 1 FROM streams WHERE id = $1 FOR UPDATE")
-                .bind(stream)
-                .execute(&mut conn)
-                .await
-                .expect("the test locks the stream's row");
-            return Lock::Postgres(conn);
-        }
-        let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
-            .filename(server.db_path())
-            .connect()
-            .await
-            .expect("the test opens the database");
-        sqlx::query("BEGIN IMMEDIATE")
-            .execute(&mut conn)
-            .await
-            .expect("the test takes the write lock");
-        Lock::Sqlite(conn)
-    }
-
-    async fn release(&mut self) {
-        match self {
-            Lock::Sqlite(conn) => sqlx::query("COMMIT").execute(conn).await.map(|_| ()),
-            Lock::Postgres(conn) => sqlx::query("COMMIT").execute(conn).await.map(|_| ()),
-        }
-        .expect("the test ends its transaction");
-    }
 }

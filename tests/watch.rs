@@ -125,3 +125,63 @@ async fn an_open_watch_does_not_hold_up_a_shutdown() {
         "no point after shutdown: {end:?}"
     );
 }
+
+/// Batches committed in one transaction share its time; the watcher gets every one of
+/// them, not only the first.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_batch_of_one_commit_reaches_the_watcher() {
+    let server = TestServer::start();
+    let (stream, credential) = server.daily_stream("Grouped").await;
+    let client = server.client().await;
+    let mut points = client.watch(&stream, false).await.unwrap();
+    let publisher = server.anonymous_client().await;
+    let before = server.metric("kpistream_commit_transactions_total");
+
+    // The writer takes the first publish and waits for the lock the test holds; the two
+    // that follow queue behind it, and are committed together once it is released.
+    let mut lock = common::WriteLock::take(&server, &stream).await;
+    let first = publisher.publish(&credential, vec![point("2026-11-01", "1")], false);
+    let grouped = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        tokio::join!(
+            publisher.publish(
+                &credential,
+                vec![point("2026-11-02", "2"), point("2026-11-04", "4")],
+                false
+            ),
+            publisher.publish(
+                &credential,
+                vec![point("2026-11-03", "3"), point("2026-11-05", "5")],
+                false
+            )
+        )
+    };
+    let release = async {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        lock.release().await;
+    };
+    let (first, (a, b), ()) = tokio::join!(first, grouped, release);
+    for answer in [first, a, b] {
+        answer.expect("accepted");
+    }
+    assert_eq!(
+        server.metric("kpistream_commit_transactions_total") - before,
+        2.0,
+        "the first publish alone, then the two that queued behind it together"
+    );
+
+    let mut periods = std::collections::BTreeSet::new();
+    while periods.len() < 5 {
+        periods.insert(next(&mut points).await.unwrap().period);
+    }
+    assert_eq!(
+        periods.into_iter().collect::<Vec<_>>(),
+        [
+            "2026-11-01",
+            "2026-11-02",
+            "2026-11-03",
+            "2026-11-04",
+            "2026-11-05"
+        ]
+    );
+}

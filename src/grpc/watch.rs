@@ -42,8 +42,13 @@ struct Watcher {
     pending: VecDeque<proto::DataPoint>,
     /// While catching up from the store: the last change read from it.
     catching_up: Option<(Timestamp, Option<String>)>,
-    /// The latest change sent: live batches at or before it were sent by the catch-up.
+    /// The latest change sent, for the sentence that tells an overflowed watcher where
+    /// to resume.
     sent_up_to: Option<Timestamp>,
+    /// The latest change the catch-up read from the store: live batches at or before it
+    /// were sent by the catch-up. (Not `sent_up_to`: the batches of one commit share its
+    /// time, and each of them must be sent.)
+    caught_up_to: Option<Timestamp>,
     checked: Instant,
     done: bool,
 }
@@ -83,6 +88,7 @@ pub async fn start(
         pending,
         catching_up: since.map(|at| (at, None)),
         sent_up_to: since,
+        caught_up_to: since,
         checked: Instant::now(),
         done: false,
     };
@@ -144,13 +150,14 @@ impl Watcher {
         }
         if let Some(last) = page.last() {
             self.sent_up_to = Some(last.updated_at);
+            self.caught_up_to = Some(last.updated_at);
         }
         self.pending.extend(page.into_iter().map(convert::point));
         Ok(())
     }
 
     async fn take(&mut self, batch: &Committed) -> Result<(), Status> {
-        if self.sent_up_to.is_some_and(|sent| batch.at <= sent) {
+        if self.caught_up_to.is_some_and(|read| batch.at <= read) {
             return Ok(());
         }
         self.recheck().await?;

@@ -621,3 +621,45 @@ pub fn cli(dir: &Path) -> Command {
     }
     command
 }
+
+/// A transaction a test holds open so that the server's writer waits: SQLite's write
+/// lock, or on PostgreSQL the stream's row (the writer locks it before anything else).
+pub enum WriteLock {
+    Sqlite(sqlx::SqliteConnection),
+    Postgres(sqlx::PgConnection),
+}
+
+impl WriteLock {
+    pub async fn take(server: &TestServer, stream: &str) -> WriteLock {
+        use sqlx::ConnectOptions;
+        if let Some(url) = server.postgres_url() {
+            let options: sqlx::postgres::PgConnectOptions = url.parse().unwrap();
+            let mut conn = options.connect().await.expect("the test connects");
+            sqlx::query("BEGIN").execute(&mut conn).await.unwrap();
+            sqlx::query("SELECT 1 FROM streams WHERE id = $1 FOR UPDATE")
+                .bind(stream)
+                .execute(&mut conn)
+                .await
+                .expect("the test locks the stream's row");
+            return WriteLock::Postgres(conn);
+        }
+        let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(server.db_path())
+            .connect()
+            .await
+            .expect("the test opens the database");
+        sqlx::query("BEGIN IMMEDIATE")
+            .execute(&mut conn)
+            .await
+            .expect("the test takes the write lock");
+        WriteLock::Sqlite(conn)
+    }
+
+    pub async fn release(&mut self) {
+        match self {
+            WriteLock::Sqlite(conn) => sqlx::query("COMMIT").execute(conn).await.map(|_| ()),
+            WriteLock::Postgres(conn) => sqlx::query("COMMIT").execute(conn).await.map(|_| ()),
+        }
+        .expect("the test ends its transaction");
+    }
+}
