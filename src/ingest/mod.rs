@@ -202,12 +202,17 @@ impl Ingestor {
         tokio::spawn(writer_task.run(rx));
         let keys: Arc<KeyCache> = Arc::default();
         if let Some(changes) = shared {
-            tokio::spawn(follow_changes(
-                changes,
-                Arc::downgrade(&keys),
-                watchers.clone(),
-                store.clone(),
-            ));
+            // Two listeners, so that a key revoked elsewhere is forgotten at once even
+            // while commits are being read back for watchers.
+            tokio::spawn(forget_changed_keys(changes, Arc::downgrade(&keys)));
+            if let Some(changes) = store.changes() {
+                tokio::spawn(follow_commits(
+                    changes,
+                    Arc::downgrade(&keys),
+                    watchers.clone(),
+                    store.clone(),
+                ));
+            }
         }
         Self {
             store,
@@ -336,13 +341,37 @@ impl Ingestor {
     }
 }
 
-/// Applies what the servers sharing the database announce: another server's stream and
-/// key changes empty this server's key cache for the stream at once, and every commit
-/// (this server's too) reaches this server's watchers of the stream, read back from the
-/// database. Ends with the ingestor.
-async fn follow_changes(
+/// Empties this server's key cache for a stream as soon as another server sharing the
+/// database announces a change to it (or all of it, when announcements were missed).
+/// Ends with the ingestor.
+async fn forget_changed_keys(
     mut changes: tokio::sync::broadcast::Receiver<Change>,
     keys: std::sync::Weak<KeyCache>,
+) {
+    use tokio::sync::broadcast::error::RecvError;
+    loop {
+        let change = match changes.recv().await {
+            Ok(change) => change,
+            Err(RecvError::Lagged(_)) => Change::Missed,
+            Err(RecvError::Closed) => return,
+        };
+        let Some(keys) = keys.upgrade() else { return };
+        let mut keys = keys.lock().expect("key cache lock");
+        match change {
+            Change::Stream(stream) => keys.retain(|(s, _), _| *s != stream),
+            Change::Missed => keys.clear(),
+            Change::Committed { .. } => {}
+        }
+    }
+}
+
+/// Sends every commit announced through the database (this server's too) to this
+/// server's watchers of its stream, read back from the store, in commit order. When
+/// announcements were missed, every watch ends as overflowed (each is told where to
+/// resume). Ends with the ingestor (`alive` is its key cache, held only by it).
+async fn follow_commits(
+    mut changes: tokio::sync::broadcast::Receiver<Change>,
+    alive: std::sync::Weak<KeyCache>,
     watchers: Arc<Watchers>,
     store: Arc<dyn Store>,
 ) {
@@ -353,16 +382,12 @@ async fn follow_changes(
             Err(RecvError::Lagged(_)) => Change::Missed,
             Err(RecvError::Closed) => return,
         };
-        let Some(keys) = keys.upgrade() else { return };
+        if alive.strong_count() == 0 {
+            return;
+        }
         match change {
-            Change::Stream(stream) => keys
-                .lock()
-                .expect("key cache lock")
-                .retain(|(s, _), _| *s != stream),
-            Change::Missed => {
-                keys.lock().expect("key cache lock").clear();
-                watchers.overflow_all();
-            }
+            Change::Stream(_) => {}
+            Change::Missed => watchers.overflow_all(),
             Change::Committed { stream, at } => {
                 if !watchers.watches(&stream) {
                     continue;
@@ -374,8 +399,8 @@ async fn follow_changes(
                         }
                     }
                     Err(e) => {
-                        tracing::warn!(error = %e, stream_id = %stream, "cannot read points another server committed; its watchers must resume");
-                        watchers.overflow_all();
+                        tracing::warn!(error = %e, stream_id = %stream, "cannot read back a commit for its watchers; they must resume");
+                        watchers.overflow(&stream);
                     }
                 }
             }

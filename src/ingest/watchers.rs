@@ -96,6 +96,13 @@ impl Watchers {
         }
     }
 
+    /// Ends every watch of `stream` as overflowed.
+    pub fn overflow(&self, stream: &StreamId) {
+        for watcher in self.lock().get(stream).into_iter().flatten() {
+            watcher.overflow();
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<StreamId, Vec<Arc<Watcher>>>> {
         self.streams.lock().expect("watchers lock")
     }

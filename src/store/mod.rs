@@ -448,12 +448,35 @@ fn is_postgres(url: &str) -> bool {
 
 /// A database URL as it may be printed or logged: its password replaced by `***`.
 pub fn redact_url(url: &str) -> String {
+    const SECRET_PARAMETERS: [&str; 2] = ["password", "sslpassword"];
     match reqwest::Url::parse(url) {
-        Ok(mut parsed) if parsed.password().is_some() => {
-            let _ = parsed.set_password(Some("***"));
-            parsed.to_string()
+        Ok(mut parsed) => {
+            if parsed.password().is_some() {
+                let _ = parsed.set_password(Some("***"));
+            }
+            let secret_query = parsed
+                .query_pairs()
+                .any(|(key, _)| SECRET_PARAMETERS.contains(&key.as_ref()));
+            if secret_query {
+                let pairs: Vec<(String, String)> = parsed
+                    .query_pairs()
+                    .map(|(key, value)| {
+                        let value = if SECRET_PARAMETERS.contains(&key.as_ref()) {
+                            "***".to_owned()
+                        } else {
+                            value.into_owned()
+                        };
+                        (key.into_owned(), value)
+                    })
+                    .collect();
+                parsed.query_pairs_mut().clear().extend_pairs(pairs);
+            }
+            if parsed.as_str() == url {
+                url.to_owned()
+            } else {
+                parsed.to_string()
+            }
         }
-        Ok(_) => url.to_owned(),
         // Not a URL the parser takes: not shown, in case it holds a secret.
         Err(_) if url.starts_with("sqlite:") => url.to_owned(),
         Err(_) => "(a database URL that does not parse)".to_owned(),

@@ -100,7 +100,16 @@ impl PostgresStore {
         let (changes, _) = broadcast::channel(CHANGES_BACKLOG);
         let changes = Arc::new(changes);
         let origin: Arc<str> = format!("{:016x}", rand::random::<u64>()).into();
-        tokio::spawn(listen(listening, origin.clone(), Arc::downgrade(&changes)));
+        // Listening before the store is handed out: no change made after `connect`
+        // returns goes unheard.
+        let mut listener = PgListener::connect_with(&listening).await?;
+        listener.listen(CHANNEL).await?;
+        tokio::spawn(listen(
+            listening,
+            listener,
+            origin.clone(),
+            Arc::downgrade(&changes),
+        ));
         Ok(Self {
             pool,
             health: Arc::new(WriteHealth::default()),
@@ -153,8 +162,13 @@ impl PostgresStore {
         Ok((all.saturating_sub(before), all))
     }
 
+    /// A write transaction, `READ COMMITTED` whatever the role's or database's default:
+    /// a statement after a row lock sees what the lock waited for.
     async fn write(&self) -> Result<Transaction<'static, Postgres>> {
-        Ok(self.pool.begin().await?)
+        Ok(self
+            .pool
+            .begin_with("BEGIN ISOLATION LEVEL READ COMMITTED")
+            .await?)
     }
 
     /// The pool, for tests and tools that read the database directly.
@@ -172,35 +186,16 @@ async fn notify(tx: &mut Transaction<'_, Postgres>, payload: &str) -> Result<()>
     Ok(())
 }
 
-/// Hears the other servers' announcements until the store is dropped. While its
-/// connection is lost it retries every second, and once back it reports that changes
-/// may have been missed.
-async fn listen(pool: PgPool, origin: Arc<str>, changes: Weak<broadcast::Sender<Change>>) {
-    let mut connected_before = false;
+/// Hears the servers' announcements on `listener` until the store is dropped. While
+/// its connection is lost it listens again every second, and once back it reports that
+/// changes may have gone unheard.
+async fn listen(
+    pool: PgPool,
+    mut listener: PgListener,
+    origin: Arc<str>,
+    changes: Weak<broadcast::Sender<Change>>,
+) {
     loop {
-        if changes.strong_count() == 0 || pool.is_closed() {
-            return;
-        }
-        let mut listener = match PgListener::connect_with(&pool).await {
-            Ok(listener) => listener,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for other servers' changes; retrying");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                continue;
-            }
-        };
-        if let Err(e) = listener.listen(CHANNEL).await {
-            tracing::warn!(error = %e, "cannot listen for other servers' changes; retrying");
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            continue;
-        }
-        if connected_before {
-            let Some(sender) = changes.upgrade() else {
-                return;
-            };
-            let _ = sender.send(Change::Missed);
-        }
-        connected_before = true;
         loop {
             let heard = listener.try_recv().await;
             let Some(sender) = changes.upgrade() else {
@@ -219,11 +214,33 @@ async fn listen(pool: PgPool, origin: Arc<str>, changes: Weak<broadcast::Sender<
                 Err(e) => {
                     tracing::warn!(error = %e, "lost the connection that hears other servers' changes");
                     drop(sender);
-                    tokio::time::sleep(Duration::from_secs(1)).await;
                     break;
                 }
             }
         }
+        // Listen again, on a new connection, retrying every second; then say that
+        // changes may have gone unheard meanwhile.
+        listener = loop {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            if changes.strong_count() == 0 || pool.is_closed() {
+                return;
+            }
+            let attempt = async {
+                let mut listener = PgListener::connect_with(&pool).await?;
+                listener.listen(CHANNEL).await?;
+                Ok::<_, sqlx::Error>(listener)
+            };
+            match attempt.await {
+                Ok(listener) => break listener,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot listen for other servers' changes; retrying")
+                }
+            }
+        };
+        let Some(sender) = changes.upgrade() else {
+            return;
+        };
+        let _ = sender.send(Change::Missed);
     }
 }
 

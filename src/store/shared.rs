@@ -60,6 +60,12 @@ mod tests {
             shown,
             "postgres://kpistream:***@db.internal:5432/kpi?sslmode=require"
         );
+        let shown = redact_url("postgres://kpistream@db/kpi?password=s3cret&sslmode=require");
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(
+            shown.contains("password=***") && shown.contains("sslmode=require"),
+            "{shown}"
+        );
         assert_eq!(
             redact_url("postgres://kpistream@db/kpi"),
             "postgres://kpistream@db/kpi"

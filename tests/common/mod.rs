@@ -109,12 +109,18 @@ impl PgSchema {
 
 impl Drop for PgSchema {
     fn drop(&mut self) {
-        let (url, password) = &self.admin;
-        pg_execute(
-            url,
-            password,
-            &format!("DROP SCHEMA IF EXISTS {} CASCADE", self.name),
-        );
+        // Never panics here (a test that already failed would abort): a schema left
+        // behind is dropped with the test database.
+        let (url, password) = self.admin.clone();
+        let name = self.name.clone();
+        let _ = std::thread::spawn(move || {
+            pg_execute(
+                &url,
+                &password,
+                &format!("DROP SCHEMA IF EXISTS {name} CASCADE"),
+            )
+        })
+        .join();
     }
 }
 

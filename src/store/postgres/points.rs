@@ -3,7 +3,7 @@
 //! of points, and reading points and revisions back.
 //!
 //! Several servers may commit to one database at once. A group first locks the rows of
-//! the streams it writes (`FOR UPDATE`, in id order, so two groups never wait on each
+//! the streams it writes (`FOR NO KEY UPDATE`, in id order, so two groups never wait on each
 //! other in a circle): from then on, the group sees every batch another server committed
 //! to those streams, so a batch id raced to two servers is stored once and the second
 //! answers the first's outcome as a replay; a stream disabled or deleted meanwhile waits
@@ -102,8 +102,8 @@ async fn commit_group(
     ids.sort_unstable();
     ids.dedup();
     let rows = sqlx::query(
-        "SELECT id, seq, disabled, frequency, last_data_at, latest_period FROM streams WHERE id = ANY($1) \
-         ORDER BY id FOR UPDATE",
+        "SELECT id, seq, disabled, frequency, last_data_at, latest_period, point_count FROM streams \
+         WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE",
     )
     .bind(&ids)
     .fetch_all(&mut **tx)
@@ -122,9 +122,19 @@ async fn commit_group(
     let now_us = to_micros(now);
     let mut streams: HashMap<String, LockedStream> = HashMap::with_capacity(rows.len());
     // Each stream's latest stored period, as the runs below leave it.
+    // A stream with points but no latest period (never written so by kpistream) gets
+    // every period looked up.
     let mut stored_latest: HashMap<i64, Option<String>> = rows
         .iter()
-        .map(|row| (row.get("seq"), row.get("latest_period")))
+        .map(|row| {
+            let latest: Option<String> = row.get("latest_period");
+            let count: i64 = row.get("point_count");
+            let latest = match latest {
+                None if count > 0 => Some(char::MAX.to_string()),
+                latest => latest,
+            };
+            (row.get("seq"), latest)
+        })
         .collect();
     for row in &rows {
         streams.insert(
