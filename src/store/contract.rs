@@ -12,7 +12,7 @@
 //! store_contract!(postgres, postgres_store().await); // `None` skips: no database
 //! ```
 //!
-//! 97 behaviours cover the 52 methods of the store traits:
+//! 98 behaviours cover the 53 methods of the store traits:
 //!
 //! * `health`: `ping`, `probe_write`, `write_health`, `needs_bootstrap`, `bootstrap`,
 //!   `create_org`, `principal_for_token` (of the first admin);
@@ -21,7 +21,7 @@
 //! * `keys`: `add_key`, `revoke_key`, `list_keys`, `publishing_key`;
 //! * `categories`: `create_category`, `list_categories`, `rename_category`,
 //!   `delete_category`;
-//! * `commit`: `commit_batches`, `prune_batches`;
+//! * `commit`: `commit_batches`, `prune_batches`, `changes` (the feed of a shared store);
 //! * `points`: `list_points`, `latest_point`, `points_updated_after`, `list_revisions`;
 //! * `users`: `create_user`, `list_users`, `set_user_role`, `delete_user`,
 //!   `create_team`, `list_teams`, `delete_team`, `set_team_member`;
@@ -113,6 +113,7 @@ macro_rules! store_contract {
                 a_replayed_batch_id_returns_the_stored_outcome_and_stores_nothing,
                 a_changed_value_makes_a_revision,
                 an_unchanged_value_makes_no_revision,
+                a_shared_store_announces_each_commit_on_its_change_feed,
                 a_changed_external_id_makes_a_revision,
                 two_batches_in_one_call_touching_one_period_revise_in_order,
                 the_same_batch_id_on_two_streams_is_two_batches,

@@ -567,3 +567,34 @@ pub async fn a_pruned_batch_id_is_committed_again_as_new(store: &dyn Store) {
         "remembered again"
     );
 }
+
+/// A store shared by several servers announces its commits (this server's included)
+/// on its change feed, with the stream and the commit's time; a store that is its
+/// database's only writer has no feed.
+pub async fn a_shared_store_announces_each_commit_on_its_change_feed(store: &dyn Store) {
+    let Some(mut changes) = store.changes() else {
+        return;
+    };
+    let org = new_org(store, "Acme").await;
+    let (stream, key) = daily_stream(store, &org, "Revenue").await;
+    let outcome = commit(
+        store,
+        batch(&stream, &key, "b1", &[point("2026-11-01", "1")]),
+        at(10),
+    )
+    .await;
+    let heard = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        loop {
+            match changes.recv().await {
+                Ok(crate::store::Change::Committed { stream: id, at }) if id == stream.id => {
+                    return at;
+                }
+                Ok(_) => continue,
+                Err(e) => panic!("the change feed failed: {e}"),
+            }
+        }
+    })
+    .await
+    .expect("the commit is announced within 10 s");
+    assert_eq!(heard, outcome.committed_at());
+}
