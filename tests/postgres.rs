@@ -10,95 +10,7 @@
 
 mod common;
 
-use std::str::FromStr;
-
-use common::{Setup, TestServer, cli, point, required, values};
-use sqlx::postgres::PgConnectOptions;
-use sqlx::{ConnectOptions, Executor};
-
-/// A schema of the test database, dropped at the end of the test.
-struct Schema {
-    options: PgConnectOptions,
-    name: String,
-    /// `--db` for a server that keeps its tables in this schema (password included).
-    url: String,
-    password: String,
-}
-
-impl Schema {
-    async fn new() -> Option<Schema> {
-        let (url, password) = match (
-            std::env::var("KPISTREAM_TEST_POSTGRES_URL"),
-            std::env::var("KPISTREAM_TEST_DB_PASSWORD"),
-        ) {
-            (Ok(url), Ok(password)) => (url, password),
-            _ if required() => panic!(
-                "KPISTREAM_TEST_POSTGRES_URL and KPISTREAM_TEST_DB_PASSWORD must be set under CI=true: scripts/test.sh exports them once scripts/services.sh has started PostgreSQL"
-            ),
-            _ => {
-                eprintln!(
-                    "skipped: KPISTREAM_TEST_POSTGRES_URL or KPISTREAM_TEST_DB_PASSWORD is not set (run scripts/services.sh as root and source target/test-services.env)"
-                );
-                return None;
-            }
-        };
-        let options = PgConnectOptions::from_str(&url)
-            .expect("a PostgreSQL URL")
-            .password(&password);
-        let name = format!("kpi_serve_{:016x}", rand::random::<u64>());
-        let mut conn = options
-            .connect()
-            .await
-            .expect("the test PostgreSQL answers");
-        conn.execute(format!("CREATE SCHEMA {name}").as_str())
-            .await
-            .expect("a schema for the test");
-        let with_password = url.replacen("://kpistream@", &format!("://kpistream:{password}@"), 1);
-        assert_ne!(
-            with_password, url,
-            "KPISTREAM_TEST_POSTGRES_URL names the role kpistream"
-        );
-        let separator = if url.contains('?') { '&' } else { '?' };
-        Some(Schema {
-            url: format!("{with_password}{separator}options=-c%20search_path%3D{name}"),
-            options,
-            name,
-            password,
-        })
-    }
-
-    /// The URL with one more `-c` setting for the server's sessions.
-    fn url_with(&self, setting: &str) -> String {
-        format!("{}%20-c%20{setting}", self.url)
-    }
-
-    async fn count(&self, table: &str) -> i64 {
-        let mut conn = self.options.connect().await.unwrap();
-        sqlx::query_scalar(&format!("SELECT count(*) FROM {}.{table}", self.name))
-            .fetch_one(&mut conn)
-            .await
-            .unwrap()
-    }
-}
-
-impl Drop for Schema {
-    fn drop(&mut self) {
-        let (options, name) = (self.options.clone(), self.name.clone());
-        let _ = std::thread::spawn(move || {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap()
-                .block_on(async move {
-                    let mut conn = options.connect().await.ok()?;
-                    conn.execute(format!("DROP SCHEMA {name} CASCADE").as_str())
-                        .await
-                        .ok()
-                })
-        })
-        .join();
-    }
-}
+use common::{PgSchema, Setup, TestServer, cli, point, required, values};
 
 fn server_on(url: &str, args: &[&str]) -> TestServer {
     TestServer::start_setup(Setup {
@@ -110,7 +22,7 @@ fn server_on(url: &str, args: &[&str]) -> TestServer {
 
 #[tokio::test]
 async fn a_server_on_postgres_stores_and_serves_points_across_a_restart() {
-    let Some(schema) = Schema::new().await else {
+    let Some(schema) = PgSchema::for_test() else {
         return;
     };
     let mut server = server_on(&schema.url, &[]);
@@ -144,14 +56,14 @@ async fn a_server_on_postgres_stores_and_serves_points_across_a_restart() {
     );
     let logs = server.logs();
     assert!(
-        !logs.contains(&schema.password),
+        !logs.contains(schema.password()),
         "the database password is not logged:\n{logs}"
     );
 }
 
 #[tokio::test]
 async fn migrate_then_no_migrate_agree_on_the_schema() {
-    let Some(schema) = Schema::new().await else {
+    let Some(schema) = PgSchema::for_test() else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -174,7 +86,7 @@ async fn migrate_then_no_migrate_agree_on_the_schema() {
         said.contains("--no-migrate was given: run `kpistream migrate --db postgres://"),
         "{said}"
     );
-    assert!(!said.contains(&schema.password), "{said}");
+    assert!(!said.contains(schema.password()), "{said}");
 
     let migrated = cli(dir.path())
         .args(["migrate", "--db", &schema.url])
@@ -184,7 +96,7 @@ async fn migrate_then_no_migrate_agree_on_the_schema() {
     assert!(migrated.status.success(), "{migrated:?}");
     assert!(said.contains("applied 1 migration(s)"), "{said}");
     assert!(said.contains("kpistream:***@"), "{said}");
-    assert!(!said.contains(&schema.password), "{said}");
+    assert!(!said.contains(schema.password()), "{said}");
     let again = cli(dir.path())
         .args(["migrate", "--db", &schema.url])
         .output()
@@ -210,7 +122,7 @@ async fn migrate_then_no_migrate_agree_on_the_schema() {
 
 #[tokio::test]
 async fn asynchronous_commit_is_refused_unless_allowed() {
-    let Some(schema) = Schema::new().await else {
+    let Some(schema) = PgSchema::for_test() else {
         return;
     };
     let url = schema.url_with("synchronous_commit%3Doff");
@@ -265,7 +177,7 @@ async fn next_point(
 
 #[tokio::test]
 async fn two_servers_on_one_database_serve_as_one() {
-    let Some(schema) = Schema::new().await else {
+    let Some(schema) = PgSchema::for_test() else {
         return;
     };
     let a = server_on(&schema.url, &[]);
@@ -624,7 +536,7 @@ async fn copy_moves_a_whole_sqlite_deployment_to_postgres() {
     use kpistream::auth::Role;
     use kpistream::client::Client;
     use kpistream::proto;
-    let Some(schema) = Schema::new().await else {
+    let Some(schema) = PgSchema::for_test() else {
         return;
     };
     // A SQLite deployment with every kind of record, made through the API.
@@ -741,7 +653,7 @@ async fn copy_moves_a_whole_sqlite_deployment_to_postgres() {
     let said = String::from_utf8_lossy(&copied.stdout);
     assert!(copied.status.success(), "{copied:?}");
     assert!(said.contains("every table's count matches"), "{said}");
-    assert!(!said.contains(&schema.password), "{said}");
+    assert!(!said.contains(schema.password()), "{said}");
     let again = copy(sqlite.dir());
     assert!(
         !again.status.success(),

@@ -85,6 +85,24 @@ pub struct PgSchema {
 }
 
 impl PgSchema {
+    /// A schema for a test that needs PostgreSQL: `None` (the test skips, saying so)
+    /// without the test database's variables, except under `CI=true`, where it fails.
+    pub fn for_test() -> Option<PgSchema> {
+        let configured = std::env::var("KPISTREAM_TEST_POSTGRES_URL").is_ok()
+            && std::env::var("KPISTREAM_TEST_DB_PASSWORD").is_ok();
+        if !configured {
+            assert!(
+                !required(),
+                "KPISTREAM_TEST_POSTGRES_URL and KPISTREAM_TEST_DB_PASSWORD must be set under CI=true: scripts/test.sh exports them once scripts/services.sh has started PostgreSQL"
+            );
+            eprintln!(
+                "skipped: KPISTREAM_TEST_POSTGRES_URL or KPISTREAM_TEST_DB_PASSWORD is not set (run scripts/services.sh as root and source target/test-services.env)"
+            );
+            return None;
+        }
+        Some(PgSchema::create())
+    }
+
     pub fn create() -> PgSchema {
         let (url, password) = match (
             std::env::var("KPISTREAM_TEST_POSTGRES_URL"),
@@ -98,12 +116,45 @@ impl PgSchema {
         let name = format!("kpi_suite_{:016x}", rand::random::<u64>());
         pg_execute(&url, &password, &format!("CREATE SCHEMA {name}"));
         let with_password = url.replacen("://kpistream@", &format!("://kpistream:{password}@"), 1);
+        assert_ne!(
+            with_password, url,
+            "KPISTREAM_TEST_POSTGRES_URL names the role kpistream"
+        );
         let separator = if url.contains('?') { '&' } else { '?' };
         PgSchema {
             url: format!("{with_password}{separator}options=-c%20search_path%3D{name}"),
             name,
             admin: (url, password),
         }
+    }
+}
+
+impl PgSchema {
+    /// The test database's password (tests check it is never printed).
+    pub fn password(&self) -> &str {
+        &self.admin.1
+    }
+
+    /// The URL with one more `-c` setting for the server's sessions.
+    pub fn url_with(&self, setting: &str) -> String {
+        format!("{}%20-c%20{setting}", self.url)
+    }
+
+    /// How many rows `table` of the schema holds.
+    pub async fn count(&self, table: &str) -> i64 {
+        use sqlx::ConnectOptions;
+        let (url, password) = &self.admin;
+        let options = <sqlx::postgres::PgConnectOptions as std::str::FromStr>::from_str(url)
+            .expect("a PostgreSQL URL")
+            .password(password);
+        let mut conn = options
+            .connect()
+            .await
+            .expect("the test PostgreSQL answers");
+        sqlx::query_scalar(&format!("SELECT count(*) FROM {}.{table}", self.name))
+            .fetch_one(&mut conn)
+            .await
+            .expect("the count")
     }
 }
 
