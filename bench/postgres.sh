@@ -34,14 +34,15 @@ start() { # NAME: starts a server, sets $addr to its gRPC address
 }
 start a; A=$addr
 POINTS=${POINTS:-200000}
-echo "== 1 server, $POINTS points, 1000-point batches, 8 publishers"
-$K bench --server "$A" --token-file "$work/admin.token" --points $POINTS --batch-size 1000 --publishers 8 2>&1 | grep -E "throughput|latency"
+STREAMS=${STREAMS:-1}
+echo "== 1 server, $POINTS points, 1000-point batches, 8 publishers, $STREAMS stream(s)"
+$K bench --server "$A" --token-file "$work/admin.token" --points $POINTS --batch-size 1000 --publishers 8 --streams "$STREAMS" 2>&1 | grep -E "throughput|latency"
 start b; B=$addr
 echo "== 2 servers, 4 publishers each, $POINTS points in all"
 t0=$(date +%s.%N)
-$K bench --server "$A" --token-file "$work/admin.token" --points $((POINTS/2)) --batch-size 1000 --publishers 4 --start 2100-01-01 > "$work/ba.txt" 2>&1 &
+$K bench --server "$A" --token-file "$work/admin.token" --points $((POINTS/2)) --batch-size 1000 --publishers 4 --streams "$STREAMS" --start 2100-01-01 > "$work/ba.txt" 2>&1 &
 pa=$!
-$K bench --server "$B" --token-file "$work/admin.token" --points $((POINTS/2)) --batch-size 1000 --publishers 4 --start 2100-01-01 > "$work/bb.txt" 2>&1 &
+$K bench --server "$B" --token-file "$work/admin.token" --points $((POINTS/2)) --batch-size 1000 --publishers 4 --streams "$STREAMS" --start 2100-01-01 > "$work/bb.txt" 2>&1 &
 pb=$!
 wait $pa $pb
 t1=$(date +%s.%N)

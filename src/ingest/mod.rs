@@ -1,5 +1,5 @@
 //! The publish path: look up the key, verify the signature over the received bytes
-//! and validate the points off the async reactor, then hand the batch to the single
+//! and validate the points off the async reactor, then hand the batch to its stream's
 //! writer, which group-commits whatever batches are waiting in one transaction. The
 //! caller gets its outcome only after that transaction committed.
 
@@ -162,11 +162,12 @@ struct KnownKey {
 
 type KeyCache = Mutex<HashMap<(StreamId, KeyId), (Arc<KnownKey>, Instant)>>;
 
-/// The publish path. Cheap to clone; all clones share one writer.
+/// The publish path. Cheap to clone; all clones share the writers.
 #[derive(Clone)]
 pub struct Ingestor {
     store: Arc<dyn Store>,
-    writer: mpsc::Sender<WriteJob>,
+    /// One queue per writer; a stream's batches always go to the same one.
+    writers: Arc<[mpsc::Sender<WriteJob>]>,
     config: Arc<IngestConfig>,
     keys: Arc<KeyCache>,
     watchers: Arc<Watchers>,
@@ -183,23 +184,28 @@ pub struct Committed {
 }
 
 impl Ingestor {
-    /// Starts the writer task. It ends when the last clone of the ingestor is dropped,
+    /// Starts the writer tasks. They end when the last clone of the ingestor is dropped,
     /// after committing what it holds. Each commit's outcome is reported to `health`.
     pub fn start(store: Arc<dyn Store>, config: IngestConfig, health: Arc<WriteHealth>) -> Self {
-        let (writer, rx) = mpsc::channel(config.max_group * 4);
         let watchers = Arc::new(Watchers::default());
         let shared = store.changes();
-        let writer_task = Writer {
-            // A database shared with other servers tells every server's watchers of
-            // every commit, in commit order; the writer then leaves them to it.
-            local_watch: shared.is_none(),
-            store: store.clone(),
-            max_group: config.max_group,
-            watchers: watchers.clone(),
-            health,
-            last_commit: Timestamp::UNIX_EPOCH,
-        };
-        tokio::spawn(writer_task.run(rx));
+        let writers: Arc<[_]> = (0..store.writers().max(1))
+            .map(|_| {
+                let (queue, rx) = mpsc::channel(config.max_group * 4);
+                let writer = Writer {
+                    // A database shared with other servers tells every server's watchers
+                    // of every commit, in commit order; the writers then leave them to it.
+                    local_watch: shared.is_none(),
+                    store: store.clone(),
+                    max_group: config.max_group,
+                    watchers: watchers.clone(),
+                    health: health.clone(),
+                    last_commit: Timestamp::UNIX_EPOCH,
+                };
+                tokio::spawn(writer.run(rx));
+                queue
+            })
+            .collect();
         let keys: Arc<KeyCache> = Arc::default();
         if let Some(changes) = shared {
             // Two listeners, so that a key revoked elsewhere is forgotten at once even
@@ -216,7 +222,7 @@ impl Ingestor {
         }
         Self {
             store,
-            writer,
+            writers,
             config: Arc::new(config),
             keys,
             watchers,
@@ -292,7 +298,7 @@ impl Ingestor {
         };
         tracing::debug!(batch_id = %prepared.batch_id(), points = prepared.points().len(), "verified");
         let (reply, answer) = oneshot::channel();
-        self.writer
+        self.writer_of(prepared.stream_id())
             .send(WriteJob {
                 batch: prepared,
                 reply,
@@ -301,6 +307,15 @@ impl Ingestor {
             .map_err(|_| IngestError::ShuttingDown)?;
         let outcome = answer.await.map_err(|_| IngestError::ShuttingDown)???;
         Ok(outcome)
+    }
+
+    /// The queue of the writer that commits `stream`'s batches: always the same one, so
+    /// that a stream's groups commit in the order they were formed.
+    fn writer_of(&self, stream: &StreamId) -> &mpsc::Sender<WriteJob> {
+        let mut hasher = std::hash::DefaultHasher::new();
+        std::hash::Hash::hash(stream, &mut hasher);
+        let n = self.writers.len() as u64;
+        &self.writers[(std::hash::Hasher::finish(&hasher) % n) as usize]
     }
 
     async fn key(&self, stream: &StreamId, key: &KeyId) -> Result<Arc<KnownKey>, IngestError> {
@@ -543,8 +558,10 @@ fn record_metrics(result: &Result<PublishOutcome, IngestError>, started: Instant
     }
 }
 
-/// The single writer: takes the first waiting batch, then every batch already queued
-/// (up to `max_group`), and commits them in one transaction.
+/// A writer: takes the first waiting batch, then every batch already queued (up to
+/// `max_group`), and commits them in one transaction. A store that takes several
+/// transactions at once (PostgreSQL) gets several writers, each owning a share of the
+/// streams; SQLite has one.
 struct Writer {
     /// Whether committed batches go to this server's watchers from here.
     local_watch: bool,

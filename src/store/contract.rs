@@ -115,6 +115,7 @@ macro_rules! store_contract {
                 an_unchanged_value_makes_no_revision,
                 a_shared_store_announces_each_commit_on_its_change_feed,
                 a_changed_external_id_makes_a_revision,
+                a_large_batch_keeps_every_character_and_its_revisions_far_apart,
                 two_batches_in_one_call_touching_one_period_revise_in_order,
                 the_same_batch_id_on_two_streams_is_two_batches,
                 a_commit_keeps_the_streams_count_latest_period_and_last_data,

@@ -385,6 +385,11 @@ pub trait Store: StreamStore + PointStore + AccessStore + RunnerStore {
     fn changes(&self) -> Option<tokio::sync::broadcast::Receiver<Change>> {
         None
     }
+    /// How many group commits the store takes at once: one writer each, owning a
+    /// share of the streams. A single-writer database (SQLite) takes one.
+    fn writers(&self) -> usize {
+        1
+    }
 }
 
 /// How `serve` opens its database.

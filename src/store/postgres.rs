@@ -312,6 +312,12 @@ impl Store for PostgresStore {
         Some(self.changes.subscribe())
     }
 
+    /// Groups of different streams lock different rows, so several commit at once: one
+    /// writer per four pooled connections, at most four, leaving the rest to queries.
+    fn writers(&self) -> usize {
+        (self.pool.options().get_max_connections() / 4).clamp(1, 4) as usize
+    }
+
     async fn probe_write(&self, now: Timestamp) -> Result<()> {
         sqlx::query(
             "INSERT INTO health_probe (id, at) VALUES (1, $1) ON CONFLICT (id) DO UPDATE SET at = excluded.at",

@@ -598,3 +598,83 @@ pub async fn a_shared_store_announces_each_commit_on_its_change_feed(store: &dyn
     .expect("the commit is announced within 10 s");
     assert_eq!(heard, outcome.committed_at());
 }
+
+pub async fn a_large_batch_keeps_every_character_and_its_revisions_far_apart(store: &dyn Store) {
+    let org = new_org(store, "Acme").await;
+    let (stream, key) = daily_stream(store, &org, "Orders").await;
+    let day = |n: i64| {
+        jiff::civil::date(2020, 1, 1)
+            .checked_add(jiff::Span::new().days(n))
+            .unwrap()
+            .to_string()
+    };
+    // Every other day over 400 days: enough points for a bulk path, with text that
+    // needs escaping in any wire format, and no external id on some.
+    let odd = [
+        "tab\there",
+        "line\nbreak",
+        "carriage\rreturn",
+        "back\\slash",
+        "\\N",
+        "«Zürich» 東京",
+    ];
+    let external = |n: i64| (n % 7 != 0).then(|| format!("{}-{n}", odd[n as usize % odd.len()]));
+    let first: Vec<ValidPoint> = (0..200)
+        .map(|n| ValidPoint {
+            period: day(2 * n),
+            value: format!("{n}.5"),
+            external_id: external(n),
+        })
+        .collect();
+    let outcome = commit(store, batch(&stream, &key, "b1", &first), at(10)).await;
+    assert_eq!(outcome.revised(), 0);
+    let expected: Vec<PointRecord> = first
+        .iter()
+        .map(|p| {
+            let external_id = p.external_id.as_deref();
+            stored(&p.period, &p.value, external_id, ("b1", &key), 10, 0)
+        })
+        .collect();
+    assert_eq!(points(store, &stream.id).await, expected);
+
+    // Below the latest period: the first and last stored days change, one in the
+    // middle stays as it was, the odd days in between are new, and so is a day a
+    // year before the first.
+    let mut second = vec![
+        point("2019-01-01", "3"),
+        point("2020-01-01", "-1"),
+        ValidPoint {
+            period: day(398),
+            value: "199.5".into(),
+            external_id: None,
+        },
+        ValidPoint {
+            period: day(200),
+            value: "100.5".into(),
+            external_id: external(100),
+        },
+    ];
+    second.extend((0..100).map(|n| point(&day(2 * n + 1), "7")));
+    let outcome = commit(store, batch(&stream, &key, "b2", &second), at(20)).await;
+    assert_eq!(
+        outcome.revised(),
+        2,
+        "a changed value and a dropped external id are revisions; an unchanged point is not"
+    );
+    let now = points(store, &stream.id).await;
+    assert_eq!(now.len(), 301);
+    assert_eq!(
+        now[..2],
+        [
+            stored("2019-01-01", "3", None, ("b2", &key), 20, 0),
+            stored("2020-01-01", "-1", None, ("b2", &key), 20, 1)
+        ]
+    );
+    assert_eq!(
+        now.last().unwrap(),
+        &stored(&day(398), "199.5", None, ("b2", &key), 20, 1)
+    );
+    let middle = now.iter().find(|p| p.period == day(200)).unwrap();
+    assert_eq!((middle.batch_id.as_str(), middle.revision_count), ("b1", 0));
+    assert_eq!(stream_now(store, &org, &stream).await.point_count, 301);
+}

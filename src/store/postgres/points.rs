@@ -20,7 +20,7 @@ use sqlx::{Postgres, Row, Transaction};
 use super::PostgresStore;
 use crate::batch::{CommitRefusal, PreparedBatch, PublishOutcome, ValidPoint};
 use crate::ids::StreamId;
-use crate::period::Frequency;
+use crate::period::{Frequency, Period};
 use crate::store::shared::parse_frequency;
 use crate::store::{
     PointRecord, PointStore, Result, RevisionRecord, StoreError, from_micros, to_micros,
@@ -219,8 +219,14 @@ async fn commit_group(
 
     let mut revised = vec![0u32; batches.len()];
     let mut inserted = vec![0i64; batches.len()];
+    let frequencies: HashMap<i64, Frequency> =
+        streams.values().map(|s| (s.seq, s.frequency)).collect();
     for run in runs.iter().filter(|r| !r.is_empty()) {
-        write_run(tx, run, &stored_latest, now_us, &mut revised, &mut inserted).await?;
+        let written = Written {
+            revised: &mut revised,
+            inserted: &mut inserted,
+        };
+        write_run(tx, run, &stored_latest, &frequencies, now_us, written).await?;
         for (stream, period) in run.stream.iter().zip(&run.period) {
             let latest = stored_latest.entry(*stream).or_default();
             if latest.as_deref().is_none_or(|l| l < *period) {
@@ -286,6 +292,13 @@ async fn commit_group(
         .collect())
 }
 
+/// Per batch of the group: how many of its points revised a stored period, and how
+/// many were new.
+struct Written<'a> {
+    revised: &'a mut [u32],
+    inserted: &'a mut [i64],
+}
+
 /// Writes one run of points: inserts the new periods, and revises the stored ones whose
 /// value or external id changes. The group holds its streams' rows locked, and every
 /// writer takes those locks first, so nobody else adds a period meanwhile: a period
@@ -296,9 +309,9 @@ async fn write_run(
     tx: &mut Transaction<'_, Postgres>,
     run: &Rows<'_>,
     latest: &HashMap<i64, Option<String>>,
+    frequencies: &HashMap<i64, Frequency>,
     now_us: i64,
-    revised: &mut [u32],
-    inserted: &mut [i64],
+    Written { revised, inserted }: Written<'_>,
 ) -> Result<()> {
     let maybe_stored: Vec<usize> = (0..run.stream.len())
         .filter(|&i| {
@@ -311,15 +324,31 @@ async fn write_run(
     let current: HashMap<(i64, &str), (String, Option<String>)> = if maybe_stored.is_empty() {
         HashMap::new()
     } else {
-        let streams: Vec<i64> = maybe_stored.iter().map(|&i| run.stream[i]).collect();
-        let periods: Vec<&str> = maybe_stored.iter().map(|&i| run.period[i]).collect();
+        let mut wanted: HashMap<i64, Vec<&str>> = HashMap::new();
+        for &i in &maybe_stored {
+            wanted.entry(run.stream[i]).or_default().push(run.period[i]);
+        }
+        let (mut streams, mut from, mut to) = (Vec::new(), Vec::new(), Vec::new());
+        for (stream, periods) in &mut wanted {
+            let frequency = frequencies.get(stream).copied();
+            for (lo, hi) in period_ranges(periods, frequency) {
+                streams.push(*stream);
+                from.push(lo);
+                to.push(hi);
+            }
+        }
+        // One index range scan per range, in the stream's partition (a join of the
+        // periods themselves with `points` is planned as a hash join over the whole
+        // table once a group looks up a few thousand periods).
         let rows = sqlx::query(
-            "SELECT p.stream, p.period, p.value, p.external_id FROM points p \
-             JOIN unnest($1::bigint[], $2::text[]) AS u(stream, period) \
-               ON p.stream = u.stream AND p.period = u.period",
+            "SELECT p.stream, p.period, p.value, p.external_id \
+             FROM unnest($1::bigint[], $2::text[], $3::text[]) AS r(stream, lo, hi) \
+             CROSS JOIN LATERAL (SELECT stream, period, value, external_id FROM points p \
+                  WHERE p.stream = r.stream AND p.period >= r.lo AND p.period <= r.hi OFFSET 0) p",
         )
         .bind(&streams)
-        .bind(&periods)
+        .bind(&from)
+        .bind(&to)
         .fetch_all(&mut **tx)
         .await?;
         // Keyed by the run's own text, so lookups borrow instead of allocating.
@@ -356,7 +385,9 @@ async fn write_run(
             }
         }
     }
-    if !new.is_empty() {
+    if new.stream.len() >= COPY_FROM_ROWS {
+        copy_points(tx, &new, now_us).await?;
+    } else if !new.is_empty() {
         sqlx::query(
             "INSERT INTO points (stream, period, value, external_id, batch_id, key_id, updated_at) \
              SELECT u.stream, u.period, u.value, u.external_id, u.batch_id, u.key_id, $7 \
@@ -374,6 +405,114 @@ async fn write_run(
         .await?;
     }
     changed.write(tx, now_us).await
+}
+
+/// From how many new points on a run goes in by `COPY` rather than `INSERT`: `COPY`
+/// takes one more round trip, and about half the database's time per row.
+const COPY_FROM_ROWS: usize = 64;
+
+/// Inserts new points with `COPY … FROM STDIN` (text format).
+async fn copy_points(
+    tx: &mut Transaction<'_, Postgres>,
+    new: &Rows<'_>,
+    now_us: i64,
+) -> Result<()> {
+    let mut data = Vec::with_capacity(new.stream.len() * 112);
+    let updated_at = now_us.to_string();
+    for i in 0..new.stream.len() {
+        let stream = new.stream[i].to_string();
+        let fields = [
+            Some(stream.as_str()),
+            Some(new.period[i]),
+            Some(new.value[i]),
+            new.external_id[i],
+            Some(new.batch_id[i]),
+            Some(new.key_id[i]),
+            Some(updated_at.as_str()),
+        ];
+        for (n, field) in fields.into_iter().enumerate() {
+            if n > 0 {
+                data.push(b'\t');
+            }
+            copy_text_field(&mut data, field);
+        }
+        data.push(b'\n');
+    }
+    let mut copy = tx
+        .copy_in_raw(
+            "COPY points (stream, period, value, external_id, batch_id, key_id, updated_at) FROM STDIN",
+        )
+        .await?;
+    if let Err(err) = copy.send(data).await {
+        // Leaves the connection usable for the rollback that follows.
+        let _ = copy.abort("kpistream could not send the rows").await;
+        return Err(err.into());
+    }
+    copy.finish().await?;
+    Ok(())
+}
+
+/// One field of `COPY`'s text format: `\N` for none, the text with backslash, tab,
+/// newline and carriage return escaped otherwise.
+fn copy_text_field(data: &mut Vec<u8>, field: Option<&str>) {
+    let Some(text) = field else {
+        data.extend_from_slice(b"\\N");
+        return;
+    };
+    for &byte in text.as_bytes() {
+        match byte {
+            b'\\' => data.extend_from_slice(b"\\\\"),
+            b'\t' => data.extend_from_slice(b"\\t"),
+            b'\n' => data.extend_from_slice(b"\\n"),
+            b'\r' => data.extend_from_slice(b"\\r"),
+            _ => data.push(byte),
+        }
+    }
+}
+
+/// Most periods a range of [`period_ranges`] may span beyond the ones looked up.
+const MAX_RANGE_GAP: i64 = 64;
+
+/// The ranges that cover `periods` (of one stream) for reading the stored ones back:
+/// sorted, and split where two neighbours are more than [`MAX_RANGE_GAP`] periods apart,
+/// so a lookup reads at most that many stored periods per range beyond those it wants.
+fn period_ranges<'a>(
+    periods: &mut [&'a str],
+    frequency: Option<Frequency>,
+) -> Vec<(&'a str, &'a str)> {
+    periods.sort_unstable();
+    let Some((&first, rest)) = periods.split_first() else {
+        return Vec::new();
+    };
+    let start = |text: &str| {
+        frequency
+            .and_then(|f| Period::parse(f, text).ok())
+            .map(|p| p.start())
+    };
+    let days_per_period = frequency.map_or(1, |f| match f {
+        Frequency::Daily => 1,
+        Frequency::Weekly => 7,
+        Frequency::Monthly => 28,
+        Frequency::Quarterly => 90,
+    });
+    let mut ranges = vec![(first, first)];
+    let mut last_start = start(first);
+    for &period in rest {
+        let this_start = start(period);
+        let apart = match (last_start, this_start) {
+            (Some(a), Some(b)) => a.until((jiff::Unit::Day, b)).map_or(i64::MAX, |span| {
+                i64::from(span.get_days()) / days_per_period
+            }),
+            _ => 0,
+        };
+        if apart > MAX_RANGE_GAP {
+            ranges.push((period, period));
+        } else {
+            ranges.last_mut().expect("one range at least").1 = period;
+        }
+        last_start = this_start;
+    }
+    ranges
 }
 
 /// Stored periods whose value or external id changes, with their old values.
