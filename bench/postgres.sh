@@ -35,8 +35,9 @@ start() { # NAME: starts a server, sets $addr to its gRPC address
 start a; A=$addr
 POINTS=${POINTS:-200000}
 STREAMS=${STREAMS:-1}
+UPDATES=${UPDATES:-0}
 echo "== 1 server, $POINTS points, 1000-point batches, 8 publishers, $STREAMS stream(s)"
-$K bench --server "$A" --token-file "$work/admin.token" --points $POINTS --batch-size 1000 --publishers 8 --streams "$STREAMS" 2>&1 | grep -E "throughput|latency"
+$K bench --server "$A" --token-file "$work/admin.token" --points $POINTS --batch-size 1000 --publishers 8 --streams "$STREAMS" --update-share "$UPDATES" 2>&1 | grep -E "throughput|latency"
 start b; B=$addr
 echo "== 2 servers, 4 publishers each, $POINTS points in all"
 t0=$(date +%s.%N)

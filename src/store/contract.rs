@@ -261,6 +261,12 @@ pub async fn sqlite_store() -> TestStore {
 /// (scripts/test.sh exports both after scripts/services.sh started PostgreSQL). Without
 /// them: `None` (the test skips, saying so), except under `CI=true`, where it fails.
 pub async fn postgres_store() -> Option<TestStore> {
+    let (store, schema) = postgres_schema_store().await?;
+    Some(TestStore::new(Arc::new(store), schema))
+}
+
+/// The PostgreSQL store of [`postgres_store`], and what drops its schema when dropped.
+pub async fn postgres_schema_store() -> Option<(crate::store::PostgresStore, impl Any + Send)> {
     use sqlx::{ConnectOptions, Executor};
     let (url, password) = match (
         std::env::var("KPISTREAM_TEST_POSTGRES_URL"),
@@ -301,10 +307,7 @@ pub async fn postgres_store() -> Option<TestStore> {
     )
     .await
     .expect("the store opens");
-    Some(TestStore::new(
-        Arc::new(store),
-        DropSchema { options, schema },
-    ))
+    Some((store, DropSchema { options, schema }))
 }
 
 /// Drops a test's schema with everything in it when the test ends.

@@ -1,8 +1,10 @@
 //! Moving a whole deployment from SQLite to PostgreSQL (`kpistream copy`): every table,
 //! row for row, read in one snapshot of the source and written in one transaction of
 //! the target, so the target holds all of it or none of it. The two schemas have the
-//! same tables and columns (see `migrations/postgres`), so a row needs no translation
-//! beyond SQLite's integers that PostgreSQL keeps as booleans.
+//! same tables and columns (see `migrations/postgres`) but for PostgreSQL's `org_id` on
+//! every table of an organisation's rows and its `stream_routes`, found through the
+//! stream, user or team a SQLite row names; beyond that a row needs no translation but
+//! SQLite's integers that PostgreSQL keeps as booleans.
 
 use futures::TryStreamExt;
 use sqlx::{Row, SqliteConnection};
@@ -25,22 +27,47 @@ use Kind::{Bool, Bytes, Int, Text};
 /// those it references: an audit or run id, a revision id, keep their order).
 struct Table {
     name: &'static str,
+    /// The SQLite table its rows come from (the same name, but for `stream_routes`).
+    source: &'static str,
     columns: &'static [(&'static str, Kind)],
+    /// Columns the SQLite table does not have, and the expression that gives them (an
+    /// organisation's id, found through the row the SQLite table references).
+    computed: &'static [(&'static str, &'static str)],
     order: &'static str,
     /// An identity column whose sequence must continue after the copied ids.
     identity: Option<&'static str>,
 }
 
+impl Table {
+    /// Every column written: the ones read as they are, then the computed ones (text),
+    /// each with what the SQLite `SELECT` reads for it.
+    fn all(&self) -> impl Iterator<Item = (&'static str, Kind, &'static str)> {
+        let read = self.columns.iter().map(|&(name, kind)| (name, kind, name));
+        let computed = self.computed.iter().map(|&(name, from)| (name, Text, from));
+        read.chain(computed)
+    }
+}
+
+/// The organisation of a row naming a stream by its id, by its number, a user or a team.
+const ORG_OF_STREAM_ID: &str = "(SELECT s.org_id FROM streams s WHERE s.id = stream_id)";
+const ORG_OF_STREAM: &str = "(SELECT s.org_id FROM streams s WHERE s.seq = stream)";
+const ORG_OF_USER: &str = "(SELECT u.org_id FROM users u WHERE u.id = user_id)";
+const ORG_OF_TEAM: &str = "(SELECT t.org_id FROM teams t WHERE t.id = team_id)";
+
 /// Every table holding data, in an order where references point backwards.
 const TABLES: &[Table] = &[
     Table {
         name: "orgs",
+        source: "orgs",
+        computed: &[],
         columns: &[("id", Text), ("name", Text), ("created_at", Int)],
         order: "id",
         identity: None,
     },
     Table {
         name: "users",
+        source: "users",
+        computed: &[],
         columns: &[
             ("id", Text),
             ("org_id", Text),
@@ -54,6 +81,8 @@ const TABLES: &[Table] = &[
     },
     Table {
         name: "tokens",
+        source: "tokens",
+        computed: &[("org_id", ORG_OF_USER)],
         columns: &[
             ("id", Text),
             ("user_id", Text),
@@ -69,6 +98,8 @@ const TABLES: &[Table] = &[
     },
     Table {
         name: "categories",
+        source: "categories",
+        computed: &[],
         columns: &[
             ("id", Int),
             ("org_id", Text),
@@ -80,6 +111,8 @@ const TABLES: &[Table] = &[
     },
     Table {
         name: "streams",
+        source: "streams",
+        computed: &[],
         columns: &[
             ("id", Text),
             ("seq", Int),
@@ -103,7 +136,17 @@ const TABLES: &[Table] = &[
         identity: Some("seq"),
     },
     Table {
+        name: "stream_routes",
+        source: "streams",
+        computed: &[("stream_id", "id")],
+        columns: &[("org_id", Text)],
+        order: "id",
+        identity: None,
+    },
+    Table {
         name: "stream_keys",
+        source: "stream_keys",
+        computed: &[("org_id", ORG_OF_STREAM_ID)],
         columns: &[
             ("stream_id", Text),
             ("key_id", Text),
@@ -118,6 +161,8 @@ const TABLES: &[Table] = &[
     },
     Table {
         name: "teams",
+        source: "teams",
+        computed: &[],
         columns: &[
             ("id", Text),
             ("org_id", Text),
@@ -129,12 +174,16 @@ const TABLES: &[Table] = &[
     },
     Table {
         name: "team_members",
+        source: "team_members",
+        computed: &[("org_id", ORG_OF_TEAM)],
         columns: &[("team_id", Text), ("user_id", Text)],
         order: "team_id, user_id",
         identity: None,
     },
     Table {
         name: "grants",
+        source: "grants",
+        computed: &[("org_id", ORG_OF_STREAM_ID)],
         columns: &[
             ("stream_id", Text),
             ("grantee_kind", Text),
@@ -147,6 +196,8 @@ const TABLES: &[Table] = &[
     },
     Table {
         name: "audit",
+        source: "audit",
+        computed: &[],
         columns: &[
             ("id", Int),
             ("org_id", Text),
@@ -163,6 +214,8 @@ const TABLES: &[Table] = &[
     },
     Table {
         name: "connectors",
+        source: "connectors",
+        computed: &[],
         columns: &[
             ("org_id", Text),
             ("name", Text),
@@ -182,6 +235,8 @@ const TABLES: &[Table] = &[
     },
     Table {
         name: "connector_runs",
+        source: "connector_runs",
+        computed: &[],
         columns: &[
             ("id", Int),
             ("org_id", Text),
@@ -201,6 +256,8 @@ const TABLES: &[Table] = &[
     },
     Table {
         name: "points",
+        source: "points",
+        computed: &[("org_id", ORG_OF_STREAM)],
         columns: &[
             ("stream", Int),
             ("period", Text),
@@ -216,6 +273,8 @@ const TABLES: &[Table] = &[
     },
     Table {
         name: "revisions",
+        source: "revisions",
+        computed: &[("org_id", ORG_OF_STREAM)],
         columns: &[
             ("id", Int),
             ("stream", Int),
@@ -231,6 +290,8 @@ const TABLES: &[Table] = &[
     },
     Table {
         name: "batches",
+        source: "batches",
+        computed: &[("org_id", ORG_OF_STREAM)],
         columns: &[
             ("stream", Int),
             ("batch_id", Text),
@@ -264,7 +325,7 @@ pub async fn source_counts(from: &SqliteStore) -> Result<Vec<(&'static str, u64)
     let mut counts = Vec::with_capacity(TABLES.len());
     sqlx::query("BEGIN").execute(&mut *conn).await?;
     for table in TABLES {
-        counts.push((table.name, count(&mut conn, table.name).await?));
+        counts.push((table.name, count(&mut conn, table.source).await?));
     }
     sqlx::query("COMMIT").execute(&mut *conn).await?;
     Ok(counts)
@@ -303,12 +364,21 @@ pub async fn copy(
     sqlx::query("BEGIN").execute(&mut *source).await?;
     let mut copied = Copied { tables: Vec::new() };
     for table in TABLES {
-        let expected = count(&mut source, table.name).await?;
-        let columns: Vec<&str> = table.columns.iter().map(|(name, _)| *name).collect();
+        let expected = count(&mut source, table.source).await?;
+        let columns: Vec<String> = table
+            .all()
+            .map(|(name, _, from)| {
+                if name == from {
+                    name.to_owned()
+                } else {
+                    format!("{from} AS {name}")
+                }
+            })
+            .collect();
         let select = format!(
             "SELECT {} FROM {} ORDER BY {}",
             columns.join(", "),
-            table.name,
+            table.source,
             table.order
         );
         let mut rows = sqlx::query(&select).fetch(&mut *source);
@@ -370,9 +440,8 @@ struct Chunk {
 impl Chunk {
     fn new(table: &'static Table) -> Self {
         let columns = table
-            .columns
-            .iter()
-            .map(|(_, kind)| match kind {
+            .all()
+            .map(|(_, kind, _)| match kind {
                 Text => Values::Text(Vec::with_capacity(CHUNK)),
                 Int => Values::Int(Vec::with_capacity(CHUNK)),
                 Bool => Values::Bool(Vec::with_capacity(CHUNK)),
@@ -400,13 +469,12 @@ impl Chunk {
     }
 
     async fn insert(self, target: &mut sqlx::PgConnection) -> Result<u64> {
-        let names: Vec<&str> = self.table.columns.iter().map(|(name, _)| *name).collect();
+        let names: Vec<&str> = self.table.all().map(|(name, _, _)| name).collect();
         let arrays: Vec<String> = self
             .table
-            .columns
-            .iter()
+            .all()
             .enumerate()
-            .map(|(i, (_, kind))| {
+            .map(|(i, (_, kind, _))| {
                 let ty = match kind {
                     Text => "text",
                     Int => "bigint",

@@ -328,3 +328,88 @@ impl Store for PostgresStore {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use sqlx::Row;
+
+    use crate::store::contract::postgres_schema_store;
+
+    /// The schema stays ready to be distributed by organisation (docs/scale-out.md):
+    /// every table has `org_id` but `orgs` itself (distributed by `id`) and the
+    /// coordinator's own two; every primary, unique and foreign key includes it but
+    /// those of `orgs` and of the tables looked up without an organisation (`tokens`
+    /// by hash, `stream_routes` by stream id), which would be reference tables. A new
+    /// table or key that breaks this fails here.
+    #[tokio::test]
+    async fn every_table_and_key_names_its_organisation() {
+        let Some((store, _schema)) = postgres_schema_store().await else {
+            return;
+        };
+        let names = |rows: Vec<sqlx::postgres::PgRow>| -> Vec<String> {
+            rows.iter().map(|row| row.get::<String, _>(0)).collect()
+        };
+        let without_column = sqlx::query(
+            "SELECT c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p') AND NOT c.relispartition \
+               AND NOT EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.oid \
+                               AND a.attname = 'org_id' AND NOT a.attisdropped) \
+             ORDER BY 1",
+        )
+        .fetch_all(store.pool())
+        .await
+        .unwrap();
+        assert_eq!(
+            names(without_column),
+            ["_sqlx_migrations", "health_probe", "orgs"],
+            "tables without org_id"
+        );
+        // Keys, and unique indexes (some are on an expression, such as lower(name)).
+        let keys_without = sqlx::query(
+            "SELECT c.relname || '.' || con.conname FROM pg_constraint con \
+             JOIN pg_class c ON c.oid = con.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE n.nspname = current_schema() AND con.contype IN ('p', 'u', 'f') \
+               AND NOT c.relispartition AND con.conparentid = 0 \
+               AND NOT EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.oid \
+                               AND a.attname = 'org_id' AND a.attnum = ANY (con.conkey)) \
+             UNION ALL \
+             SELECT c.relname || '.' || i.relname FROM pg_index x \
+             JOIN pg_class i ON i.oid = x.indexrelid JOIN pg_class c ON c.oid = x.indrelid \
+             JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE n.nspname = current_schema() AND x.indisunique AND NOT c.relispartition \
+               AND NOT EXISTS (SELECT 1 FROM pg_constraint con WHERE con.conindid = x.indexrelid) \
+               AND NOT EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.oid \
+                               AND a.attname = 'org_id' AND a.attnum = ANY (x.indkey)) \
+             ORDER BY 1",
+        )
+        .fetch_all(store.pool())
+        .await
+        .unwrap();
+        assert_eq!(
+            names(keys_without),
+            [
+                "_sqlx_migrations._sqlx_migrations_pkey",
+                "health_probe.health_probe_pkey",
+                "orgs.orgs_pkey",
+                "stream_routes.stream_routes_pkey",
+                "tokens.tokens_hash_key",
+                "tokens.tokens_pkey",
+            ],
+            "keys and unique indexes without org_id"
+        );
+        let references_from_lookups = sqlx::query(
+            "SELECT c.relname || '.' || con.conname FROM pg_constraint con \
+             JOIN pg_class c ON c.oid = con.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE n.nspname = current_schema() AND con.contype = 'f' \
+               AND c.relname IN ('tokens', 'stream_routes')",
+        )
+        .fetch_all(store.pool())
+        .await
+        .unwrap();
+        assert_eq!(
+            names(references_from_lookups),
+            Vec::<String>::new(),
+            "a reference table cannot have a foreign key to a distributed one"
+        );
+    }
+}

@@ -63,8 +63,8 @@ async fn insert_token(
 ) -> Result<String> {
     let id = format!("tok_{}", uuid::Uuid::now_v7().simple());
     sqlx::query(
-        "INSERT INTO tokens (id, user_id, name, hash, created_at, expires_at) \
-         VALUES ($1, $2, $3, $4, $5, $6)",
+        "INSERT INTO tokens (id, user_id, org_id, name, hash, created_at, expires_at) \
+         SELECT $1, u.id, u.org_id, $3, $4, $5, $6 FROM users u WHERE u.id = $2",
     )
     .bind(&id)
     .bind(user.as_str())
@@ -78,7 +78,7 @@ async fn insert_token(
 }
 
 const TOKEN_SELECT: &str = "SELECT t.id, t.name, u.name AS user_name, t.created_at, t.last_used_at, \
-     t.expires_at, t.revoked_at FROM tokens t JOIN users u ON u.id = t.user_id";
+     t.expires_at, t.revoked_at FROM tokens t JOIN users u ON u.id = t.user_id AND u.org_id = t.org_id";
 
 /// User names are case-sensitive, as in SQLite.
 async fn user_id(tx: &mut Transaction<'_, Postgres>, org: &OrgId, name: &str) -> Result<String> {
@@ -172,15 +172,16 @@ pub(super) async fn upsert_grants(
     for grant in grants {
         let (kind, id) = grantee_key(tx, org, &grant.grantee).await?;
         sqlx::query(
-            "INSERT INTO grants (stream_id, grantee_kind, grantee_id, access, created_at) \
-             VALUES ($1, $2, $3, $4, $5) \
-             ON CONFLICT (stream_id, grantee_kind, grantee_id) DO UPDATE SET access = excluded.access",
+            "INSERT INTO grants (stream_id, org_id, grantee_kind, grantee_id, access, created_at) \
+             VALUES ($1, $6, $2, $3, $4, $5) \
+             ON CONFLICT (stream_id, grantee_kind, grantee_id, org_id) DO UPDATE SET access = excluded.access",
         )
         .bind(stream.as_str())
         .bind(kind)
         .bind(id)
         .bind(grant.access.as_str())
         .bind(to_micros(now))
+        .bind(org.as_str())
         .execute(&mut **tx)
         .await?;
     }
@@ -244,7 +245,7 @@ impl AccessStore for PostgresStore {
     ) -> Result<Option<Principal>> {
         let row = sqlx::query(
             "SELECT u.id, u.name, u.org_id, u.role, u.server_admin, t.id AS token_id, t.last_used_at \
-             FROM tokens t JOIN users u ON u.id = t.user_id \
+             FROM tokens t JOIN users u ON u.id = t.user_id AND u.org_id = t.org_id \
              WHERE t.hash = $1 AND t.revoked_at IS NULL AND (t.expires_at IS NULL OR t.expires_at > $2)",
         )
         .bind(&hash[..])
@@ -344,8 +345,15 @@ impl AccessStore for PostgresStore {
             .bind(&id)
             .execute(&mut *tx)
             .await?;
-        sqlx::query("DELETE FROM users WHERE id = $1")
+        // Tokens have no foreign key to users (see the schema).
+        sqlx::query("DELETE FROM tokens WHERE user_id = $1 AND org_id = $2")
             .bind(&id)
+            .bind(org.as_str())
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM users WHERE id = $1 AND org_id = $2")
+            .bind(&id)
+            .bind(org.as_str())
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
@@ -419,13 +427,14 @@ impl AccessStore for PostgresStore {
         let team_id = team_id(&mut tx, org, team).await?;
         let user_id = user_id(&mut tx, org, user).await?;
         let sql = if member {
-            "INSERT INTO team_members (team_id, user_id) VALUES ($1, $2) ON CONFLICT DO NOTHING"
+            "INSERT INTO team_members (team_id, user_id, org_id) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING"
         } else {
-            "DELETE FROM team_members WHERE team_id = $1 AND user_id = $2"
+            "DELETE FROM team_members WHERE team_id = $1 AND user_id = $2 AND org_id = $3"
         };
         sqlx::query(sql)
             .bind(&team_id)
             .bind(&user_id)
+            .bind(org.as_str())
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;

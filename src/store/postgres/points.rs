@@ -34,6 +34,7 @@ type GroupResult = Vec<std::result::Result<PublishOutcome, CommitRefusal>>;
 /// A stream of the group, as its locked row says.
 struct LockedStream {
     seq: i64,
+    org_id: String,
     disabled: bool,
     frequency: Frequency,
     /// Periods this group inserted (not revised) into it.
@@ -102,7 +103,7 @@ async fn commit_group(
     ids.sort_unstable();
     ids.dedup();
     let rows = sqlx::query(
-        "SELECT id, seq, disabled, frequency, last_data_at, latest_period, point_count FROM streams \
+        "SELECT id, seq, org_id, disabled, frequency, last_data_at, latest_period, point_count FROM streams \
          WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE",
     )
     .bind(&ids)
@@ -141,6 +142,7 @@ async fn commit_group(
             row.get("id"),
             LockedStream {
                 seq: row.get("seq"),
+                org_id: row.get("org_id"),
                 disabled: row.get("disabled"),
                 frequency: parse_frequency(row.get("frequency"))?,
                 new_points: 0,
@@ -219,14 +221,16 @@ async fn commit_group(
 
     let mut revised = vec![0u32; batches.len()];
     let mut inserted = vec![0i64; batches.len()];
-    let frequencies: HashMap<i64, Frequency> =
-        streams.values().map(|s| (s.seq, s.frequency)).collect();
+    let by_seq: HashMap<i64, (Frequency, String)> = streams
+        .values()
+        .map(|s| (s.seq, (s.frequency, s.org_id.clone())))
+        .collect();
     for run in runs.iter().filter(|r| !r.is_empty()) {
         let written = Written {
             revised: &mut revised,
             inserted: &mut inserted,
         };
-        write_run(tx, run, &stored_latest, &frequencies, now_us, written).await?;
+        write_run(tx, run, &stored_latest, &by_seq, now_us, written).await?;
         for (stream, period) in run.stream.iter().zip(&run.period) {
             let latest = stored_latest.entry(*stream).or_default();
             if latest.as_deref().is_none_or(|l| l < *period) {
@@ -276,7 +280,7 @@ async fn commit_group(
         };
         results[index] = Some(Ok(outcome));
     }
-    remember.insert(tx, now_us).await?;
+    remember.insert(tx, &by_seq, now_us).await?;
     touch(tx, &streams, &keys_used, now_us).await?;
     let committed: Vec<&str> = streams
         .iter()
@@ -309,7 +313,7 @@ async fn write_run(
     tx: &mut Transaction<'_, Postgres>,
     run: &Rows<'_>,
     latest: &HashMap<i64, Option<String>>,
-    frequencies: &HashMap<i64, Frequency>,
+    by_seq: &HashMap<i64, (Frequency, String)>,
     now_us: i64,
     Written { revised, inserted }: Written<'_>,
 ) -> Result<()> {
@@ -330,7 +334,7 @@ async fn write_run(
         }
         let (mut streams, mut from, mut to) = (Vec::new(), Vec::new(), Vec::new());
         for (stream, periods) in &mut wanted {
-            let frequency = frequencies.get(stream).copied();
+            let frequency = by_seq.get(stream).map(|(frequency, _)| *frequency);
             for (lo, hi) in period_ranges(periods, frequency) {
                 streams.push(*stream);
                 from.push(lo);
@@ -386,13 +390,13 @@ async fn write_run(
         }
     }
     if new.stream.len() >= COPY_FROM_ROWS {
-        copy_points(tx, &new, now_us).await?;
+        copy_points(tx, &new, by_seq, now_us).await?;
     } else if !new.is_empty() {
         sqlx::query(
-            "INSERT INTO points (stream, period, value, external_id, batch_id, key_id, updated_at) \
-             SELECT u.stream, u.period, u.value, u.external_id, u.batch_id, u.key_id, $7 \
-             FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[]) \
-                  AS u(stream, period, value, external_id, batch_id, key_id)",
+            "INSERT INTO points (stream, org_id, period, value, external_id, batch_id, key_id, updated_at) \
+             SELECT u.stream, u.org_id, u.period, u.value, u.external_id, u.batch_id, u.key_id, $7 \
+             FROM unnest($1::bigint[], $8::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[]) \
+                  AS u(stream, org_id, period, value, external_id, batch_id, key_id)",
         )
         .bind(&new.stream)
         .bind(&new.period)
@@ -401,10 +405,11 @@ async fn write_run(
         .bind(&new.batch_id)
         .bind(&new.key_id)
         .bind(now_us)
+        .bind(orgs_of(&new.stream, by_seq))
         .execute(&mut **tx)
         .await?;
     }
-    changed.write(tx, now_us).await
+    changed.write(tx, by_seq, now_us).await
 }
 
 /// From how many new points on a run goes in by `COPY` rather than `INSERT`: `COPY`
@@ -412,9 +417,15 @@ async fn write_run(
 const COPY_FROM_ROWS: usize = 64;
 
 /// Inserts new points with `COPY … FROM STDIN` (text format).
+/// The organisation of each stream of `seqs`, from the group's locked streams.
+fn orgs_of<'m>(seqs: &[i64], by_seq: &'m HashMap<i64, (Frequency, String)>) -> Vec<&'m str> {
+    seqs.iter().map(|seq| by_seq[seq].1.as_str()).collect()
+}
+
 async fn copy_points(
     tx: &mut Transaction<'_, Postgres>,
     new: &Rows<'_>,
+    by_seq: &HashMap<i64, (Frequency, String)>,
     now_us: i64,
 ) -> Result<()> {
     let mut data = Vec::with_capacity(new.stream.len() * 112);
@@ -423,6 +434,7 @@ async fn copy_points(
         let stream = new.stream[i].to_string();
         let fields = [
             Some(stream.as_str()),
+            Some(by_seq[&new.stream[i]].1.as_str()),
             Some(new.period[i]),
             Some(new.value[i]),
             new.external_id[i],
@@ -440,7 +452,7 @@ async fn copy_points(
     }
     let mut copy = tx
         .copy_in_raw(
-            "COPY points (stream, period, value, external_id, batch_id, key_id, updated_at) FROM STDIN",
+            "COPY points (stream, org_id, period, value, external_id, batch_id, key_id, updated_at) FROM STDIN",
         )
         .await?;
     if let Err(err) = copy.send(data).await {
@@ -538,15 +550,20 @@ impl<'a> Changed<'a> {
         self.key_id.push(run.key_id[i]);
     }
 
-    async fn write(&self, tx: &mut Transaction<'_, Postgres>, now_us: i64) -> Result<()> {
+    async fn write(
+        &self,
+        tx: &mut Transaction<'_, Postgres>,
+        by_seq: &HashMap<i64, (Frequency, String)>,
+        now_us: i64,
+    ) -> Result<()> {
         if self.stream.is_empty() {
             return Ok(());
         }
         sqlx::query(
-            "INSERT INTO revisions (stream, period, old_value, new_value, batch_id, key_id, revised_at) \
-             SELECT u.stream, u.period, u.old_value, u.new_value, u.batch_id, u.key_id, $7 \
-             FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[]) \
-                  WITH ORDINALITY AS u(stream, period, old_value, new_value, batch_id, key_id, n) \
+            "INSERT INTO revisions (stream, org_id, period, old_value, new_value, batch_id, key_id, revised_at) \
+             SELECT u.stream, u.org_id, u.period, u.old_value, u.new_value, u.batch_id, u.key_id, $7 \
+             FROM unnest($1::bigint[], $8::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[]) \
+                  WITH ORDINALITY AS u(stream, org_id, period, old_value, new_value, batch_id, key_id, n) \
              ORDER BY u.n",
         )
         .bind(&self.stream)
@@ -556,6 +573,7 @@ impl<'a> Changed<'a> {
         .bind(&self.batch_id)
         .bind(&self.key_id)
         .bind(now_us)
+        .bind(orgs_of(&self.stream, by_seq))
         .execute(&mut **tx)
         .await?;
         sqlx::query(
@@ -597,21 +615,27 @@ impl Remember {
             .push(serde_json::to_string(outcome).expect("outcome serializes"));
     }
 
-    async fn insert(&self, tx: &mut Transaction<'_, Postgres>, now_us: i64) -> Result<()> {
+    async fn insert(
+        &self,
+        tx: &mut Transaction<'_, Postgres>,
+        by_seq: &HashMap<i64, (Frequency, String)>,
+        now_us: i64,
+    ) -> Result<()> {
         if self.stream.is_empty() {
             return Ok(());
         }
         sqlx::query(
-            "INSERT INTO batches (stream, batch_id, key_id, accepted_at, outcome) \
-             SELECT u.stream, u.batch_id, u.key_id, $5, u.outcome \
-             FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[]) \
-                  AS u(stream, batch_id, key_id, outcome)",
+            "INSERT INTO batches (stream, org_id, batch_id, key_id, accepted_at, outcome) \
+             SELECT u.stream, u.org_id, u.batch_id, u.key_id, $5, u.outcome \
+             FROM unnest($1::bigint[], $6::text[], $2::text[], $3::text[], $4::text[]) \
+                  AS u(stream, org_id, batch_id, key_id, outcome)",
         )
         .bind(&self.stream)
         .bind(&self.batch_id)
         .bind(&self.key_id)
         .bind(&self.outcome)
         .bind(now_us)
+        .bind(orgs_of(&self.stream, by_seq))
         .execute(&mut **tx)
         .await?;
         Ok(())

@@ -111,19 +111,20 @@ async fn key_in(
 
 async fn insert_key(
     tx: &mut Transaction<'_, Postgres>,
-    stream: &StreamId,
+    (org, stream): (&OrgId, &StreamId),
     key: &NewKey,
     at: i64,
 ) -> Result<()> {
     sqlx::query(
-        "INSERT INTO stream_keys (stream_id, key_id, public_key, origin, created_at) \
-         VALUES ($1, $2, $3, $4, $5)",
+        "INSERT INTO stream_keys (stream_id, org_id, key_id, public_key, origin, created_at) \
+         VALUES ($1, $6, $2, $3, $4, $5)",
     )
     .bind(stream.as_str())
     .bind(key.key_id.as_str())
     .bind(&key.public_key[..])
     .bind(key.origin.as_str())
     .bind(at)
+    .bind(org.as_str())
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -242,17 +243,23 @@ impl StreamStore for PostgresStore {
         .bind(at)
         .execute(&mut *tx)
         .await?;
-        insert_key(&mut tx, id, key, at).await?;
+        sqlx::query("INSERT INTO stream_routes (stream_id, org_id) VALUES ($1, $2)")
+            .bind(id.as_str())
+            .bind(org.as_str())
+            .execute(&mut *tx)
+            .await?;
+        insert_key(&mut tx, (org, id), key, at).await?;
         access::upsert_grants(&mut tx, org, id, grants, now).await?;
         // The creator manages the stream, even if `grants` named them with read.
         sqlx::query(
-            "INSERT INTO grants (stream_id, grantee_kind, grantee_id, access, created_at) \
-             VALUES ($1, 'user', $2, 'manage', $3) \
-             ON CONFLICT (stream_id, grantee_kind, grantee_id) DO UPDATE SET access = 'manage'",
+            "INSERT INTO grants (stream_id, org_id, grantee_kind, grantee_id, access, created_at) \
+             VALUES ($1, $4, 'user', $2, 'manage', $3) \
+             ON CONFLICT (stream_id, grantee_kind, grantee_id, org_id) DO UPDATE SET access = 'manage'",
         )
         .bind(id.as_str())
         .bind(creator.as_str())
         .bind(at)
+        .bind(org.as_str())
         .execute(&mut *tx)
         .await?;
         let stream = stream_in(&mut *tx, org, id).await?;
@@ -378,8 +385,13 @@ impl StreamStore for PostgresStore {
             .execute(&mut *tx)
             .await?
             .rows_affected();
-        // Its grants go with it (`ON DELETE CASCADE`).
-        sqlx::query("DELETE FROM streams WHERE id = $1")
+        // Its grants go with it (`ON DELETE CASCADE`); its route has no foreign key.
+        sqlx::query("DELETE FROM streams WHERE id = $1 AND org_id = $2")
+            .bind(id.as_str())
+            .bind(org.as_str())
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM stream_routes WHERE stream_id = $1")
             .bind(id.as_str())
             .execute(&mut *tx)
             .await?;
@@ -410,7 +422,7 @@ impl StreamStore for PostgresStore {
                 "this public key (as {existing} of stream {stream})"
             )));
         }
-        insert_key(&mut tx, stream, key, to_micros(now)).await?;
+        insert_key(&mut tx, (org, stream), key, to_micros(now)).await?;
         let key = key_in(&mut tx, stream, &key.key_id).await?;
         self.announce_stream(&mut tx, stream).await?;
         tx.commit().await?;
