@@ -351,7 +351,7 @@ fn members_may_not_manage_users_and_deletions_need_yes() {
         .expect("ada is listed");
     assert_eq!(
         (&ada["role"], &ada["teams"]),
-        (&"admin".into(), &"finance".into())
+        (&"admin".into(), &serde_json::json!(["finance"]))
     );
 
     succeeds(sh.admin(&["team", "remove", "finance", "ada"]));

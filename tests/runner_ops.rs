@@ -720,14 +720,17 @@ async fn connector_files_are_picked_up_changed_and_removed_while_the_runner_runs
 // ---------------------------------------------------------------------------------------
 // Operations: list, disable, enable, log, metrics
 
-/// `connector ... --format json` rows.
-fn json_rows(text: &str) -> Vec<BTreeMap<String, String>> {
+/// `connector ... --output json` rows.
+fn json_rows(text: &str) -> Vec<BTreeMap<String, serde_json::Value>> {
     serde_json::from_str(text).unwrap_or_else(|e| panic!("JSON rows ({e}): {text}"))
 }
 
-fn row<'a>(rows: &'a [BTreeMap<String, String>], name: &str) -> &'a BTreeMap<String, String> {
+fn row<'a>(
+    rows: &'a [BTreeMap<String, serde_json::Value>],
+    name: &str,
+) -> &'a BTreeMap<String, serde_json::Value> {
     rows.iter()
-        .find(|r| r["NAME"] == name)
+        .find(|r| r["name"] == name)
         .unwrap_or_else(|| panic!("{name} is listed: {rows:#?}"))
 }
 
@@ -793,27 +796,31 @@ argv = ["sh", "-c", "echo 'the warehouse is locked' >&2; exit 3"]
         &server,
         &ws,
         &env,
-        &["list", "--format", "json"],
+        &["list", "--output", "json"],
     ));
     assert_eq!(listed.len(), 3, "{listed:#?}");
     let one = row(&listed, "listed");
-    assert_eq!(one["STREAM"], streams["listed"].0);
-    assert_eq!(one["SOURCE"], "command");
-    assert_eq!(one["SCHEDULE"], "* * * * * * UTC");
-    assert_eq!(one["STATUS"], "enabled");
-    assert_eq!(one["FAILURES"], "0");
-    assert!(one["LAST RUN"].ends_with(" ok"), "{one:?}");
+    assert_eq!(one["stream"], streams["listed"].0.as_str());
+    assert_eq!(one["source"], "command");
+    assert_eq!(one["schedule"], "* * * * * * UTC");
+    assert_eq!(one["status"], "enabled");
+    assert_eq!(one["failures"], 0);
+    assert_eq!(one["last_result"], "ok", "{one:?}");
+    assert!(
+        one["last_run"].as_str().is_some_and(|t| t.ends_with('Z')),
+        "{one:?}"
+    );
     let failing = row(&listed, "failing");
-    assert_eq!(failing["STREAM"], streams["failing"].0);
-    assert_eq!(failing["STATUS"], "disabled after failures");
-    assert_eq!(failing["FAILURES"], "1");
-    assert_eq!(failing["NEXT RUN"], "-");
-    assert!(failing["LAST RUN"].ends_with(" failed"), "{failing:?}");
+    assert_eq!(failing["stream"], streams["failing"].0.as_str());
+    assert_eq!(failing["status"], "disabled after failures");
+    assert_eq!(failing["failures"], 1);
+    assert_eq!(failing["next_run"], serde_json::Value::Null);
+    assert_eq!(failing["last_result"], "failed", "{failing:?}");
     let resting = row(&listed, "resting");
-    assert_eq!(resting["STREAM"], streams["resting"].0);
-    assert_eq!(resting["STATUS"], "disabled in its file");
-    assert_eq!(resting["SCHEDULE"], "0 6 * * * UTC");
-    assert_eq!(resting["LAST RUN"], "never");
+    assert_eq!(resting["stream"], streams["resting"].0.as_str());
+    assert_eq!(resting["status"], "disabled in its file");
+    assert_eq!(resting["schedule"], "0 6 * * * UTC");
+    assert_eq!(resting["last_run"], serde_json::Value::Null);
     let table = connector_ok(&server, &ws, &env, &["list"]);
     assert!(table.starts_with("NAME"), "{table}");
     assert_eq!(table.lines().count(), 4, "{table}");
@@ -833,10 +840,10 @@ argv = ["sh", "-c", "echo 'the warehouse is locked' >&2; exit 3"]
         &server,
         &ws,
         &env,
-        &["list", "--format", "json"],
+        &["list", "--output", "json"],
     ));
-    assert_eq!(row(&listed, "listed")["STATUS"], "disabled");
-    assert_eq!(row(&listed, "listed")["NEXT RUN"], "-");
+    assert_eq!(row(&listed, "listed")["status"], "disabled");
+    assert_eq!(row(&listed, "listed")["next_run"], serde_json::Value::Null);
 
     // Enabled again: it runs again.
     let out = connector_ok(&server, &ws, &env, &["enable", "listed"]);
@@ -888,7 +895,7 @@ argv = ["sh", "-c", "echo 'the warehouse is locked' >&2; exit 3"]
         &server,
         &ws,
         &env,
-        &["log", "listed", "--limit", "1000", "--format", "json"],
+        &["log", "listed", "--limit", "1000", "--output", "json"],
     ));
     assert_eq!(log.len(), logged.len());
     for (shown, run) in log.iter().zip(&logged) {
@@ -896,21 +903,23 @@ argv = ["sh", "-c", "echo 'the warehouse is locked' >&2; exit 3"]
         let started = jiff::Timestamp::new(started.seconds, 0)
             .unwrap()
             .to_string();
-        assert_eq!(shown["STARTED"], started);
-        assert_eq!(shown["RESULT"], "ok");
-        assert_eq!(shown["RECORDS"], "1");
-        assert_eq!(shown["RUNNER"], "ops-runner");
+        assert_eq!(shown["started"], started.as_str());
+        assert_eq!(shown["result"], "ok");
+        assert_eq!(shown["records"], 1);
+        assert_eq!(shown["runner"], "ops-runner");
     }
     let log = json_rows(&connector_ok(
         &server,
         &ws,
         &env,
-        &["log", "failing", "--format", "json"],
+        &["log", "failing", "--output", "json"],
     ));
     assert_eq!(log.len(), 1, "{log:#?}");
-    assert!(log[0]["RESULT"].starts_with("failed: "), "{log:#?}");
+    assert_eq!(log[0]["result"], "failed", "{log:#?}");
     assert!(
-        log[0]["RESULT"].contains("the warehouse is locked"),
+        log[0]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("the warehouse is locked")),
         "{log:#?}"
     );
     let out = connector_ok(&server, &ws, &env, &["log", "resting"]);

@@ -316,6 +316,7 @@ impl Fixture {
                 from: period.into(),
                 to: period.into(),
                 limit: 1,
+                ..Default::default()
             })
             .await
             .expect("the stream is readable")

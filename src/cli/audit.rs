@@ -1,6 +1,6 @@
 //! `kpistream audit …`: the organisation's log of admin actions, for org admins.
 
-use super::output::{Format, Rows, time};
+use super::output::{Cell, OutputArgs, Rows, time};
 use super::{ServerArgs, parse_time, status};
 use crate::client::AuditFilter;
 
@@ -26,8 +26,8 @@ pub enum AuditCommand {
         /// Only the newest N entries, still listed oldest first (default: the newest 10,000).
         #[arg(long, default_value_t = 0, hide_default_value = true)]
         limit: u32,
-        #[arg(long, value_enum, default_value_t)]
-        output: Format,
+        #[command(flatten)]
+        output: OutputArgs,
         #[command(flatten)]
         server: ServerArgs,
     },
@@ -69,14 +69,14 @@ impl AuditCommand {
                 for e in &entries {
                     rows.push(vec![
                         time(&e.at),
-                        e.actor.clone(),
-                        e.action.clone(),
-                        e.target_kind.clone(),
-                        e.target_id.clone(),
-                        e.detail.clone(),
+                        e.actor.clone().into(),
+                        e.action.clone().into(),
+                        e.target_kind.clone().into(),
+                        e.target_id.clone().into(),
+                        Cell::opt(e.detail.clone()),
                     ]);
                 }
-                rows.print(output)
+                rows.print(&output)
             }
         }
     }

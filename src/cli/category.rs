@@ -1,7 +1,8 @@
 //! `kpistream category …`.
 
-use super::output::{Format, Rows, time};
+use super::output::{OutputArgs, Rows, time};
 use super::{ServerArgs, status};
+use crate::cli::exit::outln;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum CategoryCommand {
@@ -15,8 +16,8 @@ pub enum CategoryCommand {
     /// List categories with how many streams use each.
     #[command(after_help = "Example:\n  kpistream category list --output csv")]
     List {
-        #[arg(long, value_enum, default_value_t)]
-        output: Format,
+        #[command(flatten)]
+        output: OutputArgs,
         #[command(flatten)]
         server: ServerArgs,
     },
@@ -47,19 +48,19 @@ impl CategoryCommand {
                     .create_category(&name)
                     .await
                     .map_err(status)?;
-                println!("created category {:?}", c.name);
+                outln!("created category {:?}", c.name);
             }
             Self::List { output, server } => {
                 let categories = server.connect().await?.categories().await.map_err(status)?;
                 let mut rows = Rows::new(vec!["name", "streams", "created"]);
                 for c in &categories {
                     rows.push(vec![
-                        c.name.clone(),
-                        c.stream_count.to_string(),
+                        c.name.clone().into(),
+                        c.stream_count.into(),
                         time(&c.created_at),
                     ]);
                 }
-                rows.print(output)?;
+                rows.print(&output)?;
             }
             Self::Rename {
                 name,
@@ -72,9 +73,10 @@ impl CategoryCommand {
                     .rename_category(&name, &new_name)
                     .await
                     .map_err(status)?;
-                println!(
+                outln!(
                     "renamed category {name:?} to {:?} ({} streams)",
-                    c.name, c.stream_count
+                    c.name,
+                    c.stream_count
                 );
             }
             Self::Delete { name, server } => {
@@ -84,7 +86,7 @@ impl CategoryCommand {
                     .delete_category(&name)
                     .await
                     .map_err(status)?;
-                println!("deleted category {name:?}");
+                outln!("deleted category {name:?}");
             }
         }
         Ok(())

@@ -2,12 +2,13 @@
 //! and read their run log. State comes from the server's `Runner` service, the same
 //! one `kpistream runner` uses.
 
+use crate::cli::exit::outln;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
 
-use super::output::{Format, Rows, time};
+use super::output::{Cell, OutputArgs, Rows, time};
 use super::{ServerArgs, status};
 use crate::connector::{ConnectorDef, check_dir};
 use crate::proto;
@@ -37,8 +38,8 @@ pub enum ConnectorCommand {
     List {
         #[command(flatten)]
         dir: DirArg,
-        #[arg(long, value_enum, default_value_t)]
-        format: Format,
+        #[command(flatten)]
+        output: OutputArgs,
         #[command(flatten)]
         server: ServerArgs,
     },
@@ -75,8 +76,8 @@ pub enum ConnectorCommand {
         /// Runs shown at most.
         #[arg(long, default_value_t = 20)]
         limit: u32,
-        #[arg(long, value_enum, default_value_t)]
-        format: Format,
+        #[command(flatten)]
+        output: OutputArgs,
         #[command(flatten)]
         server: ServerArgs,
     },
@@ -115,9 +116,9 @@ impl ConnectorCommand {
             Self::Check { dir } => check(dir),
             Self::List {
                 dir,
-                format,
+                output,
                 server,
-            } => list(&dir.dir, format, &server).await,
+            } => list(&dir.dir, &output, &server).await,
             Self::Run { name, dir, server } => run_now(&name, &dir.dir, &server).await,
             Self::Preview {
                 name,
@@ -128,9 +129,9 @@ impl ConnectorCommand {
             Self::Log {
                 name,
                 limit,
-                format,
+                output,
                 server,
-            } => log(&name, limit, format, &server).await,
+            } => log(&name, limit, &output, &server).await,
             Self::Enable { name, server } => set_enabled(&name, true, &server).await,
             Self::Disable { name, server } => set_enabled(&name, false, &server).await,
         }
@@ -140,7 +141,7 @@ impl ConnectorCommand {
 fn check(dir: PathBuf) -> anyhow::Result<()> {
     let report = check_dir(&dir);
     for (file, def) in &report.connectors {
-        println!(
+        outln!(
             "ok: {} ({}, {} {}{}) in {}",
             def.name,
             def.source_kind(),
@@ -155,7 +156,7 @@ fn check(dir: PathBuf) -> anyhow::Result<()> {
     }
     match report.errors.len() {
         0 if report.connectors.is_empty() => {
-            println!("no connector definitions in {}", dir.display());
+            outln!("no connector definitions in {}", dir.display());
             Ok(())
         }
         0 => Ok(()),
@@ -209,11 +210,19 @@ fn definition(dir: &Path, name: &str) -> anyhow::Result<Job> {
         })
 }
 
-async fn list(dir: &Path, format: Format, server: &ServerArgs) -> anyhow::Result<()> {
+async fn list(dir: &Path, output: &OutputArgs, server: &ServerArgs) -> anyhow::Result<()> {
     let jobs = definitions(dir)?;
     let client = server.connect().await?;
     let mut rows = Rows::new(vec![
-        "NAME", "STREAM", "SOURCE", "SCHEDULE", "NEXT RUN", "LAST RUN", "STATUS", "FAILURES",
+        "name",
+        "stream",
+        "source",
+        "schedule",
+        "next_run",
+        "last_run",
+        "last_result",
+        "status",
+        "failures",
     ]);
     let now = jiff::Timestamp::now();
     for job in &jobs {
@@ -223,28 +232,28 @@ async fn list(dir: &Path, format: Format, server: &ServerArgs) -> anyhow::Result
         let next = if def.enabled && state.enabled {
             def.schedule
                 .next_after(now, def.timezone.tz())
-                .map(|t| t.to_string())
-                .unwrap_or_else(|| "never".into())
+                .map_or(Cell::Null, |t| t.to_string().into())
         } else {
-            "-".into()
+            Cell::Null
         };
-        let last = match (&state.last_run_ended, state.last_error.is_empty()) {
-            (None, _) => "never".to_owned(),
-            (Some(_), true) => format!("{} ok", time(&state.last_run_ended)),
-            (Some(_), false) => format!("{} failed", time(&state.last_run_ended)),
+        let last_result = match (&state.last_run_ended, state.last_error.is_empty()) {
+            (None, _) => Cell::Null,
+            (Some(_), true) => "ok".into(),
+            (Some(_), false) => "failed".into(),
         };
         rows.push(vec![
-            def.name.clone(),
-            stream_label(def),
-            def.source_kind().to_owned(),
-            format!("{} {}", def.schedule.as_str(), def.timezone.as_str()),
+            def.name.clone().into(),
+            stream_label(def).into(),
+            def.source_kind().into(),
+            format!("{} {}", def.schedule.as_str(), def.timezone.as_str()).into(),
             next,
-            last,
-            status,
-            state.consecutive_failures.to_string(),
+            time(&state.last_run_ended),
+            last_result,
+            status.into(),
+            state.consecutive_failures.into(),
         ]);
     }
-    rows.print(format)
+    rows.print(output)
 }
 
 fn status_of(def: &ConnectorDef, state: &proto::ConnectorState) -> String {
@@ -277,7 +286,7 @@ async fn run_now(name: &str, dir: &Path, server: &ServerArgs) -> anyhow::Result<
         .map_err(status)?
     {
         Outcome::Ran(summary) => {
-            println!(
+            outln!(
                 "{name}: {} pulled, {} published, {} rejected, {} filtered out",
                 count(summary.records_pulled, "record"),
                 count(summary.points_published, "point"),
@@ -285,16 +294,16 @@ async fn run_now(name: &str, dir: &Path, server: &ServerArgs) -> anyhow::Result<
                 summary.filtered_out
             );
             if summary.kept_existing > 0 {
-                println!(
+                outln!(
                     "{} records skipped: their period has a value (on_existing = \"keep\")",
                     summary.kept_existing
                 );
             }
             if let Some(cursor) = &summary.new_cursor {
-                println!("cursor now {cursor:?}");
+                outln!("cursor now {cursor:?}");
             }
             if summary.recovered {
-                println!("{name} recovered: it is enabled again");
+                outln!("{name} recovered: it is enabled again");
             }
             match summary.error {
                 None => Ok(()),
@@ -348,7 +357,7 @@ async fn preview(name: &str, limit: usize, dir: &Path, server: &ServerArgs) -> a
             if f.conditions.len() == 1 { "" } else { "s" }
         ),
     };
-    println!(
+    outln!(
         "preview of {name} ({} source, stream {}, cursor {}, filter: {filter}); nothing is published",
         def.source_kind(),
         target.stream_id,
@@ -370,10 +379,10 @@ async fn preview(name: &str, limit: usize, dir: &Path, server: &ServerArgs) -> a
                 break 'pages;
             }
             shown += 1;
-            println!("record {shown}: {record}");
+            outln!("record {shown}: {record}");
             if !mapper.keep(&record) {
                 filtered += 1;
-                println!("  -> filtered out");
+                outln!("  -> filtered out");
                 continue;
             }
             match mapper
@@ -388,7 +397,7 @@ async fn preview(name: &str, limit: usize, dir: &Path, server: &ServerArgs) -> a
                         format!(" (external id {})", printable(&point.external_id))
                     };
                     // Text from the source reaches the terminal escaped.
-                    println!(
+                    outln!(
                         "  -> {} = {}{id}",
                         printable(&period.to_string()),
                         printable(&point.value)
@@ -396,19 +405,24 @@ async fn preview(name: &str, limit: usize, dir: &Path, server: &ServerArgs) -> a
                 }
                 Err(reason) => {
                     unmapped += 1;
-                    println!("  -> not mapped: {}", printable(&reason.to_string()));
+                    outln!("  -> not mapped: {}", printable(&reason.to_string()));
                 }
             }
         }
     }
-    println!(
+    outln!(
         "{shown} record{} shown: {published} would be published, {filtered} filtered out, {unmapped} not mapped",
         if shown == 1 { "" } else { "s" }
     );
     Ok(())
 }
 
-async fn log(name: &str, limit: u32, format: Format, server: &ServerArgs) -> anyhow::Result<()> {
+async fn log(
+    name: &str,
+    limit: u32,
+    output: &OutputArgs,
+    server: &ServerArgs,
+) -> anyhow::Result<()> {
     let client = server.connect().await?;
     let runs = client
         .runner()
@@ -421,35 +435,37 @@ async fn log(name: &str, limit: u32, format: Format, server: &ServerArgs) -> any
         .into_inner()
         .runs;
     let mut rows = Rows::new(vec![
-        "STARTED",
-        "ENDED",
-        "RECORDS",
-        "PUBLISHED",
-        "REJECTED",
-        "RESULT",
-        "RUNNER",
+        "started",
+        "ended",
+        "records",
+        "published",
+        "rejected",
+        "result",
+        "error",
+        "runner",
     ]);
     for run in runs {
         let result = match (run.error.is_empty(), run.interrupted) {
-            (true, false) => "ok".to_owned(),
-            (true, true) => "stopped early (runner asked to stop)".to_owned(),
-            (false, _) => format!("failed: {}", run.error),
+            (true, false) => "ok",
+            (true, true) => "stopped early (runner asked to stop)",
+            (false, _) => "failed",
         };
         rows.push(vec![
             time(&run.started_at),
             time(&run.ended_at),
-            run.records_pulled.to_string(),
-            run.points_published.to_string(),
-            run.points_rejected.to_string(),
-            result,
-            run.runner_id,
+            run.records_pulled.into(),
+            run.points_published.into(),
+            run.points_rejected.into(),
+            result.into(),
+            Cell::opt(run.error),
+            run.runner_id.into(),
         ]);
     }
-    if rows.rows.is_empty() && matches!(format, Format::Table) {
-        println!("{name} has not run yet");
+    if rows.rows.is_empty() && output.output == super::output::Format::Table && !output.quiet {
+        outln!("{name} has not run yet");
         return Ok(());
     }
-    rows.print(format)
+    rows.print(output)
 }
 
 async fn set_enabled(name: &str, enabled: bool, server: &ServerArgs) -> anyhow::Result<()> {
@@ -463,7 +479,7 @@ async fn set_enabled(name: &str, enabled: bool, server: &ServerArgs) -> anyhow::
         .await
         .map_err(status)?
         .into_inner();
-    println!(
+    outln!(
         "{name} {}",
         if state.enabled {
             "enabled (failure count reset)"

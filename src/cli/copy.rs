@@ -1,5 +1,6 @@
 //! `kpistream copy`: moves a whole deployment from its SQLite file to PostgreSQL.
 
+use crate::cli::exit::outln;
 use std::io::IsTerminal;
 
 use anyhow::{Context, bail};
@@ -66,9 +67,9 @@ impl CopyArgs {
         .with_context(|| format!("cannot copy {from_shown} to {to_shown}"))?;
         bar.finish_and_clear();
         for (table, rows) in &copied.tables {
-            println!("{table:<16} {rows:>12}");
+            outln!("{table:<16} {rows:>12}");
         }
-        println!(
+        outln!(
             "copied {} rows from {from_shown} to {to_shown}; every table's count matches",
             copied.rows()
         );

@@ -1,7 +1,8 @@
 //! `kpistream grant …`: who may read or manage a stream.
 
-use super::output::{Format, Rows, time};
+use super::output::{OutputArgs, Rows, time};
 use super::{ServerArgs, status};
+use crate::cli::exit::outln;
 use crate::proto;
 use crate::text::printable;
 
@@ -33,8 +34,8 @@ pub enum GrantCommand {
     #[command(after_help = "Example:\n  kpistream grant list str_8fK2mQ1xZp4LwT9a --output json")]
     List {
         stream: String,
-        #[arg(long, value_enum, default_value_t)]
-        output: Format,
+        #[command(flatten)]
+        output: OutputArgs,
         #[command(flatten)]
         server: ServerArgs,
     },
@@ -54,7 +55,7 @@ impl GrantCommand {
                     .add_grant(&stream, &grant)
                     .await
                     .map_err(status)?;
-                println!("stream {stream} is now shared with {}", summary(&grants));
+                outln!("stream {stream} is now shared with {}", summary(&grants));
             }
             Self::Remove {
                 stream,
@@ -67,7 +68,7 @@ impl GrantCommand {
                     .remove_grant(&stream, &grantee)
                     .await
                     .map_err(status)?;
-                println!(
+                outln!(
                     "removed the grant of {grantee} on stream {stream}; it is now shared with {}",
                     summary(&grants)
                 );
@@ -86,12 +87,12 @@ impl GrantCommand {
                 let mut rows = Rows::new(vec!["grantee", "access", "created"]);
                 for g in &grants {
                     rows.push(vec![
-                        g.grantee.clone(),
-                        g.access.clone(),
+                        g.grantee.clone().into(),
+                        g.access.clone().into(),
                         time(&g.created_at),
                     ]);
                 }
-                rows.print(output)?;
+                rows.print(&output)?;
             }
         }
         Ok(())

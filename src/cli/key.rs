@@ -1,11 +1,12 @@
 //! `kpistream key …`.
 
+use crate::cli::exit::outln;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use base64::Engine;
 
-use super::output::{Format, Rows, time};
+use super::output::{OutputArgs, Rows, time, time_text};
 use super::{ServerArgs, status};
 
 #[derive(Debug, clap::Subcommand)]
@@ -45,8 +46,8 @@ pub enum KeyCommand {
     #[command(after_help = "Example:\n  kpistream key list str_8fK2mQ1xZp4LwT9a")]
     List {
         stream: String,
-        #[arg(long, value_enum, default_value_t)]
-        output: Format,
+        #[command(flatten)]
+        output: OutputArgs,
         #[command(flatten)]
         server: ServerArgs,
     },
@@ -81,10 +82,10 @@ impl KeyCommand {
                     .revoke_key(&stream, &key)
                     .await
                     .map_err(status)?;
-                println!(
+                outln!(
                     "revoked key {} of stream {stream} at {}",
                     k.key_id,
-                    time(&k.revoked_at)
+                    time_text(&k.revoked_at)
                 );
                 Ok(())
             }
@@ -100,8 +101,8 @@ impl KeyCommand {
                     .add_key(&stream, &bytes)
                     .await
                     .map_err(status)?;
-                println!("registered public key as {} of stream {stream}", k.key_id);
-                println!(
+                outln!("registered public key as {} of stream {stream}", k.key_id);
+                outln!(
                     "sign with credential kpik1.{stream}.{}.<your seed>",
                     k.key_id
                 );
@@ -128,15 +129,15 @@ impl KeyCommand {
                 ]);
                 for k in &keys {
                     rows.push(vec![
-                        k.key_id.clone(),
-                        k.origin.clone(),
-                        hex::encode(&k.public_key),
+                        k.key_id.clone().into(),
+                        k.origin.clone().into(),
+                        hex::encode(&k.public_key).into(),
                         time(&k.created_at),
                         time(&k.last_used_at),
                         time(&k.revoked_at),
                     ]);
                 }
-                rows.print(output)
+                rows.print(&output)
             }
         }
     }
@@ -155,7 +156,7 @@ fn decode_key(text: &str) -> anyhow::Result<Vec<u8>> {
 /// Writes a credential to a 0600 file, or to standard output for `-`.
 pub fn write_credential(path: &Path, credential: &str, key_id: &str) -> anyhow::Result<()> {
     if path.as_os_str() == "-" {
-        println!("{credential}");
+        outln!("{credential}");
         eprintln!("credential of key {key_id} printed above: it is shown only this once");
         return Ok(());
     }

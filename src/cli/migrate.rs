@@ -1,5 +1,7 @@
 //! `kpistream migrate`: brings a database's schema to this version's, explicitly.
 
+use crate::cli::exit::outln;
+
 /// Applies the database migrations this version needs and says how many ran.
 #[derive(Debug, clap::Args)]
 #[command(
@@ -24,8 +26,8 @@ impl MigrateArgs {
             .await
             .map_err(|e| anyhow::anyhow!("cannot migrate the database {shown}: {e}"))?;
         match ran {
-            0 => println!("{shown}: the schema is up to date ({all} migrations)"),
-            n => println!(
+            0 => outln!("{shown}: the schema is up to date ({all} migrations)"),
+            n => outln!(
                 "{shown}: applied {n} migration(s); the schema is up to date ({all} migrations)"
             ),
         }

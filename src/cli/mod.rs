@@ -6,6 +6,7 @@ mod bench;
 mod category;
 mod connector;
 mod copy;
+pub mod exit;
 mod grant;
 mod key;
 mod migrate;
@@ -205,14 +206,14 @@ async fn shutdown_signal() {
     }
 }
 
-/// Turns a gRPC status into an error that reads as a sentence. The server's message
-/// may echo text a client chose: it is made printable here.
+/// Turns a gRPC status into an error that reads as a sentence and keeps its code
+/// (for the exit code). The server's message may echo text a client chose: it is made
+/// printable here.
 pub(crate) fn status(err: tonic::Status) -> anyhow::Error {
-    anyhow::anyhow!(
-        "{} ({:?})",
-        crate::text::printable(err.message()),
-        err.code()
-    )
+    anyhow::Error::new(exit::StatusError {
+        code: err.code(),
+        message: crate::text::printable(err.message()).into_owned(),
+    })
 }
 
 /// A time on the command line: RFC 3339 (`2026-11-23T09:30:00Z`) or a date, taken as

@@ -1,5 +1,6 @@
 //! `kpistream org …`: organisations, for the server admin.
 
+use crate::cli::exit::outln;
 use std::path::PathBuf;
 
 use secrecy::ExposeSecret;
@@ -51,7 +52,7 @@ impl OrgCommand {
                 let owner = format!("of admin {:?}", org.admin_name);
                 write_token(&token_out, org.token.expose_secret(), &owner)?;
                 if token_out.as_os_str() != "-" {
-                    println!("{}", org.org_id);
+                    outln!("{}", org.org_id);
                 }
                 Ok(())
             }

@@ -1,6 +1,7 @@
 //! `kpistream publish`: signs points with a stream's credential and publishes them,
 //! from flags or from a CSV file of `period,value[,external_id]`.
 
+use crate::cli::exit::outln;
 use std::io::Read;
 use std::path::PathBuf;
 
@@ -86,12 +87,12 @@ impl PublishArgs {
             }
         }
         let (accepted, revised, rejected) = totals;
-        println!(
+        outln!(
             "published {} point(s) in {batches} batch(es): {accepted} accepted ({revised} revised), {rejected} rejected",
             lines.len()
         );
         if rejected > 0 {
-            anyhow::bail!("{rejected} point(s) were rejected (reasons above)");
+            return Err(crate::cli::exit::Rejected(rejected).into());
         }
         Ok(())
     }

@@ -1,8 +1,9 @@
 //! `kpistream query`: a stream's points in a period range, its latest value, or the
 //! revisions of one period.
 
-use super::output::{Format, Rows, time};
+use super::output::{Cell, Format, OutputArgs, Rows, time, time_text};
 use super::{ServerArgs, status};
+use crate::cli::exit::outln;
 use crate::client::PeriodRange;
 use crate::text::printable;
 
@@ -19,7 +20,7 @@ pub struct QueryArgs {
     /// Last period (inclusive).
     #[arg(long, conflicts_with_all = ["latest", "revisions"])]
     to: Option<String>,
-    /// At most this many points (the server caps it at 10,000).
+    /// At most this many points, oldest first (default: all of them, read page by page).
     #[arg(long, default_value_t = 0, hide_default_value = true)]
     limit: u32,
     /// Only the latest period's value.
@@ -31,8 +32,8 @@ pub struct QueryArgs {
     /// Print points as they are committed (after the latest one), until interrupted.
     #[arg(long, conflicts_with_all = ["from", "to", "latest", "revisions"])]
     watch: bool,
-    #[arg(long, value_enum, default_value_t)]
-    output: Format,
+    #[command(flatten)]
+    output: OutputArgs,
     #[command(flatten)]
     server: ServerArgs,
 }
@@ -41,7 +42,7 @@ impl QueryArgs {
     pub async fn run(self) -> anyhow::Result<()> {
         let client = self.server.connect().await?;
         if self.watch {
-            return watch(&client, &self.stream, self.output).await;
+            return watch(&client, &self.stream, &self.output).await;
         }
         if let Some(period) = self.revisions {
             let revisions = client
@@ -58,15 +59,15 @@ impl QueryArgs {
             ]);
             for r in revisions {
                 rows.push(vec![
-                    r.period,
-                    r.old_value,
-                    r.new_value,
+                    r.period.into(),
+                    Cell::Decimal(r.old_value),
+                    Cell::Decimal(r.new_value),
                     time(&r.revised_at),
-                    r.batch_id,
-                    r.key_id,
+                    r.batch_id.into(),
+                    r.key_id.into(),
                 ]);
             }
-            return rows.print(self.output);
+            return rows.print(&self.output);
         }
         let points = if self.latest {
             vec![client.latest(&self.stream).await.map_err(status)?]
@@ -78,34 +79,37 @@ impl QueryArgs {
             };
             client.points(&self.stream, &range).await.map_err(status)?
         };
-        let mut rows = Rows::new(vec![
-            "period",
-            "value",
-            "external_id",
-            "updated_at",
-            "revisions",
-        ]);
-        for p in points {
-            rows.push(vec![
-                p.period,
-                p.value,
-                p.external_id,
-                time(&p.updated_at),
-                p.revision_count.to_string(),
-            ]);
+        let mut rows = Rows::new(POINT_COLUMNS.to_vec());
+        for p in &points {
+            rows.push(point_cells(p));
         }
-        rows.print(self.output)
+        rows.print(&self.output)
     }
 }
 
-/// Prints each point on its own line as it arrives: tab-separated for tables, one JSON
-/// object per line, or CSV rows after a header. When the reader falls so far behind
-/// that the server ends the watch (ABORTED), it watches again from the last point
-/// printed, so the output has no gap.
-async fn watch(client: &crate::client::Client, stream: &str, output: Format) -> anyhow::Result<()> {
+/// Prints each point on its own line as it arrives: under a header for tables (a
+/// revised period says so) and CSV, one JSON object per line for json and jsonl (a
+/// watch has no end, so no single document). When the reader falls so far behind that
+/// the server ends the watch (ABORTED), it watches again from the last point printed,
+/// so the output has no gap.
+async fn watch(
+    client: &crate::client::Client,
+    stream: &str,
+    output: &OutputArgs,
+) -> anyhow::Result<()> {
     let mut points = client.watch(stream, true).await.map_err(status)?;
-    if let Format::Csv = output {
-        println!("period,value,external_id,updated_at");
+    if !output.quiet {
+        match output.output {
+            Format::Table => outln!(
+                "{:<12}  {:<20}  {:<20}  {:<20}  REVISIONS",
+                "PERIOD",
+                "VALUE",
+                "EXTERNAL ID",
+                "UPDATED AT"
+            ),
+            Format::Csv => outln!("{}", POINT_COLUMNS.join(",")),
+            Format::Json | Format::Jsonl => {}
+        }
     }
     let mut last_seen = None;
     loop {
@@ -127,22 +131,60 @@ async fn watch(client: &crate::client::Client, stream: &str, output: Format) -> 
     }
 }
 
-fn print_point(point: &crate::proto::DataPoint, output: Format) -> anyhow::Result<()> {
-    let updated = time(&point.updated_at);
-    match output {
-        Format::Table => println!(
-            "{}\t{}\t{}\t{updated}",
-            printable(&point.period),
-            printable(&point.value),
-            printable(&point.external_id)
-        ),
-        Format::Json => println!(
-            "{}",
-            serde_json::json!({"period": point.period, "value": point.value, "external_id": point.external_id, "updated_at": updated})
-        ),
+/// The columns of a point, as `query` prints them.
+const POINT_COLUMNS: [&str; 5] = ["period", "value", "external_id", "updated_at", "revisions"];
+
+fn point_cells(p: &crate::proto::DataPoint) -> Vec<Cell> {
+    vec![
+        p.period.clone().into(),
+        Cell::Decimal(p.value.clone()),
+        Cell::opt(p.external_id.clone()),
+        time(&p.updated_at),
+        p.revision_count.into(),
+    ]
+}
+
+fn print_point(point: &crate::proto::DataPoint, output: &OutputArgs) -> anyhow::Result<()> {
+    if output.quiet {
+        outln!("{}", printable(&point.period));
+        return Ok(());
+    }
+    match output.output {
+        Format::Table => {
+            let revised = match point.revision_count {
+                0 => "0".to_owned(),
+                n => format!("{n} (revised)"),
+            };
+            let external = match point.external_id.as_str() {
+                "" => "-".into(),
+                id => printable(id),
+            };
+            outln!(
+                "{:<12}  {:<20}  {:<20}  {:<20}  {revised}",
+                printable(&point.period),
+                printable(&point.value),
+                external,
+                time_text(&point.updated_at),
+            )
+        }
+        Format::Json | Format::Jsonl => {
+            let mut rows = Rows::new(POINT_COLUMNS.to_vec());
+            rows.push(point_cells(point));
+            rows.print(&OutputArgs {
+                output: Format::Jsonl,
+                quiet: false,
+            })?;
+        }
         Format::Csv => {
-            let mut w = csv::Writer::from_writer(std::io::stdout());
-            w.write_record([&point.period, &point.value, &point.external_id, &updated])?;
+            let mut w = csv::Writer::from_writer(std::io::stdout().lock());
+            let cells = [
+                point.period.clone(),
+                point.value.clone(),
+                point.external_id.clone(),
+                time_text(&point.updated_at),
+                point.revision_count.to_string(),
+            ];
+            w.write_record(&cells)?;
             w.flush()?;
         }
     }

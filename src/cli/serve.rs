@@ -1,5 +1,6 @@
 //! `kpistream serve`.
 
+use crate::cli::exit::outln;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -103,7 +104,7 @@ impl ServeArgs {
         let config = self.config()?;
         let db = crate::store::redact_url(&config.db);
         let app = Application::build(config).await?;
-        println!(
+        outln!(
             "kpistream {} serving database {db}",
             env!("CARGO_PKG_VERSION")
         );
@@ -113,8 +114,8 @@ impl ServeArgs {
             GrpcSecurity::Tls => " (TLS)",
             GrpcSecurity::MutualTls => " (mTLS)",
         };
-        println!("gRPC listening on {}{security}", app.grpc_addr());
-        println!("HTTP listening on {} (/healthz, /metrics)", app.http_addr());
+        outln!("gRPC listening on {}{security}", app.grpc_addr());
+        outln!("HTTP listening on {} (/healthz, /metrics)", app.http_addr());
         app.run(super::shutdown_signal())
             .await
             .context("the server stopped with an error")

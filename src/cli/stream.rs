@@ -1,14 +1,14 @@
 //! `kpistream stream …`.
 
+use crate::cli::exit::outln;
 use std::path::PathBuf;
 
-use super::output::{Format, Rows, time};
+use super::output::{Cell, OutputArgs, Record, Rows, time};
 use super::{ServerArgs, status};
 use crate::client::{NewStream, StreamChanges, StreamFilter, ValueKind};
 use crate::period::Frequency;
 use crate::proto;
 use crate::stream::StreamStatus;
-use crate::text;
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 pub enum FrequencyArg {
@@ -101,8 +101,8 @@ pub enum StreamCommand {
         /// Case-insensitive part of the name.
         #[arg(long)]
         name: Option<String>,
-        #[arg(long, value_enum, default_value_t)]
-        output: Format,
+        #[command(flatten)]
+        output: OutputArgs,
         #[command(flatten)]
         server: ServerArgs,
     },
@@ -110,8 +110,8 @@ pub enum StreamCommand {
     #[command(after_help = "Example:\n  kpistream stream show str_8fK2mQ1xZp4LwT9a")]
     Show {
         stream: String,
-        #[arg(long, value_enum, default_value_t)]
-        output: Format,
+        #[command(flatten)]
+        output: OutputArgs,
         #[command(flatten)]
         server: ServerArgs,
     },
@@ -210,7 +210,7 @@ impl StreamCommand {
                     &created.key.key_id,
                 )?;
                 if credential_out.as_os_str() != "-" {
-                    println!("{}", stream.id);
+                    outln!("{}", stream.id);
                 }
                 Ok(())
             }
@@ -239,22 +239,22 @@ impl StreamCommand {
                     "frequency",
                     "type",
                     "status",
-                    "latest",
+                    "latest_period",
                     "points",
                 ]);
                 for s in &streams {
                     rows.push(vec![
-                        s.id.clone(),
-                        s.name.clone(),
-                        s.category.clone(),
+                        s.id.clone().into(),
+                        s.name.clone().into(),
+                        Cell::opt(s.category.clone()),
                         frequency_name(s.frequency).into(),
-                        type_name(s),
+                        type_name(s).into(),
                         status_name(s.status).into(),
-                        s.latest_period.clone(),
-                        s.point_count.to_string(),
+                        Cell::opt(s.latest_period.clone()),
+                        s.point_count.into(),
                     ]);
                 }
-                rows.print(output)
+                rows.print(&output)
             }
             Self::Show {
                 stream,
@@ -267,7 +267,7 @@ impl StreamCommand {
                     .stream(&stream)
                     .await
                     .map_err(status)?;
-                print_detail(&detail, output)
+                print_detail(&detail, &output)
             }
             Self::Update {
                 stream,
@@ -299,7 +299,7 @@ impl StreamCommand {
                     .update_stream(&stream, changes)
                     .await
                     .map_err(status)?;
-                println!(
+                outln!(
                     "updated stream {} {:?} ({}, {}, category {:?})",
                     s.id,
                     s.name,
@@ -316,7 +316,7 @@ impl StreamCommand {
                     .disable_stream(&stream)
                     .await
                     .map_err(status)?;
-                println!(
+                outln!(
                     "stream {} is disabled: publishes are refused until it is enabled",
                     s.id
                 );
@@ -329,7 +329,7 @@ impl StreamCommand {
                     .enable_stream(&stream)
                     .await
                     .map_err(status)?;
-                println!(
+                outln!(
                     "stream {} is enabled (status {})",
                     s.id,
                     status_name(s.status)
@@ -352,9 +352,11 @@ impl StreamCommand {
                     .delete_stream(&stream)
                     .await
                     .map_err(status)?;
-                println!(
+                outln!(
                     "deleted stream {stream}: {} points, {} revisions and {} keys removed",
-                    d.points_deleted, d.revisions_deleted, d.keys_deleted
+                    d.points_deleted,
+                    d.revisions_deleted,
+                    d.keys_deleted
                 );
                 Ok(())
             }
@@ -371,49 +373,36 @@ fn value_kind(kind: TypeArg, currency: Option<String>) -> anyhow::Result<ValueKi
     }
 }
 
-fn print_detail(detail: &proto::StreamDetail, output: Format) -> anyhow::Result<()> {
+fn print_detail(detail: &proto::StreamDetail, output: &OutputArgs) -> anyhow::Result<()> {
     let s = detail.stream.clone().unwrap_or_default();
-    let mut fields = Rows::new(vec!["field", "value"]);
-    let none = |v: String| if v.is_empty() { "-".to_owned() } else { v };
-    for (k, v) in [
-        ("id", s.id.clone()),
-        ("name", s.name.clone()),
-        ("description", none(s.description.clone())),
-        ("category", none(s.category.clone())),
-        ("frequency", frequency_name(s.frequency).to_owned()),
-        ("type", type_name(&s)),
-        ("time zone", s.time_zone.clone()),
-        ("status", status_name(s.status).to_owned()),
-        ("latest period", none(s.latest_period.clone())),
-        ("last data", none(time(&s.last_data_at))),
-        ("points", s.point_count.to_string()),
-        ("created", time(&s.created_at)),
-    ] {
-        fields.push(vec![k.to_owned(), v]);
-    }
     let mut keys = Rows::new(vec!["key", "origin", "created", "last_used", "revoked"]);
     for k in &detail.keys {
         keys.push(vec![
-            k.key_id.clone(),
-            k.origin.clone(),
+            k.key_id.clone().into(),
+            k.origin.clone().into(),
             time(&k.created_at),
-            none(time(&k.last_used_at)),
-            none(time(&k.revoked_at)),
+            time(&k.last_used_at),
+            time(&k.revoked_at),
         ]);
     }
-    if let Format::Table = output {
-        for row in &fields.rows {
-            println!(
-                "{:<14} {}",
-                format!("{}:", row[0]),
-                text::printable(&row[1])
-            );
-        }
-        println!();
-        return keys.print(output);
-    }
-    fields.print(output)?;
-    keys.print(output)
+    let record = Record {
+        fields: vec![
+            ("id", s.id.clone().into()),
+            ("name", s.name.clone().into()),
+            ("description", Cell::opt(s.description.clone())),
+            ("category", Cell::opt(s.category.clone())),
+            ("frequency", frequency_name(s.frequency).into()),
+            ("type", type_name(&s).into()),
+            ("time_zone", s.time_zone.clone().into()),
+            ("status", status_name(s.status).into()),
+            ("latest_period", Cell::opt(s.latest_period.clone())),
+            ("last_data", time(&s.last_data_at)),
+            ("points", s.point_count.into()),
+            ("created", time(&s.created_at)),
+        ],
+        lists: vec![("keys", keys)],
+    };
+    record.print(output)
 }
 
 pub fn frequency_name(f: i32) -> &'static str {

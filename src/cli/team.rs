@@ -1,7 +1,8 @@
 //! `kpistream team …`: named groups of users, to share streams with at once.
 
-use super::output::{Format, Rows, time};
+use super::output::{Cell, OutputArgs, Rows, time};
 use super::{ServerArgs, status};
+use crate::cli::exit::outln;
 use crate::proto;
 use crate::text::printable;
 
@@ -19,8 +20,8 @@ pub enum TeamCommand {
     /// List the teams of your organisation with their members.
     #[command(after_help = "Example:\n  kpistream team list --output csv")]
     List {
-        #[arg(long, value_enum, default_value_t)]
-        output: Format,
+        #[command(flatten)]
+        output: OutputArgs,
         #[command(flatten)]
         server: ServerArgs,
     },
@@ -63,19 +64,19 @@ impl TeamCommand {
                     .create_team(&name)
                     .await
                     .map_err(status)?;
-                println!("created team {:?}", t.name);
+                outln!("created team {:?}", t.name);
             }
             Self::List { output, server } => {
                 let teams = server.connect().await?.teams().await.map_err(status)?;
                 let mut rows = Rows::new(vec!["name", "members", "created"]);
                 for t in &teams {
                     rows.push(vec![
-                        t.name.clone(),
-                        t.members.join(", "),
+                        t.name.clone().into(),
+                        Cell::List(t.members.clone()),
                         time(&t.created_at),
                     ]);
                 }
-                rows.print(output)?;
+                rows.print(&output)?;
             }
             Self::Delete { name, yes, server } => {
                 if !yes {
@@ -89,7 +90,7 @@ impl TeamCommand {
                     .delete_team(&name)
                     .await
                     .map_err(status)?;
-                println!("deleted team {name:?} and the grants given to it");
+                outln!("deleted team {name:?} and the grants given to it");
             }
             Self::Add { team, user, server } => {
                 let t = server
@@ -98,7 +99,7 @@ impl TeamCommand {
                     .add_team_member(&team, &user)
                     .await
                     .map_err(status)?;
-                println!("added {user:?} to team {:?} ({})", t.name, members(&t));
+                outln!("added {user:?} to team {:?} ({})", t.name, members(&t));
             }
             Self::Remove { team, user, server } => {
                 let t = server
@@ -107,7 +108,7 @@ impl TeamCommand {
                     .remove_team_member(&team, &user)
                     .await
                     .map_err(status)?;
-                println!("removed {user:?} from team {:?} ({})", t.name, members(&t));
+                outln!("removed {user:?} from team {:?} ({})", t.name, members(&t));
             }
         }
         Ok(())

@@ -1,12 +1,13 @@
 //! `kpistream token …`: bearer tokens for people and programs. A token's secret is
 //! shown once, to the file (or standard output) asked for, and never again.
 
+use crate::cli::exit::outln;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use secrecy::ExposeSecret;
 
-use super::output::{Format, Rows, time};
+use super::output::{OutputArgs, Rows, time, time_text};
 use super::{ServerArgs, parse_time, status};
 
 #[derive(Debug, clap::Subcommand)]
@@ -43,8 +44,8 @@ pub enum TokenCommand {
         /// Whose tokens: a user name, or * for every user of the organisation (default: yours).
         #[arg(long)]
         user: Option<String>,
-        #[arg(long, value_enum, default_value_t)]
-        output: Format,
+        #[command(flatten)]
+        output: OutputArgs,
         #[command(flatten)]
         server: ServerArgs,
     },
@@ -89,7 +90,7 @@ impl TokenCommand {
                 let label = format!("{} {:?} of user {:?}", token.id, token.name, token.user);
                 write_token(&token_out, secret.expose_secret(), &label)?;
                 match &token.expires_at {
-                    Some(_) => eprintln!("it expires at {}", time(&token.expires_at)),
+                    Some(_) => eprintln!("it expires at {}", time_text(&token.expires_at)),
                     None => eprintln!(
                         "it is valid until revoked (kpistream token revoke {})",
                         token.id
@@ -119,16 +120,16 @@ impl TokenCommand {
                 ]);
                 for t in &tokens {
                     rows.push(vec![
-                        t.id.clone(),
-                        t.name.clone(),
-                        t.user.clone(),
+                        t.id.clone().into(),
+                        t.name.clone().into(),
+                        t.user.clone().into(),
                         time(&t.created_at),
                         time(&t.last_used_at),
                         time(&t.expires_at),
                         time(&t.revoked_at),
                     ]);
                 }
-                rows.print(output)
+                rows.print(&output)
             }
             Self::Revoke { id, server } => {
                 let t = server
@@ -137,12 +138,12 @@ impl TokenCommand {
                     .revoke_token(&id)
                     .await
                     .map_err(status)?;
-                println!(
+                outln!(
                     "revoked token {} {:?} of user {:?} at {}: it is refused from now on",
                     t.id,
                     t.name,
                     t.user,
-                    time(&t.revoked_at)
+                    time_text(&t.revoked_at)
                 );
                 Ok(())
             }
@@ -174,7 +175,7 @@ pub fn check_token_out(path: &Path) -> anyhow::Result<()> {
 /// whose token it is, for the message on standard error.
 pub fn write_token(path: &Path, secret: &str, label: &str) -> anyhow::Result<()> {
     if path.as_os_str() == "-" {
-        println!("{secret}");
+        outln!("{secret}");
         eprintln!("token {label} printed above: it is shown only this once");
         return Ok(());
     }

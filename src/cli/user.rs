@@ -1,7 +1,8 @@
 //! `kpistream user …`: the users of your organisation, and who you are.
 
-use super::output::{Format, Rows, time};
+use super::output::{Cell, OutputArgs, Rows, time};
 use super::{ServerArgs, status};
+use crate::cli::exit::outln;
 use crate::client::Role;
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -41,8 +42,8 @@ pub enum UserCommand {
     /// List the users of your organisation with their role and teams.
     #[command(after_help = "Example:\n  kpistream user list --output json")]
     List {
-        #[arg(long, value_enum, default_value_t)]
-        output: Format,
+        #[command(flatten)]
+        output: OutputArgs,
         #[command(flatten)]
         server: ServerArgs,
     },
@@ -83,9 +84,11 @@ impl UserCommand {
                     .create_user(&name, role.into())
                     .await
                     .map_err(status)?;
-                println!(
+                outln!(
                     "created user {:?} ({}): they need a token (kpistream token create --user {:?})",
-                    u.name, u.role, u.name
+                    u.name,
+                    u.role,
+                    u.name
                 );
             }
             Self::List { output, server } => {
@@ -93,13 +96,13 @@ impl UserCommand {
                 let mut rows = Rows::new(vec!["name", "role", "teams", "created"]);
                 for u in &users {
                     rows.push(vec![
-                        u.name.clone(),
-                        u.role.clone(),
-                        u.teams.join(", "),
+                        u.name.clone().into(),
+                        u.role.clone().into(),
+                        Cell::List(u.teams.clone()),
                         time(&u.created_at),
                     ]);
                 }
-                rows.print(output)?;
+                rows.print(&output)?;
             }
             Self::Role { name, role, server } => {
                 let u = server
@@ -108,7 +111,7 @@ impl UserCommand {
                     .set_user_role(&name, role.into())
                     .await
                     .map_err(status)?;
-                println!("user {:?} is now {}", u.name, article(&u.role));
+                outln!("user {:?} is now {}", u.name, article(&u.role));
             }
             Self::Delete { name, yes, server } => {
                 if !yes {
@@ -122,7 +125,7 @@ impl UserCommand {
                     .delete_user(&name)
                     .await
                     .map_err(status)?;
-                println!("deleted user {name:?} with their tokens, team memberships and grants");
+                outln!("deleted user {name:?} with their tokens, team memberships and grants");
             }
             Self::Whoami { server } => {
                 let me = server.connect().await?.who_am_i().await.map_err(status)?;
@@ -131,7 +134,7 @@ impl UserCommand {
                 } else {
                     ""
                 };
-                println!(
+                outln!(
                     "you are {:?}, {} of organisation {}{also}",
                     me.user,
                     article(&me.role),

@@ -89,7 +89,8 @@ pub struct PeriodRange {
     pub from: Option<String>,
     /// Last period (inclusive).
     pub to: Option<String>,
-    /// At most this many points (0: the server's maximum).
+    /// At most this many points (0: all of them; [`Client::points`] follows the
+    /// server's pages of at most 10,000).
     pub limit: u32,
 }
 
@@ -355,19 +356,51 @@ impl Client {
             .keys)
     }
 
-    /// The points of a stream in a period range, oldest first.
+    /// The points of a stream in a period range, oldest first: all of them, or the
+    /// first `range.limit`, following the server's pages.
     pub async fn points(
         &self,
         stream: &str,
         range: &PeriodRange,
     ) -> Result<Vec<proto::DataPoint>, Status> {
+        let mut points = Vec::new();
+        let mut token = String::new();
+        loop {
+            let wanted = match range.limit {
+                0 => 0,
+                n => n - points.len() as u32,
+            };
+            let (page, next) = self.points_page(stream, range, wanted, &token).await?;
+            points.extend(page);
+            match next {
+                Some(next) if range.limit == 0 || (points.len() as u32) < range.limit => {
+                    token = next
+                }
+                _ => return Ok(points),
+            }
+        }
+    }
+
+    /// One page of a stream's points: at most `limit` (0: the server's maximum of
+    /// 10,000) after the page `page_token` ended (empty: from the start of `range`),
+    /// and the token of the next page when more follow.
+    pub async fn points_page(
+        &self,
+        stream: &str,
+        range: &PeriodRange,
+        limit: u32,
+        page_token: &str,
+    ) -> Result<(Vec<proto::DataPoint>, Option<String>), Status> {
         let request = proto::ListPointsRequest {
             stream_id: stream.to_owned(),
             from: range.from.clone().unwrap_or_default(),
             to: range.to.clone().unwrap_or_default(),
-            limit: range.limit,
+            limit,
+            page_token: page_token.to_owned(),
         };
-        Ok(self.query().list_points(request).await?.into_inner().points)
+        let page = self.query().list_points(request).await?.into_inner();
+        let next = (!page.next_page_token.is_empty()).then_some(page.next_page_token);
+        Ok((page.points, next))
     }
 
     /// The point of the latest period.

@@ -4,12 +4,35 @@ use tonic::{Request, Response, Status};
 
 use super::{ApiError, AppState, convert};
 use crate::access::Access;
-use crate::period::Period;
+use crate::period::{Frequency, Period};
 use crate::proto;
 use crate::proto::query_server::Query;
 
 /// Most points one `ListPoints` answers.
 pub const MAX_POINTS_PER_QUERY: u32 = 10_000;
+
+/// The token of the page after the one ending at `period`: the period, encoded so
+/// that clients treat it as opaque.
+fn page_token(period: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("after:{period}"))
+}
+
+/// The period a page token continues after.
+fn page_after(token: &str, frequency: Frequency) -> Result<Period, ApiError> {
+    use base64::Engine as _;
+    let invalid = || {
+        ApiError::Invalid(
+            "the page_token is not one this server gave: pass the next_page_token of the previous page unchanged".into(),
+        )
+    };
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token)
+        .map_err(|_| invalid())?;
+    let text = std::str::from_utf8(&bytes).map_err(|_| invalid())?;
+    let period = text.strip_prefix("after:").ok_or_else(invalid)?;
+    Period::parse(frequency, period).map_err(|_| invalid())
+}
 
 pub struct QueryService {
     state: AppState,
@@ -44,18 +67,36 @@ impl Query for QueryService {
                     }
                     Ok(Some(Period::parse(frequency, text)?.to_string()))
                 };
-                let (from, to) = (bound(&r.from)?, bound(&r.to)?);
+                let (mut from, to) = (bound(&r.from)?, bound(&r.to)?);
+                if !r.page_token.is_empty() {
+                    let after = page_after(&r.page_token, frequency)?;
+                    let next = after.next().to_string();
+                    if from.as_ref().is_none_or(|from| *from < next) {
+                        from = Some(next);
+                    }
+                }
                 let limit = match r.limit {
                     0 => MAX_POINTS_PER_QUERY,
                     n => n.min(MAX_POINTS_PER_QUERY),
                 };
-                let points = self
+                // One more than the page holds: whether another page follows.
+                let mut points = self
                     .state
                     .store
-                    .list_points(&stream.id, from.as_deref(), to.as_deref(), limit)
+                    .list_points(&stream.id, from.as_deref(), to.as_deref(), limit + 1)
                     .await?;
+                let next_page_token = if points.len() > limit as usize {
+                    points.truncate(limit as usize);
+                    points
+                        .last()
+                        .map(|p| page_token(&p.period))
+                        .unwrap_or_default()
+                } else {
+                    String::new()
+                };
                 Ok(proto::ListPointsResponse {
                     points: points.into_iter().map(convert::point).collect(),
+                    next_page_token,
                 })
             })
             .await

@@ -613,30 +613,13 @@ pub async fn publish_envelope(
         .map(tonic::Response::into_inner)
 }
 
-/// Every point of a stream, oldest first (paging past the 10,000-point query limit).
+/// Every point of a stream, oldest first (the client follows the server's pages of at
+/// most 10,000).
 pub async fn all_points(client: &Client, stream_id: &str) -> Vec<proto::DataPoint> {
-    let mut out: Vec<proto::DataPoint> = Vec::new();
-    loop {
-        let from = out.last().map(|p| p.period.clone()).unwrap_or_default();
-        let page = client
-            .query()
-            .list_points(proto::ListPointsRequest {
-                stream_id: stream_id.to_owned(),
-                from: from.clone(),
-                ..Default::default()
-            })
-            .await
-            .expect("the points of the stream")
-            .into_inner()
-            .points;
-        let full = page.len() == 10_000;
-        // `from` is inclusive: the first point of a later page was the last of the previous.
-        let skip = usize::from(!from.is_empty() && page.first().is_some_and(|p| p.period == from));
-        out.extend(page.into_iter().skip(skip));
-        if !full {
-            return out;
-        }
-    }
+    client
+        .points(stream_id, &kpistream::client::PeriodRange::default())
+        .await
+        .expect("the points of the stream")
 }
 
 /// (period, value) pairs of a stream's points.

@@ -159,10 +159,11 @@ fn succeeded(output: Output) -> String {
 fn audited(server: &TestServer, ws: &Workspace, target: &str) -> Vec<(String, String)> {
     let args = ["audit", "list", "--target", target, "--output", "json"];
     let json = succeeded(kpistream(server, ws.dir.path(), &BTreeMap::new(), &args));
-    let entries: Vec<BTreeMap<String, String>> = serde_json::from_str(&json).unwrap();
+    let entries: Vec<BTreeMap<String, serde_json::Value>> = serde_json::from_str(&json).unwrap();
+    let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_owned();
     entries
         .into_iter()
-        .map(|e| (e["action"].clone(), e["detail"].clone()))
+        .map(|e| (text(&e["action"]), text(&e["detail"])))
         .collect()
 }
 

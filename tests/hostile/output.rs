@@ -82,8 +82,8 @@ async fn a_query_table_shows_a_hostile_external_id_escaped_and_aligned() {
         "{table}"
     );
     let lines: Vec<&str> = table.lines().collect();
-    let column = lines[0].find("UPDATED_AT").expect("the header");
-    // The UPDATED_AT cell (a year) starts under its header: nothing shifted it.
+    let column = lines[0].find("UPDATED AT").expect("the header");
+    // The UPDATED AT cell (a year) starts under its header: nothing shifted it.
     let cell: String = lines[1].chars().skip(column).take(2).collect();
     assert_eq!(cell, "20", "{table}");
 }

@@ -8,6 +8,7 @@ mod load;
 mod report;
 mod workload;
 
+use crate::cli::exit::outln;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -152,7 +153,7 @@ impl BenchArgs {
             report.ceilings = Some(ceilings::measure(&workload).await?);
         }
         if self.json {
-            println!("{}", serde_json::to_string(&report)?);
+            outln!("{}", serde_json::to_string(&report)?);
         } else {
             print!("{}", report.text());
         }

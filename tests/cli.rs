@@ -1,0 +1,230 @@
+//! The command line as scripts use it: the output contract (`-o table|json|jsonl|csv`,
+//! `KPISTREAM_OUTPUT`, `-q`), reading past the server's page size, exit codes, and a
+//! reader that goes away (`| head`). The real binary against a real server.
+
+mod common;
+
+use std::io::Read;
+use std::process::{Output, Stdio};
+
+use common::{TestServer, cli, day, point, publish_envelope, sealed};
+use serde_json::Value;
+use tempfile::TempDir;
+
+/// A folder to run the CLI in, next to a running server.
+struct Shell {
+    server: TestServer,
+    work: TempDir,
+}
+
+impl Shell {
+    fn start() -> Self {
+        Self {
+            server: TestServer::start(),
+            work: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn command(&self, args: &[&str]) -> std::process::Command {
+        let mut command = cli(self.work.path());
+        command
+            .args(args)
+            .env("KPISTREAM_SERVER", &self.server.grpc)
+            .env("KPISTREAM_TOKEN_FILE", self.server.token_path());
+        command
+    }
+
+    /// Runs `kpistream ARGS` as the first start's admin.
+    fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().unwrap()
+    }
+
+    /// Standard output of a run that must succeed.
+    fn ok(&self, args: &[&str]) -> String {
+        let output = self.run(args);
+        assert!(
+            output.status.success(),
+            "kpistream {args:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap()
+    }
+
+    /// A daily stream with `n` points (day 0 … n-1, value = the day's number).
+    async fn stream_with(&self, name: &str, n: i64) -> String {
+        let (id, credential) = self.server.daily_stream(name).await;
+        let client = self.server.anonymous_client().await;
+        let days: Vec<i64> = (0..n).collect();
+        for chunk in days.chunks(5_000) {
+            let points = chunk
+                .iter()
+                .map(|&i| point(&day(i), &i.to_string()))
+                .collect();
+            publish_envelope(&client, sealed(&credential, points), false)
+                .await
+                .expect("the batch is accepted");
+        }
+        id
+    }
+}
+
+fn json(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("one JSON document ({e}): {text}"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn query_reads_every_point_past_the_servers_page_and_limit_caps_it() {
+    let sh = Shell::start();
+    let stream = sh.stream_with("Orders", 25_000).await;
+
+    let all = sh.ok(&["query", &stream, "-o", "jsonl"]);
+    let points: Vec<Value> = all.lines().map(json).collect();
+    assert_eq!(points.len(), 25_000, "every point, not the first 10,000");
+    for (i, p) in points.iter().enumerate() {
+        assert_eq!(p["period"], day(i as i64), "in period order, none twice");
+    }
+    assert_eq!(points[24_999]["value"], "24999");
+
+    let capped = sh.ok(&["query", &stream, "--limit", "12000", "-q"]);
+    let periods: Vec<&str> = capped.lines().collect();
+    assert_eq!(periods.len(), 12_000);
+    assert_eq!(periods[11_999], day(11_999));
+
+    let range = sh.ok(&[
+        "query",
+        &stream,
+        "--from",
+        &day(9_998),
+        "--to",
+        &day(10_001),
+        "-q",
+    ]);
+    assert_eq!(
+        range.lines().collect::<Vec<_>>(),
+        [day(9_998), day(9_999), day(10_000), day(10_001)]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_format_is_one_contract_with_typed_values() {
+    let sh = Shell::start();
+    let stream = sh.stream_with("Signups", 3).await;
+
+    // One JSON document: the stream as an object, its keys inside, absent values null.
+    let shown = json(&sh.ok(&["stream", "show", &stream, "--output", "json"]));
+    assert_eq!(shown["id"], stream.as_str());
+    assert_eq!(shown["points"], 3, "a count is a number");
+    assert_eq!(shown["latest_period"], day(2));
+    assert_eq!(shown["category"], Value::Null, "absent is null, not \"-\"");
+    let keys = shown["keys"].as_array().expect("the keys as an array");
+    assert_eq!(keys.len(), 1);
+    assert_eq!(keys[0]["revoked"], Value::Null);
+
+    // CSV of one record is one header and one row.
+    let csv = sh.ok(&["stream", "show", &stream, "-o", "csv"]);
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines.len(), 2, "{csv}");
+    assert!(
+        lines[0].starts_with("id,name,description,category,"),
+        "{csv}"
+    );
+    assert!(
+        lines[1].starts_with(&format!("{stream},Signups,,,")),
+        "{csv}"
+    );
+
+    // Points: values are decimal strings, counts numbers, the same through the
+    // environment variable.
+    let listed = sh
+        .command(&["query", &stream])
+        .env("KPISTREAM_OUTPUT", "json")
+        .output()
+        .unwrap();
+    let listed = json(&String::from_utf8(listed.stdout).unwrap());
+    assert_eq!(listed[1]["value"], "1");
+    assert_eq!(listed[1]["revisions"], 0);
+    assert_eq!(listed[1]["external_id"], Value::Null);
+
+    // --quiet prints the references alone, for the next command.
+    let ids = sh.ok(&["stream", "list", "-q"]);
+    assert_eq!(ids.trim(), stream);
+    assert_eq!(sh.ok(&["stream", "show", &stream, "-q"]).trim(), stream);
+
+    // A table says what is absent.
+    let table = sh.ok(&["stream", "list"]);
+    let header = table.lines().next().unwrap();
+    assert!(header.contains("LATEST PERIOD"), "{table}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn exit_codes_tell_a_retry_from_a_mistake() {
+    let sh = Shell::start();
+    let stream = sh.stream_with("Visits", 1).await;
+    let code = |output: Output| output.status.code().expect("an exit code");
+
+    // Usage (clap's and ours).
+    assert_eq!(code(sh.run(&["query"])), 2);
+    assert_eq!(code(sh.run(&["query", &stream, "--output", "yaml"])), 2);
+    // Not found.
+    assert_eq!(code(sh.run(&["stream", "show", "str_0000000000000000"])), 4);
+    // Authentication.
+    let denied = sh
+        .command(&["stream", "list"])
+        .env("KPISTREAM_TOKEN", "kpit_not-a-token")
+        .output()
+        .unwrap();
+    assert_eq!(code(denied), 3);
+    // Unavailable: nothing listens there.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let unavailable = sh
+        .command(&["stream", "list"])
+        .env("KPISTREAM_SERVER", &address)
+        .output()
+        .unwrap();
+    assert_eq!(code(unavailable), 5);
+    // Rejected points: the server answered, some points were refused.
+    let credential = sh.work.path().join("visits.kpik");
+    sh.ok(&[
+        "key",
+        "rotate",
+        &stream,
+        "--credential-out",
+        credential.to_str().unwrap(),
+    ]);
+    let rejected = sh.run(&[
+        "publish",
+        "--credential",
+        credential.to_str().unwrap(),
+        "--period",
+        "2026-02-30",
+        "--value",
+        "1",
+    ]);
+    let stderr = String::from_utf8_lossy(&rejected.stderr).into_owned();
+    assert_eq!(code(rejected), 6, "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reader_that_stops_early_ends_the_command_quietly() {
+    let sh = Shell::start();
+    let stream = sh.stream_with("Sessions", 20_000).await;
+    for format in ["table", "json", "jsonl", "csv"] {
+        let mut child = sh
+            .command(&["query", &stream, "-o", format])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // `| head -c 100`: read a little, then close the pipe.
+        let mut stdout = child.stdout.take().unwrap();
+        let mut first = [0u8; 100];
+        stdout.read_exact(&mut first).unwrap();
+        drop(stdout);
+        let output = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.is_empty(), "{format}: {stderr}");
+        assert_eq!(output.status.code(), Some(0), "{format}: {stderr}");
+    }
+}
