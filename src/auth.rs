@@ -51,6 +51,8 @@ pub struct Principal {
     pub user_id: UserId,
     pub name: String,
     pub org_id: OrgId,
+    /// The organisation's name, as its people know it.
+    pub org_name: String,
     pub role: Role,
     /// May create organisations (the first start's admin).
     pub server_admin: bool,

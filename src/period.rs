@@ -127,9 +127,21 @@ impl Period {
         let year = digits(year, 4).ok_or_else(malformed)?;
         check_year(year)?;
         let year = year as i16;
-        let not_in_calendar = |e: jiff::Error| PeriodError::NotInCalendar {
+        // Every date is checked before it is built, so that the reason is a sentence of
+        // ours; a date that still fails says so without the library's wording.
+        let not_in_calendar = |_: jiff::Error| PeriodError::NotInCalendar {
             text: excerpt(text),
-            why: e.to_string(),
+            why: "no such day".into(),
+        };
+        let month_of = |month: i8| {
+            if (1..=12).contains(&month) {
+                Ok(month)
+            } else {
+                Err(PeriodError::NotInCalendar {
+                    text: excerpt(text),
+                    why: "months are 01 to 12".into(),
+                })
+            }
         };
         if let Some(week) = rest.strip_prefix('W') {
             let week = digits(week, 2).ok_or_else(malformed)? as i8;
@@ -159,13 +171,22 @@ impl Period {
         }
         match rest.split_once('-') {
             None => {
-                let month = digits(rest, 2).ok_or_else(malformed)? as i8;
+                let month = month_of(digits(rest, 2).ok_or_else(malformed)? as i8)?;
                 let start = Date::new(year, month, 1).map_err(not_in_calendar)?;
                 Ok(Self::new(Frequency::Monthly, start))
             }
             Some((month, day)) => {
-                let month = digits(month, 2).ok_or_else(malformed)? as i8;
+                let month = month_of(digits(month, 2).ok_or_else(malformed)? as i8)?;
                 let day = digits(day, 2).ok_or_else(malformed)? as i8;
+                let days = Date::new(year, month, 1)
+                    .map_err(not_in_calendar)?
+                    .days_in_month();
+                if !(1..=days).contains(&day) {
+                    return Err(PeriodError::NotInCalendar {
+                        text: excerpt(text),
+                        why: format!("{year}-{month:02} has {days} days"),
+                    });
+                }
                 let start = Date::new(year, month, day).map_err(not_in_calendar)?;
                 Ok(Self::new(Frequency::Daily, start))
             }
@@ -287,6 +308,28 @@ fn check_year(year: i64) -> Result<(), PeriodError> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_date_outside_the_calendar_is_refused_in_a_sentence() {
+        let reason = |text: &str| Period::parse_any(text).unwrap_err().to_string();
+        assert_eq!(
+            reason("2026-13"),
+            "\"2026-13\" is not a date in the calendar (months are 01 to 12)"
+        );
+        assert_eq!(
+            reason("2026-00-10"),
+            "\"2026-00-10\" is not a date in the calendar (months are 01 to 12)"
+        );
+        assert_eq!(
+            reason("2026-02-29"),
+            "\"2026-02-29\" is not a date in the calendar (2026-02 has 28 days)"
+        );
+        assert_eq!(
+            reason("2028-02-30"),
+            "\"2028-02-30\" is not a date in the calendar (2028-02 has 29 days)"
+        );
+        assert!(Period::parse_any("2028-02-29").is_ok());
+    }
+
     use super::*;
 
     fn ts(s: &str) -> Timestamp {

@@ -228,3 +228,100 @@ async fn a_reader_that_stops_early_ends_the_command_quietly() {
         assert_eq!(output.status.code(), Some(0), "{format}: {stderr}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stream_is_named_by_its_name_and_mistakes_read_as_sentences() {
+    let sh = Shell::start();
+    let stream = sh.stream_with("Daily sign-ups", 2).await;
+
+    // By exact name, in every verb that takes a stream.
+    let by_name = sh.ok(&["query", "Daily sign-ups", "-q"]);
+    assert_eq!(by_name.lines().collect::<Vec<_>>(), [day(0), day(1)]);
+    let shown = json(&sh.ok(&["stream", "show", "Daily sign-ups", "-o", "json"]));
+    assert_eq!(shown["id"], stream.as_str());
+    let keys = sh.ok(&["key", "list", "Daily sign-ups", "-q"]);
+    assert_eq!(keys.lines().count(), 1);
+    // Two streams of one name: the error lists both ids.
+    let (other, _) = sh.server.daily_stream("Daily sign-ups").await;
+    let ambiguous = sh.run(&["query", "Daily sign-ups"]);
+    let said = String::from_utf8_lossy(&ambiguous.stderr).into_owned();
+    assert_eq!(ambiguous.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains("2 streams are named \"Daily sign-ups\"")
+            && said.contains(&stream)
+            && said.contains(&other),
+        "{said}"
+    );
+
+    // Who am I names the organisation.
+    let me = sh.ok(&["user", "whoami"]);
+    assert!(me.contains("of organisation \""), "{me}");
+    assert!(!me.contains("of organisation org_"), "{me}");
+
+    let credential = sh.work.path().join("signups.kpik");
+    sh.ok(&[
+        "key",
+        "rotate",
+        &stream,
+        "--credential-out",
+        credential.to_str().unwrap(),
+    ]);
+    let credential = credential.to_str().unwrap();
+    let said = |args: &[&str]| -> (Option<i32>, String) {
+        let output = sh.run(args);
+        let text = String::from_utf8_lossy(&output.stderr).into_owned()
+            + &String::from_utf8_lossy(&output.stdout);
+        (output.status.code(), text)
+    };
+    let (code, text) = said(&[
+        "publish",
+        "--credential",
+        credential,
+        "--at",
+        "2026-11-02",
+        "--value",
+        "1",
+    ]);
+    assert_eq!(code, Some(2));
+    assert!(
+        text.contains("is a date, not an instant: for that day's period write --period 2026-11-02"),
+        "{text}"
+    );
+    let (code, text) = said(&[
+        "publish",
+        "--credential",
+        credential,
+        "--at",
+        "yesterday",
+        "--value",
+        "1",
+    ]);
+    assert_eq!(code, Some(2));
+    assert!(
+        text.contains("\"yesterday\" is not an instant: write it in RFC 3339"),
+        "{text}"
+    );
+    let (code, text) = said(&[
+        "publish",
+        "--credential",
+        credential,
+        "--period",
+        "2026-13",
+        "--value",
+        "1",
+    ]);
+    assert_eq!(code, Some(6));
+    assert!(
+        text.contains("\"2026-13\" is not a date in the calendar (months are 01 to 12)"),
+        "{text}"
+    );
+    assert!(!text.contains("parameter"), "no library wording: {text}");
+    // The HTTP port instead of the gRPC one.
+    let http = format!("http://{}", sh.server.http);
+    let (code, text) = said(&["stream", "list", "--server", &http]);
+    assert_eq!(code, Some(2));
+    assert!(
+        text.contains("answered plain HTTP (status 404), not gRPC"),
+        "{text}"
+    );
+}

@@ -386,7 +386,7 @@ fn the_server_admin_creates_an_organisation_that_sees_nothing_of_the_first() {
     let me = succeeds(sh.with_token("grace.token", &["user", "whoami"]));
     assert!(
         me.contains(&format!(
-            "you are \"grace\", an admin of organisation {org_id}"
+            "you are \"grace\", an admin of organisation \"Acme Retail\" ({org_id})"
         )),
         "{me}"
     );

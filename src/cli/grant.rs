@@ -14,6 +14,7 @@ pub enum GrantCommand {
         after_help = "Examples:\n  kpistream grant add str_8fK2mQ1xZp4LwT9a team:finance\n  kpistream grant add str_8fK2mQ1xZp4LwT9a user:ada:manage\n  kpistream grant add str_8fK2mQ1xZp4LwT9a org"
     )]
     Add {
+        /// The stream: its id, or its exact name.
         stream: String,
         /// user:NAME, team:NAME or org, optionally followed by :read (default) or :manage.
         #[arg(value_name = "GRANTEE[:ACCESS]")]
@@ -24,6 +25,7 @@ pub enum GrantCommand {
     /// Take a grant away: the grantee loses what it gave them with their next call.
     #[command(after_help = "Example:\n  kpistream grant remove str_8fK2mQ1xZp4LwT9a team:finance")]
     Remove {
+        /// The stream: its id, or its exact name.
         stream: String,
         /// user:NAME, team:NAME or org.
         grantee: String,
@@ -33,6 +35,7 @@ pub enum GrantCommand {
     /// List who may read or manage a stream (org admins may always do both).
     #[command(after_help = "Example:\n  kpistream grant list str_8fK2mQ1xZp4LwT9a --output json")]
     List {
+        /// The stream: its id, or its exact name.
         stream: String,
         #[command(flatten)]
         output: OutputArgs,
@@ -49,12 +52,8 @@ impl GrantCommand {
                 grant,
                 server,
             } => {
-                let grants = server
-                    .connect()
-                    .await?
-                    .add_grant(&stream, &grant)
-                    .await
-                    .map_err(status)?;
+                let (client, stream) = server.connect_stream(&stream).await?;
+                let grants = client.add_grant(&stream, &grant).await.map_err(status)?;
                 outln!("stream {stream} is now shared with {}", summary(&grants));
             }
             Self::Remove {
@@ -62,9 +61,8 @@ impl GrantCommand {
                 grantee,
                 server,
             } => {
-                let grants = server
-                    .connect()
-                    .await?
+                let (client, stream) = server.connect_stream(&stream).await?;
+                let grants = client
                     .remove_grant(&stream, &grantee)
                     .await
                     .map_err(status)?;
@@ -78,12 +76,8 @@ impl GrantCommand {
                 output,
                 server,
             } => {
-                let grants = server
-                    .connect()
-                    .await?
-                    .grants(&stream)
-                    .await
-                    .map_err(status)?;
+                let (client, stream) = server.connect_stream(&stream).await?;
+                let grants = client.grants(&stream).await.map_err(status)?;
                 let mut rows = Rows::new(vec!["grantee", "access", "created"]);
                 for g in &grants {
                     rows.push(vec![

@@ -16,6 +16,7 @@ pub enum KeyCommand {
         after_help = "Example:\n  kpistream key rotate str_8fK2mQ1xZp4LwT9a --credential-out wau-2.kpik"
     )]
     Rotate {
+        /// The stream: its id, or its exact name.
         stream: String,
         /// Where to write the new credential: a file (mode 0600), or - for standard output.
         #[arg(long)]
@@ -26,6 +27,7 @@ pub enum KeyCommand {
     /// Revoke a key: its signatures are refused from now on.
     #[command(after_help = "Example:\n  kpistream key revoke str_8fK2mQ1xZp4LwT9a key_Q2v9XbT1cE")]
     Revoke {
+        /// The stream: its id, or its exact name.
         stream: String,
         key: String,
         #[command(flatten)]
@@ -36,6 +38,7 @@ pub enum KeyCommand {
         after_help = "Example:\n  kpistream key add str_8fK2mQ1xZp4LwT9a --public-key d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a"
     )]
     Add {
+        /// The stream: its id, or its exact name.
         stream: String,
         #[arg(long)]
         public_key: String,
@@ -45,6 +48,7 @@ pub enum KeyCommand {
     /// List a stream's keys.
     #[command(after_help = "Example:\n  kpistream key list str_8fK2mQ1xZp4LwT9a")]
     List {
+        /// The stream: its id, or its exact name.
         stream: String,
         #[command(flatten)]
         output: OutputArgs,
@@ -61,12 +65,8 @@ impl KeyCommand {
                 credential_out,
                 server,
             } => {
-                let (key, credential) = server
-                    .connect()
-                    .await?
-                    .rotate_key(&stream)
-                    .await
-                    .map_err(status)?;
+                let (client, stream) = server.connect_stream(&stream).await?;
+                let (key, credential) = client.rotate_key(&stream).await.map_err(status)?;
                 write_credential(&credential_out, &credential.expose_secret(), &key.key_id)?;
                 eprintln!("older keys of stream {stream} keep working until you revoke them");
                 Ok(())
@@ -76,12 +76,8 @@ impl KeyCommand {
                 key,
                 server,
             } => {
-                let k = server
-                    .connect()
-                    .await?
-                    .revoke_key(&stream, &key)
-                    .await
-                    .map_err(status)?;
+                let (client, stream) = server.connect_stream(&stream).await?;
+                let k = client.revoke_key(&stream, &key).await.map_err(status)?;
                 outln!(
                     "revoked key {} of stream {stream} at {}",
                     k.key_id,
@@ -95,12 +91,8 @@ impl KeyCommand {
                 server,
             } => {
                 let bytes = decode_key(&public_key)?;
-                let k = server
-                    .connect()
-                    .await?
-                    .add_key(&stream, &bytes)
-                    .await
-                    .map_err(status)?;
+                let (client, stream) = server.connect_stream(&stream).await?;
+                let k = client.add_key(&stream, &bytes).await.map_err(status)?;
                 outln!("registered public key as {} of stream {stream}", k.key_id);
                 outln!(
                     "sign with credential kpik1.{stream}.{}.<your seed>",
@@ -113,12 +105,8 @@ impl KeyCommand {
                 output,
                 server,
             } => {
-                let keys = server
-                    .connect()
-                    .await?
-                    .keys(&stream)
-                    .await
-                    .map_err(status)?;
+                let (client, stream) = server.connect_stream(&stream).await?;
+                let keys = client.keys(&stream).await.map_err(status)?;
                 let mut rows = Rows::new(vec![
                     "key",
                     "origin",

@@ -151,6 +151,15 @@ impl ServerArgs {
         Ok(Client::connect_with(&self.server, options).await?)
     }
 
+    /// Connects, and finds the stream `reference` names: its id, or its exact name
+    /// among the streams this token can see (several streams of that name are an error
+    /// listing them).
+    async fn connect_stream(&self, reference: &str) -> anyhow::Result<(Client, String)> {
+        let client = self.connect().await?;
+        let id = stream_id(&client, reference).await?;
+        Ok((client, id))
+    }
+
     /// Connects without a token (publishing needs none).
     async fn connect_anonymous(&self) -> anyhow::Result<Client> {
         Ok(Client::connect_with(&self.server, self.tls_options()?).await?)
@@ -206,10 +215,67 @@ async fn shutdown_signal() {
     }
 }
 
+/// The id of the stream `reference` names: a generated id (`str_` and 16 characters)
+/// as it is, otherwise the one stream with exactly that name; no stream of that name
+/// leaves the text to be tried as an id (the server then answers whether it exists).
+async fn stream_id(client: &Client, reference: &str) -> anyhow::Result<String> {
+    let looks_like_id = reference.len() == 20 && reference.starts_with("str_");
+    if looks_like_id {
+        return Ok(reference.to_owned());
+    }
+    let filter = crate::client::StreamFilter {
+        name_contains: Some(reference.to_owned()),
+        ..Default::default()
+    };
+    let named: Vec<_> = client
+        .streams(&filter)
+        .await
+        .map_err(status)?
+        .into_iter()
+        .filter(|s| s.name == reference)
+        .collect();
+    match named.as_slice() {
+        [] => Ok(reference.to_owned()),
+        [one] => Ok(one.id.clone()),
+        several => {
+            let ids: Vec<String> = several
+                .iter()
+                .map(|s| {
+                    format!(
+                        "{} ({})",
+                        s.id,
+                        crate::cli::stream::frequency_name(s.frequency)
+                    )
+                })
+                .collect();
+            Err(exit::UsageError(format!(
+                "{} streams are named {:?}: name one by its id: {}",
+                several.len(),
+                crate::text::printable(reference),
+                ids.join(", ")
+            ))
+            .into())
+        }
+    }
+}
+
 /// Turns a gRPC status into an error that reads as a sentence and keeps its code
 /// (for the exit code). The server's message may echo text a client chose: it is made
 /// printable here.
 pub(crate) fn status(err: tonic::Status) -> anyhow::Error {
+    // What tonic says when an HTTP server that is not gRPC answered: most likely the
+    // address is kpistream's own HTTP port (`/healthz`, `/metrics`).
+    if err.message().starts_with("grpc-status header missing") {
+        let http = err
+            .message()
+            .rsplit(' ')
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        return anyhow::Error::new(exit::UsageError(format!(
+            "the server answered plain HTTP (status {http}), not gRPC: --server must name kpistream's gRPC address (serve --listen, port 50051 by default), not its HTTP port (serve --http: /healthz and /metrics)"
+        )));
+    }
     anyhow::Error::new(exit::StatusError {
         code: err.code(),
         message: crate::text::printable(err.message()).into_owned(),

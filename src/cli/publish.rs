@@ -25,7 +25,7 @@ pub struct PublishArgs {
     #[arg(long, conflicts_with_all = ["at", "file"], requires = "value")]
     period: Option<String>,
     /// An RFC 3339 instant, placed in a period in the stream's time zone.
-    #[arg(long, conflicts_with = "file", requires = "value")]
+    #[arg(long, conflicts_with = "file", requires = "value", value_parser = parse_instant)]
     at: Option<jiff::Timestamp>,
     /// The value, as exact decimal text.
     #[arg(long, allow_hyphen_values = true)]
@@ -44,6 +44,22 @@ pub struct PublishArgs {
     all_or_nothing: bool,
     #[command(flatten)]
     server: ServerArgs,
+}
+
+/// `--at`: an instant with its time and offset. A date alone is refused rather than
+/// guessed at (midnight where?): a day is a period.
+fn parse_instant(text: &str) -> Result<jiff::Timestamp, String> {
+    if let Ok(at) = text.parse::<jiff::Timestamp>() {
+        return Ok(at);
+    }
+    if text.parse::<jiff::civil::Date>().is_ok() {
+        return Err(format!(
+            "{text:?} is a date, not an instant: for that day's period write --period {text}, or give a time, such as {text}T09:30:00Z"
+        ));
+    }
+    Err(format!(
+        "{text:?} is not an instant: write it in RFC 3339 with its offset, such as 2026-11-23T09:30:00Z or 2026-11-23T10:30:00+01:00"
+    ))
 }
 
 /// A point read from input, with the line it came from.

@@ -13,6 +13,7 @@ use crate::text::printable;
     after_help = "Examples:\n  kpistream query str_8fK2mQ1xZp4LwT9a --from 2026-W40 --to 2026-W48\n  kpistream query str_8fK2mQ1xZp4LwT9a --latest --output json\n  kpistream query str_8fK2mQ1xZp4LwT9a --revisions 2026-W48 --output csv\n  kpistream query str_8fK2mQ1xZp4LwT9a --watch --output json"
 )]
 pub struct QueryArgs {
+    /// The stream: its id, or its exact name.
     stream: String,
     /// First period (inclusive).
     #[arg(long, conflicts_with_all = ["latest", "revisions"])]
@@ -40,15 +41,12 @@ pub struct QueryArgs {
 
 impl QueryArgs {
     pub async fn run(self) -> anyhow::Result<()> {
-        let client = self.server.connect().await?;
+        let (client, stream) = self.server.connect_stream(&self.stream).await?;
         if self.watch {
-            return watch(&client, &self.stream, &self.output).await;
+            return watch(&client, &stream, &self.output).await;
         }
         if let Some(period) = self.revisions {
-            let revisions = client
-                .revisions(&self.stream, &period)
-                .await
-                .map_err(status)?;
+            let revisions = client.revisions(&stream, &period).await.map_err(status)?;
             let mut rows = Rows::new(vec![
                 "period",
                 "old_value",
@@ -70,14 +68,14 @@ impl QueryArgs {
             return rows.print(&self.output);
         }
         let points = if self.latest {
-            vec![client.latest(&self.stream).await.map_err(status)?]
+            vec![client.latest(&stream).await.map_err(status)?]
         } else {
             let range = PeriodRange {
                 from: self.from,
                 to: self.to,
                 limit: self.limit,
             };
-            client.points(&self.stream, &range).await.map_err(status)?
+            client.points(&stream, &range).await.map_err(status)?
         };
         let mut rows = Rows::new(POINT_COLUMNS.to_vec());
         for p in &points {

@@ -109,6 +109,7 @@ pub enum StreamCommand {
     /// Show a stream: status, latest period, last data, point count and keys.
     #[command(after_help = "Example:\n  kpistream stream show str_8fK2mQ1xZp4LwT9a")]
     Show {
+        /// The stream: its id, or its exact name.
         stream: String,
         #[command(flatten)]
         output: OutputArgs,
@@ -121,6 +122,7 @@ pub enum StreamCommand {
         after_help = "Example:\n  kpistream stream update str_8fK2mQ1xZp4LwT9a --name \"WAU (all platforms)\" --category Growth"
     )]
     Update {
+        /// The stream: its id, or its exact name.
         stream: String,
         #[arg(long)]
         name: Option<String>,
@@ -143,6 +145,7 @@ pub enum StreamCommand {
     /// Refuse publishes to a stream until it is enabled again.
     #[command(after_help = "Example:\n  kpistream stream disable str_8fK2mQ1xZp4LwT9a")]
     Disable {
+        /// The stream: its id, or its exact name.
         stream: String,
         #[command(flatten)]
         server: ServerArgs,
@@ -150,6 +153,7 @@ pub enum StreamCommand {
     /// Accept publishes to a disabled stream again.
     #[command(after_help = "Example:\n  kpistream stream enable str_8fK2mQ1xZp4LwT9a")]
     Enable {
+        /// The stream: its id, or its exact name.
         stream: String,
         #[command(flatten)]
         server: ServerArgs,
@@ -157,6 +161,7 @@ pub enum StreamCommand {
     /// Delete a stream with its keys, points and revisions, irreversibly.
     #[command(after_help = "Example:\n  kpistream stream delete str_8fK2mQ1xZp4LwT9a --yes")]
     Delete {
+        /// The stream: its id, or its exact name.
         stream: String,
         /// Confirms the deletion.
         #[arg(long)]
@@ -261,12 +266,8 @@ impl StreamCommand {
                 output,
                 server,
             } => {
-                let detail = server
-                    .connect()
-                    .await?
-                    .stream(&stream)
-                    .await
-                    .map_err(status)?;
+                let (client, stream) = server.connect_stream(&stream).await?;
+                let detail = client.stream(&stream).await.map_err(status)?;
                 print_detail(&detail, &output)
             }
             Self::Update {
@@ -293,9 +294,8 @@ impl StreamCommand {
                     value,
                     time_zone: tz,
                 };
-                let s = server
-                    .connect()
-                    .await?
+                let (client, stream) = server.connect_stream(&stream).await?;
+                let s = client
                     .update_stream(&stream, changes)
                     .await
                     .map_err(status)?;
@@ -310,12 +310,8 @@ impl StreamCommand {
                 Ok(())
             }
             Self::Disable { stream, server } => {
-                let s = server
-                    .connect()
-                    .await?
-                    .disable_stream(&stream)
-                    .await
-                    .map_err(status)?;
+                let (client, stream) = server.connect_stream(&stream).await?;
+                let s = client.disable_stream(&stream).await.map_err(status)?;
                 outln!(
                     "stream {} is disabled: publishes are refused until it is enabled",
                     s.id
@@ -323,12 +319,8 @@ impl StreamCommand {
                 Ok(())
             }
             Self::Enable { stream, server } => {
-                let s = server
-                    .connect()
-                    .await?
-                    .enable_stream(&stream)
-                    .await
-                    .map_err(status)?;
+                let (client, stream) = server.connect_stream(&stream).await?;
+                let s = client.enable_stream(&stream).await.map_err(status)?;
                 outln!(
                     "stream {} is enabled (status {})",
                     s.id,
@@ -346,12 +338,8 @@ impl StreamCommand {
                         "deleting stream {stream} removes its keys, points and revisions irreversibly: add --yes to confirm"
                     );
                 }
-                let d = server
-                    .connect()
-                    .await?
-                    .delete_stream(&stream)
-                    .await
-                    .map_err(status)?;
+                let (client, stream) = server.connect_stream(&stream).await?;
+                let d = client.delete_stream(&stream).await.map_err(status)?;
                 outln!(
                     "deleted stream {stream}: {} points, {} revisions and {} keys removed",
                     d.points_deleted,

@@ -135,9 +135,10 @@ impl UserCommand {
                     ""
                 };
                 outln!(
-                    "you are {:?}, {} of organisation {}{also}",
+                    "you are {:?}, {} of organisation {:?} ({}){also}",
                     me.user,
                     article(&me.role),
+                    me.org_name,
                     me.org_id
                 );
             }

@@ -91,6 +91,7 @@ impl AdminService {
             role: who.role.as_str().to_owned(),
             org_id: who.org_id.to_string(),
             server_admin: who.server_admin,
+            org_name: who.org_name,
         })
     }
 

@@ -45,6 +45,7 @@ pub async fn a_new_store_needs_a_bootstrap_that_creates_the_first_organisation(s
             user_id: first.user_id.clone(),
             name: "ada".into(),
             org_id: first.org_id.clone(),
+            org_name: first.org_name.clone(),
             role: Role::Admin,
             server_admin: true,
         })
@@ -114,6 +115,7 @@ pub async fn create_org_adds_an_organisation_whose_admin_is_not_the_server_admin
             user_id: org.admin.clone(),
             name: "ada".into(),
             org_id: org.id.clone(),
+            org_name: "Globex".into(),
             role: Role::Admin,
             server_admin: false,
         }),

@@ -28,6 +28,7 @@ pub async fn a_created_token_names_its_principal(store: &dyn Store) {
             user_id: bob,
             name: "bob".into(),
             org_id: org.id.clone(),
+            org_name: "Acme".into(),
             role: Role::Member,
             server_admin: false,
         })

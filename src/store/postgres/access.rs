@@ -244,8 +244,8 @@ impl AccessStore for PostgresStore {
         now: Timestamp,
     ) -> Result<Option<Principal>> {
         let row = sqlx::query(
-            "SELECT u.id, u.name, u.org_id, u.role, u.server_admin, t.id AS token_id, t.last_used_at \
-             FROM tokens t JOIN users u ON u.id = t.user_id AND u.org_id = t.org_id \
+            "SELECT u.id, u.name, u.org_id, o.name AS org_name, u.role, u.server_admin, t.id AS token_id, t.last_used_at \
+             FROM tokens t JOIN users u ON u.id = t.user_id AND u.org_id = t.org_id JOIN orgs o ON o.id = u.org_id \
              WHERE t.hash = $1 AND t.revoked_at IS NULL AND (t.expires_at IS NULL OR t.expires_at > $2)",
         )
         .bind(&hash[..])
@@ -268,6 +268,7 @@ impl AccessStore for PostgresStore {
             user_id: UserId::parse(&user).map_err(corrupt)?,
             name: row.get("name"),
             org_id: OrgId::parse(&org).map_err(corrupt)?,
+            org_name: row.get("org_name"),
             role: Role::parse(row.get("role")),
             server_admin: row.get::<bool, _>("server_admin"),
         }))

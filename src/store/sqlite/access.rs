@@ -218,8 +218,8 @@ impl AccessStore for SqliteStore {
         now: Timestamp,
     ) -> Result<Option<Principal>> {
         let row = sqlx::query(
-            "SELECT u.id, u.name, u.org_id, u.role, u.server_admin, t.id AS token_id, t.last_used_at \
-             FROM tokens t JOIN users u ON u.id = t.user_id \
+            "SELECT u.id, u.name, u.org_id, o.name AS org_name, u.role, u.server_admin, t.id AS token_id, t.last_used_at \
+             FROM tokens t JOIN users u ON u.id = t.user_id JOIN orgs o ON o.id = u.org_id \
              WHERE t.hash = ? AND t.revoked_at IS NULL AND (t.expires_at IS NULL OR t.expires_at > ?)",
         )
         .bind(&hash[..])
@@ -242,6 +242,7 @@ impl AccessStore for SqliteStore {
             user_id: UserId::parse(&user).map_err(corrupt)?,
             name: row.get("name"),
             org_id: OrgId::parse(&org).map_err(corrupt)?,
+            org_name: row.get("org_name"),
             role: Role::parse(row.get("role")),
             server_admin: row.get("server_admin"),
         }))
