@@ -325,3 +325,105 @@ async fn a_stream_is_named_by_its_name_and_mistakes_read_as_sentences() {
         "{text}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn login_keeps_a_profile_that_works_from_any_folder() {
+    use std::os::unix::fs::PermissionsExt;
+    let sh = Shell::start();
+    let stream = sh.stream_with("Revenue", 1).await;
+    let config = tempfile::tempdir().unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let bare = |dir: &std::path::Path, args: &[&str]| {
+        cli(dir)
+            .args(args)
+            .env("XDG_CONFIG_HOME", config.path())
+            .output()
+            .unwrap()
+    };
+
+    // Nothing to go on yet: the error says what to do.
+    let before = bare(elsewhere.path(), &["stream", "list"]);
+    let said = String::from_utf8_lossy(&before.stderr).into_owned();
+    assert!(!before.status.success());
+    assert!(said.contains("run kpistream login once"), "{said}");
+
+    let token_file = sh.server.token_path();
+    let login = bare(
+        sh.work.path(),
+        &[
+            "login",
+            "--server",
+            &sh.server.grpc,
+            "--token-file",
+            token_file.to_str().unwrap(),
+        ],
+    );
+    let said = String::from_utf8_lossy(&login.stdout).into_owned()
+        + &String::from_utf8_lossy(&login.stderr);
+    assert!(login.status.success(), "{said}");
+    assert!(said.contains("profile \"default\""), "{said}");
+    let file = config.path().join("kpistream/profiles.toml");
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "the profiles file holds tokens");
+
+    // From another folder, with no flags: the profile's server and token.
+    let listed = bare(elsewhere.path(), &["stream", "list", "-q"]);
+    assert!(
+        listed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&listed.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&listed.stdout).trim(), stream);
+    // A flag still wins over the profile.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let nowhere = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let overridden = bare(elsewhere.path(), &["stream", "list", "--server", &nowhere]);
+    assert_eq!(overridden.status.code(), Some(5));
+    // A profile asked for by name must exist.
+    let missing = bare(
+        elsewhere.path(),
+        &["stream", "list", "--profile", "staging"],
+    );
+    assert_eq!(missing.status.code(), Some(2));
+    // Forgotten, it no longer applies.
+    assert!(bare(elsewhere.path(), &["logout"]).status.success());
+    assert!(!bare(elsewhere.path(), &["stream", "list"]).status.success());
+}
+
+#[test]
+fn completion_scripts_are_valid_for_their_shell() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = cli(dir.path())
+        .args(["completion", "bash"])
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let script = dir.path().join("kpistream.bash");
+    std::fs::write(&script, &output.stdout).unwrap();
+    let checked = std::process::Command::new("bash")
+        .arg("-n")
+        .arg(&script)
+        .output()
+        .unwrap();
+    assert!(
+        checked.status.success(),
+        "bash -n: {}",
+        String::from_utf8_lossy(&checked.stderr)
+    );
+    let text = String::from_utf8(output.stdout).unwrap();
+    assert!(
+        text.contains("kpistream") && text.contains("stream"),
+        "{text}"
+    );
+    for shell in ["zsh", "fish"] {
+        let output = cli(dir.path())
+            .args(["completion", shell])
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success() && !output.stdout.is_empty(),
+            "{shell}"
+        );
+    }
+}

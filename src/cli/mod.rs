@@ -12,6 +12,7 @@ mod key;
 mod migrate;
 mod org;
 mod output;
+mod profile;
 mod publish;
 mod query;
 mod runner;
@@ -83,6 +84,12 @@ enum Command {
     /// Check, list, run now, preview, enable and disable connectors, and read their run log.
     #[command(subcommand)]
     Connector(connector::ConnectorCommand),
+    /// Check a server and token once and keep them as a profile, for every later command.
+    Login(profile::LoginArgs),
+    /// Forget a profile.
+    Logout(profile::LogoutArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completion(profile::CompletionArgs),
     /// Run the connector runner: pull every connector of a directory on its schedule
     /// and publish the points to their streams.
     Runner(runner::RunnerArgs),
@@ -91,28 +98,22 @@ enum Command {
     Bench(bench::BenchArgs),
 }
 
-/// Where the server is and who we are.
+/// Where the server is and who we are: flags, else `KPISTREAM_*` variables, else the
+/// profile (`kpistream login`), else the defaults.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServerArgs {
-    /// The server's gRPC address: http://HOST:PORT, or https://HOST:PORT for TLS.
-    #[arg(
-        long,
-        env = "KPISTREAM_SERVER",
-        default_value = "http://127.0.0.1:50051",
-        global = true
-    )]
-    server: String,
-    /// Bearer token for admin and query calls (default: read from --token-file).
+    /// The profile to take the server, token and TLS files from (see kpistream login) [default: default, when it exists].
+    #[arg(long, env = "KPISTREAM_PROFILE", global = true)]
+    profile: Option<String>,
+    /// The server's gRPC address: http://HOST:PORT, or https://HOST:PORT for TLS [default: the profile's, else http://127.0.0.1:50051].
+    #[arg(long, env = "KPISTREAM_SERVER", global = true)]
+    server: Option<String>,
+    /// Bearer token for admin and query calls (default: --token-file, else the profile's).
     #[arg(long, env = "KPISTREAM_TOKEN", hide_env_values = true, global = true)]
     token: Option<String>,
-    /// File holding the token, as written by the server's first start.
-    #[arg(
-        long,
-        env = "KPISTREAM_TOKEN_FILE",
-        default_value = "data/admin.token",
-        global = true
-    )]
-    token_file: PathBuf,
+    /// File holding the token, as written by the server's first start [default: the profile's token, else data/admin.token].
+    #[arg(long, env = "KPISTREAM_TOKEN_FILE", global = true)]
+    token_file: Option<PathBuf>,
     /// PEM CA certificate that signed the server's certificate, for https:// with a private CA (default: the public roots).
     #[arg(long, env = "KPISTREAM_CA_CERT", value_name = "FILE", global = true)]
     ca_cert: Option<PathBuf>,
@@ -129,26 +130,83 @@ pub struct ServerArgs {
     client_key: Option<PathBuf>,
 }
 
-impl ServerArgs {
-    /// Connects with the token from `--token`, `KPISTREAM_TOKEN` or the token file.
-    async fn connect(&self) -> anyhow::Result<Client> {
-        let token = match &self.token {
-            Some(t) => SecretString::from(t.trim().to_owned()),
-            None => {
-                let text = std::fs::read_to_string(&self.token_file).with_context(|| {
-                    format!(
-                        "no token: set KPISTREAM_TOKEN, pass --token, or point --token-file at the file `kpistream serve` wrote ({} could not be read)",
-                        self.token_file.display()
-                    )
-                })?;
-                SecretString::from(text.trim().to_owned())
+/// The default server address.
+const DEFAULT_SERVER: &str = "http://127.0.0.1:50051";
+/// The token file of a server started in the current folder.
+const DEFAULT_TOKEN_FILE: &str = "data/admin.token";
+
+/// What a client verb uses, each setting from the first place that has it.
+struct Settings {
+    server: String,
+    token: Option<SecretString>,
+    token_file: Option<PathBuf>,
+    profile_token: Option<SecretString>,
+    ca_cert: Option<PathBuf>,
+    client_cert: Option<PathBuf>,
+    client_key: Option<PathBuf>,
+}
+
+impl Settings {
+    /// The token: `--token`, else `--token-file`, else the profile's, else the default
+    /// token file.
+    fn token(&self) -> anyhow::Result<SecretString> {
+        if let Some(token) = &self.token {
+            return Ok(token.clone());
+        }
+        if self.token_file.is_none() {
+            if let Some(token) = &self.profile_token {
+                return Ok(token.clone());
             }
-        };
+        }
+        let file = self
+            .token_file
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_TOKEN_FILE));
+        let text = std::fs::read_to_string(&file).with_context(|| {
+            format!(
+                "no token: set KPISTREAM_TOKEN, pass --token, point --token-file at the file `kpistream serve` wrote, or run kpistream login once ({} could not be read)",
+                file.display()
+            )
+        })?;
+        Ok(SecretString::from(text.trim().to_owned()))
+    }
+}
+
+impl ServerArgs {
+    fn settings(&self) -> anyhow::Result<Settings> {
+        let profile = profile::load(self.profile.as_deref())?.unwrap_or_default();
+        Ok(Settings {
+            server: self
+                .server
+                .clone()
+                .or(profile.server)
+                .unwrap_or_else(|| DEFAULT_SERVER.to_owned()),
+            token: self
+                .token
+                .as_ref()
+                .map(|t| SecretString::from(t.trim().to_owned())),
+            token_file: self.token_file.clone(),
+            profile_token: profile.token,
+            ca_cert: self.ca_cert.clone().or(profile.ca_cert),
+            client_cert: self.client_cert.clone().or(profile.client_cert),
+            client_key: self.client_key.clone().or(profile.client_key),
+        })
+    }
+
+    /// The server address this command talks to.
+    fn address(&self) -> anyhow::Result<String> {
+        Ok(self.settings()?.server)
+    }
+
+    /// Connects with the token from `--token`, `KPISTREAM_TOKEN`, the token file or the
+    /// profile.
+    async fn connect(&self) -> anyhow::Result<Client> {
+        let settings = self.settings()?;
         let options = ConnectOptions {
-            token: Some(token),
-            ..self.tls_options()?
+            token: Some(settings.token()?),
+            ..tls_options(&settings)?
         };
-        Ok(Client::connect_with(&self.server, options).await?)
+        Ok(Client::connect_with(&settings.server, options).await?)
     }
 
     /// Connects, and finds the stream `reference` names: its id, or its exact name
@@ -162,23 +220,40 @@ impl ServerArgs {
 
     /// Connects without a token (publishing needs none).
     async fn connect_anonymous(&self) -> anyhow::Result<Client> {
-        Ok(Client::connect_with(&self.server, self.tls_options()?).await?)
+        let settings = self.settings()?;
+        Ok(Client::connect_with(&settings.server, tls_options(&settings)?).await?)
     }
 
-    /// The CA and client certificate from `--ca-cert`, `--client-cert`, `--client-key`.
+    /// The CA and client certificate the settings name.
     fn tls_options(&self) -> anyhow::Result<ConnectOptions> {
-        let mut options = ConnectOptions::default();
-        if let Some(ca) = &self.ca_cert {
-            options = options.ca_file(ca)?;
-        }
-        match (&self.client_cert, &self.client_key) {
-            (Some(cert), Some(key)) => options = options.client_identity_files(cert, key)?,
-            (None, None) => {}
-            (Some(_), None) => anyhow::bail!("--client-cert needs --client-key (its private key)"),
-            (None, Some(_)) => anyhow::bail!("--client-key needs --client-cert (its certificate)"),
-        }
-        Ok(options)
+        tls_options(&self.settings()?)
     }
+}
+
+/// The CA and client certificate of `--ca-cert`, `--client-cert`, `--client-key` (or the
+/// profile).
+fn tls_options(settings: &Settings) -> anyhow::Result<ConnectOptions> {
+    let mut options = ConnectOptions::default();
+    if let Some(ca) = &settings.ca_cert {
+        options = options.ca_file(ca)?;
+    }
+    match (&settings.client_cert, &settings.client_key) {
+        (Some(cert), Some(key)) => options = options.client_identity_files(cert, key)?,
+        (None, None) => {}
+        (Some(_), None) => {
+            return Err(exit::UsageError(
+                "--client-cert needs --client-key (its private key)".into(),
+            )
+            .into());
+        }
+        (None, Some(_)) => {
+            return Err(exit::UsageError(
+                "--client-key needs --client-cert (its certificate)".into(),
+            )
+            .into());
+        }
+    }
+    Ok(options)
 }
 
 impl Cli {
@@ -199,6 +274,9 @@ impl Cli {
             Command::Audit(cmd) => cmd.run().await,
             Command::Org(cmd) => cmd.run().await,
             Command::Connector(cmd) => cmd.run().await,
+            Command::Login(args) => args.run().await,
+            Command::Logout(args) => args.run(),
+            Command::Completion(args) => args.run(),
             Command::Runner(args) => args.run().await,
             Command::Bench(args) => args.run().await,
         }

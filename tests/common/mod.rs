@@ -652,10 +652,13 @@ pub fn day(n: i64) -> String {
         .to_string()
 }
 
-/// A `kpistream` CLI command run in `dir`, with the host's KPISTREAM_* variables removed.
+/// A `kpistream` CLI command run in `dir`, with the host's KPISTREAM_* variables and
+/// client profiles out of its way.
 pub fn cli(dir: &Path) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_kpistream"));
     command.current_dir(dir).stdin(Stdio::null());
+    // No profile of the host's (kpistream login) reaches a test.
+    command.env("XDG_CONFIG_HOME", dir.join(".no-kpistream-profiles"));
     for var in SERVER_ENV {
         command.env_remove(var);
     }

@@ -234,7 +234,7 @@ impl BenchArgs {
                 .parse()
                 .with_context(|| format!("{} does not hold a credential", path.display()))?;
             let target = Target::Kpistream {
-                address: self.server.server.clone(),
+                address: self.server.address()?,
                 options,
                 credentials: Arc::new(vec![credential]),
                 streaming,
@@ -247,7 +247,7 @@ impl BenchArgs {
             create_streams(&admin, workload.streams, &format!("bench {}", &run[..12])).await?;
         let (ids, credentials) = created.into_iter().unzip();
         let target = Target::Kpistream {
-            address: self.server.server.clone(),
+            address: self.server.address()?,
             options,
             credentials: Arc::new(credentials),
             streaming,
