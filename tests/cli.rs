@@ -427,3 +427,73 @@ fn completion_scripts_are_valid_for_their_shell() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_csv_backfill_names_every_bad_row_by_line_and_can_skip_them() {
+    let sh = Shell::start();
+    let (stream, credential) = sh.server.daily_stream("Backfill").await;
+    let credential_file = sh.work.path().join("backfill.kpik");
+    std::fs::write(&credential_file, credential.expose_secret()).unwrap();
+    let credential_file = credential_file.to_str().unwrap().to_owned();
+    let publish = |file: &str, extra: &[&str]| {
+        let mut args = vec!["publish", "--credential", &credential_file, "--file", file];
+        args.extend_from_slice(extra);
+        let output = sh.run(&args);
+        let text = String::from_utf8_lossy(&output.stderr).into_owned()
+            + &String::from_utf8_lossy(&output.stdout);
+        (output.status.code(), text)
+    };
+    let stored = || async {
+        common::all_points(&sh.server.client().await, &stream)
+            .await
+            .len()
+    };
+
+    // Line 1 is the header; lines 3, 5 and 6 are malformed.
+    let mut text = String::from("period,value,external_id\n");
+    text += &format!("{},1\n", day(0));
+    text += "just-one-field\n";
+    text += &format!("{},2\n", day(1));
+    text += &format!("{},3,x,extra\n", day(2));
+    text += "\"unclosed,4\n";
+    std::fs::write(sh.work.path().join("three-bad.csv"), &text).unwrap();
+    let (code, said) = publish("three-bad.csv", &[]);
+    assert_eq!(code, Some(2), "{said}");
+    for line in [3, 5, 6] {
+        assert!(
+            said.contains(&format!("three-bad.csv line {line}: ")),
+            "line {line}: {said}"
+        );
+    }
+    assert!(
+        said.contains("3 malformed row(s)") && said.contains("nothing was published"),
+        "{said}"
+    );
+    assert_eq!(stored().await, 0);
+
+    let (code, said) = publish("three-bad.csv", &["--skip-bad-rows"]);
+    assert_eq!(code, Some(0), "{said}");
+    assert!(said.contains("published 2 point(s)"), "{said}");
+    assert_eq!(stored().await, 2);
+
+    // A period twice: both places are file lines, not a batch's point numbers.
+    let dup = format!("{},5\n{},6\n{},7\n", day(10), day(11), day(10));
+    std::fs::write(sh.work.path().join("dup.csv"), dup).unwrap();
+    let (code, said) = publish("dup.csv", &[]);
+    assert_eq!(code, Some(6), "{said}");
+    assert!(
+        said.contains(&format!(
+            "dup.csv line 3: period {} already has a value in this batch (line 1)",
+            day(10)
+        )),
+        "{said}"
+    );
+
+    // Past 20 problems, the rest are counted.
+    let many: String = (0..25).map(|i| format!("bad-{i}\n")).collect();
+    std::fs::write(sh.work.path().join("many.csv"), many).unwrap();
+    let (code, said) = publish("many.csv", &[]);
+    assert_eq!(code, Some(2));
+    assert_eq!(said.matches("many.csv line ").count(), 20, "{said}");
+    assert!(said.contains("5 more malformed row(s)"), "{said}");
+}

@@ -42,6 +42,10 @@ pub struct PublishArgs {
     /// Refuse a whole batch when one of its points is invalid.
     #[arg(long)]
     all_or_nothing: bool,
+    /// Publish a file's good rows even when some rows are malformed (each is named);
+    /// without it, a file with a malformed row publishes nothing.
+    #[arg(long, requires = "file")]
+    skip_bad_rows: bool,
     #[command(flatten)]
     server: ServerArgs,
 }
@@ -68,66 +72,220 @@ struct Line {
     point: proto::Point,
 }
 
+/// Most problems (malformed rows, rejected points) named one by one; the rest are
+/// counted.
+const MAX_NAMED: u64 = 20;
+
+/// Totals of a publish.
+#[derive(Default)]
+struct Totals {
+    points: u64,
+    batches: u64,
+    accepted: u64,
+    revised: u64,
+    rejected: u64,
+}
+
 impl PublishArgs {
     pub async fn run(self) -> anyhow::Result<()> {
         let credential = read_credential(&self.credential)?;
-        let (source, lines) = self.points()?;
-        if lines.is_empty() {
-            anyhow::bail!("{source} holds no points");
-        }
         let client = self.server.connect_anonymous().await?;
-        let mut totals = (0u64, 0u64, 0u64);
-        let mut batches = 0;
-        for chunk in lines.chunks(self.batch_size as usize) {
-            let points = chunk.iter().map(|l| l.point.clone()).collect();
-            let first = chunk[0].number;
-            let last = chunk[chunk.len() - 1].number;
-            let response = client.publish(&credential, points, self.all_or_nothing).await.map_err(|e| {
-                let place = match self.file {
-                    Some(_) => format!("{source} lines {first}-{last}: batch refused ({batches} earlier batch(es) were stored)"),
-                    None => "publish refused".to_owned(),
-                };
-                status(e).context(place)
-            })?;
-            batches += 1;
-            totals.0 += u64::from(response.accepted);
-            totals.1 += u64::from(response.revised);
-            totals.2 += response.rejected.len() as u64;
-            for rejection in &response.rejected {
-                let line = chunk.get(rejection.index as usize).map_or(0, |l| l.number);
-                let reason = printable(&rejection.reason);
-                match self.file {
-                    Some(_) => eprintln!("{source} line {line}: {reason}"),
-                    None => eprintln!("rejected: {reason}"),
-                }
+        let totals = match &self.file {
+            Some(path) => self.publish_file(&client, &credential, path).await?,
+            None => {
+                let point = self.point()?;
+                let mut totals = Totals::default();
+                self.send(
+                    &client,
+                    &credential,
+                    None,
+                    &[Line { number: 1, point }],
+                    &mut totals,
+                )
+                .await?;
+                totals
             }
-        }
-        let (accepted, revised, rejected) = totals;
+        };
         outln!(
-            "published {} point(s) in {batches} batch(es): {accepted} accepted ({revised} revised), {rejected} rejected",
-            lines.len()
+            "published {} point(s) in {} batch(es): {} accepted ({} revised), {} rejected",
+            totals.points,
+            totals.batches,
+            totals.accepted,
+            totals.revised,
+            totals.rejected
         );
-        if rejected > 0 {
-            return Err(crate::cli::exit::Rejected(rejected).into());
+        if totals.rejected > MAX_NAMED {
+            eprintln!(
+                "({} more rejected point(s) not named above)",
+                totals.rejected - MAX_NAMED
+            );
+        }
+        if totals.rejected > 0 {
+            return Err(crate::cli::exit::Rejected(totals.rejected).into());
         }
         Ok(())
     }
 
-    fn points(&self) -> anyhow::Result<(String, Vec<Line>)> {
-        if let Some(path) = &self.file {
-            return Ok((path.display().to_string(), read_csv(path)?));
-        }
+    fn point(&self) -> anyhow::Result<proto::Point> {
         let value = self
             .value
             .clone()
             .context("give --value with --period or --at, or --file")?;
-        let point = match (&self.period, self.at) {
+        Ok(match (&self.period, self.at) {
             (Some(period), None) => client::point_for_period(period, &value, &self.external_id),
             (None, Some(at)) => client::point_at(at, &value, &self.external_id),
             _ => anyhow::bail!("give --period or --at (or --file)"),
-        };
-        Ok(("the command line".into(), vec![Line { number: 1, point }]))
+        })
     }
+
+    /// A CSV file, read twice and never held whole: once to check every row (a
+    /// malformed row stops everything unless --skip-bad-rows) and count them, once to
+    /// publish them batch by batch behind a progress bar.
+    async fn publish_file(
+        &self,
+        client: &crate::client::Client,
+        credential: &Credential,
+        path: &std::path::Path,
+    ) -> anyhow::Result<Totals> {
+        let source = path.display().to_string();
+        let mut good = 0u64;
+        let mut bad = 0u64;
+        for row in csv_rows(path)? {
+            match row? {
+                Ok(_) => good += 1,
+                Err((line, why)) => {
+                    bad += 1;
+                    if bad <= MAX_NAMED {
+                        eprintln!("{source} line {line}: {why}");
+                    }
+                }
+            }
+        }
+        if bad > MAX_NAMED {
+            eprintln!(
+                "{source}: {} more malformed row(s) not named above",
+                bad - MAX_NAMED
+            );
+        }
+        if bad > 0 && !self.skip_bad_rows {
+            return Err(crate::cli::exit::UsageError(format!(
+                "{source} has {bad} malformed row(s) (named above): nothing was published; fix them, or publish the {good} good row(s) with --skip-bad-rows"
+            ))
+            .into());
+        }
+        if good == 0 {
+            anyhow::bail!("{source} holds no points");
+        }
+        let bar = progress_bar(good);
+        let mut totals = Totals::default();
+        let mut chunk = Vec::with_capacity(self.batch_size as usize);
+        for row in csv_rows(path)? {
+            let Ok(line) = row? else { continue };
+            chunk.push(line);
+            if chunk.len() == self.batch_size as usize {
+                self.send(client, credential, Some(&source), &chunk, &mut totals)
+                    .await?;
+                bar.inc(chunk.len() as u64);
+                chunk.clear();
+            }
+        }
+        if !chunk.is_empty() {
+            self.send(client, credential, Some(&source), &chunk, &mut totals)
+                .await?;
+            bar.inc(chunk.len() as u64);
+        }
+        bar.finish_and_clear();
+        Ok(totals)
+    }
+
+    /// Publishes one batch and reports its rejected points by the line they came from.
+    async fn send(
+        &self,
+        client: &crate::client::Client,
+        credential: &Credential,
+        source: Option<&str>,
+        chunk: &[Line],
+        totals: &mut Totals,
+    ) -> anyhow::Result<()> {
+        let points = chunk.iter().map(|l| l.point.clone()).collect();
+        let response = client
+            .publish(credential, points, self.all_or_nothing)
+            .await
+            .map_err(|e| {
+                let place = match source {
+                    Some(source) => format!(
+                        "{source} lines {}-{}: batch refused ({} earlier batch(es) were stored)",
+                        chunk[0].number,
+                        chunk[chunk.len() - 1].number,
+                        totals.batches
+                    ),
+                    None => "publish refused".to_owned(),
+                };
+                status(e).context(place)
+            })?;
+        totals.batches += 1;
+        totals.points += chunk.len() as u64;
+        totals.accepted += u64::from(response.accepted);
+        totals.revised += u64::from(response.revised);
+        for rejection in &response.rejected {
+            totals.rejected += 1;
+            if totals.rejected > MAX_NAMED {
+                continue;
+            }
+            let line = chunk.get(rejection.index as usize).map_or(0, |l| l.number);
+            let reason = with_lines(&rejection.reason, chunk);
+            let reason = printable(&reason);
+            match source {
+                Some(source) => eprintln!("{source} line {line}: {reason}"),
+                None => eprintln!("rejected: {reason}"),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A rejection reason with the batch's point numbers ("point 3") turned into the
+/// file's line numbers, so that a message names lines only.
+fn with_lines(reason: &str, chunk: &[Line]) -> String {
+    let mut out = String::with_capacity(reason.len());
+    let mut rest = reason;
+    while let Some(at) = rest.find("point ") {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + "point ".len()..];
+        let digits = after.chars().take_while(char::is_ascii_digit).count();
+        match after[..digits]
+            .parse::<usize>()
+            .ok()
+            .and_then(|i| chunk.get(i))
+        {
+            Some(line) if digits > 0 => {
+                out.push_str(&format!("line {}", line.number));
+                rest = &after[digits..];
+            }
+            _ => {
+                out.push_str("point ");
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+fn progress_bar(total: u64) -> indicatif::ProgressBar {
+    use std::io::IsTerminal;
+    if !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(total);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "publishing [{bar:40}] {pos}/{len} points ({eta} left)",
+        )
+        .expect("a valid template")
+        .progress_chars("=> "),
+    );
+    bar
 }
 
 fn read_credential(path: &PathBuf) -> anyhow::Result<Credential> {
@@ -146,29 +304,51 @@ fn read_credential(path: &PathBuf) -> anyhow::Result<Credential> {
         .with_context(|| format!("{} does not hold a valid credential", path.display()))
 }
 
-fn read_csv(path: &PathBuf) -> anyhow::Result<Vec<Line>> {
+/// A row of a points file: a point with its line, or the line and why it is not one.
+type Row = Result<Line, (u64, String)>;
+
+/// The rows of a points file, read as they are needed (`period,value[,external_id]`;
+/// a first line `period,…` and empty lines are skipped). An error reading the file
+/// itself ends the iteration.
+fn csv_rows(path: &std::path::Path) -> anyhow::Result<impl Iterator<Item = anyhow::Result<Row>>> {
     let source = path.display().to_string();
-    let mut reader = csv::ReaderBuilder::new()
+    let reader = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
         .trim(csv::Trim::All)
         .from_path(path)
         .with_context(|| format!("cannot read {source}"))?;
-    let mut lines = Vec::new();
-    for record in reader.records() {
-        let record = record.with_context(|| format!("{source}: not valid CSV"))?;
+    let mut first = true;
+    Ok(reader.into_records().filter_map(move |record| {
+        let record = match record {
+            Ok(record) => record,
+            Err(e) => {
+                let line = e.position().map_or(0, |p| p.line());
+                return match e.kind() {
+                    csv::ErrorKind::Io(_) => Some(Err(
+                        anyhow::Error::new(e).context(format!("cannot read {source}"))
+                    )),
+                    _ => Some(Ok(Err((
+                        line,
+                        "not valid CSV (a quote left open, or bytes that are not UTF-8)".to_owned(),
+                    )))),
+                };
+            }
+        };
         let number = record.position().map_or(0, |p| p.line());
-        if lines.is_empty() && record.get(0) == Some("period") {
-            continue;
-        }
-        if record.len() == 1 && record.get(0) == Some("") {
-            continue;
+        let header = first && record.get(0) == Some("period");
+        first = false;
+        if header || (record.len() == 1 && record.get(0) == Some("")) {
+            return None;
         }
         if !(2..=3).contains(&record.len()) {
-            anyhow::bail!(
-                "{source} line {number}: expected period,value[,external_id], found {} field(s)",
-                record.len()
-            );
+            return Some(Ok(Err((
+                number,
+                format!(
+                    "expected period,value[,external_id], found {} field(s)",
+                    record.len()
+                ),
+            ))));
         }
         let when = &record[0];
         let external_id = record.get(2).unwrap_or_default();
@@ -176,7 +356,6 @@ fn read_csv(path: &PathBuf) -> anyhow::Result<Vec<Line>> {
             Ok(at) => client::point_at(at, &record[1], external_id),
             Err(_) => client::point_for_period(when, &record[1], external_id),
         };
-        lines.push(Line { number, point });
-    }
-    Ok(lines)
+        Some(Ok(Ok(Line { number, point })))
+    }))
 }
