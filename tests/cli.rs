@@ -497,3 +497,39 @@ async fn a_csv_backfill_names_every_bad_row_by_line_and_can_skip_them() {
     assert_eq!(said.matches("many.csv line ").count(), 20, "{said}");
     assert!(said.contains("5 more malformed row(s)"), "{said}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn backup_copies_the_live_database_once_and_never_over_a_file() {
+    use sqlx::{ConnectOptions, Row};
+    use std::os::unix::fs::PermissionsExt;
+    if common::on_postgres() {
+        eprintln!("skipped: kpistream backup copies SQLite databases (this run is on PostgreSQL)");
+        return;
+    }
+    let sh = Shell::start();
+    sh.stream_with("Backed up", 3).await;
+    let db = format!("sqlite://{}", sh.server.db_path().display());
+    let to = sh.work.path().join("backup.db");
+    let said = sh.ok(&["backup", "--db", &db, "--to", to.to_str().unwrap()]);
+    assert!(said.contains("mode 0600"), "{said}");
+    let mode = std::fs::metadata(&to).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let mut copy = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(&to)
+        .read_only(true)
+        .connect()
+        .await
+        .unwrap();
+    let points: i64 = sqlx::query("SELECT count(*) FROM points")
+        .fetch_one(&mut copy)
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(points, 3);
+    // Never over an existing file; PostgreSQL is pg_dump's.
+    let again = sh.run(&["backup", "--db", &db, "--to", to.to_str().unwrap()]);
+    assert_eq!(again.status.code(), Some(1));
+    let pg = sh.run(&["backup", "--db", "postgres://u@h/d", "--to", "x.db"]);
+    assert_eq!(pg.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&pg.stderr).contains("pg_dump"));
+}

@@ -925,3 +925,36 @@ argv = ["sh", "-c", "echo 'the warehouse is locked' >&2; exit 3"]
     let out = connector_ok(&server, &ws, &env, &["log", "resting"]);
     assert_eq!(out.trim(), "resting has not run yet");
 }
+
+/// The runner's `/healthz` says whether it can work: ok while the server answers it,
+/// 503 with the reason once the server is gone, ok again when it is back.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_runners_healthz_follows_whether_the_server_answers() {
+    let mut server = TestServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let connectors = dir.path().join("connectors");
+    std::fs::create_dir(&connectors).unwrap();
+    let runner = TestRunner::start(&server, RunnerSetup::new(&connectors, "health-runner"));
+    let healthz = runner.metrics_url().replace("/metrics", "/healthz");
+    let check = || async {
+        let response = reqwest::get(&healthz).await.expect("the runner answers");
+        (response.status().as_u16(), response.text().await.unwrap())
+    };
+    assert_eq!(check().await, (200, "ok\n".to_owned()));
+
+    server.kill();
+    let (status, body) = check().await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.starts_with("the kpistream server did not"), "{body}");
+
+    server.restart_on_same_ports();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (status, body) = check().await;
+        if status == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "still {status}: {body}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

@@ -35,6 +35,9 @@ pub enum ConnectorCommand {
     },
     /// List the connectors of a directory with their schedule, next and last run,
     /// status and failures in a row.
+    #[command(
+        after_help = "Examples:\n  kpistream connector list\n  kpistream connector list --connectors /etc/kpistream/connectors -o json"
+    )]
     List {
         #[command(flatten)]
         dir: DirArg,
@@ -70,6 +73,9 @@ pub enum ConnectorCommand {
     },
     /// A connector's runs, newest first: start, end, records pulled, points published,
     /// rejected, error.
+    #[command(
+        after_help = "Examples:\n  kpistream connector log billing-mrr\n  kpistream connector log billing-mrr --limit 100 -o csv"
+    )]
     Log {
         /// The connector's name.
         name: String,
@@ -82,6 +88,7 @@ pub enum ConnectorCommand {
         server: ServerArgs,
     },
     /// Enable a connector on the server (this also resets its failure count).
+    #[command(after_help = "Example:\n  kpistream connector enable billing-mrr")]
     Enable {
         /// The connector's name.
         name: String,
@@ -90,6 +97,7 @@ pub enum ConnectorCommand {
     },
     /// Disable a connector on the server: runners skip it until it is enabled or run
     /// successfully by hand.
+    #[command(after_help = "Example:\n  kpistream connector disable billing-mrr")]
     Disable {
         /// The connector's name.
         name: String,

@@ -2,6 +2,7 @@
 //! [`crate::client`], the same code an SDK user calls.
 
 mod audit;
+mod backup;
 mod bench;
 mod category;
 mod connector;
@@ -50,6 +51,8 @@ enum Command {
     Migrate(migrate::MigrateArgs),
     /// Move a whole deployment from its SQLite file into a new PostgreSQL database.
     Copy(copy::CopyArgs),
+    /// Copy the SQLite database to a file, consistently, while the server runs.
+    Backup(backup::BackupArgs),
     /// Create, list, show, change, disable and delete streams.
     #[command(subcommand)]
     Stream(stream::StreamCommand),
@@ -262,6 +265,7 @@ impl Cli {
             Command::Serve(args) => args.run().await,
             Command::Migrate(args) => args.run().await,
             Command::Copy(args) => args.run().await,
+            Command::Backup(args) => args.run().await,
             Command::Stream(cmd) => cmd.run().await,
             Command::Key(cmd) => cmd.run().await,
             Command::Category(cmd) => cmd.run().await,

@@ -36,6 +36,27 @@ pub struct RunnerConfig {
     pub metrics_addr: Option<SocketAddr>,
 }
 
+/// `/healthz`: whether the runner can do its work, that is whether the server answers
+/// it (with its token): 200 `ok`, or 503 with the reason.
+async fn server_health(client: &Client) -> (axum::http::StatusCode, String) {
+    let unavailable = axum::http::StatusCode::SERVICE_UNAVAILABLE;
+    match tokio::time::timeout(Duration::from_secs(3), client.who_am_i()).await {
+        Ok(Ok(_)) => (axum::http::StatusCode::OK, "ok\n".into()),
+        Ok(Err(status)) => (
+            unavailable,
+            format!(
+                "the kpistream server did not serve the runner: {} ({:?})\n",
+                crate::text::printable(status.message()),
+                status.code()
+            ),
+        ),
+        Err(_) => (
+            unavailable,
+            "the kpistream server did not answer within 3 s\n".into(),
+        ),
+    }
+}
+
 /// A default runner id: the host name and the process id.
 pub fn default_runner_id() -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -80,7 +101,16 @@ pub async fn run(
                 "/metrics",
                 axum::routing::get(|| async { crate::telemetry::metrics().render() }),
             )
-            .route("/healthz", axum::routing::get(|| async { "ok\n" }));
+            .route(
+                "/healthz",
+                axum::routing::get({
+                    let client = client.clone();
+                    move || {
+                        let client = client.clone();
+                        async move { server_health(&client).await }
+                    }
+                }),
+            );
         tokio::spawn(async move { axum::serve(listener, app).await });
     }
     crate::telemetry::metrics();
