@@ -132,11 +132,13 @@ impl ClientError {
         Some(match tls_failure(source) {
             Some(failure) => failure.into_error(&endpoint, options, cause),
             // TLS 1.3 servers check the client certificate after the client considers
-            // the handshake done; the refusal can then arrive as a bare reset.
+            // the handshake done; the refusal then arrives as the alert or as a bare
+            // reset, whichever the race gives. Both get the same answer, so that one
+            // mistake always reads the same.
             None if options.client_identity.is_some() => {
                 ClientError::ClientCertificateRefused { endpoint, cause }
             }
-            None => ClientError::ClosedAfterHandshake { endpoint, cause },
+            None => ClientError::ClientCertificateRequired { endpoint },
         })
     }
 }

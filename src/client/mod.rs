@@ -129,16 +129,6 @@ pub enum ClientError {
         /// What the transport layer reported.
         cause: String,
     },
-    /// The server closed the connection right after the TLS handshake.
-    #[error(
-        "the server at {endpoint} closed the TLS connection after the handshake: if it requires client certificates (mutual TLS), give one with --client-cert FILE --client-key FILE ({cause})"
-    )]
-    ClosedAfterHandshake {
-        /// The server address that was dialled.
-        endpoint: String,
-        /// What the transport layer reported.
-        cause: String,
-    },
     /// Another TLS failure.
     #[error("TLS with the server at {endpoint} failed: {cause}")]
     Tls {
