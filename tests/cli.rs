@@ -273,49 +273,43 @@ async fn a_stream_is_named_by_its_name_and_mistakes_read_as_sentences() {
             + &String::from_utf8_lossy(&output.stdout);
         (output.status.code(), text)
     };
-    let (code, text) = said(&[
-        "publish",
-        "--credential",
-        credential,
-        "--at",
-        "2026-11-02",
-        "--value",
-        "1",
-    ]);
-    assert_eq!(code, Some(2));
-    assert!(
-        text.contains("is a date, not an instant: for that day's period write --period 2026-11-02"),
-        "{text}"
-    );
-    let (code, text) = said(&[
-        "publish",
-        "--credential",
-        credential,
-        "--at",
-        "yesterday",
-        "--value",
-        "1",
-    ]);
-    assert_eq!(code, Some(2));
-    assert!(
-        text.contains("\"yesterday\" is not an instant: write it in RFC 3339"),
-        "{text}"
-    );
-    let (code, text) = said(&[
-        "publish",
-        "--credential",
-        credential,
-        "--period",
-        "2026-13",
-        "--value",
-        "1",
-    ]);
-    assert_eq!(code, Some(6));
-    assert!(
-        text.contains("\"2026-13\" is not a date in the calendar (months are 01 to 12)"),
-        "{text}"
-    );
-    assert!(!text.contains("parameter"), "no library wording: {text}");
+    // (flag, value, exit code, what the message says)
+    let mistakes = [
+        (
+            "--at",
+            "2026-11-02",
+            2,
+            "is a date, not an instant: for that day's period write --period 2026-11-02",
+        ),
+        (
+            "--at",
+            "yesterday",
+            2,
+            "\"yesterday\" is not an instant: write it in RFC 3339",
+        ),
+        (
+            "--period",
+            "2026-13",
+            6,
+            "\"2026-13\" is not a date in the calendar (months are 01 to 12)",
+        ),
+    ];
+    for (flag, value, expected, sentence) in mistakes {
+        let args = [
+            "publish",
+            "--credential",
+            credential,
+            flag,
+            value,
+            "--value",
+            "1",
+        ];
+        let (code, text) = said(&args);
+        assert_eq!(code, Some(expected), "{flag} {value}: {text}");
+        assert!(text.contains(sentence), "{flag} {value}: {text}");
+        assert!(!text.contains("parameter"), "no library wording: {text}");
+    }
+
     // The HTTP port instead of the gRPC one.
     let http = format!("http://{}", sh.server.http);
     let (code, text) = said(&["stream", "list", "--server", &http]);

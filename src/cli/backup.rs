@@ -16,15 +16,8 @@ use crate::cli::exit::{UsageError, outln};
     after_help = "Examples:\n  kpistream backup --to /backups/kpistream-$(date +%F).db\n  kpistream backup --db sqlite:///var/lib/kpistream/kpistream.db --to /backups/kpistream.db\n\nTo restore: stop the server, replace its database file with the backup (and remove\nthe -wal and -shm files next to it), start the server. On PostgreSQL, use pg_dump."
 )]
 pub struct BackupArgs {
-    /// Database URL: sqlite://PATH [default: sqlite://data/kpistream.db]
-    #[arg(
-        long,
-        env = "KPISTREAM_DB",
-        hide_env_values = true,
-        default_value = "sqlite://data/kpistream.db",
-        hide_default_value = true
-    )]
-    db: String,
+    #[command(flatten)]
+    db: super::DbArg,
     /// The backup file to write (it must not exist yet); mode 0600.
     #[arg(long, value_name = "FILE")]
     to: PathBuf,
@@ -32,14 +25,15 @@ pub struct BackupArgs {
 
 impl BackupArgs {
     pub async fn run(self) -> anyhow::Result<()> {
-        let shown = crate::store::redact_url(&self.db);
-        if !self.db.starts_with("sqlite:") {
+        let shown = crate::store::redact_url(&self.db.db);
+        if !self.db.db.starts_with("sqlite:") {
             return Err(UsageError(format!(
                 "kpistream backup copies a SQLite database; {shown} is not one: back up PostgreSQL with pg_dump (or its own backup tools)"
             ))
             .into());
         }
         let options: sqlx::sqlite::SqliteConnectOptions = self
+            .db
             .db
             .parse()
             .with_context(|| format!("{shown} is not a SQLite URL"))?;

@@ -8,21 +8,14 @@ use crate::cli::exit::outln;
     after_help = "Example:\n  kpistream migrate --db sqlite://data/kpistream.db\n  KPISTREAM_DB=postgres://kpistream:secret@db.internal/kpistream kpistream migrate\n  kpistream serve --no-migrate   # then every server starts without touching the schema"
 )]
 pub struct MigrateArgs {
-    /// Database URL: sqlite://PATH or postgres://USER:PASSWORD@HOST/DATABASE [default: sqlite://data/kpistream.db]
-    #[arg(
-        long,
-        env = "KPISTREAM_DB",
-        hide_env_values = true,
-        default_value = "sqlite://data/kpistream.db",
-        hide_default_value = true
-    )]
-    db: String,
+    #[command(flatten)]
+    db: super::DbArg,
 }
 
 impl MigrateArgs {
     pub async fn run(self) -> anyhow::Result<()> {
-        let shown = crate::store::redact_url(&self.db);
-        let (ran, all) = crate::store::migrate(&self.db)
+        let shown = crate::store::redact_url(&self.db.db);
+        let (ran, all) = crate::store::migrate(&self.db.db)
             .await
             .map_err(|e| anyhow::anyhow!("cannot migrate the database {shown}: {e}"))?;
         match ran {

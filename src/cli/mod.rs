@@ -133,6 +133,20 @@ pub struct ServerArgs {
     client_key: Option<PathBuf>,
 }
 
+/// The database a maintenance verb works on (`migrate`, `backup`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct DbArg {
+    /// Database URL: sqlite://PATH or postgres://USER:PASSWORD@HOST/DATABASE [default: sqlite://data/kpistream.db]
+    #[arg(
+        long,
+        env = "KPISTREAM_DB",
+        hide_env_values = true,
+        default_value = "sqlite://data/kpistream.db",
+        hide_default_value = true
+    )]
+    pub db: String,
+}
+
 /// The default server address.
 const DEFAULT_SERVER: &str = "http://127.0.0.1:50051";
 /// The token file of a server started in the current folder.
