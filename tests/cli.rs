@@ -368,18 +368,74 @@ async fn login_keeps_a_profile_that_works_from_any_folder() {
         String::from_utf8_lossy(&listed.stderr)
     );
     assert_eq!(String::from_utf8_lossy(&listed.stdout).trim(), stream);
-    // A flag still wins over the profile.
+    // A flag still wins over the profile, and the profile's token never goes to
+    // another server than the profile's.
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let nowhere = format!("http://{}", closed.local_addr().unwrap());
     drop(closed);
-    let overridden = bare(elsewhere.path(), &["stream", "list", "--server", &nowhere]);
+    let other = bare(elsewhere.path(), &["stream", "list", "--server", &nowhere]);
+    let said = String::from_utf8_lossy(&other.stderr).into_owned();
+    assert!(said.contains("no token"), "{said}");
+    let overridden = bare(
+        elsewhere.path(),
+        &["stream", "list", "--server", &nowhere, "--token", "kpit_x"],
+    );
     assert_eq!(overridden.status.code(), Some(5));
-    // A profile asked for by name must exist.
+    // A profile asked for by name must exist; login is how it comes to be.
     let missing = bare(
         elsewhere.path(),
         &["stream", "list", "--profile", "staging"],
     );
     assert_eq!(missing.status.code(), Some(2));
+    let login_as = |profile: &str| {
+        bare(
+            sh.work.path(),
+            &[
+                "login",
+                "--profile",
+                profile,
+                "--server",
+                &sh.server.grpc,
+                "--token-file",
+                token_file.to_str().unwrap(),
+            ],
+        )
+    };
+    let staging = login_as("staging");
+    assert!(
+        staging.status.success(),
+        "{}",
+        String::from_utf8_lossy(&staging.stderr)
+    );
+    let listed = bare(
+        elsewhere.path(),
+        &["stream", "list", "-q", "--profile", "staging"],
+    );
+    assert_eq!(String::from_utf8_lossy(&listed.stdout).trim(), stream);
+    // A broken profiles file does not stop a command that names everything itself,
+    // and is never quoted (it holds tokens).
+    std::fs::write(&file, "this is [not toml").unwrap();
+    let flags = cli(elsewhere.path())
+        .args([
+            "stream",
+            "list",
+            "-q",
+            "--server",
+            &sh.server.grpc,
+            "--token-file",
+        ])
+        .arg(&token_file)
+        .env("XDG_CONFIG_HOME", config.path())
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&flags.stderr).into_owned();
+    assert!(flags.status.success(), "{said}");
+    assert!(
+        said.contains("warning: no profile used") && !said.contains("not toml"),
+        "{said}"
+    );
+    std::fs::remove_file(&file).unwrap();
+    assert!(login_as("default").status.success());
     // Forgotten, it no longer applies.
     assert!(bare(elsewhere.path(), &["logout"]).status.success());
     assert!(!bare(elsewhere.path(), &["stream", "list"]).status.success());
@@ -482,6 +538,11 @@ async fn a_csv_backfill_names_every_bad_row_by_line_and_can_skip_them() {
         )),
         "{said}"
     );
+
+    // A pipe cannot be read twice.
+    let (code, said) = publish("/dev/stdin", &[]);
+    assert_eq!(code, Some(2), "{said}");
+    assert!(said.contains("is not a regular file"), "{said}");
 
     // Past 20 problems, the rest are counted.
     let many: String = (0..25).map(|i| format!("bad-{i}\n")).collect();

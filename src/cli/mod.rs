@@ -27,7 +27,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 
 use crate::client::{Client, ConnectOptions};
 
@@ -112,8 +112,14 @@ pub struct ServerArgs {
     #[arg(long, env = "KPISTREAM_SERVER", global = true)]
     server: Option<String>,
     /// Bearer token for admin and query calls (default: --token-file, else the profile's).
-    #[arg(long, env = "KPISTREAM_TOKEN", hide_env_values = true, global = true)]
-    token: Option<String>,
+    #[arg(
+        long,
+        env = "KPISTREAM_TOKEN",
+        hide_env_values = true,
+        global = true,
+        value_parser = secret_arg
+    )]
+    token: Option<SecretString>,
     /// File holding the token, as written by the server's first start [default: the profile's token, else data/admin.token].
     #[arg(long, env = "KPISTREAM_TOKEN_FILE", global = true)]
     token_file: Option<PathBuf>,
@@ -145,6 +151,11 @@ pub struct DbArg {
         hide_default_value = true
     )]
     pub db: String,
+}
+
+/// A secret given on the command line or in the environment, kept out of `Debug`.
+fn secret_arg(text: &str) -> Result<SecretString, String> {
+    Ok(SecretString::from(text.to_owned()))
 }
 
 /// The default server address.
@@ -192,7 +203,28 @@ impl Settings {
 impl ServerArgs {
     fn settings(&self) -> anyhow::Result<Settings> {
         let profile = profile::load(self.profile.as_deref())?.unwrap_or_default();
-        Ok(Settings {
+        Ok(self.over(profile))
+    }
+
+    /// [`Self::settings`] for `login`, where a named profile may not exist yet.
+    fn settings_for_login(&self) -> anyhow::Result<Settings> {
+        let profile = match profile::load(self.profile.as_deref()) {
+            Ok(profile) => profile.unwrap_or_default(),
+            Err(e) if e.is::<exit::UsageError>() => profile::Profile::default(),
+            Err(e) => return Err(e),
+        };
+        Ok(self.over(profile))
+    }
+
+    /// These flags and variables over `profile`. The profile's token goes only to the
+    /// profile's server: never to one a flag or variable named instead.
+    fn over(&self, profile: profile::Profile) -> Settings {
+        let profile_token = match (&self.server, &profile.server) {
+            (Some(asked), Some(own)) if asked != own => None,
+            (Some(_), None) => None,
+            _ => profile.token,
+        };
+        Settings {
             server: self
                 .server
                 .clone()
@@ -201,13 +233,13 @@ impl ServerArgs {
             token: self
                 .token
                 .as_ref()
-                .map(|t| SecretString::from(t.trim().to_owned())),
+                .map(|t| SecretString::from(t.expose_secret().trim().to_owned())),
             token_file: self.token_file.clone(),
-            profile_token: profile.token,
+            profile_token,
             ca_cert: self.ca_cert.clone().or(profile.ca_cert),
             client_cert: self.client_cert.clone().or(profile.client_cert),
             client_key: self.client_key.clone().or(profile.client_key),
-        })
+        }
     }
 
     /// The server address this command talks to.
@@ -218,12 +250,7 @@ impl ServerArgs {
     /// Connects with the token from `--token`, `KPISTREAM_TOKEN`, the token file or the
     /// profile.
     async fn connect(&self) -> anyhow::Result<Client> {
-        let settings = self.settings()?;
-        let options = ConnectOptions {
-            token: Some(settings.token()?),
-            ..tls_options(&settings)?
-        };
-        Ok(Client::connect_with(&settings.server, options).await?)
+        connect_using(&self.settings()?).await
     }
 
     /// Connects, and finds the stream `reference` names: its id, or its exact name
@@ -245,6 +272,15 @@ impl ServerArgs {
     fn tls_options(&self) -> anyhow::Result<ConnectOptions> {
         tls_options(&self.settings()?)
     }
+}
+
+/// Connects as `settings` say, with their token.
+async fn connect_using(settings: &Settings) -> anyhow::Result<Client> {
+    let options = ConnectOptions {
+        token: Some(settings.token()?),
+        ..tls_options(settings)?
+    };
+    Ok(Client::connect_with(&settings.server, options).await?)
 }
 
 /// The CA and client certificate of `--ca-cert`, `--client-cert`, `--client-key` (or the

@@ -84,10 +84,19 @@ fn write_file(path: &Path, file: &ProfileFile) -> anyhow::Result<()> {
 }
 
 /// The profile `name` (or `KPISTREAM_PROFILE`, or the default one): `None` when there
-/// is no such profile and none was asked for by name.
+/// is no such profile and none was asked for by name. Without a name, a profiles file
+/// that cannot be read (no HOME, a service without access to it, a broken file) means
+/// no profile, with a warning: commands given all they need still work.
 pub fn load(name: Option<&str>) -> anyhow::Result<Option<Profile>> {
-    let path = profiles_path()?;
-    let mut file = read_file(&path)?;
+    let file = profiles_path().and_then(|path| Ok((read_file(&path)?, path)));
+    let (mut file, path) = match (file, name) {
+        (Ok(found), _) => found,
+        (Err(e), Some(_)) => return Err(e),
+        (Err(e), None) => {
+            eprintln!("warning: no profile used: {e:#}");
+            return Ok(None);
+        }
+    };
     match name {
         Some(name) => file.profiles.remove(name).map(Some).ok_or_else(|| {
             UsageError(format!(
@@ -117,10 +126,11 @@ impl LoginArgs {
             .profile
             .clone()
             .unwrap_or_else(|| DEFAULT_PROFILE.to_owned());
-        // What the flags and environment say, over what the profile held.
-        let settings = self.server.settings()?;
+        // What the flags and environment say, over what the profile held (if it exists
+        // yet: login is how a named profile comes to be).
+        let settings = self.server.settings_for_login()?;
         let token = settings.token()?;
-        let client = self.server.connect().await?;
+        let client = super::connect_using(&settings).await?;
         let me = client.who_am_i().await.map_err(super::status)?;
         let absolute = |p: &Option<PathBuf>| -> anyhow::Result<Option<PathBuf>> {
             p.as_ref()

@@ -148,6 +148,14 @@ impl PublishArgs {
         path: &std::path::Path,
     ) -> anyhow::Result<Totals> {
         let source = path.display().to_string();
+        // Read twice: a pipe would be empty the second time.
+        let regular = std::fs::metadata(path).is_ok_and(|m| m.is_file());
+        if !regular {
+            return Err(crate::cli::exit::UsageError(format!(
+                "{source} is not a regular file: --file reads it twice (to check, then to publish), so save a pipe's output to a file first"
+            ))
+            .into());
+        }
         let mut good = 0u64;
         let mut bad = 0u64;
         for row in csv_rows(path)? {
@@ -195,6 +203,12 @@ impl PublishArgs {
             bar.inc(chunk.len() as u64);
         }
         bar.finish_and_clear();
+        if totals.points != good {
+            anyhow::bail!(
+                "{source} changed while it was published: {good} good row(s) when checked, {} published",
+                totals.points
+            );
+        }
         Ok(totals)
     }
 
@@ -212,6 +226,20 @@ impl PublishArgs {
             .publish(credential, points, self.all_or_nothing)
             .await
             .map_err(|e| {
+                // --all-or-nothing: the batch's invalid points, by their lines.
+                if let Some(invalid) = all_or_nothing_refusal(&e) {
+                    let text = with_lines(e.message(), chunk);
+                    match source {
+                        Some(source) => eprintln!(
+                            "{source} lines {}-{}: {}",
+                            chunk[0].number,
+                            chunk[chunk.len() - 1].number,
+                            printable(&text)
+                        ),
+                        None => eprintln!("rejected: {}", printable(&text)),
+                    }
+                    return crate::cli::exit::Rejected(invalid).into();
+                }
                 let place = match source {
                     Some(source) => format!(
                         "{source} lines {}-{}: batch refused ({} earlier batch(es) were stored)",
@@ -242,6 +270,18 @@ impl PublishArgs {
         }
         Ok(())
     }
+}
+
+/// How many points an all-or-nothing batch was refused for, when `status` is that
+/// refusal.
+fn all_or_nothing_refusal(status: &tonic::Status) -> Option<u64> {
+    let rest = status
+        .message()
+        .strip_prefix("all_or_nothing was asked and ")?;
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    (status.code() == tonic::Code::InvalidArgument)
+        .then(|| digits.parse().ok())
+        .flatten()
 }
 
 /// A rejection reason with the batch's point numbers ("point 3") turned into the

@@ -4,6 +4,7 @@ use super::output::{Cell, OutputArgs, Rows, time};
 use super::{ServerArgs, status};
 use crate::cli::exit::outln;
 use crate::client::Role;
+use crate::text::printable;
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 pub enum RoleArg {
@@ -135,11 +136,11 @@ impl UserCommand {
                     ""
                 };
                 outln!(
-                    "you are {:?}, {} of organisation {:?} ({}){also}",
-                    me.user,
-                    article(&me.role),
-                    me.org_name,
-                    me.org_id
+                    "you are \"{}\", {} of organisation \"{}\" ({}){also}",
+                    printable(&me.user),
+                    printable(&article(&me.role)),
+                    printable(&me.org_name),
+                    printable(&me.org_id)
                 );
             }
         }

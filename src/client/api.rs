@@ -371,8 +371,11 @@ impl Client {
                 n => n - points.len() as u32,
             };
             let (page, next) = self.points_page(stream, range, wanted, &token).await?;
+            let empty = page.is_empty();
             points.extend(page);
             match next {
+                // A page that moves nothing on ends the reading, whatever the token says.
+                Some(next) if empty || next == token => return Ok(points),
                 Some(next) if range.limit == 0 || (points.len() as u32) < range.limit => {
                     token = next
                 }
