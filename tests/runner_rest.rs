@@ -730,7 +730,7 @@ async fn transient_errors_are_retried_honouring_retry_after_and_a_400_fails_at_o
     let log = succeeded(&setup.log(&server, "bad"), "connector log");
     let row = log
         .lines()
-        .find(|l| l.contains("failed: "))
+        .find(|l| l.contains("  failed  "))
         .unwrap_or_else(|| panic!("no failed run in the log:\n{log}"));
     assert!(row.contains("400 Bad Request"), "{log}");
 

@@ -697,7 +697,7 @@ async fn a_writing_query_is_refused(db: Db, writes: &[(&str, String)], refusal: 
         let log = fx.cli(&["log", name]);
         assert!(log.ok, "{}", log.stderr);
         assert!(
-            log.stdout.contains("failed:") && log.stdout.contains(refusal),
+            log.stdout.contains("  failed  ") && log.stdout.contains(refusal),
             "`connector log {name}` shows the database's refusal:\n{}",
             log.stdout
         );
