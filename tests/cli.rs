@@ -68,6 +68,12 @@ impl Shell {
     }
 }
 
+/// A server address where nothing listens (a port just freed).
+fn nowhere() -> String {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    format!("http://{}", closed.local_addr().unwrap())
+}
+
 fn json(text: &str) -> Value {
     serde_json::from_str(text).unwrap_or_else(|e| panic!("one JSON document ({e}): {text}"))
 }
@@ -175,9 +181,7 @@ async fn exit_codes_tell_a_retry_from_a_mistake() {
         .unwrap();
     assert_eq!(code(denied), 3);
     // Unavailable: nothing listens there.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let address = format!("http://{}", closed.local_addr().unwrap());
-    drop(closed);
+    let address = nowhere();
     let unavailable = sh
         .command(&["stream", "list"])
         .env("KPISTREAM_SERVER", &address)
@@ -370,9 +374,7 @@ async fn login_keeps_a_profile_that_works_from_any_folder() {
     assert_eq!(String::from_utf8_lossy(&listed.stdout).trim(), stream);
     // A flag still wins over the profile, and the profile's token never goes to
     // another server than the profile's.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let nowhere = format!("http://{}", closed.local_addr().unwrap());
-    drop(closed);
+    let nowhere = nowhere();
     let other = bare(elsewhere.path(), &["stream", "list", "--server", &nowhere]);
     let said = String::from_utf8_lossy(&other.stderr).into_owned();
     assert!(said.contains("no token"), "{said}");
