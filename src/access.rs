@@ -177,6 +177,8 @@ pub struct TokenInfo {
 /// One admin action.
 #[derive(Debug, Clone)]
 pub struct AuditEntry {
+    /// Increases with every entry of the store; pages of the log go by it.
+    pub id: i64,
     pub at: Timestamp,
     pub actor: String,
     pub action: String,
@@ -205,6 +207,8 @@ pub struct AuditFilter {
     pub since: Option<Timestamp>,
     pub until: Option<Timestamp>,
     pub limit: u32,
+    /// Only entries older than the entry with this id (the page before it).
+    pub before: Option<i64>,
 }
 
 #[cfg(test)]

@@ -26,6 +26,7 @@ pub mod text;
 pub mod tls;
 pub mod transport;
 pub mod value;
+pub mod wire;
 
 /// Types generated from `proto/kpistream/v1`. They stay at the gRPC edge and in the SDK.
 #[allow(clippy::all, missing_docs)]

@@ -200,6 +200,8 @@ pub struct ReportOutcome {
 /// One entry of the run log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunRecord {
+    /// Increases with every run logged; pages of the log go by it.
+    pub id: i64,
     pub slot: Timestamp,
     pub runner: String,
     pub started_at: Timestamp,

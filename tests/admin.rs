@@ -677,6 +677,7 @@ async fn streams_are_listed_by_category_status_and_part_of_the_name() {
             category: "Finance".into(),
             status: proto::StreamStatus::Pending as i32,
             name_contains: "us".into(),
+            ..Default::default()
         })
         .await,
         ["Revenue US"]

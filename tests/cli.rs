@@ -8,6 +8,7 @@ use std::io::Read;
 use std::process::{Output, Stdio};
 
 use common::{TestServer, cli, day, point, publish_envelope, sealed};
+use kpistream::proto;
 use serde_json::Value;
 use tempfile::TempDir;
 
@@ -589,4 +590,145 @@ async fn backup_copies_the_live_database_once_and_never_over_a_file() {
     let pg = sh.run(&["backup", "--db", "postgres://u@h/d", "--to", "x.db"]);
     assert_eq!(pg.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&pg.stderr).contains("pg_dump"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn listings_read_every_page_and_limit_caps_them() {
+    let sh = Shell::start();
+    let client = sh.server.client().await;
+    // More users than one page of the server's listings holds (1,000).
+    let names: Vec<String> = (0..1_010).map(|i| format!("user-{i:04}")).collect();
+    for chunk in names.chunks(50) {
+        let created = chunk.iter().map(|name| {
+            let client = client.clone();
+            async move {
+                client
+                    .create_user(name, kpistream::client::Role::Member)
+                    .await
+            }
+        });
+        for result in futures::future::join_all(created).await {
+            result.expect("the user is created");
+        }
+    }
+
+    let listed = sh.ok(&["user", "list", "-q"]);
+    let mut expected: Vec<&str> = names.iter().map(String::as_str).collect();
+    expected.push("admin");
+    expected.sort();
+    assert_eq!(
+        listed.lines().collect::<Vec<_>>(),
+        expected,
+        "every user once, by name, past the first page"
+    );
+    let capped = sh.ok(&["user", "list", "--limit", "5", "-q"]);
+    assert_eq!(capped.lines().collect::<Vec<_>>(), expected[..5]);
+
+    // The audit log: every entry, oldest first; a limit keeps the newest.
+    let entries: Vec<Value> = sh
+        .ok(&["audit", "list", "-o", "jsonl"])
+        .lines()
+        .map(json)
+        .collect();
+    let created: Vec<&str> = entries
+        .iter()
+        .filter(|e| e["action"] == "user.created")
+        .map(|e| e["target"].as_str().unwrap())
+        .collect();
+    let mut once = created.clone();
+    once.sort();
+    once.dedup();
+    assert_eq!(
+        (created.len(), once.len()),
+        (1_010, 1_010),
+        "every entry once"
+    );
+    let times: Vec<jiff::Timestamp> = entries
+        .iter()
+        .map(|e| e["at"].as_str().unwrap().parse().unwrap())
+        .collect();
+    assert!(times.is_sorted(), "oldest first across pages");
+    let newest: Vec<Value> = sh
+        .ok(&["audit", "list", "--limit", "3", "-o", "jsonl"])
+        .lines()
+        .map(json)
+        .collect();
+    assert_eq!(
+        newest[..],
+        entries[entries.len() - 3..],
+        "the newest three, oldest first"
+    );
+
+    // The server's own pages, small: every entry once, newest page first.
+    let mut paged = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = client
+            .admin()
+            .list_audit(proto::ListAuditRequest {
+                limit: 100,
+                page_token: token.clone(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(page.entries.len() <= 100);
+        paged.splice(0..0, page.entries.into_iter().map(|e| e.detail));
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    let all_details: Vec<&str> = entries
+        .iter()
+        .map(|e| e["detail"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(
+        paged, all_details,
+        "the pages put together are the whole log"
+    );
+
+    for name in ["b", "a", "c", "a"] {
+        sh.server.daily_stream(name).await;
+    }
+    let mut names = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = client
+            .admin()
+            .list_streams(proto::ListStreamsRequest {
+                page_size: 3,
+                page_token: token.clone(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        names.extend(page.streams.into_iter().map(|s| s.name));
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    assert_eq!(
+        names,
+        ["a", "a", "b", "c"],
+        "two streams of one name on two pages, both listed"
+    );
+
+    let foreign = client
+        .admin()
+        .list_streams(proto::ListStreamsRequest {
+            page_token: "bm90IG91cnM".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(foreign.code(), tonic::Code::InvalidArgument);
+    assert!(
+        foreign.message().contains("next_page_token"),
+        "{}",
+        foreign.message()
+    );
 }

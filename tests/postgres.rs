@@ -481,9 +481,9 @@ async fn everything(
     let mut out = Vec::new();
     out.push(format!("{:?}", client.who_am_i().await.unwrap()));
     out.push(format!("{:?}", client.categories().await.unwrap()));
-    out.push(format!("{:?}", client.users().await.unwrap()));
+    out.push(format!("{:?}", client.users(0).await.unwrap()));
     out.push(format!("{:?}", client.teams().await.unwrap()));
-    out.push(format!("{:?}", client.tokens(None).await.unwrap()));
+    out.push(format!("{:?}", client.tokens(None, 0).await.unwrap()));
     out.push(format!(
         "{:?}",
         client.audit(&AuditFilter::default()).await.unwrap()

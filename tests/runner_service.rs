@@ -204,6 +204,7 @@ async fn a_success_advances_the_cursor_and_a_failure_does_not() {
         .list_runs(proto::ListRunsRequest {
             connector: "orders".into(),
             limit: 2,
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -447,6 +448,7 @@ async fn another_organisation_sees_its_own_connector_of_the_same_name() {
         .list_runs(proto::ListRunsRequest {
             connector: "billing".into(),
             limit: 0,
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -494,6 +496,7 @@ async fn a_slot_left_unfinished_is_shown_and_an_interrupted_run_keeps_its_cursor
         .list_runs(proto::ListRunsRequest {
             connector: "erp".into(),
             limit: 0,
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -515,6 +518,7 @@ async fn the_run_log_keeps_the_newest_thousand_runs_of_a_connector() {
         .list_runs(proto::ListRunsRequest {
             connector: "ticker".into(),
             limit: 1_000,
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -532,6 +536,7 @@ async fn the_run_log_keeps_the_newest_thousand_runs_of_a_connector() {
         .list_runs(proto::ListRunsRequest {
             connector: "other".into(),
             limit: 0,
+            ..Default::default()
         })
         .await
         .unwrap()

@@ -93,7 +93,7 @@ async fn a_watch_is_for_readers_and_ends_when_the_token_is_revoked() {
         .unwrap();
     assert_eq!(next(&mut points).await.unwrap().value, "1");
 
-    let tokens = admin.tokens(Some("ada")).await.unwrap();
+    let tokens = admin.tokens(Some("ada"), 0).await.unwrap();
     admin.revoke_token(&tokens[0].id).await.unwrap();
     tokio::time::sleep(Duration::from_millis(1100)).await;
     publisher

@@ -23,8 +23,9 @@ pub enum AuditCommand {
         /// Only actions at or before this time: RFC 3339 or a date (UTC midnight).
         #[arg(long, value_name = "TIME", value_parser = parse_time)]
         until: Option<jiff::Timestamp>,
-        /// Only the newest N entries, still listed oldest first (default: the newest 10,000).
-        #[arg(long, default_value_t = 0, hide_default_value = true)]
+        /// Only the newest N entries, still listed oldest first (default: all of them,
+        /// read page by page).
+        #[arg(long, value_name = "N", default_value_t = 0, hide_default_value = true)]
         limit: u32,
         #[command(flatten)]
         output: OutputArgs,

@@ -79,8 +79,8 @@ pub enum ConnectorCommand {
     Log {
         /// The connector's name.
         name: String,
-        /// Runs shown at most.
-        #[arg(long, default_value_t = 20)]
+        /// The newest N runs (0: all of them, read page by page).
+        #[arg(long, value_name = "N", default_value_t = 20)]
         limit: u32,
         #[command(flatten)]
         output: OutputArgs,
@@ -432,16 +432,7 @@ async fn log(
     server: &ServerArgs,
 ) -> anyhow::Result<()> {
     let client = server.connect().await?;
-    let runs = client
-        .runner()
-        .list_runs(proto::ListRunsRequest {
-            connector: name.to_owned(),
-            limit,
-        })
-        .await
-        .map_err(status)?
-        .into_inner()
-        .runs;
+    let runs = client.runs(name, limit).await.map_err(status)?;
     let mut rows = Rows::new(vec![
         "started",
         "ended",

@@ -372,13 +372,7 @@ async fn stream_id(client: &Client, reference: &str) -> anyhow::Result<String> {
         several => {
             let ids: Vec<String> = several
                 .iter()
-                .map(|s| {
-                    format!(
-                        "{} ({})",
-                        s.id,
-                        crate::cli::stream::frequency_name(s.frequency)
-                    )
-                })
+                .map(|s| format!("{} ({})", s.id, crate::wire::frequency_name(s.frequency)))
                 .collect();
             Err(exit::UsageError(format!(
                 "{} streams are named {:?}: name one by its id: {}",

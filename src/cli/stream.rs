@@ -9,6 +9,7 @@ use crate::client::{NewStream, StreamChanges, StreamFilter, ValueKind};
 use crate::period::Frequency;
 use crate::proto;
 use crate::stream::StreamStatus;
+use crate::wire::{frequency_name, status_name, type_name};
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 pub enum FrequencyArg {
@@ -101,6 +102,9 @@ pub enum StreamCommand {
         /// Case-insensitive part of the name.
         #[arg(long)]
         name: Option<String>,
+        /// Only the first N by name (default: all of them, read page by page).
+        #[arg(long, value_name = "N", default_value_t = 0, hide_default_value = true)]
+        limit: u32,
         #[command(flatten)]
         output: OutputArgs,
         #[command(flatten)]
@@ -223,6 +227,7 @@ impl StreamCommand {
                 category,
                 status: st,
                 name,
+                limit,
                 output,
                 server,
             } => {
@@ -230,6 +235,7 @@ impl StreamCommand {
                     category,
                     status: st.map(Into::into),
                     name_contains: name,
+                    limit,
                 };
                 let streams = server
                     .connect()
@@ -391,33 +397,4 @@ fn print_detail(detail: &proto::StreamDetail, output: &OutputArgs) -> anyhow::Re
         lists: vec![("keys", keys)],
     };
     record.print(output)
-}
-
-pub fn frequency_name(f: i32) -> &'static str {
-    match proto::Frequency::try_from(f) {
-        Ok(proto::Frequency::Daily) => "daily",
-        Ok(proto::Frequency::Weekly) => "weekly",
-        Ok(proto::Frequency::Monthly) => "monthly",
-        Ok(proto::Frequency::Quarterly) => "quarterly",
-        _ => "?",
-    }
-}
-
-pub fn type_name(s: &proto::Stream) -> String {
-    match proto::ValueType::try_from(s.value_type) {
-        Ok(proto::ValueType::Number) => "number".into(),
-        Ok(proto::ValueType::Currency) => format!("currency {}", s.currency),
-        Ok(proto::ValueType::Percentage) => "percentage".into(),
-        _ => "?".into(),
-    }
-}
-
-pub fn status_name(st: i32) -> &'static str {
-    match proto::StreamStatus::try_from(st) {
-        Ok(proto::StreamStatus::Pending) => "pending",
-        Ok(proto::StreamStatus::Active) => "active",
-        Ok(proto::StreamStatus::Stale) => "stale",
-        Ok(proto::StreamStatus::Disabled) => "disabled",
-        _ => "?",
-    }
 }

@@ -44,6 +44,9 @@ pub enum TokenCommand {
         /// Whose tokens: a user name, or * for every user of the organisation (default: yours).
         #[arg(long)]
         user: Option<String>,
+        /// Only the first N (by user, oldest first) (default: all of them, read page by page).
+        #[arg(long, value_name = "N", default_value_t = 0, hide_default_value = true)]
+        limit: u32,
         #[command(flatten)]
         output: OutputArgs,
         #[command(flatten)]
@@ -100,13 +103,14 @@ impl TokenCommand {
             }
             Self::List {
                 user,
+                limit,
                 output,
                 server,
             } => {
                 let tokens = server
                     .connect()
                     .await?
-                    .tokens(user.as_deref())
+                    .tokens(user.as_deref(), limit)
                     .await
                     .map_err(status)?;
                 let mut rows = Rows::new(vec![

@@ -43,6 +43,9 @@ pub enum UserCommand {
     /// List the users of your organisation with their role and teams.
     #[command(after_help = "Example:\n  kpistream user list --output json")]
     List {
+        /// Only the first N by name (default: all of them, read page by page).
+        #[arg(long, value_name = "N", default_value_t = 0, hide_default_value = true)]
+        limit: u32,
         #[command(flatten)]
         output: OutputArgs,
         #[command(flatten)]
@@ -92,8 +95,12 @@ impl UserCommand {
                     u.name
                 );
             }
-            Self::List { output, server } => {
-                let users = server.connect().await?.users().await.map_err(status)?;
+            Self::List {
+                limit,
+                output,
+                server,
+            } => {
+                let users = server.connect().await?.users(limit).await.map_err(status)?;
                 let mut rows = Rows::new(vec!["name", "role", "teams", "created"]);
                 for u in &users {
                     rows.push(vec![

@@ -7,10 +7,10 @@ use tonic::Status;
 
 use super::{Client, Credential};
 use crate::auth::Role;
-use crate::grpc::convert::timestamp;
 use crate::period::Frequency;
 use crate::proto;
 use crate::stream::StreamStatus;
+use crate::wire::timestamp;
 
 /// What a stream's values are.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,6 +80,8 @@ pub struct StreamFilter {
     pub status: Option<StreamStatus>,
     /// Only names containing this text (case-insensitive).
     pub name_contains: Option<String>,
+    /// At most this many streams, the first by name (0: all of them).
+    pub limit: u32,
 }
 
 /// Which points of a stream to read.
@@ -118,24 +120,6 @@ pub struct AuditFilter {
     pub until: Option<jiff::Timestamp>,
     /// At most this many entries (0: the server's maximum).
     pub limit: u32,
-}
-
-fn frequency(f: Frequency) -> proto::Frequency {
-    match f {
-        Frequency::Daily => proto::Frequency::Daily,
-        Frequency::Weekly => proto::Frequency::Weekly,
-        Frequency::Monthly => proto::Frequency::Monthly,
-        Frequency::Quarterly => proto::Frequency::Quarterly,
-    }
-}
-
-fn status(s: StreamStatus) -> proto::StreamStatus {
-    match s {
-        StreamStatus::Pending => proto::StreamStatus::Pending,
-        StreamStatus::Active => proto::StreamStatus::Active,
-        StreamStatus::Stale => proto::StreamStatus::Stale,
-        StreamStatus::Disabled => proto::StreamStatus::Disabled,
-    }
 }
 
 /// The wire form of a value kind: (type, currency code).
@@ -224,7 +208,7 @@ impl Client {
             name: new.name,
             description: new.description,
             category: new.category.unwrap_or_default(),
-            frequency: frequency(new.frequency) as i32,
+            frequency: proto::Frequency::from(new.frequency) as i32,
             value_type: value_type as i32,
             currency,
             time_zone: new.time_zone,
@@ -240,17 +224,20 @@ impl Client {
 
     /// The streams matching `filter`.
     pub async fn streams(&self, filter: &StreamFilter) -> Result<Vec<proto::Stream>, Status> {
-        let request = proto::ListStreamsRequest {
-            category: filter.category.clone().unwrap_or_default(),
-            status: filter.status.map_or(0, |s| status(s) as i32),
-            name_contains: filter.name_contains.clone().unwrap_or_default(),
-        };
-        Ok(self
-            .admin()
-            .list_streams(request)
-            .await?
-            .into_inner()
-            .streams)
+        follow(filter.limit, move |page_size, page_token| async move {
+            let request = proto::ListStreamsRequest {
+                category: filter.category.clone().unwrap_or_default(),
+                status: filter
+                    .status
+                    .map_or(0, |s| proto::StreamStatus::from(s) as i32),
+                name_contains: filter.name_contains.clone().unwrap_or_default(),
+                page_size,
+                page_token,
+            };
+            let page = self.admin().list_streams(request).await?.into_inner();
+            Ok((page.streams, page.next_page_token))
+        })
+        .await
     }
 
     /// A stream with its keys.
@@ -276,7 +263,9 @@ impl Client {
             name: changes.name,
             description: changes.description,
             category: changes.category,
-            frequency: changes.frequency.map_or(0, |f| frequency(f) as i32),
+            frequency: changes
+                .frequency
+                .map_or(0, |f| proto::Frequency::from(f) as i32),
             value_type,
             currency,
             time_zone: changes.time_zone,
@@ -363,25 +352,11 @@ impl Client {
         stream: &str,
         range: &PeriodRange,
     ) -> Result<Vec<proto::DataPoint>, Status> {
-        let mut points = Vec::new();
-        let mut token = String::new();
-        loop {
-            let wanted = match range.limit {
-                0 => 0,
-                n => n - points.len() as u32,
-            };
-            let (page, next) = self.points_page(stream, range, wanted, &token).await?;
-            let empty = page.is_empty();
-            points.extend(page);
-            match next {
-                // A page that moves nothing on ends the reading, whatever the token says.
-                Some(next) if empty || next == token => return Ok(points),
-                Some(next) if range.limit == 0 || (points.len() as u32) < range.limit => {
-                    token = next
-                }
-                _ => return Ok(points),
-            }
-        }
+        follow(range.limit, move |size, token| async move {
+            let (page, next) = self.points_page(stream, range, size, &token).await?;
+            Ok((page, next.unwrap_or_default()))
+        })
+        .await
     }
 
     /// One page of a stream's points: at most `limit` (0: the server's maximum of
@@ -500,10 +475,18 @@ impl Client {
         Ok(self.admin().create_user(request).await?.into_inner())
     }
 
-    /// Every user of the caller's organisation, with their role and teams.
-    pub async fn users(&self) -> Result<Vec<proto::User>, Status> {
-        let request = proto::ListUsersRequest {};
-        Ok(self.admin().list_users(request).await?.into_inner().users)
+    /// The users of the caller's organisation by name, with their role and teams: all
+    /// of them, or the first `limit`, following the server's pages.
+    pub async fn users(&self, limit: u32) -> Result<Vec<proto::User>, Status> {
+        follow(limit, move |page_size, page_token| async move {
+            let request = proto::ListUsersRequest {
+                page_size,
+                page_token,
+            };
+            let page = self.admin().list_users(request).await?.into_inner();
+            Ok((page.users, page.next_page_token))
+        })
+        .await
     }
 
     /// Makes a user an org admin or a member (org admins only).
@@ -584,12 +567,23 @@ impl Client {
 
     /// The tokens of `user` (`None`: the caller's own; org admins may name anyone, or
     /// `"*"` for every user of the organisation), revoked and expired ones included.
-    /// Never their secrets.
-    pub async fn tokens(&self, user: Option<&str>) -> Result<Vec<proto::Token>, Status> {
-        let request = proto::ListTokensRequest {
-            user: user.unwrap_or_default().to_owned(),
-        };
-        Ok(self.admin().list_tokens(request).await?.into_inner().tokens)
+    /// Never their secrets. All of them, or the first `limit`, following the server's
+    /// pages.
+    pub async fn tokens(
+        &self,
+        user: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<proto::Token>, Status> {
+        follow(limit, move |page_size, page_token| async move {
+            let request = proto::ListTokensRequest {
+                user: user.unwrap_or_default().to_owned(),
+                page_size,
+                page_token,
+            };
+            let page = self.admin().list_tokens(request).await?.into_inner();
+            Ok((page.tokens, page.next_page_token))
+        })
+        .await
     }
 
     /// Revokes a token by id (`tok_…`): it is refused from the next call on.
@@ -633,15 +627,74 @@ impl Client {
     }
 
     /// The caller's organisation's audit log entries matching `filter`, oldest first
-    /// (org admins only).
+    /// (org admins only): all of them, or the newest `filter.limit`, following the
+    /// server's pages.
     pub async fn audit(&self, filter: &AuditFilter) -> Result<Vec<proto::AuditEntry>, Status> {
-        let request = proto::ListAuditRequest {
-            target: filter.target.clone().unwrap_or_default(),
-            actor: filter.actor.clone().unwrap_or_default(),
-            since: filter.since.map(timestamp),
-            until: filter.until.map(timestamp),
-            limit: filter.limit,
+        // Each page holds older entries than the one before it, oldest first within.
+        let mut entries = follow(filter.limit, move |limit, page_token| async move {
+            let request = proto::ListAuditRequest {
+                target: filter.target.clone().unwrap_or_default(),
+                actor: filter.actor.clone().unwrap_or_default(),
+                since: filter.since.map(timestamp),
+                until: filter.until.map(timestamp),
+                limit,
+                page_token,
+            };
+            let mut page = self.admin().list_audit(request).await?.into_inner();
+            page.entries.reverse();
+            Ok((page.entries, page.next_page_token))
+        })
+        .await?;
+        entries.reverse();
+        Ok(entries)
+    }
+
+    /// A connector's run log, newest first: the newest `limit` runs (0: all of them),
+    /// following the server's pages. Needs a runner or admin token.
+    pub async fn runs(&self, connector: &str, limit: u32) -> Result<Vec<proto::Run>, Status> {
+        follow(limit, move |limit, page_token| async move {
+            let request = proto::ListRunsRequest {
+                connector: connector.to_owned(),
+                limit,
+                page_token,
+            };
+            let page = self.runner().list_runs(request).await?.into_inner();
+            Ok((page.runs, page.next_page_token))
+        })
+        .await
+    }
+}
+
+/// Reads a listing page by page: all of it (`limit` 0) or its first `limit` items.
+/// `page(size, token)` answers a page of at most `size` items (0: the server's page
+/// size) and the next page's token (empty on the last page). A page that moves nothing
+/// on ends the reading, whatever its token says.
+async fn follow<T, Page>(
+    limit: u32,
+    mut page: impl FnMut(u32, String) -> Page,
+) -> Result<Vec<T>, Status>
+where
+    Page: Future<Output = Result<(Vec<T>, String), Status>>,
+{
+    let mut items = Vec::new();
+    let mut token = String::new();
+    loop {
+        let size = match limit {
+            0 => 0,
+            n => n - items.len() as u32,
         };
-        Ok(self.admin().list_audit(request).await?.into_inner().entries)
+        let (got, next) = page(size, token.clone()).await?;
+        let moved = !got.is_empty();
+        items.extend(got);
+        let more_wanted = limit == 0 || (items.len() as u32) < limit;
+        if next.is_empty() || next == token || !moved || !more_wanted {
+            items.truncate(if limit == 0 {
+                items.len()
+            } else {
+                limit as usize
+            });
+            return Ok(items);
+        }
+        token = next;
     }
 }

@@ -28,7 +28,6 @@ pub use self::publisher::{
     RejectedPoint, Report, RetryPolicy, Transport,
 };
 pub use crate::auth::Role;
-use crate::grpc::convert::timestamp;
 use crate::proto;
 use crate::proto::ingest_client::IngestClient;
 use crate::proto::query_client::QueryClient;
@@ -36,6 +35,7 @@ use crate::proto::runner_client::RunnerClient;
 use crate::proto::stream_admin_client::StreamAdminClient;
 pub use crate::signature::{Credential, CredentialError};
 use crate::tls::TlsFileError;
+use crate::wire::timestamp;
 
 /// How long the TLS handshake may take.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);

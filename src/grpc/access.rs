@@ -5,7 +5,11 @@ use secrecy::ExposeSecret;
 use tonic::Request;
 
 use super::admin::AdminService;
-use super::{ApiError, convert};
+use super::admin::MAX_LISTED;
+use super::{ApiError, convert, paging};
+
+/// Most audit entries one page holds.
+const MAX_AUDIT_ENTRIES: u32 = 10_000;
 use crate::access::{
     AccessError, AuditEntry, AuditFilter, Grant, GrantSpec, Team, TokenInfo, User,
 };
@@ -15,6 +19,7 @@ use crate::proto;
 use crate::store::{Bootstrap, NewToken, StoreError};
 use crate::stream::check_name;
 use crate::text::{check_name_len, excerpt};
+use crate::wire;
 
 fn role(text: &str) -> Result<Role, ApiError> {
     match text.to_ascii_lowercase().as_str() {
@@ -32,7 +37,7 @@ fn user(u: &User, teams: &[Team]) -> proto::User {
     proto::User {
         name: u.name.clone(),
         role: u.role.as_str().to_owned(),
-        created_at: Some(convert::timestamp(u.created_at)),
+        created_at: Some(wire::timestamp(u.created_at)),
         teams: teams
             .iter()
             .filter(|t| t.members.contains(&u.name))
@@ -45,7 +50,7 @@ fn team(t: &Team) -> proto::Team {
     proto::Team {
         name: t.name.clone(),
         members: t.members.clone(),
-        created_at: Some(convert::timestamp(t.created_at)),
+        created_at: Some(wire::timestamp(t.created_at)),
     }
 }
 
@@ -54,10 +59,10 @@ fn token(t: &TokenInfo) -> proto::Token {
         id: t.id.clone(),
         name: t.name.clone(),
         user: t.user.clone(),
-        created_at: Some(convert::timestamp(t.created_at)),
-        last_used_at: convert::opt_timestamp(t.last_used_at),
-        expires_at: convert::opt_timestamp(t.expires_at),
-        revoked_at: convert::opt_timestamp(t.revoked_at),
+        created_at: Some(wire::timestamp(t.created_at)),
+        last_used_at: wire::opt_timestamp(t.last_used_at),
+        expires_at: wire::opt_timestamp(t.expires_at),
+        revoked_at: wire::opt_timestamp(t.revoked_at),
     }
 }
 
@@ -65,13 +70,13 @@ fn grant(g: &Grant) -> proto::Grant {
     proto::Grant {
         grantee: g.grantee.to_string(),
         access: g.access.as_str().to_owned(),
-        created_at: Some(convert::timestamp(g.created_at)),
+        created_at: Some(wire::timestamp(g.created_at)),
     }
 }
 
 fn audit_entry(e: &AuditEntry) -> proto::AuditEntry {
     proto::AuditEntry {
-        at: Some(convert::timestamp(e.at)),
+        at: Some(wire::timestamp(e.at)),
         actor: e.actor.clone(),
         action: e.action.clone(),
         target_kind: e.target_kind.clone(),
@@ -162,10 +167,18 @@ impl AdminService {
         request: Request<proto::ListUsersRequest>,
     ) -> Result<proto::ListUsersResponse, ApiError> {
         let who = self.state.principal(&request).await?;
+        let r = request.get_ref();
         let users = self.state.store.list_users(&who.org_id).await?;
+        let (users, next_page_token) = paging::page(
+            users,
+            |u| u.name.clone(),
+            &r.page_token,
+            paging::size(r.page_size, MAX_LISTED, MAX_LISTED),
+        )?;
         let teams = self.state.store.list_teams(&who.org_id).await?;
         Ok(proto::ListUsersResponse {
             users: users.iter().map(|u| user(u, &teams)).collect(),
+            next_page_token,
         })
     }
 
@@ -372,8 +385,19 @@ impl AdminService {
             .store
             .list_tokens(&who.org_id, owner.as_deref())
             .await?;
+        let r = request.get_ref();
+        let (tokens, next_page_token) = paging::page(
+            tokens,
+            |t| {
+                let created = format!("{:020}", t.created_at.as_microsecond());
+                paging::key_of(&[&t.user, &created, &t.id])
+            },
+            &r.page_token,
+            paging::size(r.page_size, MAX_LISTED, MAX_LISTED),
+        )?;
         Ok(proto::ListTokensResponse {
             tokens: tokens.iter().map(token).collect(),
+            next_page_token,
         })
     }
 
@@ -479,16 +503,28 @@ impl AdminService {
         let r = request.into_inner();
         check_name_len("target", &r.target)?;
         check_name_len("actor", &r.actor)?;
+        let before = paging::after_id(&r.page_token)?;
+        let limit = paging::size(r.limit, MAX_AUDIT_ENTRIES, MAX_AUDIT_ENTRIES);
         let filter = AuditFilter {
             target: Some(r.target).filter(|t| !t.is_empty()),
             actor: Some(r.actor).filter(|a| !a.is_empty()),
             since: convert::optional_time("since", r.since)?,
             until: convert::optional_time("until", r.until)?,
-            limit: r.limit,
+            // One more than the page holds: whether another page follows.
+            limit: limit + 1,
+            before,
         };
-        let entries = self.state.store.list_audit(&who.org_id, &filter).await?;
+        let mut entries = self.state.store.list_audit(&who.org_id, &filter).await?;
+        // Oldest first: the extra entry, if any, is the first.
+        let next_page_token = if entries.len() > limit as usize {
+            entries.remove(0);
+            paging::token(&entries[0].id.to_string())
+        } else {
+            String::new()
+        };
         Ok(proto::ListAuditResponse {
             entries: entries.iter().map(audit_entry).collect(),
+            next_page_token,
         })
     }
 }

@@ -5,7 +5,7 @@
 use jiff::Timestamp;
 use tonic::{Request, Response, Status};
 
-use super::{ApiError, AppState, convert};
+use super::{ApiError, AppState, convert, paging};
 use crate::access::{Access, GrantSpec};
 use crate::auth::Principal;
 use crate::ids::{KeyId, StreamId};
@@ -16,9 +16,13 @@ use crate::store::NewKey;
 use crate::stream::{KeyOrigin, StreamDefinition, StreamFilter, StreamUpdate, check_name};
 use crate::text;
 use crate::value::ValueType;
+use crate::wire;
 
 /// Most grants one `CreateStream` may carry: each is a lookup in the same transaction.
 pub const MAX_GRANTS_PER_STREAM: usize = 100;
+
+/// Most streams, users or tokens one page of a listing holds.
+pub const MAX_LISTED: u32 = 1_000;
 
 pub struct AdminService {
     pub(super) state: AppState,
@@ -61,10 +65,10 @@ impl AdminService {
             .iter()
             .map(|g| g.parse::<GrantSpec>())
             .collect::<Result<Vec<_>, _>>()?;
-        let frequency = super::convert::frequency_from_proto(r.frequency)?.ok_or_else(|| {
+        let frequency = wire::frequency(r.frequency)?.ok_or_else(|| {
             ApiError::Invalid("frequency is required: daily, weekly, monthly or quarterly".into())
         })?;
-        let kind = convert::value_kind_from_proto(r.value_type)?.ok_or_else(|| {
+        let kind = wire::value_kind(r.value_type)?.ok_or_else(|| {
             ApiError::Invalid("value_type is required: number, currency or percentage".into())
         })?;
         let definition = StreamDefinition {
@@ -124,7 +128,7 @@ impl AdminService {
             .stream_for(&who, &r.stream_id, Access::Manage)
             .await?;
         let id = current.id.clone();
-        let kind = convert::value_kind_from_proto(r.value_type)?;
+        let kind = wire::value_kind(r.value_type)?;
         let value_type = match (kind, r.currency.as_deref()) {
             (None, None) => None,
             (Some(kind), currency) => Some(ValueType::from_parts(kind, currency)?),
@@ -137,7 +141,7 @@ impl AdminService {
             name: r.name.map(|n| n.trim().to_owned()),
             description: r.description,
             category: r.category.map(non_empty),
-            frequency: convert::frequency_from_proto(r.frequency)?,
+            frequency: wire::frequency(r.frequency)?,
             value_type,
             time_zone: r.time_zone,
         };
@@ -284,7 +288,7 @@ impl StreamAdmin for AdminService {
                 let r = request.into_inner();
                 let filter = StreamFilter {
                     category: non_empty(r.category),
-                    status: convert::status_from_proto(r.status)?,
+                    status: wire::status(r.status)?,
                     name_contains: non_empty(r.name_contains),
                 };
                 filter.check()?;
@@ -298,12 +302,16 @@ impl StreamAdmin for AdminService {
                         .await?;
                     streams.retain(|s| visible.contains_key(&s.id));
                 }
+                streams.retain(|s| filter.matches(s, now));
+                let (page, next_page_token) = paging::page(
+                    streams,
+                    |s| paging::key_of(&[&s.definition.name, s.id.as_str()]),
+                    &r.page_token,
+                    paging::size(r.page_size, MAX_LISTED, MAX_LISTED),
+                )?;
                 Ok(proto::ListStreamsResponse {
-                    streams: streams
-                        .iter()
-                        .filter(|s| filter.matches(s, now))
-                        .map(|s| convert::stream(s, now))
-                        .collect(),
+                    streams: page.iter().map(|s| convert::stream(s, now)).collect(),
+                    next_page_token,
                 })
             })
             .await

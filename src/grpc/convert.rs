@@ -1,89 +1,14 @@
-//! Conversions between domain types and generated protobuf types.
+//! The server's conversions of stored records into responses (the mappings both
+//! ends of the wire share are in `crate::wire`).
 
 use jiff::Timestamp;
 
 use super::error::ApiError;
 use crate::batch::PublishOutcome;
-use crate::period::Frequency;
 use crate::proto;
 use crate::store::{PointRecord, RevisionRecord};
-use crate::stream::{Category, Stream, StreamKey, StreamStatus};
-use crate::value::ValueType;
-
-pub fn timestamp(ts: Timestamp) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: ts.as_second(),
-        nanos: ts.subsec_nanosecond(),
-    }
-}
-
-pub fn opt_timestamp(ts: Option<Timestamp>) -> Option<prost_types::Timestamp> {
-    ts.map(timestamp)
-}
-
-pub fn frequency_to_proto(f: Frequency) -> proto::Frequency {
-    match f {
-        Frequency::Daily => proto::Frequency::Daily,
-        Frequency::Weekly => proto::Frequency::Weekly,
-        Frequency::Monthly => proto::Frequency::Monthly,
-        Frequency::Quarterly => proto::Frequency::Quarterly,
-    }
-}
-
-/// `None` for UNSPECIFIED.
-pub fn frequency_from_proto(value: i32) -> Result<Option<Frequency>, ApiError> {
-    match proto::Frequency::try_from(value) {
-        Ok(proto::Frequency::Unspecified) => Ok(None),
-        Ok(proto::Frequency::Daily) => Ok(Some(Frequency::Daily)),
-        Ok(proto::Frequency::Weekly) => Ok(Some(Frequency::Weekly)),
-        Ok(proto::Frequency::Monthly) => Ok(Some(Frequency::Monthly)),
-        Ok(proto::Frequency::Quarterly) => Ok(Some(Frequency::Quarterly)),
-        Err(_) => Err(ApiError::Invalid(format!(
-            "unknown frequency number {value}"
-        ))),
-    }
-}
-
-pub fn value_kind_to_proto(v: &ValueType) -> proto::ValueType {
-    match v {
-        ValueType::Number => proto::ValueType::Number,
-        ValueType::Currency(_) => proto::ValueType::Currency,
-        ValueType::Percentage => proto::ValueType::Percentage,
-    }
-}
-
-/// The value type's name, `None` for UNSPECIFIED.
-pub fn value_kind_from_proto(value: i32) -> Result<Option<&'static str>, ApiError> {
-    match proto::ValueType::try_from(value) {
-        Ok(proto::ValueType::Unspecified) => Ok(None),
-        Ok(proto::ValueType::Number) => Ok(Some("number")),
-        Ok(proto::ValueType::Currency) => Ok(Some("currency")),
-        Ok(proto::ValueType::Percentage) => Ok(Some("percentage")),
-        Err(_) => Err(ApiError::Invalid(format!(
-            "unknown value type number {value}"
-        ))),
-    }
-}
-
-pub fn status_to_proto(s: StreamStatus) -> proto::StreamStatus {
-    match s {
-        StreamStatus::Pending => proto::StreamStatus::Pending,
-        StreamStatus::Active => proto::StreamStatus::Active,
-        StreamStatus::Stale => proto::StreamStatus::Stale,
-        StreamStatus::Disabled => proto::StreamStatus::Disabled,
-    }
-}
-
-pub fn status_from_proto(value: i32) -> Result<Option<StreamStatus>, ApiError> {
-    match proto::StreamStatus::try_from(value) {
-        Ok(proto::StreamStatus::Unspecified) => Ok(None),
-        Ok(proto::StreamStatus::Pending) => Ok(Some(StreamStatus::Pending)),
-        Ok(proto::StreamStatus::Active) => Ok(Some(StreamStatus::Active)),
-        Ok(proto::StreamStatus::Stale) => Ok(Some(StreamStatus::Stale)),
-        Ok(proto::StreamStatus::Disabled) => Ok(Some(StreamStatus::Disabled)),
-        Err(_) => Err(ApiError::Invalid(format!("unknown status number {value}"))),
-    }
-}
+use crate::stream::{Category, Stream, StreamKey};
+use crate::wire::{UnknownNumber, opt_timestamp, timestamp};
 
 pub fn stream(s: &Stream, now: Timestamp) -> proto::Stream {
     let def = &s.definition;
@@ -92,15 +17,15 @@ pub fn stream(s: &Stream, now: Timestamp) -> proto::Stream {
         name: def.name.clone(),
         description: def.description.clone(),
         category: def.category.clone().unwrap_or_default(),
-        frequency: frequency_to_proto(def.frequency) as i32,
-        value_type: value_kind_to_proto(&def.value_type) as i32,
+        frequency: proto::Frequency::from(def.frequency) as i32,
+        value_type: proto::ValueType::from(&def.value_type) as i32,
         currency: def
             .value_type
             .currency_code()
             .unwrap_or_default()
             .to_owned(),
         time_zone: def.time_zone.clone(),
-        status: status_to_proto(s.status(now)) as i32,
+        status: proto::StreamStatus::from(s.status(now)) as i32,
         created_at: Some(timestamp(s.created_at)),
         updated_at: Some(timestamp(s.updated_at)),
         latest_period: s.latest_period.clone().unwrap_or_default(),
@@ -183,4 +108,10 @@ pub fn optional_time(
             .map_err(|why| ApiError::Invalid(format!("{field} is not a valid timestamp: {why}")))
     })
     .transpose()
+}
+
+impl From<UnknownNumber> for ApiError {
+    fn from(e: UnknownNumber) -> Self {
+        ApiError::Invalid(e.to_string())
+    }
 }

@@ -7,6 +7,7 @@ pub mod codec;
 pub mod convert;
 pub mod error;
 pub mod ingest;
+pub mod paging;
 pub mod query;
 pub mod runner;
 pub mod watch;

@@ -2,7 +2,7 @@
 
 use tonic::{Request, Response, Status};
 
-use super::{ApiError, AppState, convert};
+use super::{ApiError, AppState, convert, paging};
 use crate::access::Access;
 use crate::period::{Frequency, Period};
 use crate::proto;
@@ -11,27 +11,11 @@ use crate::proto::query_server::Query;
 /// Most points one `ListPoints` answers.
 pub const MAX_POINTS_PER_QUERY: u32 = 10_000;
 
-/// The token of the page after the one ending at `period`: the period, encoded so
-/// that clients treat it as opaque.
-fn page_token(period: &str) -> String {
-    use base64::Engine as _;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("after:{period}"))
-}
-
 /// The period a page token continues after.
-fn page_after(token: &str, frequency: Frequency) -> Result<Period, ApiError> {
-    use base64::Engine as _;
-    let invalid = || {
-        ApiError::Invalid(
-            "the page_token is not one this server gave: pass the next_page_token of the previous page unchanged".into(),
-        )
-    };
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(token)
-        .map_err(|_| invalid())?;
-    let text = std::str::from_utf8(&bytes).map_err(|_| invalid())?;
-    let period = text.strip_prefix("after:").ok_or_else(invalid)?;
-    Period::parse(frequency, period).map_err(|_| invalid())
+fn page_after(token: &str, frequency: Frequency) -> Result<Option<Period>, ApiError> {
+    paging::after(token)?
+        .map(|period| Period::parse(frequency, &period).map_err(|_| paging::not_ours()))
+        .transpose()
 }
 
 pub struct QueryService {
@@ -68,17 +52,13 @@ impl Query for QueryService {
                     Ok(Some(Period::parse(frequency, text)?.to_string()))
                 };
                 let (mut from, to) = (bound(&r.from)?, bound(&r.to)?);
-                if !r.page_token.is_empty() {
-                    let after = page_after(&r.page_token, frequency)?;
+                if let Some(after) = page_after(&r.page_token, frequency)? {
                     let next = after.next().to_string();
                     if from.as_ref().is_none_or(|from| *from < next) {
                         from = Some(next);
                     }
                 }
-                let limit = match r.limit {
-                    0 => MAX_POINTS_PER_QUERY,
-                    n => n.min(MAX_POINTS_PER_QUERY),
-                };
+                let limit = paging::size(r.limit, MAX_POINTS_PER_QUERY, MAX_POINTS_PER_QUERY);
                 // One more than the page holds: whether another page follows.
                 let mut points = self
                     .state
@@ -89,7 +69,7 @@ impl Query for QueryService {
                     points.truncate(limit as usize);
                     points
                         .last()
-                        .map(|p| page_token(&p.period))
+                        .map(|p| paging::token(&p.period))
                         .unwrap_or_default()
                 } else {
                     String::new()

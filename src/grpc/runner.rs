@@ -6,13 +6,14 @@
 use jiff::Timestamp;
 use tonic::{Request, Response, Status};
 
-use super::{AppState, convert};
+use super::{AppState, paging};
 use crate::proto;
 use crate::proto::runner_server::Runner;
 use crate::runner_state::{
     ConnectorName, ConnectorState, LeaseOutcome, LeaseTtl, RunRecord, RunReport, RunnerError,
     RunnerId, bounded_error, checked_cursor,
 };
+use crate::wire;
 
 /// Runs `ListRuns` answers when the request names no limit, and at most.
 const DEFAULT_RUNS: u32 = 100;
@@ -46,10 +47,10 @@ fn state_to_proto(connector: &ConnectorName, s: ConnectorState) -> proto::Connec
         cursor: s.cursor,
         enabled: s.enabled,
         consecutive_failures: s.consecutive_failures,
-        last_run_started: convert::opt_timestamp(s.last_run_started),
-        last_run_ended: convert::opt_timestamp(s.last_run_ended),
+        last_run_started: wire::opt_timestamp(s.last_run_started),
+        last_run_ended: wire::opt_timestamp(s.last_run_ended),
         last_error: s.last_error.unwrap_or_default(),
-        unfinished_slot: convert::opt_timestamp(s.unfinished_slot),
+        unfinished_slot: wire::opt_timestamp(s.unfinished_slot),
     }
 }
 
@@ -57,16 +58,16 @@ fn lease_to_proto(l: LeaseOutcome) -> proto::Lease {
     proto::Lease {
         granted: l.granted,
         holder: l.holder.map(|h| h.to_string()).unwrap_or_default(),
-        expires_at: convert::opt_timestamp(l.expires_at),
+        expires_at: wire::opt_timestamp(l.expires_at),
         slot_completed: l.slot_completed,
     }
 }
 
 fn run_to_proto(r: RunRecord) -> proto::Run {
     proto::Run {
-        slot: Some(convert::timestamp(r.slot)),
-        started_at: Some(convert::timestamp(r.started_at)),
-        ended_at: Some(convert::timestamp(r.ended_at)),
+        slot: Some(wire::timestamp(r.slot)),
+        started_at: Some(wire::timestamp(r.started_at)),
+        ended_at: Some(wire::timestamp(r.ended_at)),
         records_pulled: r.records_pulled,
         points_published: r.points_published,
         points_rejected: r.points_rejected,
@@ -264,17 +265,25 @@ impl Runner for RunnerService {
                     .await?;
                 let r = request.into_inner();
                 let connector = ConnectorName::parse(&r.connector)?;
-                let limit = match r.limit {
-                    0 => DEFAULT_RUNS,
-                    n => n.min(MAX_RUNS),
-                };
-                let runs = self
+                let before = paging::after_id(&r.page_token)?;
+                let limit = paging::size(r.limit, DEFAULT_RUNS, MAX_RUNS);
+                // One more than the page holds: whether another page follows.
+                let mut runs = self
                     .state
                     .store
-                    .list_runs(&who.org_id, &connector, limit)
+                    .list_runs(&who.org_id, &connector, limit + 1, before)
                     .await?;
+                let next_page_token = if runs.len() > limit as usize {
+                    runs.truncate(limit as usize);
+                    runs.last()
+                        .map(|run| paging::token(&run.id.to_string()))
+                        .unwrap_or_default()
+                } else {
+                    String::new()
+                };
                 Ok(proto::ListRunsResponse {
                     runs: runs.into_iter().map(run_to_proto).collect(),
+                    next_page_token,
                 })
             })
             .await

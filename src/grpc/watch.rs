@@ -24,6 +24,7 @@ use crate::ingest::Committed;
 use crate::ingest::watchers::{Next, Subscription};
 use crate::proto;
 use crate::store::PointRecord;
+use crate::wire;
 
 /// The answer of `Watch`.
 pub type WatchStream = Pin<Box<dyn Stream<Item = Result<proto::DataPoint, Status>> + Send>>;
@@ -167,7 +168,7 @@ impl Watcher {
                 period: p.period.clone(),
                 value: p.value.clone(),
                 external_id: p.external_id.clone().unwrap_or_default(),
-                updated_at: Some(convert::timestamp(batch.at)),
+                updated_at: Some(wire::timestamp(batch.at)),
                 batch_id: batch.batch_id.clone(),
                 key_id: batch.key_id.to_string(),
                 revision_count: 0,

@@ -13,8 +13,8 @@ use super::target::Target;
 use super::{FetchError, Record, retry};
 use crate::client::{PeriodRange, point_for_period};
 use crate::connector::ConnectorDef;
-use crate::grpc::convert::timestamp;
 use crate::proto;
+use crate::wire::timestamp;
 
 /// Most points in one published batch.
 const BATCH_POINTS: usize = 1_000;

@@ -22,9 +22,9 @@ use super::rest::RestContext;
 use super::target::{Target, open_source, stream_label};
 use crate::client::Client;
 use crate::connector::{Connection, ConnectorDef, OnExisting};
-use crate::grpc::convert::timestamp;
 use crate::proto;
 use crate::runner_state::{bounded_error, checked_cursor};
+use crate::wire::timestamp;
 
 /// What every run of one runner process shares.
 pub struct RunEnv {

@@ -38,7 +38,7 @@ impl Target {
             .map_err(|s| format!("the stream {stream_id} cannot be read: {}", s.message()))?
             .stream
             .ok_or("the server answered without the stream")?;
-        let frequency = crate::grpc::convert::frequency_from_proto(stream.frequency)
+        let frequency = crate::wire::frequency(stream.frequency)
             .ok()
             .flatten()
             .ok_or("the server answered with an unknown frequency")?;

@@ -172,6 +172,7 @@ macro_rules! store_contract {
             audit: [
                 audit_entries_are_listed_oldest_first_within_the_newest_limit,
                 audit_entries_are_filtered_by_target_actor_and_time,
+                audit_pages_go_back_from_the_newest_entry,
             ],
             runner: [
                 a_connector_never_seen_has_the_default_state,
@@ -189,6 +190,7 @@ macro_rules! store_contract {
                 enabling_a_connector_resets_its_failures,
                 runs_are_listed_newest_first_up_to_the_limit,
                 the_run_log_keeps_each_connectors_newest_runs,
+                the_run_log_pages_back_from_the_newest_run,
             ],
             isolation: [
                 streams_are_invisible_to_another_organisation,

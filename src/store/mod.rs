@@ -248,12 +248,14 @@ pub trait RunnerStore: Send + Sync + 'static {
         enabled: bool,
         now: Timestamp,
     ) -> Result<ConnectorState>;
-    /// The newest `limit` runs, newest first.
+    /// The newest `limit` runs older than the run `before` (all runs when `None`),
+    /// newest first.
     async fn list_runs(
         &self,
         org: &OrgId,
         connector: &ConnectorName,
         limit: u32,
+        before: Option<i64>,
     ) -> Result<Vec<RunRecord>>;
 }
 

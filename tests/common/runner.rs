@@ -208,15 +208,9 @@ pub fn connector(
 /// The connector's run log, newest first.
 pub async fn runs(client: &Client, connector: &str) -> Vec<proto::Run> {
     client
-        .runner()
-        .list_runs(proto::ListRunsRequest {
-            connector: connector.into(),
-            limit: 1_000,
-        })
+        .runs(connector, 0)
         .await
         .expect("the run log is readable")
-        .into_inner()
-        .runs
 }
 
 /// Waits until the connector has at least `n` runs; panics after `timeout`.

@@ -27,7 +27,7 @@ async fn user(server: &TestServer, admin: &Client, name: &str, role: Role) -> Cl
 
 /// The names of the organisation's admins.
 async fn admins(client: &Client) -> Vec<String> {
-    let users = client.users().await.expect("the users");
+    let users = client.users(0).await.expect("the users");
     users
         .into_iter()
         .filter(|u| u.role == "admin")

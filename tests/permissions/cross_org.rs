@@ -107,6 +107,7 @@ async fn user_answers(client: &Client, name: &str, team: &str, stream: &str) -> 
     };
     let tokens = proto::ListTokensRequest {
         user: name.to_owned(),
+        ..Default::default()
     };
     let mut granted = stream_request("Probe", Daily, "UTC");
     granted.grants = vec![format!("user:{name}")];

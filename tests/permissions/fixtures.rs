@@ -447,6 +447,7 @@ impl World {
         };
         let list = |user: &str| proto::ListTokensRequest {
             user: user.to_owned(),
+            ..Default::default()
         };
         match call {
             Call::CreateOwnToken => done(admin.create_token(create("")).await),

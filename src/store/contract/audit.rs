@@ -98,6 +98,33 @@ pub async fn audit_entries_are_listed_oldest_first_within_the_newest_limit(store
     assert_eq!(details(store, &org, newest(1)).await, ["stream.deleted #3"]);
 }
 
+pub async fn audit_pages_go_back_from_the_newest_entry(store: &dyn Store) {
+    let org = new_org(store, "Acme").await;
+    let ada = (&org.admin, "ada");
+    for second in 1..=5 {
+        record(store, &org, ada, ("stream.updated", "str_1"), second).await;
+    }
+    let mut pages = Vec::new();
+    let mut before = None;
+    loop {
+        let filter = AuditFilter {
+            limit: 2,
+            before,
+            ..AuditFilter::default()
+        };
+        let page = store.list_audit(&org.id, &filter).await.unwrap();
+        let Some(oldest) = page.first() else { break };
+        before = Some(oldest.id);
+        pages.push(page.into_iter().map(|e| e.detail).collect::<Vec<_>>());
+    }
+    let d = |n: i64| format!("stream.updated #{n}");
+    assert_eq!(
+        pages,
+        [vec![d(4), d(5)], vec![d(2), d(3)], vec![d(1)]],
+        "each page the newest before the last, oldest first within"
+    );
+}
+
 pub async fn audit_entries_are_filtered_by_target_actor_and_time(store: &dyn Store) {
     let org = new_org(store, "Acme").await;
     let zoe_id = new_user(store, &org, "zoe", Role::Admin).await;
@@ -114,6 +141,7 @@ pub async fn audit_entries_are_filtered_by_target_actor_and_time(store: &dyn Sto
             since: times.0.map(at),
             until: times.1.map(at),
             limit: 0,
+            before: None,
         }
     };
     let any_time = (None, None);

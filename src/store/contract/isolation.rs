@@ -293,7 +293,7 @@ pub async fn connectors_of_one_name_are_separate_per_organisation(store: &dyn St
     );
     assert!(
         store
-            .list_runs(&globex.id, &crm, 10)
+            .list_runs(&globex.id, &crm, 10, None)
             .await
             .unwrap()
             .is_empty()
@@ -305,7 +305,14 @@ pub async fn connectors_of_one_name_are_separate_per_organisation(store: &dyn St
     let acme_state = store.connector_state(&acme.id, &crm).await.unwrap();
     assert!(acme_state.enabled);
     assert_eq!(acme_state.cursor.as_deref(), Some("9"));
-    assert_eq!(store.list_runs(&acme.id, &crm, 10).await.unwrap().len(), 1);
+    assert_eq!(
+        store
+            .list_runs(&acme.id, &crm, 10, None)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
 }
 
 pub async fn the_audit_log_is_per_organisation(store: &dyn Store) {

@@ -117,7 +117,7 @@ async fn state(store: &dyn Store, org: &TestOrg) -> ConnectorState {
 
 async fn slots_listed(store: &dyn Store, org: &TestOrg, name: &str, limit: u32) -> Vec<Timestamp> {
     let runs = store
-        .list_runs(&org.id, &connector(name), limit)
+        .list_runs(&org.id, &connector(name), limit, None)
         .await
         .unwrap();
     runs.into_iter().map(|r| r.slot).collect()
@@ -288,12 +288,13 @@ pub async fn a_successful_report_logs_the_run_moves_the_cursor_and_ends_the_leas
     );
     assert_eq!(state(store, &org).await, expected);
     let runs = store
-        .list_runs(&org.id, &connector("crm"), 10)
+        .list_runs(&org.id, &connector("crm"), 10, None)
         .await
         .unwrap();
     assert_eq!(
         runs,
         [RunRecord {
+            id: runs[0].id,
             slot: slot(0),
             runner: "r1".into(),
             started_at: first.started_at,
@@ -442,7 +443,7 @@ pub async fn runs_are_listed_newest_first_up_to_the_limit(store: &dyn Store) {
     );
 
     let runs = store
-        .list_runs(&org.id, &connector("crm"), 10)
+        .list_runs(&org.id, &connector("crm"), 10, None)
         .await
         .unwrap();
     let listed: Vec<_> = runs
@@ -462,6 +463,31 @@ pub async fn runs_are_listed_newest_first_up_to_the_limit(store: &dyn Store) {
         [slot(2), slot(1)]
     );
     assert!(slots_listed(store, &org, "erp", 10).await.is_empty());
+}
+
+pub async fn the_run_log_pages_back_from_the_newest_run(store: &dyn Store) {
+    let org = new_org(store, "Acme").await;
+    for n in 0..5 {
+        run(store, &org, "crm", &report("r1", slot(n))).await;
+    }
+    let crm = connector("crm");
+    let mut pages = Vec::new();
+    let mut before = None;
+    loop {
+        let page = store.list_runs(&org.id, &crm, 2, before).await.unwrap();
+        let Some(last) = page.last() else { break };
+        before = Some(last.id);
+        pages.push(page.iter().map(|r| r.slot).collect::<Vec<_>>());
+    }
+    assert_eq!(
+        pages,
+        [
+            vec![slot(4), slot(3)],
+            vec![slot(2), slot(1)],
+            vec![slot(0)]
+        ],
+        "newest first, each page before the last"
+    );
 }
 
 pub async fn the_run_log_keeps_each_connectors_newest_runs(store: &dyn Store) {

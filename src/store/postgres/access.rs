@@ -632,11 +632,11 @@ impl AccessStore for PostgresStore {
 
     async fn list_audit(&self, org: &OrgId, filter: &AuditFilter) -> Result<Vec<AuditEntry>> {
         let rows = sqlx::query(
-            "SELECT at, actor_name, action, target_kind, target_id, detail FROM audit \
+            "SELECT id, at, actor_name, action, target_kind, target_id, detail FROM audit \
              WHERE org_id = $1 AND ($2::TEXT IS NULL OR target_id = $2) \
              AND ($3::TEXT IS NULL OR actor_name = $3) \
              AND ($4::BIGINT IS NULL OR at >= $4) AND ($5::BIGINT IS NULL OR at <= $5) \
-             ORDER BY id DESC LIMIT $6",
+             AND ($7::BIGINT IS NULL OR id < $7) ORDER BY id DESC LIMIT $6",
         )
         .bind(org.as_str())
         .bind(filter.target.as_deref())
@@ -648,6 +648,7 @@ impl AccessStore for PostgresStore {
         } else {
             i64::from(filter.limit)
         })
+        .bind(filter.before)
         .fetch_all(&self.pool)
         .await?;
         // The newest entries within the limit, told oldest first.
@@ -655,6 +656,7 @@ impl AccessStore for PostgresStore {
             .rev()
             .map(|row| {
                 Ok(AuditEntry {
+                    id: row.get("id"),
                     at: from_micros(row.get("at"))?,
                     actor: row.get("actor_name"),
                     action: row.get("action"),

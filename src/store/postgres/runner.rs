@@ -159,6 +159,7 @@ fn not_holder(stored: Option<&Stored>, connector: &ConnectorName, report: &RunRe
 
 fn run_from_row(row: &PgRow) -> Result<RunRecord> {
     Ok(RunRecord {
+        id: row.try_get("id")?,
         slot: from_micros(row.try_get("slot")?)?,
         runner: row.try_get("runner_id")?,
         started_at: from_micros(row.try_get("started_at")?)?,
@@ -376,15 +377,18 @@ impl RunnerStore for PostgresStore {
         org: &OrgId,
         connector: &ConnectorName,
         limit: u32,
+        before: Option<i64>,
     ) -> Result<Vec<RunRecord>> {
         let rows = sqlx::query(
-            "SELECT slot, runner_id, started_at, ended_at, records_pulled, points_published, \
+            "SELECT id, slot, runner_id, started_at, ended_at, records_pulled, points_published, \
              points_rejected, error, interrupted FROM connector_runs \
-             WHERE org_id = $1 AND connector = $2 ORDER BY id DESC LIMIT $3",
+             WHERE org_id = $1 AND connector = $2 AND ($4::BIGINT IS NULL OR id < $4) \
+             ORDER BY id DESC LIMIT $3",
         )
         .bind(org.as_str())
         .bind(connector.as_str())
         .bind(i64::from(limit))
+        .bind(before)
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(run_from_row).collect()

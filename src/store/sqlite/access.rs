@@ -590,9 +590,10 @@ impl AccessStore for SqliteStore {
 
     async fn list_audit(&self, org: &OrgId, filter: &AuditFilter) -> Result<Vec<AuditEntry>> {
         let rows = sqlx::query(
-            "SELECT at, actor_name, action, target_kind, target_id, detail FROM audit \
+            "SELECT id, at, actor_name, action, target_kind, target_id, detail FROM audit \
              WHERE org_id = ?1 AND (?2 IS NULL OR target_id = ?2) AND (?3 IS NULL OR actor_name = ?3) \
-             AND (?4 IS NULL OR at >= ?4) AND (?5 IS NULL OR at <= ?5) ORDER BY id DESC LIMIT ?6",
+             AND (?4 IS NULL OR at >= ?4) AND (?5 IS NULL OR at <= ?5) AND (?7 IS NULL OR id < ?7) \
+             ORDER BY id DESC LIMIT ?6",
         )
         .bind(org.as_str())
         .bind(filter.target.as_deref())
@@ -600,6 +601,7 @@ impl AccessStore for SqliteStore {
         .bind(filter.since.map(to_micros))
         .bind(filter.until.map(to_micros))
         .bind(if filter.limit == 0 { 10_000 } else { i64::from(filter.limit) })
+        .bind(filter.before)
         .fetch_all(&self.pool)
         .await?;
         // The newest entries within the limit, told oldest first.
@@ -607,6 +609,7 @@ impl AccessStore for SqliteStore {
             .rev()
             .map(|row| {
                 Ok(AuditEntry {
+                    id: row.get("id"),
                     at: from_micros(row.get("at"))?,
                     actor: row.get("actor_name"),
                     action: row.get("action"),

@@ -149,6 +149,7 @@ fn not_holder(stored: Option<&Stored>, connector: &ConnectorName, report: &RunRe
 
 fn run_from_row(row: &SqliteRow) -> Result<RunRecord> {
     Ok(RunRecord {
+        id: row.get("id"),
         slot: from_micros(row.get("slot"))?,
         runner: row.get("runner_id"),
         started_at: from_micros(row.get("started_at"))?,
@@ -358,15 +359,17 @@ impl RunnerStore for SqliteStore {
         org: &OrgId,
         connector: &ConnectorName,
         limit: u32,
+        before: Option<i64>,
     ) -> Result<Vec<RunRecord>> {
         let rows = sqlx::query(
-            "SELECT slot, runner_id, started_at, ended_at, records_pulled, points_published, \
-             points_rejected, error, interrupted FROM connector_runs WHERE org_id = ? AND connector = ? \
-             ORDER BY id DESC LIMIT ?",
+            "SELECT id, slot, runner_id, started_at, ended_at, records_pulled, points_published, \
+             points_rejected, error, interrupted FROM connector_runs WHERE org_id = ?1 AND connector = ?2 \
+             AND (?4 IS NULL OR id < ?4) ORDER BY id DESC LIMIT ?3",
         )
         .bind(org.as_str())
         .bind(connector.as_str())
         .bind(i64::from(limit))
+        .bind(before)
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(run_from_row).collect()
