@@ -13,6 +13,7 @@ use super::{ServerArgs, status};
 use crate::connector::{ConnectorDef, check_dir};
 use crate::proto;
 use crate::runner::Source;
+use crate::runner::aggregate::Aggregator;
 use crate::runner::local::LocalInputs;
 use crate::runner::mapping::Mapper;
 use crate::runner::process::default_runner_id;
@@ -349,10 +350,19 @@ async fn preview(name: &str, limit: usize, dir: &Path, server: &ServerArgs) -> a
     let target = Target::resolve(&client, inputs.credential)
         .await
         .map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+    let window = target
+        .window_start(def, cursor.clone())
+        .map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
     let ctx = target
-        .template_context(jiff::Timestamp::now(), cursor.clone())
+        .template_context(jiff::Timestamp::now(), window.clone())
         .map_err(|e| anyhow::anyhow!(e))?;
     let mapper = Mapper::new(def).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+    let mut aggregator = def
+        .aggregate
+        .as_ref()
+        .map(Aggregator::new)
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
     let filter = match &def.filter {
         None => "none".to_owned(),
         Some(f) => format!(
@@ -373,6 +383,12 @@ async fn preview(name: &str, limit: usize, dir: &Path, server: &ServerArgs) -> a
             .as_deref()
             .map_or("none".to_owned(), |c| format!("{c:?}")),
     );
+    if window != cursor {
+        outln!(
+            "pulling from {:?} (lookback and whole periods)",
+            window.as_deref().unwrap_or_default()
+        );
+    }
     let mut source: Box<dyn Source> = open_source_with(&rest, &job, inputs.source, &ctx)
         .await
         .map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
@@ -397,6 +413,19 @@ async fn preview(name: &str, limit: usize, dir: &Path, server: &ServerArgs) -> a
                 .map(&record)
                 .and_then(|p| target.period_of(&p).map(|period| (period, p)))
             {
+                Ok((period, point)) if aggregator.is_some() => {
+                    let aggregator = aggregator.as_mut().expect("checked");
+                    match aggregator.add(&period, &point, &record) {
+                        Ok(()) => {
+                            published += 1;
+                            outln!("  -> into {}", printable(&period));
+                        }
+                        Err(reason) => {
+                            unmapped += 1;
+                            outln!("  -> not aggregated: {}", printable(&reason));
+                        }
+                    }
+                }
                 Ok((period, point)) => {
                     published += 1;
                     let id = if point.external_id.is_empty() {
@@ -418,10 +447,21 @@ async fn preview(name: &str, limit: usize, dir: &Path, server: &ServerArgs) -> a
             }
         }
     }
+    let plural = if shown == 1 { "" } else { "s" };
+    let Some(aggregator) = aggregator else {
+        outln!(
+            "{shown} record{plural} shown: {published} would be published, {filtered} filtered out, {unmapped} not mapped"
+        );
+        return Ok(());
+    };
+    let function = def.aggregate.as_ref().map_or("", |a| a.function.name());
     outln!(
-        "{shown} record{} shown: {published} would be published, {filtered} filtered out, {unmapped} not mapped",
-        if shown == 1 { "" } else { "s" }
+        "{shown} record{plural} shown: {published} aggregated ({function}) into {} period(s), {filtered} filtered out, {unmapped} not mapped; the values of the records shown:",
+        aggregator.periods()
     );
+    for (period, point) in aggregator.finish() {
+        outln!("  {} = {}", printable(&period), printable(&point.value));
+    }
     Ok(())
 }
 

@@ -8,7 +8,7 @@ use std::path::Path;
 mod source;
 
 use super::load::{Connection, DefinitionError};
-use super::{Alerts, ConnectorDef, Filter, Source};
+use super::{Aggregate, Alerts, ConnectorDef, Filter, Source};
 
 /// Keys that would hold a secret if written inline, and are refused anywhere in a file.
 const SECRET_KEYS: &[&str] = &[
@@ -288,9 +288,66 @@ impl<'a> Check<'a> {
                 "give exactly one of `period` and `timestamp`".into(),
             ),
         }
-        self.reference("mapping.value", &m.value, kind);
+        let reads_value = def
+            .aggregate
+            .as_ref()
+            .is_none_or(|a| a.function.reads_value());
+        match &m.value {
+            Some(value) => self.reference("mapping.value", value, kind),
+            None if reads_value => self.error(
+                "mapping.value",
+                "is missing: name the field holding the value (only `[aggregate]` functions `count` and `count_distinct` do without)".into(),
+            ),
+            None => {}
+        }
         if let Some(id) = &m.external_id {
             self.reference("mapping.external_id", id, kind);
+        }
+        if let Some(aggregate) = &def.aggregate {
+            self.aggregate(def, aggregate, kind);
+        }
+        if def.lookback.is_some() && def.cursor.is_none() {
+            self.error(
+                "lookback",
+                "needs a [cursor]: without one every run pulls everything already".into(),
+            );
+        }
+    }
+
+    fn aggregate(&mut self, def: &ConnectorDef, aggregate: &Aggregate, kind: &str) {
+        use super::AggregateFunction::CountDistinct;
+        match (&aggregate.field, aggregate.function) {
+            (Some(field), CountDistinct) => self.reference("aggregate.field", field, kind),
+            (None, CountDistinct) => self.error(
+                "aggregate.field",
+                "is missing: `count_distinct` counts the distinct values of this field".into(),
+            ),
+            (Some(_), _) => self.error(
+                "aggregate.field",
+                "is read by `count_distinct` only; the other functions read `mapping.value`".into(),
+            ),
+            (None, _) => {}
+        }
+        if aggregate.scale > 28 {
+            self.error(
+                "aggregate.scale",
+                format!(
+                    "{} decimals is more than the 28 a value can have",
+                    aggregate.scale
+                ),
+            );
+        }
+        if def.on_existing == super::OnExisting::Keep {
+            self.error(
+                "on_existing",
+                "\"keep\" does not go with [aggregate]: a period would keep the aggregate of the first records that reached it".into(),
+            );
+        }
+        if def.mapping.external_id.is_some() {
+            self.error(
+                "mapping.external_id",
+                "does not go with [aggregate]: an aggregated value comes from many records".into(),
+            );
         }
     }
 

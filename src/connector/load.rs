@@ -295,4 +295,56 @@ field = "day"
                 .contains("neither `credential_env` nor `credential_file`")
         );
     }
+
+    /// The fields and messages of a definition's problems.
+    fn problems(text: &str) -> Vec<(String, String)> {
+        load(text)
+            .unwrap_err()
+            .into_iter()
+            .map(|e| (e.field.unwrap_or_default(), e.message))
+            .collect()
+    }
+
+    #[test]
+    fn an_aggregate_is_checked_against_the_mapping_and_on_existing() {
+        let counting = format!("{SQL}\n[aggregate]\nfunction = \"count\"\n");
+        let counting = counting.replace("value = \"n\"\n", "");
+        let def = load(&counting).unwrap();
+        assert_eq!(def.aggregate.unwrap().scale, 4, "the default scale");
+
+        let summing = SQL.replace("value = \"n\"\n", "");
+        let summing = format!("{summing}\n[aggregate]\nfunction = \"sum\"\n");
+        let found = problems(&summing);
+        assert_eq!(found[0].0, "mapping.value", "{found:?}");
+        assert!(found[0].1.contains("count_distinct"), "{found:?}");
+
+        let distinct = format!("{SQL}\n[aggregate]\nfunction = \"count_distinct\"\n");
+        assert_eq!(problems(&distinct)[0].0, "aggregate.field");
+        let kept =
+            format!("on_existing = \"keep\"\n{SQL}\n[aggregate]\nfunction = \"avg\"\nscale = 40\n");
+        let fields: Vec<String> = problems(&kept).into_iter().map(|(f, _)| f).collect();
+        assert_eq!(fields, ["aggregate.scale", "on_existing"]);
+        let unknown = format!("{SQL}\n[aggregate]\nfunction = \"median\"\n");
+        assert!(
+            problems(&unknown)[0].1.contains("median"),
+            "{:?}",
+            problems(&unknown)
+        );
+    }
+
+    #[test]
+    fn a_lookback_is_a_positive_span_or_a_number_of_periods_and_needs_a_cursor() {
+        for ok in ["\"7d\"", "\"48h\"", "\"2w\"", "3"] {
+            let def = load(&format!("lookback = {ok}\n{SQL}")).unwrap();
+            assert!(def.lookback.is_some(), "{ok}");
+        }
+        for bad in ["\"-3d\"", "\"soon\"", "0", "true"] {
+            let found = problems(&format!("lookback = {bad}\n{SQL}"));
+            assert!(found[0].1.contains("not a"), "{bad}: {found:?}");
+        }
+        let (before_cursor, _) = SQL.split_once("[cursor]").unwrap();
+        let uncursored = before_cursor.replace("WHERE day > {{cursor}}", "");
+        let found = problems(&format!("lookback = \"7d\"\n{uncursored}"));
+        assert_eq!(found[0].0, "lookback", "{found:?}");
+    }
 }

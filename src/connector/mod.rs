@@ -72,8 +72,16 @@ pub struct ConnectorDef {
     pub filter: Option<Filter>,
     /// The field or column that makes pulls incremental (default: every run pulls all).
     pub cursor: Option<Cursor>,
+    /// How much to pull again before the cursor on every run, for sources that restate
+    /// the past: a span such as `"7d"` or `"48h"`, or a number of the stream's periods
+    /// (`lookback = 3`). Needs a timestamp `[cursor]`; `{{cursor}}` then reads the start
+    /// of the window. Default: none.
+    pub lookback: Option<Lookback>,
     /// How a record becomes a datapoint.
     pub mapping: Mapping,
+    /// Aggregate each period's records into one value (default: one record per period,
+    /// the later record of a period wins).
+    pub aggregate: Option<Aggregate>,
     /// Where the records come from.
     pub source: Source,
 }
@@ -240,6 +248,98 @@ pub struct Cursor {
     pub initial: Option<String>,
 }
 
+/// How far before the cursor each run pulls again.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(try_from = "toml::Value")]
+pub enum Lookback {
+    /// This many of the stream's periods before the cursor's period.
+    Periods(u32),
+    /// A span of calendar time (`"7d"`, `"48h"`, `"2w"`), counted in the stream's time
+    /// zone.
+    Span(jiff::Span),
+}
+
+impl TryFrom<toml::Value> for Lookback {
+    type Error = String;
+
+    fn try_from(value: toml::Value) -> Result<Self, String> {
+        let how =
+            "write a span such as \"7d\", \"48h\" or \"2w\", or a number of periods such as 3";
+        match value {
+            toml::Value::Integer(n) if n > 0 => u32::try_from(n)
+                .map(Self::Periods)
+                .map_err(|_| format!("{n} periods is too many")),
+            toml::Value::String(text) => match text.parse::<jiff::Span>() {
+                Ok(span) if span.is_positive() => Ok(Self::Span(span)),
+                _ => Err(format!("{text:?} is not a positive span of time: {how}")),
+            },
+            other => Err(format!("{other} is not a lookback: {how}")),
+        }
+    }
+}
+
+/// Each period's records aggregated into the period's one value.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Aggregate {
+    /// `"count"` (records), `"sum"`, `"min"`, `"max"`, `"avg"` (of `mapping.value`),
+    /// `"first"`, `"last"` (`mapping.value` of the period's first or last record, in the
+    /// source's order) or `"count_distinct"` (distinct values of `field`).
+    pub function: AggregateFunction,
+    /// `count_distinct` only: the record field whose distinct values are counted.
+    pub field: Option<String>,
+    /// `avg` only: decimals kept, rounded half away from zero (default 4).
+    #[serde(default = "default_avg_scale")]
+    pub scale: u32,
+}
+
+fn default_avg_scale() -> u32 {
+    4
+}
+
+/// How a period's records make its value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AggregateFunction {
+    /// How many records.
+    Count,
+    /// The sum of their values.
+    Sum,
+    /// The smallest value.
+    Min,
+    /// The largest value.
+    Max,
+    /// The mean value, rounded to `scale` decimals.
+    Avg,
+    /// The value of the period's first record.
+    First,
+    /// The value of the period's last record.
+    Last,
+    /// How many distinct values of `field`.
+    CountDistinct,
+}
+
+impl AggregateFunction {
+    /// Its name in a connector file.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Count => "count",
+            Self::Sum => "sum",
+            Self::Min => "min",
+            Self::Max => "max",
+            Self::Avg => "avg",
+            Self::First => "first",
+            Self::Last => "last",
+            Self::CountDistinct => "count_distinct",
+        }
+    }
+
+    /// Whether it reads `mapping.value` (`count` and `count_distinct` do not).
+    pub fn reads_value(self) -> bool {
+        !matches!(self, Self::Count | Self::CountDistinct)
+    }
+}
+
 /// How one record becomes one datapoint: its period (or timestamp), value and external
 /// id. Fields are JSONPath expressions relative to the record for REST (`"$.month"`),
 /// column names for SQL, keys or CSV headers for a command.
@@ -251,8 +351,9 @@ pub struct Mapping {
     pub period: Option<String>,
     /// The field holding an RFC 3339 timestamp, placed into the stream's period.
     pub timestamp: Option<String>,
-    /// The field holding the value, an exact decimal (a number or a string).
-    pub value: String,
+    /// The field holding the value, an exact decimal (a number or a string). Not used
+    /// (and may be left out) when `[aggregate]` counts records.
+    pub value: Option<String>,
     /// The field identifying the source record, stored with the point (optional).
     pub external_id: Option<String>,
 }

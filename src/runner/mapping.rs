@@ -33,7 +33,7 @@ pub struct MappedPoint {
     /// When the point is.
     pub when: When,
     /// The value as exact decimal text (`"1234.50"`); the server checks it against
-    /// the stream's value type.
+    /// the stream's value type. Empty when the connector counts records.
     pub value: String,
     /// The source record's id, or empty when the mapping names none or the record has
     /// none.
@@ -50,7 +50,8 @@ enum WhenField {
 #[derive(Debug, Clone)]
 pub struct Mapper {
     when: WhenField,
-    value: FieldPath,
+    /// `None` when the connector counts records and reads no value.
+    value: Option<FieldPath>,
     external_id: Option<FieldPath>,
     filter: Option<CompiledFilter>,
     cursor: Option<FieldPath>,
@@ -76,7 +77,13 @@ impl Mapper {
             .transpose()?;
         Ok(Self {
             when,
-            value: field("value", &m.value)?,
+            value: match def.aggregate.as_ref() {
+                Some(a) if !a.function.reads_value() => None,
+                _ => {
+                    let text = m.value.as_deref().ok_or("mapping.value is missing")?;
+                    Some(field("value", text)?)
+                }
+            },
             external_id: m
                 .external_id
                 .as_deref()
@@ -100,7 +107,10 @@ impl Mapper {
             WhenField::Period(path) => When::Period(period(path, required(path, record)?)?),
             WhenField::Timestamp(path) => timestamp(path, required(path, record)?)?,
         };
-        let value = value(&self.value, required(&self.value, record)?)?;
+        let value = match &self.value {
+            Some(path) => value(path, required(path, record)?)?,
+            None => String::new(),
+        };
         let external_id = match &self.external_id {
             Some(path) => external_id(path, path.get(record))?,
             None => String::new(),

@@ -4,6 +4,7 @@
 //! Its state (cursor, failures, enabled, leases, run log) lives on the server, reached
 //! through the `Runner` gRPC service, so any runner can pick a job up.
 
+pub mod aggregate;
 pub mod alert;
 pub mod command;
 pub mod filter;

@@ -14,6 +14,7 @@ use std::time::Duration;
 use jiff::Timestamp;
 use tokio::sync::watch;
 
+use super::aggregate::Aggregator;
 use super::alert::{AlertEvent, AlertKind, Alerter};
 use super::local::{ConfigError, LocalInputs};
 use super::mapping::{MappedPoint, Mapper, cursor_cmp};
@@ -332,8 +333,13 @@ async fn execute(
 ) -> Result<(), String> {
     let def = &job.def;
     let target = Target::resolve(&env.client, inputs.credential).await?;
-    let ctx = target.template_context(slot, cursor.clone())?;
+    let window = target.window_start(def, cursor.clone())?;
+    if window != cursor {
+        tracing::info!(connector = %def.name, cursor = ?cursor, window_start = ?window, "pulling again from before the cursor");
+    }
+    let ctx = target.template_context(slot, window)?;
     let mapper = Mapper::new(def)?;
+    let mut aggregator = def.aggregate.as_ref().map(Aggregator::new).transpose()?;
     let mut source = open_source(env, job, inputs.source, &ctx)
         .await
         .map_err(|e| e.to_string())?;
@@ -379,6 +385,15 @@ async fn execute(
             {
                 Ok((period, point)) => {
                     mapped_any = true;
+                    if let Some(aggregator) = aggregator.as_mut() {
+                        if let Err(reason) = aggregator.add(&period, &point, record) {
+                            summary.points_rejected += 1;
+                            publish
+                                .log_rejection(&format!("record not aggregated: {reason}"), record);
+                            first_reason.get_or_insert(reason);
+                        }
+                        continue;
+                    }
                     // Two records for one period: the later one wins.
                     match by_period.get(&period) {
                         Some(&i) => points[i] = (period, point),
@@ -407,6 +422,12 @@ async fn execute(
             break;
         }
     }
+    // Aggregates are published once every page is in, and not at all by a run that
+    // stopped early: a part of a period's records would make a wrong value.
+    if let Some(aggregator) = aggregator.filter(|_| !summary.interrupted) {
+        let points = aggregator.finish();
+        publish.page(0, &points, summary).await?;
+    }
     if !mapped_any && summary.records_pulled > summary.filtered_out {
         return Err(format!(
             "no record could be mapped to a datapoint; the first: {}",
@@ -414,14 +435,25 @@ async fn execute(
         ));
     }
     if def.cursor.is_some() {
-        if summary.interrupted && !ordered {
+        if summary.interrupted && def.aggregate.is_some() {
+            tracing::warn!(
+                connector = %def.name,
+                "stopped early: nothing was aggregated and the cursor stays where it was"
+            );
+        } else if summary.interrupted && !ordered {
             tracing::warn!(
                 connector = %def.name,
                 "stopped early and the source's records were not in cursor order: the cursor stays where it was"
             );
         } else {
+            // Only forward: a run that pulled again before the cursor (lookback) and
+            // found nothing newer leaves it where it was.
             summary.new_cursor = max_cursor
-                .filter(|c| cursor.as_deref() != Some(c.as_str()))
+                .filter(|c| {
+                    cursor
+                        .as_deref()
+                        .is_none_or(|stored| cursor_cmp(c, stored) == Ordering::Greater)
+                })
                 .map(checked_cursor)
                 .transpose()
                 .map_err(|e| format!("the new cursor cannot be stored: {e}"))?;

@@ -2,8 +2,8 @@
 //! frequency and time zone as the server describes them for the credential
 //! [`super::local`] read, the templates' values for a run, and the source opened for it.
 
-use jiff::Timestamp;
 use jiff::tz::TimeZone;
+use jiff::{Timestamp, Zoned};
 
 use super::local::SourceInputs;
 use super::mapping::{MappedPoint, When};
@@ -12,7 +12,7 @@ use super::run::{Job, RunEnv};
 use super::template::TemplateContext;
 use super::{FetchError, Source, command, rest, sql};
 use crate::client::Client;
-use crate::connector::ConnectorDef;
+use crate::connector::{ConnectorDef, Lookback};
 use crate::period::{Frequency, Period};
 use crate::signature::Credential;
 
@@ -70,6 +70,51 @@ impl Target {
             period_end: midnight(period.end(), &self.tz)?,
             now: slot,
         })
+    }
+
+    /// Where a run's pull starts: the stored `cursor`, moved back by the connector's
+    /// `lookback` and, when it aggregates, to the first instant of its period, so that a
+    /// run re-reads whole periods. Written as the cursor was (an RFC 3339 instant in
+    /// UTC, a date, or a local date and time with the same separator), so the source
+    /// compares it as it compared the cursor. `None` (no cursor yet) pulls everything.
+    pub fn window_start(
+        &self,
+        def: &ConnectorDef,
+        cursor: Option<String>,
+    ) -> Result<Option<String>, String> {
+        let Some(cursor) = cursor else {
+            return Ok(None);
+        };
+        if def.lookback.is_none() && def.aggregate.is_none() {
+            return Ok(Some(cursor));
+        }
+        let (at, style) = CursorTime::parse(&cursor, &self.tz).ok_or_else(|| {
+            format!(
+                "the cursor {cursor:?} is not a time: `lookback` and [aggregate] pull whole                  periods again, which needs a cursor field holding a timestamp or a date"
+            )
+        })?;
+        let mut start = match &def.lookback {
+            None => at,
+            Some(Lookback::Span(span)) => at
+                .checked_sub(*span)
+                .map_err(|e| format!("the lookback cannot be taken from {cursor:?}: {e}"))?,
+            Some(Lookback::Periods(n)) => {
+                let mut period = Period::at(self.frequency, at.timestamp(), &self.tz)
+                    .map_err(|e| e.to_string())?;
+                for _ in 0..*n {
+                    let before = period.start().yesterday().map_err(|e| e.to_string())?;
+                    period =
+                        Period::containing(self.frequency, before).map_err(|e| e.to_string())?;
+                }
+                zoned_midnight(period.start(), &self.tz)?
+            }
+        };
+        if def.aggregate.is_some() {
+            let period = Period::at(self.frequency, start.timestamp(), &self.tz)
+                .map_err(|e| e.to_string())?;
+            start = zoned_midnight(period.start(), &self.tz)?;
+        }
+        Ok(Some(style.write(&start)))
     }
 
     /// The stream period a mapped point falls in, as text.
@@ -142,7 +187,168 @@ pub fn stream_label(def: &ConnectorDef) -> String {
 }
 
 fn midnight(date: jiff::civil::Date, tz: &TimeZone) -> Result<Timestamp, String> {
-    date.to_zoned(tz.clone())
-        .map(|z| z.timestamp())
-        .map_err(|e| e.to_string())
+    zoned_midnight(date, tz).map(|z| z.timestamp())
+}
+
+fn zoned_midnight(date: jiff::civil::Date, tz: &TimeZone) -> Result<Zoned, String> {
+    date.to_zoned(tz.clone()).map_err(|e| e.to_string())
+}
+
+/// How a time cursor is written, so that a window start is written the same way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CursorTime {
+    /// An instant with an offset: written in UTC, with `Z` or `+00:00` as the cursor
+    /// ended, and the cursor's date-time separator.
+    Instant { zulu: bool, separator: char },
+    /// A date without a time.
+    Date,
+    /// A local date and time without an offset, in the stream's time zone.
+    Local { separator: char },
+}
+
+impl CursorTime {
+    /// The time a cursor holds, seen in `tz`, with how it is written; `None` when it is
+    /// not a time.
+    fn parse(text: &str, tz: &TimeZone) -> Option<(Zoned, Self)> {
+        let separator = match text.as_bytes().get(10) {
+            Some(b' ') => ' ',
+            _ => 'T',
+        };
+        if let Ok(at) = text.parse::<Timestamp>() {
+            let zulu = text.ends_with(['Z', 'z']);
+            return Some((at.to_zoned(tz.clone()), Self::Instant { zulu, separator }));
+        }
+        if text.len() == 10 {
+            let date = text.parse::<jiff::civil::Date>().ok()?;
+            return Some((date.to_zoned(tz.clone()).ok()?, Self::Date));
+        }
+        let local = text.parse::<jiff::civil::DateTime>().ok()?;
+        let zoned = tz.to_ambiguous_zoned(local).compatible().ok()?;
+        Some((zoned, Self::Local { separator }))
+    }
+
+    /// `at` written this way, to the second (a fraction is dropped, which only moves a
+    /// window's start earlier).
+    fn write(self, at: &Zoned) -> String {
+        match self {
+            Self::Instant { zulu, separator } => {
+                let utc = at.timestamp().to_zoned(TimeZone::UTC);
+                let offset = if zulu { "Z" } else { "+00:00" };
+                format!(
+                    "{}{offset}",
+                    utc.strftime(&format!("%Y-%m-%d{separator}%H:%M:%S"))
+                )
+            }
+            Self::Date => at.strftime("%Y-%m-%d").to_string(),
+            Self::Local { separator } => at
+                .strftime(&format!("%Y-%m-%d{separator}%H:%M:%S"))
+                .to_string(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::{KeyId, StreamId};
+
+    fn target(frequency: Frequency, tz: &str) -> Target {
+        Target {
+            credential: Credential::generate(StreamId::generate(), KeyId::generate()),
+            stream_id: String::new(),
+            frequency,
+            tz: TimeZone::get(tz).unwrap(),
+        }
+    }
+
+    fn def(extra: &str) -> ConnectorDef {
+        toml::from_str(&format!(
+            "name = \"c\"\ncredential_env = \"C\"\nschedule = \"@daily\"\n{extra}\n\
+             [cursor]\nfield = \"t\"\n[mapping]\ntimestamp = \"t\"\n\
+             [source]\ntype = \"sql\"\nurl = \"sqlite://x.db\"\nquery = \"SELECT 1\"\n"
+        ))
+        .unwrap()
+    }
+
+    fn window(t: &Target, extra: &str, cursor: &str) -> Result<Option<String>, String> {
+        t.window_start(&def(extra), Some(cursor.to_owned()))
+    }
+
+    #[test]
+    fn a_window_is_written_as_the_cursor_was() {
+        let daily = target(Frequency::Daily, "UTC");
+        let cases = [
+            (
+                "lookback = \"7d\"",
+                "2026-03-10T12:30:05.25Z",
+                "2026-03-03T12:30:05Z",
+            ),
+            (
+                "lookback = \"7d\"",
+                "2026-03-10 12:30:05",
+                "2026-03-03 12:30:05",
+            ),
+            ("lookback = \"7d\"", "2026-03-10", "2026-03-03"),
+            (
+                "lookback = \"48h\"",
+                "2026-03-10T01:00:00+02:00",
+                "2026-03-07T23:00:00+00:00",
+            ),
+            ("", "2026-03-10T12:30:05Z", "2026-03-10T12:30:05Z"),
+        ];
+        for (extra, cursor, expected) in cases {
+            assert_eq!(
+                window(&daily, extra, cursor).unwrap().as_deref(),
+                Some(expected),
+                "{extra} {cursor}"
+            );
+        }
+    }
+
+    #[test]
+    fn aggregation_starts_the_window_at_its_periods_first_instant_in_the_streams_zone() {
+        let monthly = target(Frequency::Monthly, "Europe/Paris");
+        let aggregate = "[aggregate]\nfunction = \"count\"";
+        // 2026-03-01 00:00 in Paris is 2026-02-28 23:00 UTC.
+        assert_eq!(
+            window(&monthly, aggregate, "2026-03-20T10:00:00Z")
+                .unwrap()
+                .as_deref(),
+            Some("2026-02-28T23:00:00Z")
+        );
+        assert_eq!(
+            window(
+                &monthly,
+                &format!("lookback = 2\n{aggregate}"),
+                "2026-03-20 10:00:00"
+            )
+            .unwrap()
+            .as_deref(),
+            Some("2026-01-01 00:00:00"),
+            "two months before March"
+        );
+        let weekly = target(Frequency::Weekly, "UTC");
+        assert_eq!(
+            window(&weekly, "lookback = 1", "2026-03-12")
+                .unwrap()
+                .as_deref(),
+            Some("2026-03-02"),
+            "the Monday of the week before"
+        );
+    }
+
+    #[test]
+    fn a_cursor_that_is_not_a_time_is_refused_with_a_reason() {
+        let daily = target(Frequency::Daily, "UTC");
+        let err = window(&daily, "lookback = \"7d\"", "12345").unwrap_err();
+        assert!(err.contains("\"12345\" is not a time"), "{err}");
+        assert_eq!(
+            window(&daily, "", "12345").unwrap().as_deref(),
+            Some("12345")
+        );
+        assert_eq!(
+            daily.window_start(&def("lookback = 3"), None).unwrap(),
+            None
+        );
+    }
 }

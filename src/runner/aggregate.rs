@@ -1,0 +1,270 @@
+//! A connector's `[aggregate]`: each period's records of a run make one value, in
+//! exact decimal arithmetic. Every run recomputes a period from all the records it
+//! pulled for it, never from a value published before, so running again publishes the
+//! same number (which the server stores once).
+
+use std::collections::{BTreeMap, HashSet};
+use std::str::FromStr;
+
+use rust_decimal::{Decimal, RoundingStrategy};
+use serde_json::Value as Json;
+
+use super::Record;
+use super::mapping::{MappedPoint, When};
+use super::record::FieldPath;
+use crate::connector::{Aggregate, AggregateFunction};
+
+/// Most distinct values one run of a `count_distinct` connector holds, over all its
+/// periods: the sets live in the runner's memory until the run publishes.
+pub const MAX_DISTINCT_VALUES: usize = 1_000_000;
+
+/// One period's records so far.
+#[derive(Debug)]
+enum Acc {
+    Count(u64),
+    Sum(Decimal),
+    Min(Decimal),
+    Max(Decimal),
+    Avg { sum: Decimal, count: u64 },
+    First(String),
+    Last(String),
+    Distinct(HashSet<String>),
+}
+
+/// The aggregates of one run, by period.
+#[derive(Debug)]
+pub struct Aggregator {
+    function: AggregateFunction,
+    distinct: Option<FieldPath>,
+    scale: u32,
+    periods: BTreeMap<String, Acc>,
+    distinct_values: usize,
+}
+
+impl Aggregator {
+    /// Compiles the connector's `[aggregate]`; the reason names the field that cannot be
+    /// used.
+    pub fn new(def: &Aggregate) -> Result<Self, String> {
+        let distinct = match (def.function, &def.field) {
+            (AggregateFunction::CountDistinct, Some(field)) => {
+                Some(FieldPath::parse(field).map_err(|e| format!("aggregate.field: {e}"))?)
+            }
+            (AggregateFunction::CountDistinct, None) => {
+                return Err("aggregate.field is missing: count_distinct counts its values".into());
+            }
+            _ => None,
+        };
+        Ok(Self {
+            function: def.function,
+            distinct,
+            scale: def.scale,
+            periods: BTreeMap::new(),
+            distinct_values: 0,
+        })
+    }
+
+    /// Adds one mapped record of `period`; the reason says why it cannot be added (a
+    /// sum too large, a distinct field missing).
+    pub fn add(
+        &mut self,
+        period: &str,
+        point: &MappedPoint,
+        record: &Record,
+    ) -> Result<(), String> {
+        use AggregateFunction as F;
+        let number = || {
+            Decimal::from_str(&point.value)
+                .map_err(|_| format!("{:?} is not a decimal kpistream can add up", point.value))
+        };
+        let distinct = match &self.distinct {
+            Some(path) => Some(match path.get(record) {
+                None | Some(Json::Null) => return Err(format!("field {path} is missing")),
+                Some(Json::String(s)) => s.clone(),
+                Some(other) => other.to_string(),
+            }),
+            None => None,
+        };
+        let overflow = || {
+            format!(
+                "the {} of period {period} is too large",
+                self.function.name()
+            )
+        };
+        match self.periods.get_mut(period) {
+            None => {
+                let acc = match self.function {
+                    F::Count => Acc::Count(1),
+                    F::Sum => Acc::Sum(number()?),
+                    F::Min => Acc::Min(number()?),
+                    F::Max => Acc::Max(number()?),
+                    F::Avg => Acc::Avg {
+                        sum: number()?,
+                        count: 1,
+                    },
+                    F::First => Acc::First(point.value.clone()),
+                    F::Last => Acc::Last(point.value.clone()),
+                    F::CountDistinct => {
+                        self.distinct_values += 1;
+                        Acc::Distinct(distinct.into_iter().collect())
+                    }
+                };
+                self.periods.insert(period.to_owned(), acc);
+            }
+            Some(acc) => match acc {
+                Acc::Count(n) => *n += 1,
+                Acc::Sum(sum) => *sum = sum.checked_add(number()?).ok_or_else(overflow)?,
+                Acc::Min(min) => *min = (*min).min(number()?),
+                Acc::Max(max) => *max = (*max).max(number()?),
+                Acc::Avg { sum, count } => {
+                    *sum = sum.checked_add(number()?).ok_or_else(overflow)?;
+                    *count += 1;
+                }
+                Acc::First(_) => {}
+                Acc::Last(last) => last.clone_from(&point.value),
+                Acc::Distinct(seen) => {
+                    if let Some(value) = distinct {
+                        if seen.insert(value) {
+                            self.distinct_values += 1;
+                        }
+                    }
+                }
+            },
+        }
+        if self.distinct_values > MAX_DISTINCT_VALUES {
+            return Err(format!(
+                "the run counted more than {MAX_DISTINCT_VALUES} distinct values; pull a shorter window per run (a cursor) or count in the source's query"
+            ));
+        }
+        Ok(())
+    }
+
+    /// Each period's value, in period order.
+    pub fn finish(self) -> Vec<(String, MappedPoint)> {
+        let scale = self.scale;
+        self.periods
+            .into_iter()
+            .map(|(period, acc)| {
+                let value = match acc {
+                    Acc::Count(n) => n.to_string(),
+                    Acc::Sum(d) | Acc::Min(d) | Acc::Max(d) => d.to_string(),
+                    Acc::Avg { sum, count } => (sum / Decimal::from(count))
+                        .round_dp_with_strategy(scale, RoundingStrategy::MidpointAwayFromZero)
+                        .to_string(),
+                    Acc::First(v) | Acc::Last(v) => v,
+                    Acc::Distinct(seen) => seen.len().to_string(),
+                };
+                let point = MappedPoint {
+                    when: When::Period(period.clone()),
+                    value,
+                    external_id: String::new(),
+                };
+                (period, point)
+            })
+            .collect()
+    }
+
+    /// How many periods have records so far.
+    pub fn periods(&self) -> usize {
+        self.periods.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn aggregator(function: &str, field: Option<&str>) -> Aggregator {
+        let mut text = format!("function = {function:?}\n");
+        if let Some(field) = field {
+            text.push_str(&format!("field = {field:?}\n"));
+        }
+        Aggregator::new(&toml::from_str(&text).unwrap()).unwrap()
+    }
+
+    fn point(value: &str) -> MappedPoint {
+        MappedPoint {
+            when: When::Period(String::new()),
+            value: value.into(),
+            external_id: String::new(),
+        }
+    }
+
+    fn run(function: &str, records: &[(&str, &str)]) -> Vec<(String, String)> {
+        let mut agg = aggregator(function, None);
+        let record: Record = serde_json::json!({});
+        for (period, value) in records {
+            agg.add(period, &point(value), &record).unwrap();
+        }
+        agg.finish()
+            .into_iter()
+            .map(|(period, p)| (period, p.value))
+            .collect()
+    }
+
+    #[test]
+    fn each_function_gives_the_exact_value_per_period() {
+        let records = [
+            ("2026-11", "10.10"),
+            ("2026-10", "5"),
+            ("2026-11", "0.2"),
+            ("2026-11", "-3"),
+        ];
+        let expect = |oct: &str, nov: &str| {
+            vec![
+                ("2026-10".to_owned(), oct.to_owned()),
+                ("2026-11".to_owned(), nov.to_owned()),
+            ]
+        };
+        assert_eq!(run("count", &records), expect("1", "3"));
+        assert_eq!(run("sum", &records), expect("5", "7.30"));
+        assert_eq!(run("min", &records), expect("5", "-3"));
+        assert_eq!(run("max", &records), expect("5", "10.10"));
+        assert_eq!(run("avg", &records), expect("5", "2.4333"));
+        assert_eq!(run("first", &records), expect("5", "10.10"));
+        assert_eq!(run("last", &records), expect("5", "-3"));
+    }
+
+    #[test]
+    fn averages_round_half_away_from_zero_at_the_scale() {
+        let mut agg =
+            Aggregator::new(&toml::from_str("function = \"avg\"\nscale = 1").unwrap()).unwrap();
+        let record: Record = serde_json::json!({});
+        for v in ["0.1", "0.2"] {
+            agg.add("p", &point(v), &record).unwrap();
+        }
+        let mut negative =
+            Aggregator::new(&toml::from_str("function = \"avg\"\nscale = 1").unwrap()).unwrap();
+        for v in ["-0.1", "-0.2"] {
+            negative.add("p", &point(v), &record).unwrap();
+        }
+        assert_eq!(agg.finish()[0].1.value, "0.2");
+        assert_eq!(negative.finish()[0].1.value, "-0.2");
+    }
+
+    #[test]
+    fn count_distinct_counts_values_of_its_field() {
+        let mut agg = aggregator("count_distinct", Some("$.customer"));
+        for (period, customer) in [("d1", "a"), ("d1", "b"), ("d1", "a"), ("d2", "a")] {
+            let record = serde_json::json!({ "customer": customer });
+            agg.add(period, &point(""), &record).unwrap();
+        }
+        let numbers = serde_json::json!({ "customer": 7 });
+        agg.add("d2", &point(""), &numbers).unwrap();
+        let missing = agg
+            .add("d2", &point(""), &serde_json::json!({}))
+            .unwrap_err();
+        assert!(missing.contains("$.customer"), "{missing}");
+        let values: Vec<String> = agg.finish().into_iter().map(|(_, p)| p.value).collect();
+        assert_eq!(values, ["2", "2"]);
+    }
+
+    #[test]
+    fn a_sum_past_the_largest_decimal_is_refused_by_name() {
+        let mut agg = aggregator("sum", None);
+        let record: Record = serde_json::json!({});
+        let big = Decimal::MAX.to_string();
+        agg.add("p", &point(&big), &record).unwrap();
+        let err = agg.add("p", &point(&big), &record).unwrap_err();
+        assert!(err.contains("too large"), "{err}");
+    }
+}
