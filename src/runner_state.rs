@@ -38,6 +38,19 @@ pub enum RunnerError {
          field's value (a timestamp or an id), and a cut one would point at the wrong record"
     )]
     CursorTooLong { len: usize },
+    #[error(
+        "backfill {0} is not a range of two periods: write FROM..TO, such as 2026-03-01..2026-03-07"
+    )]
+    BadBackfill(crate::text::Excerpt),
+}
+
+/// A backfill's range as a run report gives it, `FROM..TO`, checked to be two periods.
+pub fn checked_backfill(range: &str) -> Result<String, RunnerError> {
+    let bad = || RunnerError::BadBackfill(crate::text::excerpt(range));
+    let (from, to) = range.split_once("..").ok_or_else(bad)?;
+    let from = crate::period::Period::parse_any(from).map_err(|_| bad())?;
+    let to = crate::period::Period::parse_any(to).map_err(|_| bad())?;
+    Ok(format!("{from}..{to}"))
 }
 
 /// A run's error as the server keeps it: at most [`MAX_ERROR_BYTES`], cut with a marker.
@@ -187,6 +200,9 @@ pub struct RunReport {
     /// Someone asked for this run by hand (`connector run`): only such a run re-enables a
     /// disabled connector.
     pub manual: bool,
+    /// The range of a backfill (`connector backfill`, "2026-03-01..2026-03-10"): logged,
+    /// but it moves no cursor and leaves the failure count and enabled flag alone.
+    pub backfill: Option<String>,
 }
 
 /// The state after a report, and whether the report changed the enabled flag.
@@ -225,6 +241,17 @@ impl ConnectorState {
             unfinished_slot: None,
             ..self.clone()
         };
+        if report.backfill.is_some() {
+            // A pull of a past range beside the schedule: it says nothing about whether
+            // the scheduled runs work, and the scheduled runs' cursor is theirs.
+            next.cursor.clone_from(&self.cursor);
+            next.last_error.clone_from(&self.last_error);
+            return ReportOutcome {
+                state: next,
+                just_disabled: false,
+                recovered: false,
+            };
+        }
         if report.interrupted {
             // Neither a success nor a failure: the acknowledged pages' cursor is kept.
             if report.new_cursor.is_some() {
@@ -285,6 +312,42 @@ mod tests {
             max_consecutive_failures: 2,
             interrupted: false,
             manual: false,
+            backfill: None,
+        }
+    }
+
+    #[test]
+    fn a_backfill_changes_neither_cursor_nor_failures_nor_the_enabled_flag() {
+        let start = ConnectorState {
+            cursor: Some("5".into()),
+            enabled: false,
+            consecutive_failures: 1,
+            last_error: Some("503".into()),
+            ..ConnectorState::default()
+        };
+        for error in [None, Some("timeout")] {
+            let backfill = RunReport {
+                backfill: Some("2026-03-01..2026-03-07".into()),
+                manual: true,
+                ..report(error, Some("9"))
+            };
+            let after = start.after(&backfill);
+            assert_eq!(
+                (
+                    after.state.cursor.as_deref(),
+                    after.state.consecutive_failures
+                ),
+                (Some("5"), 1)
+            );
+            assert_eq!(after.state.last_error.as_deref(), Some("503"));
+            assert!(!after.state.enabled && !after.just_disabled && !after.recovered);
+        }
+        assert_eq!(
+            checked_backfill("2026-03-01..2026-W12").unwrap(),
+            "2026-03-01..2026-W12"
+        );
+        for bad in ["2026-03-01", "2026-03-01..soon", "a..b"] {
+            assert!(checked_backfill(bad).is_err(), "{bad}");
         }
     }
 

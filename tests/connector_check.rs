@@ -199,3 +199,64 @@ fn every_problem_of_a_directory_is_reported_in_one_pass() {
     assert_names(&stderr, "two.toml", "timezone");
     assert!(stderr.contains("2 problems"), "{stderr}");
 }
+
+fn connector_test(dir: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kpistream"))
+        .args(["connector", "test"])
+        .arg(dir)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn connector_test_passes_on_the_bundled_fixtures_and_names_each_period_that_differs() {
+    // The repository's connectors with their recorded fixtures, offline: no server,
+    // source or credential.
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("connectors");
+    let dir = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(&repo).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            std::fs::copy(&path, dir.path().join(path.file_name().unwrap())).unwrap();
+        }
+    }
+    let output = connector_test(dir.path());
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("ok: billing-mrr (6 point(s))"), "{stdout}");
+    assert!(
+        stdout.contains("ok: shop-signups (14 point(s))"),
+        "{stdout}"
+    );
+
+    // A changed value, a month dropped and a month added are each named.
+    let expected = dir.path().join("billing-mrr.expected.csv");
+    let text = std::fs::read_to_string(&expected).unwrap();
+    assert!(
+        text.contains("2026-06,39870.50\n") && text.contains("2026-10,45210.75\n"),
+        "{text}"
+    );
+    let tampered = text
+        .replace("2026-06,39870.50\n", "2026-06,39870.05\n")
+        .replace("2026-10,45210.75\n", "")
+        + "2026-11,1.00\n";
+    std::fs::write(&expected, tampered).unwrap();
+    let output = connector_test(dir.path());
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert_eq!(output.status.code(), Some(1), "{stdout}{stderr}");
+    for line in [
+        "FAILED: billing-mrr",
+        "  2026-06: expected 39870.05, got 39870.50",
+        "  2026-10: not expected, got 45210.75",
+        "  2026-11: expected 1.00, not published",
+        "ok: shop-signups (14 point(s))",
+    ] {
+        assert!(stdout.contains(line), "{line:?} in:\n{stdout}");
+    }
+    assert!(stderr.contains("1 of 2 connector(s) differ"), "{stderr}");
+}

@@ -207,6 +207,36 @@ function = "sum"
         [],
         "a preview publishes nothing"
     );
+    // Recorded, the same records give the same sums offline.
+    let recorded = tokio::task::block_in_place(|| {
+        connector(
+            &server,
+            &ws.connectors,
+            &BTreeMap::new(),
+            &["record", "invoiced"],
+        )
+    });
+    assert!(
+        recorded.status.success(),
+        "{}",
+        String::from_utf8_lossy(&recorded.stderr)
+    );
+    let expected = std::fs::read_to_string(ws.connectors.join("invoiced.expected.csv")).unwrap();
+    let sums: String = first.iter().map(|(m, s)| format!("{m},{s}\n")).collect();
+    assert_eq!(expected, format!("period,value\n{sums}"));
+    let tested = tokio::task::block_in_place(|| {
+        common::runner::kpistream(
+            &server,
+            ws.dir.path(),
+            &BTreeMap::new(),
+            &["connector", "test", ws.connectors.to_str().unwrap()],
+        )
+    });
+    let said = String::from_utf8_lossy(&tested.stdout).into_owned();
+    assert!(
+        tested.status.success() && said.contains("ok: invoiced (3 point(s))"),
+        "{said}"
+    );
     let printed = run(&server, &ws, "invoiced");
     assert!(
         printed.contains("50 records pulled, 3 points published"),
@@ -426,5 +456,139 @@ value = "$.spend"
     assert!(
         revisions[0].batch_id.starts_with("run-"),
         "the connector's batch: {revisions:?}"
+    );
+}
+
+// ---------------------------------------------------------------------------------
+// Backfill and rewind
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_backfill_publishes_a_past_range_without_moving_the_cursor_and_a_rewind_is_audited() {
+    let server = tokio::task::block_in_place(TestServer::start);
+    let client = server.client().await;
+    let (url, api) = start_api("date");
+    let ws = Workspace::new();
+    let day = |d: u32| format!("2026-03-{d:02}");
+    api.lock().unwrap().records = (1..=20)
+        .map(|d| json!({ "date": day(d), "spend": format!("{d}.5") }))
+        .collect();
+    let (stream_id, credential) = stream(&server, "Spend", proto::Frequency::Daily).await;
+    let credential = ws.credential("spend", &credential);
+    let sections = "[cursor]\nfield = \"$.date\"\ninitial = \"2026-03-15\"\n\n\
+                    [mapping]\nperiod = \"$.date\"\nvalue = \"$.spend\"\n";
+    ws.write(
+        "spend.toml",
+        &rest_connector("spend", &credential, &url, sections),
+    );
+    let days = |ds: &[u32]| -> Vec<(String, String, u32)> {
+        ds.iter().map(|&d| (day(d), format!("{d}.5"), 0)).collect()
+    };
+    run(&server, &ws, "spend");
+    assert_eq!(
+        stored(&client, &stream_id).await,
+        days(&[15, 16, 17, 18, 19, 20])
+    );
+    let cursor = || async { common::runner::state(&client, "spend").await.cursor };
+    assert_eq!(cursor().await.as_deref(), Some("2026-03-20"));
+
+    let cli = |args: &[&str]| {
+        tokio::task::block_in_place(|| connector(&server, &ws.connectors, &BTreeMap::new(), args))
+    };
+    api.lock().unwrap().since.clear();
+    let output = cli(&[
+        "backfill",
+        "spend",
+        "--from",
+        "2026-03-03",
+        "--to",
+        "2026-03-05",
+    ]);
+    let printed = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{printed}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        printed.contains("backfill of spend over 2026-03-03..2026-03-05"),
+        "{printed}"
+    );
+    assert_eq!(
+        stored(&client, &stream_id).await,
+        days(&[3, 4, 5, 15, 16, 17, 18, 19, 20]),
+        "only the range's periods"
+    );
+    let since = api.lock().unwrap().since.clone();
+    assert!(
+        !since.is_empty() && since.iter().all(|s| s == "2026-03-03"),
+        "every page pulled from the range's start: {since:?}"
+    );
+    assert_eq!(
+        cursor().await.as_deref(),
+        Some("2026-03-20"),
+        "the cursor did not move"
+    );
+
+    let bad = cli(&[
+        "backfill",
+        "spend",
+        "--from",
+        "2026-03",
+        "--to",
+        "2026-03-05",
+    ]);
+    let said = String::from_utf8_lossy(&bad.stderr).into_owned();
+    assert_eq!(bad.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains("--from \"2026-03\" is not a period of spend's daily stream"),
+        "{said}"
+    );
+
+    let output = tokio::task::block_in_place(|| {
+        common::runner::kpistream(
+            &server,
+            ws.dir.path(),
+            &BTreeMap::new(),
+            &["connector", "rewind", "spend", "--to", "2026-03-10"],
+        )
+    });
+    let printed = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        printed.contains("cursor of spend set from \"2026-03-20\" to \"2026-03-10\""),
+        "{printed}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    run(&server, &ws, "spend");
+    assert_eq!(
+        stored(&client, &stream_id).await,
+        days(&[3, 4, 5, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20]),
+        "pulled again from the rewound cursor, nothing revised"
+    );
+
+    let filter = kpistream::client::AuditFilter {
+        target: Some("spend".into()),
+        ..Default::default()
+    };
+    let audit: Vec<(String, String, String)> = client
+        .audit(&filter)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.actor, e.action, e.detail))
+        .collect();
+    let admin =
+        |action: &str, detail: &str| ("admin".to_owned(), action.to_owned(), detail.to_owned());
+    assert_eq!(
+        audit,
+        [
+            admin(
+                "connector.backfilled",
+                "2026-03-03..2026-03-05: 3 points published"
+            ),
+            admin(
+                "connector.cursor_set",
+                "from \"2026-03-20\" to \"2026-03-10\""
+            ),
+        ]
     );
 }

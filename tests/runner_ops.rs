@@ -499,6 +499,87 @@ impl SlowApi {
     }
 }
 
+/// Every other second: slots at even seconds.
+const EVERY_2S: &str = "*/2 * * * * *";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn missed_slots_are_skipped_run_once_or_all_run_after_an_outage_as_catch_up_says() {
+    let server = TestServer::start();
+    let client = server.client().await;
+    let ws = Workspace::new();
+    let policies = ["skip", "latest", "all"];
+    for policy in policies {
+        let name = format!("beat-{policy}");
+        let (_, credential) = server.daily_stream(&name).await;
+        let file = ws.credential(&name, &credential);
+        let text = echo_connector(&name, &file, EVERY_2S, "2024-05-01", "1").replace(
+            "[mapping]",
+            &format!("catch_up = \"{policy}\"\n\n[mapping]"),
+        );
+        ws.write(&format!("{name}.toml"), &text);
+    }
+    let newest_slot = async |name: &str| runs(&client, name).await.first().map(slot_second);
+
+    let mut a = TestRunner::start(&server, RunnerSetup::new(&ws.connectors, "runner-a"));
+    for policy in policies {
+        let name = format!("beat-{policy}");
+        wait_for_runs(&client, &name, 1, Duration::from_secs(20)).await;
+    }
+    assert!(a.terminate().success(), "{}", a.logs());
+    // No runner for seven seconds: three or four slots of each connector are missed.
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    let outage_end = jiff::Timestamp::now().as_second();
+    let mut last_before = BTreeMap::new();
+    for policy in policies {
+        let name = format!("beat-{policy}");
+        last_before.insert(policy, newest_slot(&name).await.expect("runner A ran it"));
+    }
+    let mut b = TestRunner::start(&server, RunnerSetup::new(&ws.connectors, "runner-b"));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(b.terminate().success(), "{}", b.logs());
+
+    for policy in policies {
+        let name = format!("beat-{policy}");
+        let start = last_before[policy];
+        let missed: Vec<i64> = (1..)
+            .map(|n| start + 2 * n)
+            .take_while(|slot| *slot <= outage_end)
+            .collect();
+        assert!(missed.len() >= 3, "{policy}: {missed:?}");
+        let ran: BTreeSet<i64> = runs(&client, &name)
+            .await
+            .iter()
+            .map(slot_second)
+            .filter(|slot| *slot > start)
+            .collect();
+        let ran_missed: Vec<i64> = missed.iter().copied().filter(|s| ran.contains(s)).collect();
+        match policy {
+            "skip" => assert!(ran_missed.is_empty(), "skip runs none: {ran:?}"),
+            // The newest missed slot may fall after the outage's end (the runner read
+            // its schedule a moment later), never before the last two seconds of it.
+            "latest" => {
+                assert!(
+                    ran_missed.iter().all(|s| *s > outage_end - 2),
+                    "latest runs only the newest missed slot: {ran:?} of {missed:?}"
+                );
+                assert!(
+                    ran.iter()
+                        .any(|s| *s > outage_end - 2 && *s <= outage_end + 2),
+                    "{ran:?}"
+                );
+                assert!(ran_missed.len() <= 1, "{ran:?}");
+            }
+            _ => assert_eq!(ran_missed, missed, "all runs every missed slot"),
+        }
+    }
+    assert!(
+        b.logs()
+            .contains("running the slots missed while no runner was up"),
+        "{}",
+        b.logs()
+    );
+}
+
 fn slow_day(seq: u64) -> String {
     day(i64::try_from(seq).unwrap())
 }

@@ -64,6 +64,7 @@ fn report(
         max_consecutive_failures: 3,
         interrupted: false,
         manual: false,
+        backfill: String::new(),
     }
 }
 

@@ -10,15 +10,17 @@ use anyhow::Context;
 
 use super::output::{Cell, OutputArgs, Rows, time};
 use super::{ServerArgs, status};
+use crate::cli::exit::UsageError;
 use crate::connector::{ConnectorDef, check_dir};
 use crate::proto;
 use crate::runner::Source;
-use crate::runner::aggregate::Aggregator;
 use crate::runner::local::LocalInputs;
-use crate::runner::mapping::Mapper;
+use crate::runner::pipeline::{Fate, Pipeline};
 use crate::runner::process::default_runner_id;
 use crate::runner::rest::RestContext;
-use crate::runner::run::{Job, Outcome, RunEnv, Trigger, connector_state, run_slot, start_cursor};
+use crate::runner::run::{
+    Backfill, Job, Outcome, RunEnv, Trigger, connector_state, run_backfill, run_slot, start_cursor,
+};
 use crate::runner::target::{Target, open_source_with, stream_label};
 use crate::text::printable;
 
@@ -96,6 +98,69 @@ pub enum ConnectorCommand {
         #[command(flatten)]
         server: ServerArgs,
     },
+    /// Pull a past range of periods again and publish it, beside the schedule: the
+    /// cursor does not move (a connector with a cursor pulls from the first period's
+    /// start). Runs even when the connector is disabled; logged and audited.
+    #[command(
+        after_help = "Examples:\n  kpistream connector backfill billing-mrr --from 2026-01 --to 2026-03\n  kpistream connector backfill shop-signups --from 2026-03-01 --to 2026-03-07"
+    )]
+    Backfill {
+        /// The connector's name.
+        name: String,
+        /// The first period, in the stream's notation (2026-03-01, 2026-W09, 2026-03, 2026-Q1).
+        #[arg(long, value_name = "PERIOD")]
+        from: String,
+        /// The last period (included).
+        #[arg(long, value_name = "PERIOD")]
+        to: String,
+        #[command(flatten)]
+        dir: DirArg,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Record what a connector's source answers now (pulled as its next run would, from
+    /// its cursor; nothing published or moved) to NAME.fixture.json beside it, and the
+    /// points those records map to to NAME.expected.csv, for `connector test`.
+    #[command(after_help = "Example:\n  kpistream connector record billing-mrr")]
+    Record {
+        /// The connector's name.
+        name: String,
+        /// Records kept at most (the pull stops after the page that reaches it).
+        #[arg(long, default_value_t = 10_000)]
+        limit: usize,
+        #[command(flatten)]
+        dir: DirArg,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Check every connector of a directory that has a recorded fixture: its filter,
+    /// mapping and aggregation applied to the recorded records must give the points of
+    /// NAME.expected.csv. Offline: no server, source or credential is needed.
+    #[command(
+        after_help = "Examples:\n  kpistream connector test\n  kpistream connector test /etc/kpistream/connectors"
+    )]
+    Test {
+        /// The directory of connector files and their fixtures.
+        #[arg(default_value = "connectors")]
+        dir: PathBuf,
+    },
+    /// Set a connector's cursor (back, after an incident): its next run pulls from there.
+    /// Audited with the old and new values; refused while a run holds the lease.
+    #[command(
+        after_help = "Examples:\n  kpistream connector rewind billing-mrr --to 2026-03-01T00:00:00Z\n  kpistream connector rewind billing-mrr --clear"
+    )]
+    Rewind {
+        /// The connector's name.
+        name: String,
+        /// The cursor value, as the connector's cursor field holds it.
+        #[arg(long, value_name = "CURSOR", required_unless_present = "clear")]
+        to: Option<String>,
+        /// Remove the cursor: the next run starts from the definition's `cursor.initial`.
+        #[arg(long, conflicts_with = "to")]
+        clear: bool,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
     /// Disable a connector on the server: runners skip it until it is enabled or run
     /// successfully by hand.
     #[command(after_help = "Example:\n  kpistream connector disable billing-mrr")]
@@ -141,6 +206,26 @@ impl ConnectorCommand {
                 output,
                 server,
             } => log(&name, limit, &output, &server).await,
+            Self::Record {
+                name,
+                limit,
+                dir,
+                server,
+            } => super::connector_fixture::record(&name, limit, &dir.dir, &server).await,
+            Self::Test { dir } => super::connector_fixture::test(&dir),
+            Self::Backfill {
+                name,
+                from,
+                to,
+                dir,
+                server,
+            } => backfill(&name, (&from, &to), &dir.dir, &server).await,
+            Self::Rewind {
+                name,
+                to,
+                clear: _,
+                server,
+            } => rewind(&name, to, &server).await,
             Self::Enable { name, server } => set_enabled(&name, true, &server).await,
             Self::Disable { name, server } => set_enabled(&name, false, &server).await,
         }
@@ -178,7 +263,7 @@ fn check(dir: PathBuf) -> anyhow::Result<()> {
 }
 
 /// Every valid definition of `dir`; problems are printed and fail the command.
-fn definitions(dir: &Path) -> anyhow::Result<Vec<Job>> {
+pub(super) fn definitions(dir: &Path) -> anyhow::Result<Vec<Job>> {
     let report = check_dir(dir);
     if !report.errors.is_empty() {
         for error in &report.errors {
@@ -201,7 +286,7 @@ fn definitions(dir: &Path) -> anyhow::Result<Vec<Job>> {
         .collect())
 }
 
-fn definition(dir: &Path, name: &str) -> anyhow::Result<Job> {
+pub(super) fn definition(dir: &Path, name: &str) -> anyhow::Result<Job> {
     let jobs = definitions(dir)?;
     let names: Vec<String> = jobs.iter().map(|j| j.def.name.clone()).collect();
     jobs.into_iter()
@@ -274,10 +359,9 @@ fn status_of(def: &ConnectorDef, state: &proto::ConnectorState) -> String {
     }
 }
 
-async fn run_now(name: &str, dir: &Path, server: &ServerArgs) -> anyhow::Result<()> {
-    let job = definition(dir, name)?;
-    let client = server.connect().await?;
-    let (_stop_tx, stop) = tokio::sync::watch::channel(false);
+/// What a run asked for on the command line runs with; the sender stops it.
+fn cli_env(client: crate::client::Client) -> (tokio::sync::watch::Sender<bool>, RunEnv) {
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
     let env = RunEnv {
         client,
         runner_id: format!("cli-{}", default_runner_id()),
@@ -286,14 +370,87 @@ async fn run_now(name: &str, dir: &Path, server: &ServerArgs) -> anyhow::Result<
         alerter: crate::runner::alert::Alerter::new(),
         stop,
     };
-    // A manual run is its own slot, to the microsecond the server keeps: a second
-    // `connector run` within the same second is a new run, not a completed slot.
+    (stop_tx, env)
+}
+
+/// A run asked for by hand is its own slot, to the microsecond the server keeps: a
+/// second `connector run` within the same second is a new run, not a completed slot.
+fn now_slot() -> jiff::Timestamp {
     let now = jiff::Timestamp::now();
-    let slot = jiff::Timestamp::from_microsecond(now.as_microsecond()).unwrap_or(now);
-    match run_slot(&env, &job, slot, Trigger::Manual)
+    jiff::Timestamp::from_microsecond(now.as_microsecond()).unwrap_or(now)
+}
+
+async fn run_now(name: &str, dir: &Path, server: &ServerArgs) -> anyhow::Result<()> {
+    let job = definition(dir, name)?;
+    let (_stop, env) = cli_env(server.connect().await?);
+    let outcome = run_slot(&env, &job, now_slot(), Trigger::Manual)
+        .await
+        .map_err(status)?;
+    print_outcome(name, outcome)
+}
+
+async fn backfill(
+    name: &str,
+    (from, to): (&str, &str),
+    dir: &Path,
+    server: &ServerArgs,
+) -> anyhow::Result<()> {
+    let job = definition(dir, name)?;
+    let client = server.connect().await?;
+    let credential = crate::runner::local::load_credential(&job.def)
+        .map_err(|e| anyhow::anyhow!("{name} did not run: {e}"))?;
+    let stream = client
+        .stream(&credential.stream_id().to_string())
         .await
         .map_err(status)?
-    {
+        .stream
+        .context("the server answered without the stream")?;
+    let frequency = crate::wire::frequency(stream.frequency)
+        .ok()
+        .flatten()
+        .context("the server answered with an unknown frequency")?;
+    let period = |flag: &str, text: &str| {
+        crate::period::Period::parse(frequency, text).map_err(|e| {
+            UsageError(format!(
+                "--{flag} {text:?} is not a period of {name}'s {frequency} stream: {e} (for example {})",
+                frequency.example()
+            ))
+        })
+    };
+    let range = Backfill {
+        from: period("from", from)?,
+        to: period("to", to)?,
+    };
+    if range.to.start() < range.from.start() {
+        return Err(UsageError(format!("--to {to} is before --from {from}")).into());
+    }
+    let (_stop, env) = cli_env(client);
+    let outcome = run_backfill(&env, &job, now_slot(), &range)
+        .await
+        .map_err(status)?;
+    outln!("backfill of {name} over {}:", range.range());
+    print_outcome(name, outcome)
+}
+
+async fn rewind(name: &str, to: Option<String>, server: &ServerArgs) -> anyhow::Result<()> {
+    let answer = server
+        .connect()
+        .await?
+        .set_cursor(name, to.as_deref())
+        .await
+        .map_err(status)?;
+    let shown = |c: Option<&str>| c.map_or("none".to_owned(), |c| format!("{:?}", printable(c)));
+    outln!(
+        "cursor of {name} set from {} to {}: its next run pulls from there",
+        shown(answer.previous_cursor.as_deref()),
+        shown(to.as_deref())
+    );
+    Ok(())
+}
+
+/// How a run asked for by hand ended; an error when it failed or did not run.
+fn print_outcome(name: &str, outcome: Outcome) -> anyhow::Result<()> {
+    match outcome {
         Outcome::Ran(summary) => {
             outln!(
                 "{name}: {} pulled, {} published, {} rejected, {} filtered out",
@@ -330,7 +487,7 @@ async fn run_now(name: &str, dir: &Path, server: &ServerArgs) -> anyhow::Result<
         Outcome::Misconfigured(error) => anyhow::bail!(
             "{name} did not run: {error} (a mistake on this machine: nothing was reported to the server)"
         ),
-        Outcome::Disabled => unreachable!("manual runs ignore the disabled flag"),
+        Outcome::Disabled => unreachable!("runs asked for by hand ignore the disabled flag"),
     }
 }
 
@@ -339,30 +496,62 @@ fn count(n: u64, noun: &str) -> String {
     format!("{n} {noun}{}", if n == 1 { "" } else { "s" })
 }
 
+/// A connector's source opened as its next run would open it: from the stored cursor
+/// (moved back by `lookback` and to whole periods), with this machine's credential and
+/// secrets. Nothing is leased, published or reported.
+pub(super) struct Pull {
+    pub(super) job: Job,
+    pub(super) target: Target,
+    pub(super) cursor: Option<String>,
+    pub(super) window: Option<String>,
+    pub(super) source: Box<dyn Source>,
+}
+
+impl Pull {
+    pub(super) async fn open(name: &str, dir: &Path, server: &ServerArgs) -> anyhow::Result<Self> {
+        let job = definition(dir, name)?;
+        let client = server.connect().await?;
+        let state = connector_state(&client, name).await.map_err(status)?;
+        let cursor = start_cursor(&job.def, &state);
+        let rest = RestContext::new();
+        let inputs = LocalInputs::read(&rest, &job).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+        let target = Target::resolve(&client, inputs.credential)
+            .await
+            .map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+        let window = target
+            .calendar
+            .window_start(&job.def, cursor.clone())
+            .map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+        let ctx = target
+            .calendar
+            .template_context(jiff::Timestamp::now(), window.clone())
+            .map_err(|e| anyhow::anyhow!(e))?;
+        let source = open_source_with(&rest, &job, inputs.source, &ctx)
+            .await
+            .map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+        Ok(Self {
+            job,
+            target,
+            cursor,
+            window,
+            source,
+        })
+    }
+
+    /// The next page of records, `None` after the last.
+    pub(super) async fn next_page(&mut self) -> anyhow::Result<Option<Vec<crate::runner::Record>>> {
+        let name = &self.job.def.name;
+        self.source
+            .next_page()
+            .await
+            .map_err(|e| anyhow::anyhow!("{name}: {e}"))
+    }
+}
+
 async fn preview(name: &str, limit: usize, dir: &Path, server: &ServerArgs) -> anyhow::Result<()> {
-    let job = definition(dir, name)?;
+    let mut pull = Pull::open(name, dir, server).await?;
+    let job = pull.job.clone();
     let def = &job.def;
-    let client = server.connect().await?;
-    let state = connector_state(&client, name).await.map_err(status)?;
-    let cursor = start_cursor(def, &state);
-    let rest = RestContext::new();
-    let inputs = LocalInputs::read(&rest, &job).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
-    let target = Target::resolve(&client, inputs.credential)
-        .await
-        .map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
-    let window = target
-        .window_start(def, cursor.clone())
-        .map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
-    let ctx = target
-        .template_context(jiff::Timestamp::now(), window.clone())
-        .map_err(|e| anyhow::anyhow!(e))?;
-    let mapper = Mapper::new(def).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
-    let mut aggregator = def
-        .aggregate
-        .as_ref()
-        .map(Aggregator::new)
-        .transpose()
-        .map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
     let filter = match &def.filter {
         None => "none".to_owned(),
         Some(f) => format!(
@@ -378,77 +567,63 @@ async fn preview(name: &str, limit: usize, dir: &Path, server: &ServerArgs) -> a
     outln!(
         "preview of {name} ({} source, stream {}, cursor {}, filter: {filter}); nothing is published",
         def.source_kind(),
-        target.stream_id,
-        cursor
+        pull.target.stream_id,
+        pull.cursor
             .as_deref()
             .map_or("none".to_owned(), |c| format!("{c:?}")),
     );
-    if window != cursor {
+    if pull.window != pull.cursor {
         outln!(
             "pulling from {:?} (lookback and whole periods)",
-            window.as_deref().unwrap_or_default()
+            pull.window.as_deref().unwrap_or_default()
         );
     }
-    let mut source: Box<dyn Source> = open_source_with(&rest, &job, inputs.source, &ctx)
-        .await
-        .map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+    let calendar = pull.target.calendar.clone();
+    let mut pipeline =
+        Pipeline::new(def, &calendar, None).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
     let (mut shown, mut published, mut filtered, mut unmapped) = (0usize, 0, 0, 0);
-    'pages: while let Some(records) = source
-        .next_page()
-        .await
-        .map_err(|e| anyhow::anyhow!("{name}: {e}"))?
-    {
+    'pages: while let Some(records) = pull.next_page().await? {
         for record in records {
             if shown == limit {
                 break 'pages;
             }
             shown += 1;
             outln!("record {shown}: {record}");
-            if !mapper.keep(&record) {
-                filtered += 1;
-                outln!("  -> filtered out");
-                continue;
-            }
-            match mapper
-                .map(&record)
-                .and_then(|p| target.period_of(&p).map(|period| (period, p)))
-            {
-                Ok((period, point)) if aggregator.is_some() => {
-                    let aggregator = aggregator.as_mut().expect("checked");
-                    match aggregator.add(&period, &point, &record) {
-                        Ok(()) => {
-                            published += 1;
-                            outln!("  -> into {}", printable(&period));
-                        }
-                        Err(reason) => {
-                            unmapped += 1;
-                            outln!("  -> not aggregated: {}", printable(&reason));
-                        }
-                    }
+            // Text from the source reaches the terminal escaped.
+            match pipeline.record(&record) {
+                Fate::Filtered | Fate::OutOfRange(_) => {
+                    filtered += 1;
+                    outln!("  -> filtered out");
                 }
-                Ok((period, point)) => {
+                Fate::Point(period, point) => {
                     published += 1;
                     let id = if point.external_id.is_empty() {
                         String::new()
                     } else {
                         format!(" (external id {})", printable(&point.external_id))
                     };
-                    // Text from the source reaches the terminal escaped.
                     outln!(
                         "  -> {} = {}{id}",
-                        printable(&period.to_string()),
+                        printable(&period),
                         printable(&point.value)
                     );
                 }
-                Err(reason) => {
+                Fate::Aggregated(period) => {
+                    published += 1;
+                    outln!("  -> into {}", printable(&period));
+                }
+                Fate::Rejected(reason) => {
                     unmapped += 1;
-                    outln!("  -> not mapped: {}", printable(&reason.to_string()));
+                    let reason = reason.replace("record not mapped", "not mapped");
+                    let reason = reason.replace("record not aggregated", "not aggregated");
+                    outln!("  -> {}", printable(&reason));
                 }
             }
         }
     }
     let plural = if shown == 1 { "" } else { "s" };
-    let Some(aggregator) = aggregator else {
+    let periods = pipeline.aggregated_periods();
+    let Some(aggregates) = pipeline.aggregates() else {
         outln!(
             "{shown} record{plural} shown: {published} would be published, {filtered} filtered out, {unmapped} not mapped"
         );
@@ -456,10 +631,9 @@ async fn preview(name: &str, limit: usize, dir: &Path, server: &ServerArgs) -> a
     };
     let function = def.aggregate.as_ref().map_or("", |a| a.function.name());
     outln!(
-        "{shown} record{plural} shown: {published} aggregated ({function}) into {} period(s), {filtered} filtered out, {unmapped} not mapped; the values of the records shown:",
-        aggregator.periods()
+        "{shown} record{plural} shown: {published} aggregated ({function}) into {periods} period(s), {filtered} filtered out, {unmapped} not mapped; the values of the records shown:"
     );
-    for (period, point) in aggregator.finish() {
+    for (period, point) in aggregates {
         outln!("  {} = {}", printable(&period), printable(&point.value));
     }
     Ok(())

@@ -6,6 +6,7 @@ mod backup;
 mod bench;
 mod category;
 mod connector;
+mod connector_fixture;
 mod copy;
 pub mod exit;
 mod grant;

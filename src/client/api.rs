@@ -649,6 +649,21 @@ impl Client {
         Ok(entries)
     }
 
+    /// Sets a connector's cursor (`None`: removes it, so the next run starts from the
+    /// definition's `cursor.initial`); audited. Refused (`FAILED_PRECONDITION`) while a
+    /// run holds the connector's lease. Needs a runner or admin token.
+    pub async fn set_cursor(
+        &self,
+        connector: &str,
+        cursor: Option<&str>,
+    ) -> Result<proto::SetCursorResponse, Status> {
+        let request = proto::SetCursorRequest {
+            connector: connector.to_owned(),
+            cursor: cursor.map(str::to_owned),
+        };
+        Ok(self.runner().set_cursor(request).await?.into_inner())
+    }
+
     /// A connector's run log, newest first: the newest `limit` runs (0: all of them),
     /// following the server's pages. Needs a runner or admin token.
     pub async fn runs(&self, connector: &str, limit: u32) -> Result<Vec<proto::Run>, Status> {

@@ -54,6 +54,12 @@ pub struct ConnectorDef {
     /// Also run once when the runner starts (default `false`).
     #[serde(default)]
     pub run_on_start: bool,
+    /// Scheduled slots missed while no runner was up, found when a runner starts:
+    /// `"skip"` (default: the next slot runs as usual, and a cursor makes it pull what
+    /// the missed ones would have), `"latest"` (run the newest missed slot at once) or
+    /// `"all"` (run every missed slot, oldest first, at most 1,000).
+    #[serde(default)]
+    pub catch_up: CatchUp,
     /// Failed runs in a row after which the connector is disabled and its alert targets
     /// are told (default 10).
     #[serde(default = "default_max_failures")]
@@ -179,6 +185,19 @@ pub struct WebhookAlert {
     pub url: Option<String>,
     /// Environment variable holding the URL.
     pub url_env: Option<String>,
+}
+
+/// What a runner does at start with the slots missed while no runner was up.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CatchUp {
+    /// Nothing: the next scheduled slot runs as usual.
+    #[default]
+    Skip,
+    /// The newest missed slot runs at once.
+    Latest,
+    /// Every missed slot runs, oldest first, one after the other.
+    All,
 }
 
 /// What a record for a period that already has a value does.

@@ -85,7 +85,8 @@ fn code_of(err: &ApiError) -> Code {
             | RunnerError::NoFailureLimit
             | RunnerError::InterruptedWithError
             | RunnerError::BadTimestamp { .. }
-            | RunnerError::CursorTooLong { .. } => Code::InvalidArgument,
+            | RunnerError::CursorTooLong { .. }
+            | RunnerError::BadBackfill(_) => Code::InvalidArgument,
         },
         ApiError::Ingest(e) => ingest_code(e),
         ApiError::Stream(StreamError::Invalid(_) | StreamError::TooLong(_))

@@ -11,7 +11,7 @@ use crate::proto;
 use crate::proto::runner_server::Runner;
 use crate::runner_state::{
     ConnectorName, ConnectorState, LeaseOutcome, LeaseTtl, RunRecord, RunReport, RunnerError,
-    RunnerId, bounded_error, checked_cursor,
+    RunnerId, bounded_error, checked_backfill, checked_cursor,
 };
 use crate::wire;
 
@@ -102,6 +102,10 @@ impl TryFrom<proto::RunReport> for RunReport {
             max_consecutive_failures: r.max_consecutive_failures,
             interrupted: r.interrupted,
             manual: r.manual,
+            backfill: Some(r.backfill)
+                .filter(|b| !b.is_empty())
+                .map(|b| checked_backfill(&b))
+                .transpose()?,
         })
     }
 }
@@ -202,6 +206,15 @@ impl Runner for RunnerService {
                 if outcome.just_disabled {
                     tracing::warn!(connector = %connector, "connector disabled after repeated failures");
                 }
+                if let Some(range) = &report.backfill {
+                    let detail = match &report.error {
+                        None => format!("{range}: {} points published", report.points_published),
+                        Some(_) => format!("{range}: failed"),
+                    };
+                    self.state
+                        .audit(&who, "connector.backfilled", "connector", connector.as_str(), detail)
+                        .await;
+                }
                 if outcome.recovered {
                     // The same action as `SetEnabled`: whoever ran it by hand turned it on.
                     self.state
@@ -249,6 +262,51 @@ impl Runner for RunnerService {
                     .audit(&who, action, "connector", connector.as_str(), "")
                     .await;
                 Ok(state_to_proto(&connector, state))
+            })
+            .await
+    }
+
+    async fn set_cursor(
+        &self,
+        request: Request<proto::SetCursorRequest>,
+    ) -> Reply<proto::SetCursorResponse> {
+        self.state
+            .reply(async {
+                let who = self
+                    .state
+                    .runner(&request, "set a connector's cursor")
+                    .await?;
+                let r = request.into_inner();
+                let connector = ConnectorName::parse(&r.connector)?;
+                let cursor = r.cursor.map(checked_cursor).transpose()?;
+                let (previous, state) = self
+                    .state
+                    .store
+                    .set_connector_cursor(
+                        &who.org_id,
+                        &connector,
+                        cursor.as_deref(),
+                        Timestamp::now(),
+                    )
+                    .await?;
+                let shown = |c: &Option<String>| {
+                    c.as_deref()
+                        .map_or("none".to_owned(), |c| crate::text::excerpt(c).to_string())
+                };
+                let detail = format!("from {} to {}", shown(&previous), shown(&cursor));
+                self.state
+                    .audit(
+                        &who,
+                        "connector.cursor_set",
+                        "connector",
+                        connector.as_str(),
+                        detail,
+                    )
+                    .await;
+                Ok(proto::SetCursorResponse {
+                    state: Some(state_to_proto(&connector, state)),
+                    previous_cursor: previous,
+                })
             })
             .await
     }

@@ -3,7 +3,7 @@
 //! times, takes up slots a dead runner left unfinished, serves its own `/metrics`, and
 //! on SIGTERM lets running connectors finish the page in hand, report, and exits.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -19,7 +19,7 @@ use super::alert::Alerter;
 use super::rest::RestContext;
 use super::run::{Job, Outcome, RunEnv, Trigger, connector_state, run_slot};
 use crate::client::Client;
-use crate::connector::check_dir;
+use crate::connector::{CatchUp, check_dir};
 
 /// How a runner process is set up.
 #[derive(Debug, Clone)]
@@ -75,6 +75,9 @@ struct Scheduled {
     digest: [u8; 32],
     next: Option<Timestamp>,
 }
+
+/// Most missed slots `catch_up = "all"` runs; older ones are dropped, saying so.
+pub const MAX_CATCH_UP_SLOTS: usize = 1_000;
 
 /// A slot to take up again: tried once a second at most, until `until`.
 struct Resume {
@@ -136,6 +139,7 @@ pub async fn run(
         listing: Vec::new(),
         last_errors: Vec::new(),
         resumes: HashMap::new(),
+        catch_up: HashMap::new(),
         running: HashMap::new(),
         tasks: JoinSet::new(),
     };
@@ -174,6 +178,8 @@ struct Scheduler {
     listing: Vec<(PathBuf, [u8; 32])>,
     last_errors: Vec<String>,
     resumes: HashMap<String, Resume>,
+    /// Missed slots still to run (`catch_up = "all"`), oldest first.
+    catch_up: HashMap<String, VecDeque<Timestamp>>,
     /// Connector name → the slot it is running.
     running: HashMap<String, Timestamp>,
     tasks: JoinSet<(String, Timestamp, Result<Outcome, tonic::Status>)>,
@@ -259,6 +265,7 @@ impl Scheduler {
             } else {
                 tracing::info!(connector = %name, "connector removed");
                 self.resumes.remove(&name);
+                self.catch_up.remove(&name);
             }
         }
         self.loaded = next_loaded;
@@ -284,11 +291,64 @@ impl Scheduler {
                 tracing::warn!(connector = %name, "the connector's state cannot be read: {}", status.message());
             }
         }
+        if job.def.enabled && job.def.catch_up != CatchUp::Skip {
+            self.catch_up(job).await;
+        }
         if job.def.enabled && job.def.run_on_start {
             let now = Timestamp::now();
             let slot = Timestamp::from_second(now.as_second()).unwrap_or(now);
             self.spawn(job.clone(), slot, Trigger::Schedule);
         }
+    }
+
+    /// Queues the slots the schedule had between the connector's newest run and now
+    /// (none for a connector that never ran): the newest for `catch_up = "latest"`,
+    /// every one for `"all"`. Each is leased like any slot, so with several runners
+    /// starting at once each missed slot still runs once.
+    async fn catch_up(&mut self, job: &Job) {
+        let def = &job.def;
+        let name = &def.name;
+        let last = match self.env.client.runs(name, 1).await {
+            Ok(runs) => runs
+                .first()
+                .and_then(|r| r.slot)
+                .and_then(|t| crate::signature::timestamp(&t)),
+            Err(status) => {
+                tracing::warn!(connector = %name, "the run log cannot be read, so missed slots are not caught up: {}", status.message());
+                return;
+            }
+        };
+        let Some(mut after) = last else { return };
+        let now = Timestamp::now();
+        let mut missed = VecDeque::new();
+        let mut dropped = 0usize;
+        while let Some(slot) = def.schedule.next_after(after, def.timezone.tz()) {
+            if slot > now {
+                break;
+            }
+            if missed.len() == MAX_CATCH_UP_SLOTS {
+                missed.pop_front();
+                dropped += 1;
+            }
+            missed.push_back(slot);
+            after = slot;
+        }
+        if def.catch_up == CatchUp::Latest && missed.len() > 1 {
+            dropped += missed.len() - 1;
+            missed.drain(..missed.len() - 1);
+        }
+        if missed.is_empty() {
+            return;
+        }
+        tracing::info!(
+            connector = %name,
+            catch_up = ?def.catch_up,
+            slots = missed.len(),
+            first = %missed[0],
+            skipped = dropped,
+            "running the slots missed while no runner was up"
+        );
+        self.catch_up.insert(name.clone(), missed);
     }
 
     /// Takes `slot` of connector `name` up again from `first_try` on, for twice the
@@ -329,6 +389,11 @@ impl Scheduler {
             }
             let def = &s.job.def;
             s.next = def.schedule.next_after(now, def.timezone.tz());
+            // While missed slots are being caught up, a new one waits its turn.
+            if let Some(queue) = self.catch_up.get_mut(name) {
+                queue.push_back(next);
+                continue;
+            }
             if let Some(slot) = self.running.get(name) {
                 tracing::warn!(connector = %name, skipped = %next, running = %slot, "the previous run is still going: this slot is skipped");
                 metrics::counter!("kpistream_runner_slots_skipped_total", "connector" => name.clone()).increment(1);
@@ -336,6 +401,15 @@ impl Scheduler {
             }
             due.push((s.job.clone(), next));
         }
+        for (name, queue) in &mut self.catch_up {
+            if self.running.contains_key(name) {
+                continue;
+            }
+            if let (Some(s), Some(slot)) = (self.loaded.get(name), queue.pop_front()) {
+                due.push((s.job.clone(), slot));
+            }
+        }
+        self.catch_up.retain(|_, queue| !queue.is_empty());
         for (job, slot) in due {
             self.spawn(job, slot, Trigger::Schedule);
         }
@@ -407,6 +481,13 @@ impl Scheduler {
         let mut wait = until_reload;
         if !self.resumes.is_empty() {
             wait = wait.min(Duration::from_secs(1));
+        }
+        if self
+            .catch_up
+            .keys()
+            .any(|name| !self.running.contains_key(name))
+        {
+            wait = Duration::ZERO;
         }
         for s in self.loaded.values() {
             if let Some(next) = s.next {

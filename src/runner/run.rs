@@ -7,22 +7,24 @@
 //! publishing a page in `publish.rs`.
 
 use std::cmp::Ordering;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::Timestamp;
 use tokio::sync::watch;
 
-use super::aggregate::Aggregator;
+use super::Record;
 use super::alert::{AlertEvent, AlertKind, Alerter};
 use super::local::{ConfigError, LocalInputs};
-use super::mapping::{MappedPoint, Mapper, cursor_cmp};
+use super::mapping::{MappedPoint, cursor_cmp};
+use super::pipeline::{Fate, LatestPerPeriod, Pipeline};
 use super::publish::Publishing;
 use super::rest::RestContext;
 use super::target::{Target, open_source, stream_label};
 use crate::client::Client;
 use crate::connector::{Connection, ConnectorDef, OnExisting};
+use crate::period::Period;
 use crate::proto;
 use crate::runner_state::{bounded_error, checked_cursor};
 use crate::wire::timestamp;
@@ -64,13 +66,38 @@ pub enum Trigger {
     /// A slot a runner left unfinished, taken up again (skipped while the connector is
     /// disabled on the server, like `Schedule`).
     Resume,
+    /// `connector backfill NAME --from … --to …`: a past range pulled again by hand,
+    /// beside the schedule; it moves no cursor.
+    Backfill,
 }
 
 impl Trigger {
     /// Whether the run goes on while the connector is disabled on the server: only a
     /// run someone asked for by hand does.
     fn runs_when_disabled(self) -> bool {
-        self == Self::Manual
+        matches!(self, Self::Manual | Self::Backfill)
+    }
+}
+
+/// The periods a backfill publishes, both included.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Backfill {
+    /// The first period.
+    pub from: Period,
+    /// The last period.
+    pub to: Period,
+}
+
+impl Backfill {
+    /// Whether `period` (text of the stream's frequency) is in the range.
+    pub fn covers(&self, period: &str) -> bool {
+        Period::parse(self.from.frequency(), period)
+            .is_ok_and(|p| self.from.start() <= p.start() && p.start() <= self.to.start())
+    }
+
+    /// `FROM..TO`, as the run report and the audit log show it.
+    pub fn range(&self) -> String {
+        format!("{}..{}", self.from, self.to)
     }
 }
 
@@ -127,6 +154,27 @@ pub async fn run_slot(
     slot: Timestamp,
     trigger: Trigger,
 ) -> Result<Outcome, tonic::Status> {
+    run_job(env, job, slot, trigger, None).await
+}
+
+/// Pulls `range` again for `job` in a run of its own (`slot`: when it was asked for),
+/// publishing only the range's periods and moving no cursor.
+pub async fn run_backfill(
+    env: &RunEnv,
+    job: &Job,
+    slot: Timestamp,
+    range: &Backfill,
+) -> Result<Outcome, tonic::Status> {
+    run_job(env, job, slot, Trigger::Backfill, Some(range)).await
+}
+
+async fn run_job(
+    env: &RunEnv,
+    job: &Job,
+    slot: Timestamp,
+    trigger: Trigger,
+    backfill: Option<&Backfill>,
+) -> Result<Outcome, tonic::Status> {
     let name = job.def.name.clone();
     let ttl = u32::try_from(env.lease_ttl.as_secs().max(1)).unwrap_or(u32::MAX);
     let (inputs, state) = match claim(env, job, slot, trigger, ttl).await? {
@@ -144,7 +192,7 @@ pub async fn run_slot(
     tracing::info!(connector = %name, %slot, ?trigger, "run started");
     let cursor = start_cursor(&job.def, &state);
     let mut summary = RunSummary::default();
-    if let Err(e) = execute(env, job, *inputs, slot, cursor, &mut summary).await {
+    if let Err(e) = execute(env, job, *inputs, slot, cursor, backfill, &mut summary).await {
         // Cut here, once: the report must fit in a gRPC message, and the log line, the
         // alerts and `connector run` then show what the server keeps.
         summary.error = Some(bounded_error(&e));
@@ -157,6 +205,7 @@ pub async fn run_slot(
         runner_id: &env.runner_id,
         slot,
         trigger,
+        backfill,
         started_at,
         ended_at,
     };
@@ -246,6 +295,7 @@ struct FinishedRun<'a> {
     runner_id: &'a str,
     slot: Timestamp,
     trigger: Trigger,
+    backfill: Option<&'a Backfill>,
     started_at: Timestamp,
     ended_at: Timestamp,
 }
@@ -266,6 +316,7 @@ impl FinishedRun<'_> {
             max_consecutive_failures: self.job.def.max_consecutive_failures.max(1),
             interrupted: summary.interrupted && summary.error.is_none(),
             manual: self.trigger == Trigger::Manual,
+            backfill: self.backfill.map(Backfill::range).unwrap_or_default(),
         }
     }
 }
@@ -329,17 +380,21 @@ async fn execute(
     inputs: LocalInputs<'_>,
     slot: Timestamp,
     cursor: Option<String>,
+    backfill: Option<&Backfill>,
     summary: &mut RunSummary,
 ) -> Result<(), String> {
     let def = &job.def;
     let target = Target::resolve(&env.client, inputs.credential).await?;
-    let window = target.window_start(def, cursor.clone())?;
+    let calendar = &target.calendar;
+    let window = match backfill {
+        Some(range) => calendar.backfill_start(def, cursor.clone(), &range.from)?,
+        None => calendar.window_start(def, cursor.clone())?,
+    };
     if window != cursor {
         tracing::info!(connector = %def.name, cursor = ?cursor, window_start = ?window, "pulling again from before the cursor");
     }
-    let ctx = target.template_context(slot, window)?;
-    let mapper = Mapper::new(def)?;
-    let mut aggregator = def.aggregate.as_ref().map(Aggregator::new).transpose()?;
+    let ctx = calendar.template_context(slot, window)?;
+    let mut pipeline = Pipeline::new(def, calendar, backfill)?;
     let mut source = open_source(env, job, inputs.source, &ctx)
         .await
         .map_err(|e| e.to_string())?;
@@ -351,71 +406,14 @@ async fn execute(
         start_cursor: cursor.as_deref().unwrap_or(""),
         logged: 0,
     };
-
-    let mut max_cursor: Option<String> = None;
-    let mut ordered = true;
-    let mut mapped_any = false;
-    let mut first_reason: Option<String> = None;
     let mut page_number = 0u32;
-    loop {
-        let Some(records) = source.next_page().await.map_err(|e| e.to_string())? else {
-            break;
-        };
+    while let Some(records) = source.next_page().await.map_err(|e| e.to_string())? {
         page_number += 1;
         summary.records_pulled += records.len() as u64;
         metrics::counter!("kpistream_runner_records_pulled_total", "connector" => def.name.clone())
             .increment(records.len() as u64);
-        let mut points: Vec<(String, MappedPoint)> = Vec::new();
-        let mut by_period: HashMap<String, usize> = HashMap::new();
-        for record in &records {
-            if let Some(c) = mapper.cursor(record) {
-                match max_cursor.as_deref().map(|max| cursor_cmp(&c, max)) {
-                    Some(Ordering::Less) => ordered = false,
-                    Some(Ordering::Equal) => {}
-                    _ => max_cursor = Some(c),
-                }
-            }
-            if !mapper.keep(record) {
-                summary.filtered_out += 1;
-                continue;
-            }
-            match mapper
-                .map(record)
-                .and_then(|p| target.period_of(&p).map(|period| (period, p)))
-            {
-                Ok((period, point)) => {
-                    mapped_any = true;
-                    if let Some(aggregator) = aggregator.as_mut() {
-                        if let Err(reason) = aggregator.add(&period, &point, record) {
-                            summary.points_rejected += 1;
-                            publish
-                                .log_rejection(&format!("record not aggregated: {reason}"), record);
-                            first_reason.get_or_insert(reason);
-                        }
-                        continue;
-                    }
-                    // Two records for one period: the later one wins.
-                    match by_period.get(&period) {
-                        Some(&i) => points[i] = (period, point),
-                        None => {
-                            by_period.insert(period.clone(), points.len());
-                            points.push((period, point));
-                        }
-                    }
-                }
-                Err(reason) => {
-                    summary.points_rejected += 1;
-                    publish.log_rejection(&format!("record not mapped: {reason}"), record);
-                    first_reason.get_or_insert(reason);
-                }
-            }
-        }
-        if def.on_existing == OnExisting::Keep && !points.is_empty() {
-            let existing = publish.existing_periods(&points).await?;
-            let before = points.len();
-            points.retain(|(period, _)| !existing.contains(period));
-            summary.kept_existing += (before - points.len()) as u64;
-        }
+        let points = page_points(&mut pipeline, &records, &mut publish, summary);
+        let points = keep_new_periods(def, &publish, points, summary).await?;
         publish.page(page_number, &points, summary).await?;
         if *env.stop.borrow() {
             summary.interrupted = true;
@@ -424,42 +422,82 @@ async fn execute(
     }
     // Aggregates are published once every page is in, and not at all by a run that
     // stopped early: a part of a period's records would make a wrong value.
-    if let Some(aggregator) = aggregator.filter(|_| !summary.interrupted) {
-        let points = aggregator.finish();
+    if let Some(points) = pipeline.aggregates().filter(|_| !summary.interrupted) {
         publish.page(0, &points, summary).await?;
     }
-    if !mapped_any && summary.records_pulled > summary.filtered_out {
+    if let Some(reason) = pipeline.nothing_mapped() {
         return Err(format!(
-            "no record could be mapped to a datapoint; the first: {}",
-            first_reason.unwrap_or_default()
+            "no record could be mapped to a datapoint; the first: {reason}"
         ));
     }
-    if def.cursor.is_some() {
-        if summary.interrupted && def.aggregate.is_some() {
-            tracing::warn!(
-                connector = %def.name,
-                "stopped early: nothing was aggregated and the cursor stays where it was"
-            );
-        } else if summary.interrupted && !ordered {
-            tracing::warn!(
-                connector = %def.name,
-                "stopped early and the source's records were not in cursor order: the cursor stays where it was"
-            );
-        } else {
-            // Only forward: a run that pulled again before the cursor (lookback) and
-            // found nothing newer leaves it where it was.
-            summary.new_cursor = max_cursor
-                .filter(|c| {
-                    cursor
-                        .as_deref()
-                        .is_none_or(|stored| cursor_cmp(c, stored) == Ordering::Greater)
-                })
-                .map(checked_cursor)
-                .transpose()
-                .map_err(|e| format!("the new cursor cannot be stored: {e}"))?;
-        }
+    if def.cursor.is_some() && backfill.is_none() {
+        summary.new_cursor = next_cursor(def, &pipeline, cursor.as_deref(), summary.interrupted)?;
     }
     Ok(())
+}
+
+/// The points of one page (a later record of a period replacing an earlier one), with
+/// what became of the other records counted and refusals logged.
+fn page_points(
+    pipeline: &mut Pipeline<'_>,
+    records: &[Record],
+    publish: &mut Publishing<'_>,
+    summary: &mut RunSummary,
+) -> Vec<(String, MappedPoint)> {
+    let mut points = LatestPerPeriod::default();
+    for record in records {
+        match pipeline.record(record) {
+            Fate::Filtered | Fate::OutOfRange(_) => summary.filtered_out += 1,
+            Fate::Point(period, point) => points.put(period, point),
+            Fate::Aggregated(_) => {}
+            Fate::Rejected(reason) => {
+                summary.points_rejected += 1;
+                publish.log_rejection(&reason, record);
+            }
+        }
+    }
+    points.into_points()
+}
+
+/// With `on_existing = "keep"`, the points whose period has no value yet.
+async fn keep_new_periods(
+    def: &ConnectorDef,
+    publish: &Publishing<'_>,
+    mut points: Vec<(String, MappedPoint)>,
+    summary: &mut RunSummary,
+) -> Result<Vec<(String, MappedPoint)>, String> {
+    if def.on_existing == OnExisting::Keep && !points.is_empty() {
+        let existing = publish.existing_periods(&points).await?;
+        let before = points.len();
+        points.retain(|(period, _)| !existing.contains(period));
+        summary.kept_existing += (before - points.len()) as u64;
+    }
+    Ok(points)
+}
+
+/// The cursor a run stores: the greatest value it saw, when that is past the stored
+/// one (a run that pulled again before the cursor, with `lookback`, and found nothing
+/// newer leaves it where it was), unless the run stopped early and either aggregates
+/// (it published nothing) or saw its records out of cursor order.
+fn next_cursor(
+    def: &ConnectorDef,
+    pipeline: &Pipeline<'_>,
+    stored: Option<&str>,
+    interrupted: bool,
+) -> Result<Option<String>, String> {
+    if interrupted && (pipeline.aggregating() || !pipeline.ordered()) {
+        tracing::warn!(
+            connector = %def.name,
+            "stopped early with aggregates unpublished, or records out of cursor order: the cursor stays where it was"
+        );
+        return Ok(None);
+    }
+    pipeline
+        .max_cursor()
+        .filter(|c| stored.is_none_or(|stored| cursor_cmp(c, stored) == Ordering::Greater))
+        .map(|c| checked_cursor(c.to_owned()))
+        .transpose()
+        .map_err(|e| format!("the new cursor cannot be stored: {e}"))
 }
 
 /// The cursor a run starts from: the one stored on the server, else the connector's

@@ -22,7 +22,14 @@ pub struct Target {
     pub credential: Credential,
     /// Its id.
     pub stream_id: String,
-    /// Its frequency.
+    /// Where its records fall in time.
+    pub calendar: Calendar,
+}
+
+/// A stream's frequency and time zone: what places a record in a period.
+#[derive(Debug, Clone)]
+pub struct Calendar {
+    /// The stream's frequency.
     pub frequency: Frequency,
     /// Its time zone, where local times and timestamps are placed.
     pub tz: TimeZone,
@@ -51,11 +58,12 @@ impl Target {
         Ok(Self {
             credential,
             stream_id,
-            frequency,
-            tz,
+            calendar: Calendar { frequency, tz },
         })
     }
+}
 
+impl Calendar {
     /// The templates' values for a run of `slot` starting from `cursor`: the period is
     /// the stream period the slot falls in.
     pub fn template_context(
@@ -115,6 +123,32 @@ impl Target {
             start = zoned_midnight(period.start(), &self.tz)?;
         }
         Ok(Some(style.write(&start)))
+    }
+
+    /// Where a backfill from `from` pulls: the period's first instant, written as the
+    /// connector's cursor is (the stored one, else `cursor.initial`; an RFC 3339 instant
+    /// when there is neither). `None` for a connector without a cursor: it pulls
+    /// everything, and the run keeps the range's periods.
+    pub fn backfill_start(
+        &self,
+        def: &ConnectorDef,
+        cursor: Option<String>,
+        from: &Period,
+    ) -> Result<Option<String>, String> {
+        let Some(declared) = &def.cursor else {
+            return Ok(None);
+        };
+        let style = cursor
+            .or_else(|| declared.initial.clone())
+            .and_then(|c| CursorTime::parse(&c, &self.tz))
+            .map_or(
+                CursorTime::Instant {
+                    zulu: true,
+                    separator: 'T',
+                },
+                |(_, style)| style,
+            );
+        Ok(Some(style.write(&zoned_midnight(from.start(), &self.tz)?)))
     }
 
     /// The stream period a mapped point falls in, as text.
@@ -250,12 +284,9 @@ impl CursorTime {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ids::{KeyId, StreamId};
 
-    fn target(frequency: Frequency, tz: &str) -> Target {
-        Target {
-            credential: Credential::generate(StreamId::generate(), KeyId::generate()),
-            stream_id: String::new(),
+    fn target(frequency: Frequency, tz: &str) -> Calendar {
+        Calendar {
             frequency,
             tz: TimeZone::get(tz).unwrap(),
         }
@@ -270,7 +301,7 @@ mod tests {
         .unwrap()
     }
 
-    fn window(t: &Target, extra: &str, cursor: &str) -> Result<Option<String>, String> {
+    fn window(t: &Calendar, extra: &str, cursor: &str) -> Result<Option<String>, String> {
         t.window_start(&def(extra), Some(cursor.to_owned()))
     }
 

@@ -248,6 +248,17 @@ pub trait RunnerStore: Send + Sync + 'static {
         enabled: bool,
         now: Timestamp,
     ) -> Result<ConnectorState>;
+    /// Sets the connector's cursor (`None`: none, so the next run starts from the
+    /// definition's `cursor.initial`), in one transaction; returns the cursor it had and
+    /// the state after. `Conflict` while a runner holds an unexpired lease: that run's
+    /// report would overwrite the cursor.
+    async fn set_connector_cursor(
+        &self,
+        org: &OrgId,
+        connector: &ConnectorName,
+        cursor: Option<&str>,
+        now: Timestamp,
+    ) -> Result<(Option<String>, ConnectorState)>;
     /// The newest `limit` runs older than the run `before` (all runs when `None`),
     /// newest first.
     async fn list_runs(

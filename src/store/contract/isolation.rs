@@ -274,6 +274,7 @@ pub async fn connectors_of_one_name_are_separate_per_organisation(store: &dyn St
         max_consecutive_failures: 1,
         interrupted: false,
         manual: false,
+        backfill: None,
     };
     assert_conflict(store.report_run(&globex.id, &crm, &acme_run, at(3)).await);
     assert!(!store.release_lease(&globex.id, &crm, &r1).await.unwrap());

@@ -42,6 +42,7 @@ fn report(runner_id: &str, slot: Timestamp) -> RunReport {
         max_consecutive_failures: 3,
         interrupted: false,
         manual: false,
+        backfill: None,
     }
 }
 
@@ -463,6 +464,46 @@ pub async fn runs_are_listed_newest_first_up_to_the_limit(store: &dyn Store) {
         [slot(2), slot(1)]
     );
     assert!(slots_listed(store, &org, "erp", 10).await.is_empty());
+}
+
+pub async fn a_cursor_is_set_by_hand_only_while_no_run_holds_the_lease(store: &dyn Store) {
+    let org = new_org(store, "Acme").await;
+    let crm = connector("crm");
+    let moved = RunReport {
+        new_cursor: Some("2026-03-10".into()),
+        ..report("r1", slot(0))
+    };
+    run(store, &org, "crm", &moved).await;
+    let (before, after) = store
+        .set_connector_cursor(&org.id, &crm, Some("2026-03-01"), at(100))
+        .await
+        .unwrap();
+    assert_eq!(before.as_deref(), Some("2026-03-10"));
+    assert_eq!(after.cursor.as_deref(), Some("2026-03-01"));
+    assert_eq!(
+        state(store, &org).await.cursor.as_deref(),
+        Some("2026-03-01")
+    );
+
+    assert!(lease(store, &org, ("r2", slot(1)), at(200)).await.granted);
+    let busy = store
+        .set_connector_cursor(&org.id, &crm, None, at(210))
+        .await;
+    assert_conflict(busy);
+    assert_eq!(
+        state(store, &org).await.cursor.as_deref(),
+        Some("2026-03-01"),
+        "unchanged"
+    );
+    // Once the lease has expired, the cursor can be cleared.
+    let (before, after) = store
+        .set_connector_cursor(&org.id, &crm, None, at(400))
+        .await
+        .unwrap();
+    assert_eq!(
+        (before.as_deref(), after.cursor),
+        (Some("2026-03-01"), None)
+    );
 }
 
 pub async fn the_run_log_pages_back_from_the_newest_run(store: &dyn Store) {

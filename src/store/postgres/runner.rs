@@ -372,6 +372,41 @@ impl RunnerStore for PostgresStore {
         Ok(state)
     }
 
+    async fn set_connector_cursor(
+        &self,
+        org: &OrgId,
+        connector: &ConnectorName,
+        cursor: Option<&str>,
+        now: Timestamp,
+    ) -> Result<(Option<String>, ConnectorState)> {
+        let mut tx = self.write().await?;
+        ensure_row(&mut tx, org, connector, now).await?;
+        let before = stored_for_update(&mut tx, org, connector)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("connector {:?}", connector.as_str())))?;
+        if let Some(holder) = before.live_holder(to_micros(now)) {
+            return Err(StoreError::Conflict(format!(
+                "runner {holder:?} is running connector {:?}; its report would overwrite the cursor: set it once the run has ended",
+                connector.as_str()
+            )));
+        }
+        sqlx::query(
+            "UPDATE connectors SET cursor = $1, updated_at = $2 WHERE org_id = $3 AND name = $4",
+        )
+        .bind(cursor)
+        .bind(to_micros(now))
+        .bind(org.as_str())
+        .bind(connector.as_str())
+        .execute(&mut *tx)
+        .await?;
+        let after = stored_for_update(&mut tx, org, connector)
+            .await?
+            .map(|s| s.state)
+            .unwrap_or_default();
+        tx.commit().await?;
+        Ok((before.state.cursor, after))
+    }
+
     async fn list_runs(
         &self,
         org: &OrgId,

@@ -1,0 +1,209 @@
+//! Recorded sources for `kpistream connector test`: the pages of records a connector's
+//! source answered (`connector record NAME` writes them to `NAME.fixture.json` beside
+//! the connector, with the stream's frequency and time zone), and the points they map
+//! to (`NAME.expected.csv`). `connector test` feeds the recorded pages through the
+//! connector's filter, mapping and aggregation as a run would, offline, publishing
+//! nothing, and compares the points with the expected file.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::Record;
+use super::pipeline::{Fate, LatestPerPeriod, Pipeline};
+use super::target::Calendar;
+use crate::connector::ConnectorDef;
+
+/// The version of the fixture format this build writes and reads.
+pub const FORMAT: u32 = 1;
+
+/// A connector's recorded source.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Fixture {
+    /// The format's version ([`FORMAT`]).
+    pub kpistream_fixture: u32,
+    /// The connector it was recorded for.
+    pub connector: String,
+    /// When (RFC 3339).
+    pub recorded_at: String,
+    /// The stream's frequency (`daily`…) and IANA time zone, which place records in
+    /// periods.
+    pub frequency: String,
+    /// See `frequency`.
+    pub time_zone: String,
+    /// The cursor the recorded pull started from (`{{cursor}}` then held the window's
+    /// start); none for a first pull.
+    pub cursor: Option<String>,
+    /// The source's pages of records, in order.
+    pub pages: Vec<Vec<Record>>,
+}
+
+/// `DIR/NAME.fixture.json`.
+pub fn fixture_path(dir: &Path, connector: &str) -> PathBuf {
+    dir.join(format!("{connector}.fixture.json"))
+}
+
+/// `DIR/NAME.expected.csv`.
+pub fn expected_path(dir: &Path, connector: &str) -> PathBuf {
+    dir.join(format!("{connector}.expected.csv"))
+}
+
+/// The points a run of `def` over the fixture's pages would publish, by period (the
+/// last point of a period, as the server would keep it), and how many records each
+/// fate took.
+pub fn replay(def: &ConnectorDef, fixture: &Fixture) -> Result<Replayed, String> {
+    let frequency = crate::period::Frequency::ALL
+        .into_iter()
+        .find(|f| f.as_str() == fixture.frequency)
+        .ok_or_else(|| {
+            format!(
+                "the fixture's frequency {:?} is not one kpistream knows",
+                fixture.frequency
+            )
+        })?;
+    let tz = jiff::tz::TimeZone::get(&fixture.time_zone).map_err(|_| {
+        format!(
+            "the fixture's time zone {:?} is not in the time zone database",
+            fixture.time_zone
+        )
+    })?;
+    let calendar = Calendar { frequency, tz };
+    let mut pipeline = Pipeline::new(def, &calendar, None)?;
+    let mut points = LatestPerPeriod::default();
+    let mut replayed = Replayed::default();
+    for record in fixture.pages.iter().flatten() {
+        match pipeline.record(record) {
+            Fate::Filtered | Fate::OutOfRange(_) => replayed.filtered_out += 1,
+            Fate::Point(period, point) => points.put(period, point),
+            Fate::Aggregated(_) => {}
+            Fate::Rejected(reason) => replayed.rejected.push(reason),
+        }
+    }
+    let published = pipeline
+        .aggregates()
+        .unwrap_or_else(|| points.into_points());
+    replayed.points = published
+        .into_iter()
+        .map(|(period, point)| (period, point.value))
+        .collect();
+    replayed.cursor = pipeline.max_cursor().map(str::to_owned);
+    Ok(replayed)
+}
+
+/// What a replay gave.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Replayed {
+    /// Period → value.
+    pub points: BTreeMap<String, String>,
+    /// Records the filter (or nothing else) left out.
+    pub filtered_out: u64,
+    /// Why records were refused.
+    pub rejected: Vec<String>,
+    /// The greatest cursor value of the records.
+    pub cursor: Option<String>,
+}
+
+/// The expected file's text for `points`: a `period,value` header, then one line per
+/// period in order.
+pub fn expected_csv(points: &BTreeMap<String, String>) -> String {
+    let mut writer = csv::Writer::from_writer(Vec::new());
+    writer.write_record(["period", "value"]).expect("in memory");
+    for (period, value) in points {
+        writer.write_record([period, value]).expect("in memory");
+    }
+    String::from_utf8(writer.into_inner().expect("in memory")).expect("UTF-8 in, UTF-8 out")
+}
+
+/// Reads an expected file: `period,value` lines after a header; a mistake names its
+/// line.
+pub fn read_expected(path: &Path) -> Result<BTreeMap<String, String>, String> {
+    let mut reader =
+        csv::Reader::from_path(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let headers = reader
+        .headers()
+        .map_err(|e| format!("{}: {e}", path.display()))?
+        .clone();
+    if headers.iter().collect::<Vec<_>>() != ["period", "value"] {
+        return Err(format!(
+            "{}: line 1 must be the header `period,value`",
+            path.display()
+        ));
+    }
+    let mut points = BTreeMap::new();
+    for (i, row) in reader.records().enumerate() {
+        let line = i + 2;
+        let row = row.map_err(|e| format!("{}: line {line}: {e}", path.display()))?;
+        let (period, value) = (row[0].to_owned(), row[1].to_owned());
+        if points.insert(period.clone(), value).is_some() {
+            return Err(format!(
+                "{}: line {line}: period {period} is listed twice",
+                path.display()
+            ));
+        }
+    }
+    Ok(points)
+}
+
+/// How `actual` differs from `expected`, one line per period; empty when they agree.
+pub fn differences(
+    expected: &BTreeMap<String, String>,
+    actual: &BTreeMap<String, String>,
+) -> Vec<String> {
+    let periods: std::collections::BTreeSet<&String> =
+        expected.keys().chain(actual.keys()).collect();
+    periods
+        .into_iter()
+        .filter_map(|period| match (expected.get(period), actual.get(period)) {
+            (Some(e), Some(a)) if e == a => None,
+            (Some(e), Some(a)) => Some(format!("{period}: expected {e}, got {a}")),
+            (Some(e), None) => Some(format!("{period}: expected {e}, not published")),
+            (None, Some(a)) => Some(format!("{period}: not expected, got {a}")),
+            (None, None) => None,
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(p, v)| (p.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn differences_name_each_period_that_differs() {
+        let expected = map(&[("2026-01", "10"), ("2026-02", "20"), ("2026-03", "30")]);
+        let actual = map(&[("2026-01", "10"), ("2026-02", "21"), ("2026-04", "40")]);
+        assert_eq!(
+            differences(&expected, &actual),
+            [
+                "2026-02: expected 20, got 21",
+                "2026-03: expected 30, not published",
+                "2026-04: not expected, got 40",
+            ]
+        );
+        assert!(differences(&expected, &expected).is_empty());
+    }
+
+    #[test]
+    fn the_expected_file_reads_back_what_was_written_and_names_a_bad_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.expected.csv");
+        let points = map(&[("2026-01", "1480.50"), ("2026-02", "-3")]);
+        std::fs::write(&path, expected_csv(&points)).unwrap();
+        assert_eq!(read_expected(&path).unwrap(), points);
+        std::fs::write(&path, "period,value\n2026-01,1\n2026-01,2\n").unwrap();
+        let err = read_expected(&path).unwrap_err();
+        assert!(
+            err.ends_with("line 3: period 2026-01 is listed twice"),
+            "{err}"
+        );
+        std::fs::write(&path, "month,amount\n").unwrap();
+        assert!(read_expected(&path).unwrap_err().contains("line 1"));
+    }
+}
