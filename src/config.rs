@@ -98,6 +98,10 @@ pub struct Limits {
     /// batches; a batch larger than this still reaches a watcher that has caught up).
     /// A watcher further behind is ended with `ABORTED` and its queue dropped.
     pub watch_buffer_points: usize,
+    /// Streams with their own series on `/metrics` (status, seconds since data, latest
+    /// period end; default 1,000, by organisation and name; 0: none). Bounds the
+    /// scrape's cardinality: `kpistream_stream_series_omitted` counts the rest.
+    pub metrics_stream_series: u32,
 }
 
 /// Replay protection of signed batches.
@@ -166,6 +170,7 @@ impl Default for Limits {
             keepalive_timeout_secs: 20,
             shutdown_grace_secs: 10,
             watch_buffer_points: 50_000,
+            metrics_stream_series: 1_000,
         }
     }
 }

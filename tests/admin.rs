@@ -719,6 +719,62 @@ async fn healthz_answers_ok_and_metrics_count_publishes() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn metrics_carry_each_streams_status_age_and_latest_period_within_the_series_limit() {
+    let server = TestServer::start_with_limits("metrics_stream_series = 2");
+    let (fresh, credential) = server.daily_stream("A \"fresh\" stream").await;
+    let (old, old_credential) = server.daily_stream("B old").await;
+    let (_pending, _) = server.daily_stream("C pending").await;
+    let client = server.anonymous_client().await;
+    let today = jiff::Timestamp::now().strftime("%Y-%m-%d").to_string();
+    client
+        .publish(&credential, vec![point(&today, "1")], false)
+        .await
+        .unwrap();
+    client
+        .publish(&old_credential, vec![point("2020-01-31", "1")], false)
+        .await
+        .unwrap();
+
+    let (_, body) = server.http_get("/metrics");
+    let sample = |series: &str, stream: &str, extra: &str| -> Option<f64> {
+        let prefix = format!("{series}{{org=\"");
+        body.lines()
+            .find(|l| {
+                l.starts_with(&prefix)
+                    && l.contains(&format!("stream=\"{stream}\""))
+                    && l.contains(extra)
+            })
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+    };
+    assert!(
+        body.contains(r#"name="A \"fresh\" stream""#),
+        "escaped label:\n{body}"
+    );
+    assert_eq!(
+        sample("kpistream_stream_status", &fresh, "status=\"active\""),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample("kpistream_stream_status", &fresh, "status=\"stale\""),
+        Some(0.0)
+    );
+    assert_eq!(
+        sample("kpistream_stream_status", &old, "status=\"stale\""),
+        Some(1.0)
+    );
+    let age = sample("kpistream_stream_seconds_since_data", &fresh, "").unwrap();
+    assert!((0.0..60.0).contains(&age), "{age}");
+    // 2020-01-31 ends at 2020-02-01T00:00:00Z (UTC stream).
+    assert_eq!(
+        sample("kpistream_stream_latest_period_end_seconds", &old, ""),
+        Some(1_580_515_200.0)
+    );
+    // The third stream is past the limit of two.
+    assert!(!body.contains("C pending"), "{body}");
+    assert_eq!(server.metric("kpistream_stream_series_omitted"), 1.0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn the_admin_token_file_is_readable_by_its_owner_only() {
     let server = TestServer::start();
     let metadata = std::fs::metadata(server.token_path()).unwrap();

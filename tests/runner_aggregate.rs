@@ -591,4 +591,38 @@ async fn a_backfill_publishes_a_past_range_without_moving_the_cursor_and_a_rewin
             ),
         ]
     );
+
+    // Forgetting deletes the state and the run log, once confirmed.
+    let forget = |yes: bool| {
+        let mut args = vec!["connector", "forget", "spend"];
+        if yes {
+            args.push("--yes");
+        }
+        tokio::task::block_in_place(|| {
+            common::runner::kpistream(&server, ws.dir.path(), &BTreeMap::new(), &args)
+        })
+    };
+    let refused = forget(false);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--yes"));
+    let runs_before = common::runner::runs(&client, "spend").await.len();
+    let forgot = forget(true);
+    let said = String::from_utf8_lossy(&forgot.stdout).into_owned();
+    assert!(
+        said.contains(&format!(
+            "forgot spend: cursor \"2026-03-20\" and {runs_before} run(s) deleted"
+        )),
+        "{said}{}",
+        String::from_utf8_lossy(&forgot.stderr)
+    );
+    assert_eq!(cursor().await, None);
+    assert!(common::runner::runs(&client, "spend").await.is_empty());
+    let last = client.audit(&filter).await.unwrap().pop().unwrap();
+    assert_eq!(
+        (last.action.as_str(), last.detail),
+        (
+            "connector.forgotten",
+            format!("cursor \"2026-03-20\", {runs_before} run(s) deleted")
+        )
+    );
 }

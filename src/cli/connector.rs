@@ -161,6 +161,19 @@ pub enum ConnectorCommand {
         #[command(flatten)]
         server: ServerArgs,
     },
+    /// Delete what the server keeps of a connector: its state, cursor and run log, as
+    /// for a connector removed for good or renamed. Its next run starts from
+    /// `cursor.initial`. Audited; refused while a run holds the lease.
+    #[command(after_help = "Example:\n  kpistream connector forget old-billing --yes")]
+    Forget {
+        /// The connector's name.
+        name: String,
+        /// Confirms it: the cursor and run log cannot be brought back.
+        #[arg(long)]
+        yes: bool,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
     /// Disable a connector on the server: runners skip it until it is enabled or run
     /// successfully by hand.
     #[command(after_help = "Example:\n  kpistream connector disable billing-mrr")]
@@ -226,6 +239,7 @@ impl ConnectorCommand {
                 clear: _,
                 server,
             } => rewind(&name, to, &server).await,
+            Self::Forget { name, yes, server } => forget(&name, yes, &server).await,
             Self::Enable { name, server } => set_enabled(&name, true, &server).await,
             Self::Disable { name, server } => set_enabled(&name, false, &server).await,
         }
@@ -430,6 +444,34 @@ async fn backfill(
         .map_err(status)?;
     outln!("backfill of {name} over {}:", range.range());
     print_outcome(name, outcome)
+}
+
+async fn forget(name: &str, yes: bool, server: &ServerArgs) -> anyhow::Result<()> {
+    if !yes {
+        return Err(UsageError(format!(
+            "forgetting {name} deletes its cursor and run log for good: run it again with --yes"
+        ))
+        .into());
+    }
+    let answer = server
+        .connect()
+        .await?
+        .forget_connector(name)
+        .await
+        .map_err(status)?;
+    if !answer.existed {
+        outln!("the server kept nothing of {name}");
+        return Ok(());
+    }
+    outln!(
+        "forgot {name}: cursor {} and {} run(s) deleted; its next run starts from cursor.initial",
+        answer
+            .cursor
+            .as_deref()
+            .map_or("none".to_owned(), |c| format!("{:?}", printable(c))),
+        answer.runs_deleted
+    );
+    Ok(())
 }
 
 async fn rewind(name: &str, to: Option<String>, server: &ServerArgs) -> anyhow::Result<()> {

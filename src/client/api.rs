@@ -664,6 +664,18 @@ impl Client {
         Ok(self.runner().set_cursor(request).await?.into_inner())
     }
 
+    /// Deletes what the server keeps of a connector (state, cursor, run log); audited.
+    /// Refused (`FAILED_PRECONDITION`) while a run holds its lease.
+    pub async fn forget_connector(
+        &self,
+        connector: &str,
+    ) -> Result<proto::ForgetConnectorResponse, Status> {
+        let request = proto::ConnectorRef {
+            connector: connector.to_owned(),
+        };
+        Ok(self.runner().forget_connector(request).await?.into_inner())
+    }
+
     /// A connector's run log, newest first: the newest `limit` runs (0: all of them),
     /// following the server's pages. Needs a runner or admin token.
     pub async fn runs(&self, connector: &str, limit: u32) -> Result<Vec<proto::Run>, Status> {

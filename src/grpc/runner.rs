@@ -311,6 +311,47 @@ impl Runner for RunnerService {
             .await
     }
 
+    async fn forget_connector(
+        &self,
+        request: Request<proto::ConnectorRef>,
+    ) -> Reply<proto::ForgetConnectorResponse> {
+        self.state
+            .reply(async {
+                let who = self.state.runner(&request, "forget a connector").await?;
+                let connector = ConnectorName::parse(&request.get_ref().connector)?;
+                let (before, runs_deleted) = self
+                    .state
+                    .store
+                    .forget_connector(&who.org_id, &connector, Timestamp::now())
+                    .await?;
+                let cursor = before.as_ref().and_then(|s| s.cursor.clone());
+                let detail = match &before {
+                    None => "nothing was kept".to_owned(),
+                    Some(_) => format!(
+                        "cursor {}, {runs_deleted} run(s) deleted",
+                        cursor
+                            .as_deref()
+                            .map_or("none".to_owned(), |c| crate::text::excerpt(c).to_string())
+                    ),
+                };
+                self.state
+                    .audit(
+                        &who,
+                        "connector.forgotten",
+                        "connector",
+                        connector.as_str(),
+                        detail,
+                    )
+                    .await;
+                Ok(proto::ForgetConnectorResponse {
+                    existed: before.is_some(),
+                    cursor,
+                    runs_deleted,
+                })
+            })
+            .await
+    }
+
     async fn list_runs(
         &self,
         request: Request<proto::ListRunsRequest>,

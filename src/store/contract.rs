@@ -192,6 +192,7 @@ macro_rules! store_contract {
                 the_run_log_keeps_each_connectors_newest_runs,
                 the_run_log_pages_back_from_the_newest_run,
                 a_cursor_is_set_by_hand_only_while_no_run_holds_the_lease,
+                a_forgotten_connector_starts_again_from_nothing,
             ],
             isolation: [
                 streams_are_invisible_to_another_organisation,

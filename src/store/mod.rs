@@ -259,6 +259,15 @@ pub trait RunnerStore: Send + Sync + 'static {
         cursor: Option<&str>,
         now: Timestamp,
     ) -> Result<(Option<String>, ConnectorState)>;
+    /// Deletes what the server keeps of a connector (state, cursor, run log), in one
+    /// transaction; returns the state it had (`None`: it had none) and the runs deleted.
+    /// `Conflict` while a runner holds an unexpired lease.
+    async fn forget_connector(
+        &self,
+        org: &OrgId,
+        connector: &ConnectorName,
+        now: Timestamp,
+    ) -> Result<(Option<ConnectorState>, u64)>;
     /// The newest `limit` runs older than the run `before` (all runs when `None`),
     /// newest first.
     async fn list_runs(
@@ -292,6 +301,9 @@ pub trait StreamStore: Send + Sync + 'static {
         now: Timestamp,
     ) -> Result<(Stream, StreamKey)>;
     async fn list_streams(&self, org: &OrgId) -> Result<Vec<Stream>>;
+    /// The first `limit` streams of every organisation (by organisation, name and id),
+    /// and how many there are in all: the server's own view, for its metrics.
+    async fn all_streams(&self, limit: u32) -> Result<(Vec<Stream>, u64)>;
     async fn get_stream(&self, org: &OrgId, id: &StreamId) -> Result<Stream>;
     /// Applies `update`; changes of frequency, type or time zone are refused once the
     /// stream holds data.

@@ -506,6 +506,52 @@ pub async fn a_cursor_is_set_by_hand_only_while_no_run_holds_the_lease(store: &d
     );
 }
 
+pub async fn a_forgotten_connector_starts_again_from_nothing(store: &dyn Store) {
+    let org = new_org(store, "Acme").await;
+    let crm = connector("crm");
+    for n in 0..3 {
+        let moved = RunReport {
+            new_cursor: Some(format!("c{n}")),
+            ..report("r1", slot(n))
+        };
+        run(store, &org, "crm", &moved).await;
+    }
+    run(store, &org, "erp", &report("r1", slot(0))).await;
+    assert!(
+        lease(store, &org, ("r2", slot(9)), at(100_000))
+            .await
+            .granted
+    );
+    assert_conflict(store.forget_connector(&org.id, &crm, at(100_010)).await);
+
+    let (before, runs) = store
+        .forget_connector(&org.id, &crm, at(200_000))
+        .await
+        .unwrap();
+    assert_eq!(
+        (before.and_then(|s| s.cursor), runs),
+        (Some("c2".to_owned()), 3)
+    );
+    assert_eq!(state(store, &org).await, ConnectorState::default());
+    assert!(slots_listed(store, &org, "crm", 10).await.is_empty());
+    assert_eq!(
+        slots_listed(store, &org, "erp", 10).await,
+        [slot(0)],
+        "another connector keeps its runs"
+    );
+    // A slot run before is no longer completed: the run log is gone with the state.
+    assert!(
+        lease(store, &org, ("r1", slot(0)), at(200_001))
+            .await
+            .granted
+    );
+    let (again, runs) = store
+        .forget_connector(&org.id, &connector("never-seen"), at(200_002))
+        .await
+        .unwrap();
+    assert_eq!((again, runs), (None, 0));
+}
+
 pub async fn the_run_log_pages_back_from_the_newest_run(store: &dyn Store) {
     let org = new_org(store, "Acme").await;
     for n in 0..5 {

@@ -389,6 +389,35 @@ impl RunnerStore for SqliteStore {
         Ok((before.state.cursor, after))
     }
 
+    async fn forget_connector(
+        &self,
+        org: &OrgId,
+        connector: &ConnectorName,
+        now: Timestamp,
+    ) -> Result<(Option<ConnectorState>, u64)> {
+        let mut tx = self.write().await?;
+        let before = stored(&mut tx, org, connector).await?;
+        if let Some(holder) = before.as_ref().and_then(|s| s.live_holder(to_micros(now))) {
+            return Err(StoreError::Conflict(format!(
+                "runner {holder:?} is running connector {:?}: forget it once the run has ended",
+                connector.as_str()
+            )));
+        }
+        let runs = sqlx::query("DELETE FROM connector_runs WHERE org_id = ? AND connector = ?")
+            .bind(org.as_str())
+            .bind(connector.as_str())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        sqlx::query("DELETE FROM connectors WHERE org_id = ? AND name = ?")
+            .bind(org.as_str())
+            .bind(connector.as_str())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok((before.map(|s| s.state), runs))
+    }
+
     async fn list_runs(
         &self,
         org: &OrgId,

@@ -227,6 +227,19 @@ impl StreamStore for SqliteStore {
         rows.iter().map(stream_from_row).collect()
     }
 
+    async fn all_streams(&self, limit: u32) -> Result<(Vec<Stream>, u64)> {
+        let sql = format!("SELECT {STREAM_COLUMNS} ORDER BY s.org_id, s.name, s.id LIMIT ?");
+        let rows = sqlx::query(&sql)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM streams")
+            .fetch_one(&self.pool)
+            .await?;
+        let streams = rows.iter().map(stream_from_row).collect::<Result<_>>()?;
+        Ok((streams, u64::try_from(total).unwrap_or_default()))
+    }
+
     async fn get_stream(&self, org: &OrgId, id: &StreamId) -> Result<Stream> {
         stream_in(&self.pool, org, id).await
     }
