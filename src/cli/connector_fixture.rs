@@ -117,8 +117,9 @@ fn check_one(def: &crate::connector::ConnectorDef, dir: &Path) -> Result<usize, 
             fixture.kpistream_fixture
         )]);
     }
-    let expected = read_expected(&expected_path(dir, &def.name)).map_err(|e| vec![e])?;
-    let replayed = replay(def, &fixture).map_err(|e| vec![e])?;
+    let expected =
+        read_expected(&expected_path(dir, &def.name)).map_err(|e| vec![e.to_string()])?;
+    let replayed = replay(def, &fixture).map_err(|e| vec![e.to_string()])?;
     let mut problems = differences(&expected, &replayed.points);
     if !problems.is_empty() {
         problems.insert(

@@ -343,6 +343,20 @@ impl<'a> Check<'a> {
                 "\"keep\" does not go with [aggregate]: a period would keep the aggregate of the first records that reached it".into(),
             );
         }
+        let time_field = def
+            .mapping
+            .timestamp
+            .as_ref()
+            .or(def.mapping.period.as_ref());
+        if let Some(cursor) = def.cursor.as_ref().filter(|c| Some(&c.field) != time_field) {
+            self.error(
+                "cursor.field",
+                format!(
+                    "{:?} is not the mapping's time field: with [aggregate], a run pulls whole periods from the cursor on, which needs the cursor to be the field that places records in periods (an update time would pull only the records changed since, and publish their part as the period's value)",
+                    cursor.field
+                ),
+            );
+        }
         if def.mapping.external_id.is_some() {
             self.error(
                 "mapping.external_id",

@@ -324,6 +324,11 @@ field = "day"
             format!("on_existing = \"keep\"\n{SQL}\n[aggregate]\nfunction = \"avg\"\nscale = 40\n");
         let fields: Vec<String> = problems(&kept).into_iter().map(|(f, _)| f).collect();
         assert_eq!(fields, ["aggregate.scale", "on_existing"]);
+        let by_update_time = format!("{SQL}\n[aggregate]\nfunction = \"sum\"\n").replace(
+            "[cursor]\nfield = \"day\"",
+            "[cursor]\nfield = \"updated_at\"",
+        );
+        assert_eq!(problems(&by_update_time)[0].0, "cursor.field");
         let unknown = format!("{SQL}\n[aggregate]\nfunction = \"median\"\n");
         assert!(
             problems(&unknown)[0].1.contains("median"),

@@ -3,13 +3,14 @@
 //! pulled for it, never from a value published before, so running again publishes the
 //! same number (which the server stores once).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::str::FromStr;
 
 use rust_decimal::{Decimal, RoundingStrategy};
 use serde_json::Value as Json;
 
 use super::Record;
+use super::error::{AggregateError, CompileError};
 use super::mapping::{MappedPoint, When};
 use super::record::FieldPath;
 use crate::connector::{Aggregate, AggregateFunction};
@@ -39,18 +40,26 @@ pub struct Aggregator {
     scale: u32,
     periods: BTreeMap<String, Acc>,
     distinct_values: usize,
+    /// [`MAX_DISTINCT_VALUES`], lower in tests.
+    distinct_limit: usize,
+    /// Periods with a record that could not be added: their value would be wrong, so
+    /// they are not published.
+    poisoned: BTreeSet<String>,
 }
 
 impl Aggregator {
     /// Compiles the connector's `[aggregate]`; the reason names the field that cannot be
     /// used.
-    pub fn new(def: &Aggregate) -> Result<Self, String> {
+    pub fn new(def: &Aggregate) -> Result<Self, CompileError> {
         let distinct = match (def.function, &def.field) {
-            (AggregateFunction::CountDistinct, Some(field)) => {
-                Some(FieldPath::parse(field).map_err(|e| format!("aggregate.field: {e}"))?)
-            }
+            (AggregateFunction::CountDistinct, Some(field)) => Some(
+                FieldPath::parse(field).map_err(|error| CompileError::Field {
+                    place: "aggregate.field".into(),
+                    error,
+                })?,
+            ),
             (AggregateFunction::CountDistinct, None) => {
-                return Err("aggregate.field is missing: count_distinct counts its values".into());
+                return Err(CompileError::NoDistinctField);
             }
             _ => None,
         };
@@ -60,35 +69,53 @@ impl Aggregator {
             scale: def.scale,
             periods: BTreeMap::new(),
             distinct_values: 0,
+            distinct_limit: MAX_DISTINCT_VALUES,
+            poisoned: BTreeSet::new(),
         })
     }
 
-    /// Adds one mapped record of `period`; the reason says why it cannot be added (a
-    /// sum too large, a distinct field missing).
+    /// Adds one mapped record of `period`. A record that cannot be added (a value that is
+    /// not a decimal, a sum too large) keeps its period out of [`Aggregator::finish`]:
+    /// a value computed without it would be wrong.
     pub fn add(
         &mut self,
         period: &str,
         point: &MappedPoint,
         record: &Record,
-    ) -> Result<(), String> {
+    ) -> Result<(), AggregateError> {
+        let added = self.accumulate(period, point, record);
+        if added.is_err() {
+            self.poisoned.insert(period.to_owned());
+        }
+        added
+    }
+
+    /// Adds one mapped record of `period`; the reason says why it cannot be added (a
+    /// sum too large, a distinct field missing).
+    fn accumulate(
+        &mut self,
+        period: &str,
+        point: &MappedPoint,
+        record: &Record,
+    ) -> Result<(), AggregateError> {
         use AggregateFunction as F;
         let number = || {
             Decimal::from_str(&point.value)
-                .map_err(|_| format!("{:?} is not a decimal kpistream can add up", point.value))
+                .map_err(|_| AggregateError::NotDecimal(point.value.clone()))
         };
         let distinct = match &self.distinct {
             Some(path) => Some(match path.get(record) {
-                None | Some(Json::Null) => return Err(format!("field {path} is missing")),
+                None | Some(Json::Null) => {
+                    return Err(AggregateError::DistinctMissing(path.to_string()));
+                }
                 Some(Json::String(s)) => s.clone(),
                 Some(other) => other.to_string(),
             }),
             None => None,
         };
-        let overflow = || {
-            format!(
-                "the {} of period {period} is too large",
-                self.function.name()
-            )
+        let overflow = || AggregateError::TooLarge {
+            function: self.function.name(),
+            period: period.to_owned(),
         };
         match self.periods.get_mut(period) {
             None => {
@@ -104,7 +131,7 @@ impl Aggregator {
                     F::First => Acc::First(point.value.clone()),
                     F::Last => Acc::Last(point.value.clone()),
                     F::CountDistinct => {
-                        self.distinct_values += 1;
+                        self.count_distinct_value()?;
                         Acc::Distinct(distinct.into_iter().collect())
                     }
                 };
@@ -122,27 +149,36 @@ impl Aggregator {
                 Acc::First(_) => {}
                 Acc::Last(last) => last.clone_from(&point.value),
                 Acc::Distinct(seen) => {
-                    if let Some(value) = distinct {
-                        if seen.insert(value) {
-                            self.distinct_values += 1;
+                    if let Some(value) = distinct.filter(|v| !seen.contains(v)) {
+                        if self.distinct_values >= self.distinct_limit {
+                            return Err(AggregateError::TooManyDistinct(self.distinct_limit));
                         }
+                        self.distinct_values += 1;
+                        seen.insert(value);
                     }
                 }
             },
         }
-        if self.distinct_values > MAX_DISTINCT_VALUES {
-            return Err(format!(
-                "the run counted more than {MAX_DISTINCT_VALUES} distinct values; pull a shorter window per run (a cursor) or count in the source's query"
-            ));
-        }
         Ok(())
     }
 
-    /// Each period's value, in period order.
+    /// Counts one more distinct value kept, refusing it past [`MAX_DISTINCT_VALUES`].
+    fn count_distinct_value(&mut self) -> Result<(), AggregateError> {
+        if self.distinct_values >= self.distinct_limit {
+            return Err(AggregateError::TooManyDistinct(self.distinct_limit));
+        }
+        self.distinct_values += 1;
+        Ok(())
+    }
+
+    /// Each period's value, in period order, but for the periods a record could not be
+    /// added to ([`Aggregator::poisoned`]).
     pub fn finish(self) -> Vec<(String, MappedPoint)> {
         let scale = self.scale;
+        let poisoned = self.poisoned;
         self.periods
             .into_iter()
+            .filter(|(period, _)| !poisoned.contains(period))
             .map(|(period, acc)| {
                 let value = match acc {
                     Acc::Count(n) => n.to_string(),
@@ -161,6 +197,11 @@ impl Aggregator {
                 (period, point)
             })
             .collect()
+    }
+
+    /// The periods left unpublished because a record of theirs could not be added.
+    pub fn poisoned(&self) -> &BTreeSet<String> {
+        &self.poisoned
     }
 
     /// How many periods have records so far.
@@ -251,11 +292,50 @@ mod tests {
         let numbers = serde_json::json!({ "customer": 7 });
         agg.add("d2", &point(""), &numbers).unwrap();
         let missing = agg
-            .add("d2", &point(""), &serde_json::json!({}))
+            .add("d3", &point(""), &serde_json::json!({}))
             .unwrap_err();
-        assert!(missing.contains("$.customer"), "{missing}");
-        let values: Vec<String> = agg.finish().into_iter().map(|(_, p)| p.value).collect();
-        assert_eq!(values, ["2", "2"]);
+        assert_eq!(
+            missing,
+            AggregateError::DistinctMissing("$.customer".into())
+        );
+        let values: Vec<(String, String)> = agg
+            .finish()
+            .into_iter()
+            .map(|(period, p)| (period, p.value))
+            .collect();
+        let d = |p: &str, v: &str| (p.to_owned(), v.to_owned());
+        assert_eq!(values, [d("d1", "2"), d("d2", "2")], "d3 lacks a value");
+    }
+
+    #[test]
+    fn a_period_with_a_record_that_cannot_be_added_is_not_published() {
+        let mut agg = aggregator("sum", None);
+        let record: Record = serde_json::json!({});
+        agg.add("2026-01", &point("10"), &record).unwrap();
+        agg.add("2026-02", &point("10"), &record).unwrap();
+        assert!(agg.add("2026-02", &point("ten"), &record).is_err());
+        agg.add("2026-02", &point("5"), &record).unwrap();
+        assert_eq!(agg.poisoned().iter().collect::<Vec<_>>(), ["2026-02"]);
+        let periods: Vec<String> = agg.finish().into_iter().map(|(p, _)| p).collect();
+        assert_eq!(periods, ["2026-01"], "February's sum would miss a record");
+    }
+
+    #[test]
+    fn distinct_values_past_the_limit_end_the_run_and_are_not_kept() {
+        let mut agg = aggregator("count_distinct", Some("$.c"));
+        agg.distinct_limit = 2;
+        let add = |agg: &mut Aggregator, c: &str| {
+            agg.add("d", &point(""), &serde_json::json!({ "c": c }))
+        };
+        add(&mut agg, "a").unwrap();
+        add(&mut agg, "b").unwrap();
+        add(&mut agg, "a").unwrap();
+        let err = add(&mut agg, "c").unwrap_err();
+        assert!(err.ends_the_run(), "{err}");
+        assert_eq!(
+            agg.distinct_values, 2,
+            "the value past the limit is not kept"
+        );
     }
 
     #[test]
@@ -265,6 +345,6 @@ mod tests {
         let big = Decimal::MAX.to_string();
         agg.add("p", &point(&big), &record).unwrap();
         let err = agg.add("p", &point(&big), &record).unwrap_err();
-        assert!(err.contains("too large"), "{err}");
+        assert_eq!(err.to_string(), "the sum of period p is too large");
     }
 }

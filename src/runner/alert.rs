@@ -123,6 +123,35 @@ impl AlertEvent {
 /// environment).
 type EnvLookup = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
 
+/// An alert that was not sent: which, and why (never a secret; a webhook URL that may
+/// be one shows as `[URL]`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AlertError {
+    #[error("the email alert to {to} was not sent: {reason}")]
+    Email { to: String, reason: String },
+    #[error("{target} was not sent: {reason}")]
+    Webhook { target: String, reason: String },
+}
+
+/// An environment variable an email alert names that is not set.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the environment variable {name} that alerts.email.{field} names is not set")]
+pub struct MissingVar {
+    name: String,
+    field: &'static str,
+}
+
+/// An email alert's message that cannot be built from its settings.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MessageError {
+    #[error("alerts.email.from {0:?} is not an email address")]
+    From(String),
+    #[error("alerts.email.to holds {0:?}, which is not an email address")]
+    To(String),
+    #[error("the message cannot be built: {0}")]
+    Build(String),
+}
+
 /// Sends alerts. One per runner: its HTTP client is reused.
 #[derive(Clone)]
 pub struct Alerter {
@@ -163,7 +192,7 @@ impl Alerter {
 
     /// Sends to every target of `alerts`; returns one sentence per target that failed
     /// (never a secret).
-    pub async fn notify(&self, alerts: &Alerts, event: &AlertEvent) -> Vec<String> {
+    pub async fn notify(&self, alerts: &Alerts, event: &AlertEvent) -> Vec<AlertError> {
         let email = async {
             match &alerts.email {
                 Some(email) => self.email(email, event).await.err(),
@@ -180,19 +209,23 @@ impl Alerter {
         email.into_iter().chain(webhook).collect()
     }
 
-    fn var(&self, name: &str, field: &str) -> Result<String, String> {
-        (self.env)(name).ok_or_else(|| {
-            format!("the environment variable {name} that alerts.email.{field} names is not set")
+    fn var(&self, name: &str, field: &'static str) -> Result<String, MissingVar> {
+        (self.env)(name).ok_or_else(|| MissingVar {
+            name: name.to_owned(),
+            field,
         })
     }
 
-    async fn email(&self, email: &EmailAlert, event: &AlertEvent) -> Result<(), String> {
+    async fn email(&self, email: &EmailAlert, event: &AlertEvent) -> Result<(), AlertError> {
         let to = email.to.join(", ");
-        let failed = |reason: String| format!("the email alert to {to} was not sent: {reason}");
-        let message = email_message(email, event).map_err(failed)?;
+        let failed = |reason: String| AlertError::Email {
+            to: to.clone(),
+            reason,
+        };
+        let message = email_message(email, event).map_err(|e| failed(e.to_string()))?;
         let host = self
             .var(&email.smtp_host_env, "smtp_host_env")
-            .map_err(failed)?;
+            .map_err(|e| failed(e.to_string()))?;
         let port = match (self.env)(&email.smtp_port_env) {
             None => DEFAULT_SMTP_PORT,
             Some(text) => text.trim().parse().map_err(|_| {
@@ -212,7 +245,9 @@ impl Alerter {
         }
         let mut password: Option<SecretString> = None;
         if let Some(user_env) = &email.smtp_username_env {
-            let user = self.var(user_env, "smtp_username_env").map_err(failed)?;
+            let user = self
+                .var(user_env, "smtp_username_env")
+                .map_err(|e| failed(e.to_string()))?;
             let Some(password_env) = &email.smtp_password_env else {
                 return Err(failed(
                     "alerts.email.smtp_username_env is set but smtp_password_env is not".into(),
@@ -220,7 +255,7 @@ impl Alerter {
             };
             let secret = SecretString::from(
                 self.var(password_env, "smtp_password_env")
-                    .map_err(failed)?,
+                    .map_err(|e| failed(e.to_string()))?,
             );
             transport =
                 transport.credentials(Credentials::new(user, secret.expose_secret().to_owned()));
@@ -240,22 +275,25 @@ impl Alerter {
         })
     }
 
-    async fn webhook(&self, hook: &WebhookAlert, event: &AlertEvent) -> Result<(), String> {
+    async fn webhook(&self, hook: &WebhookAlert, event: &AlertEvent) -> Result<(), AlertError> {
         let (url, named) = match (&hook.url, &hook.url_env) {
             (Some(url), _) => (SecretString::from(url.clone()), None),
             (None, Some(var)) => match (self.env)(var) {
                 Some(url) => (SecretString::from(url), Some(var.as_str())),
                 None => {
-                    return Err(format!(
-                        "the webhook alert was not sent: the environment variable {var} that alerts.webhook.url_env names is not set"
-                    ));
+                    return Err(AlertError::Webhook {
+                        target: "the webhook alert".into(),
+                        reason: format!(
+                            "the environment variable {var} that alerts.webhook.url_env names is not set"
+                        ),
+                    });
                 }
             },
             (None, None) => {
-                return Err(
-                    "the webhook alert was not sent: alerts.webhook has neither url nor url_env"
-                        .into(),
-                );
+                return Err(AlertError::Webhook {
+                    target: "the webhook alert".into(),
+                    reason: "alerts.webhook has neither url nor url_env".into(),
+                });
             }
         };
         let url = url.expose_secret();
@@ -263,8 +301,10 @@ impl Alerter {
             Some(var) => format!("the webhook alert to the URL in {var}"),
             None => format!("the webhook alert to {}", host_of(url)),
         };
-        let failed =
-            |reason: String| format!("{target} was not sent: {}", reason.replace(url, "[URL]"));
+        let failed = |reason: String| AlertError::Webhook {
+            target: target.clone(),
+            reason: reason.replace(url, "[URL]"),
+        };
         let response = self
             .http
             .post(url)
@@ -281,22 +321,20 @@ impl Alerter {
     }
 }
 
-fn email_message(email: &EmailAlert, event: &AlertEvent) -> Result<Message, String> {
+fn email_message(email: &EmailAlert, event: &AlertEvent) -> Result<Message, MessageError> {
     let from: Mailbox = email
         .from
         .parse()
-        .map_err(|_| format!("alerts.email.from {:?} is not an email address", email.from))?;
+        .map_err(|_| MessageError::From(email.from.clone()))?;
     let mut builder = Message::builder().from(from).subject(event.subject());
     for to in &email.to {
-        let mailbox: Mailbox = to
-            .parse()
-            .map_err(|_| format!("alerts.email.to holds {to:?}, which is not an email address"))?;
+        let mailbox: Mailbox = to.parse().map_err(|_| MessageError::To(to.clone()))?;
         builder = builder.to(mailbox);
     }
     builder
         .header(ContentType::TEXT_PLAIN)
         .body(event.body())
-        .map_err(|e| format!("the message cannot be built: {e}"))
+        .map_err(|e| MessageError::Build(e.to_string()))
 }
 
 /// The host (and port) of a URL, for messages: never its path or query, which may hold a
@@ -421,7 +459,10 @@ mod tests {
         let (url, mut bodies) = receiver(StatusCode::NO_CONTENT).await;
         let failures = alerter(&[])
             .notify(&webhook(Some(url), None), &event(AlertKind::Disabled))
-            .await;
+            .await
+            .into_iter()
+            .map(|e| e.to_string())
+            .collect::<Vec<_>>();
         assert!(failures.is_empty(), "{failures:?}");
         assert_eq!(
             bodies.recv().await.unwrap(),
@@ -447,7 +488,10 @@ mod tests {
                 &webhook(None, Some("KPI_HOOK")),
                 &event(AlertKind::Disabled),
             )
-            .await;
+            .await
+            .into_iter()
+            .map(|e| e.to_string())
+            .collect::<Vec<_>>();
         assert_eq!(
             failures,
             [
@@ -465,7 +509,10 @@ mod tests {
                 ),
                 &event(AlertKind::Disabled),
             )
-            .await;
+            .await
+            .into_iter()
+            .map(|e| e.to_string())
+            .collect::<Vec<_>>();
         assert_eq!(failures.len(), 1);
         assert!(
             failures[0]
@@ -479,7 +526,10 @@ mod tests {
                 &webhook(None, Some("KPI_HOOK_UNSET")),
                 &event(AlertKind::Disabled),
             )
-            .await;
+            .await
+            .into_iter()
+            .map(|e| e.to_string())
+            .collect::<Vec<_>>();
         assert_eq!(
             failures,
             [
@@ -574,7 +624,10 @@ mod tests {
         ];
         let failures = alerter(&vars)
             .notify(&email(false), &event(AlertKind::Disabled))
-            .await;
+            .await
+            .into_iter()
+            .map(|e| e.to_string())
+            .collect::<Vec<_>>();
         assert!(failures.is_empty(), "{failures:?}");
         let messages = sink.messages();
         assert_eq!(messages.len(), 1);
@@ -599,7 +652,10 @@ mod tests {
         // STARTTLS required, and this server does not offer it: not sent, and said so.
         let failures = alerter(&vars)
             .notify(&email(true), &event(AlertKind::Recovered))
-            .await;
+            .await
+            .into_iter()
+            .map(|e| e.to_string())
+            .collect::<Vec<_>>();
         assert_eq!(failures.len(), 1, "{failures:?}");
         assert!(
             failures[0].starts_with(
@@ -614,7 +670,10 @@ mod tests {
         wrong[3].1 = "CANARY-wrong-password".into();
         let failures = alerter(&wrong)
             .notify(&email(false), &event(AlertKind::Recovered))
-            .await;
+            .await
+            .into_iter()
+            .map(|e| e.to_string())
+            .collect::<Vec<_>>();
         assert_eq!(failures.len(), 1, "{failures:?}");
         assert!(!failures[0].contains("CANARY"), "{failures:?}");
         assert_eq!(sink.messages().len(), 1);
@@ -624,7 +683,10 @@ mod tests {
     async fn an_email_alert_without_its_smtp_host_names_the_missing_variable() {
         let failures = alerter(&[])
             .notify(&email(true), &event(AlertKind::Disabled))
-            .await;
+            .await
+            .into_iter()
+            .map(|e| e.to_string())
+            .collect::<Vec<_>>();
         assert_eq!(
             failures,
             [

@@ -11,6 +11,7 @@ use rust_decimal::Decimal;
 use serde_json::Value as Json;
 
 use super::Record;
+use super::error::{CompileError, ConditionError};
 use super::record::{FieldPath, decimal_of};
 use crate::connector::{self, Condition, Match};
 
@@ -46,12 +47,17 @@ enum Expected {
 }
 
 /// Compiles a connector's filter; the reason names the condition that cannot be used.
-pub fn compile(filter: &connector::Filter) -> Result<CompiledFilter, String> {
+pub fn compile(filter: &connector::Filter) -> Result<CompiledFilter, CompileError> {
     let conditions = filter
         .conditions
         .iter()
         .enumerate()
-        .map(|(i, c)| compile_condition(c).map_err(|e| format!("filter.conditions[{i}]: {e}")))
+        .map(|(i, c)| {
+            compile_condition(c).map_err(|error| CompileError::Condition {
+                place: format!("filter.conditions[{i}]"),
+                error,
+            })
+        })
         .collect::<Result<_, _>>()?;
     Ok(CompiledFilter {
         match_: filter.match_,
@@ -59,7 +65,7 @@ pub fn compile(filter: &connector::Filter) -> Result<CompiledFilter, String> {
     })
 }
 
-fn compile_condition(c: &Condition) -> Result<Compiled, String> {
+fn compile_condition(c: &Condition) -> Result<Compiled, ConditionError> {
     let field = FieldPath::parse(&c.field)?;
     let test = match (
         &c.equals,
@@ -75,17 +81,12 @@ fn compile_condition(c: &Condition) -> Result<Compiled, String> {
         (None, None, None, Some(v), None, None) => Test::Greater(bound(v, "gt")?),
         (None, None, None, None, Some(v), None) => Test::Less(bound(v, "lt")?),
         (None, None, None, None, None, Some(b)) => Test::Exists(b),
-        _ => {
-            return Err(
-                "needs exactly one of `equals`, `not_equals`, `contains`, `gt`, `lt`, `exists`"
-                    .into(),
-            );
-        }
+        _ => return Err(ConditionError::Operators),
     };
     Ok(Compiled { field, test })
 }
 
-fn expected(value: &toml::Value) -> Result<Expected, String> {
+fn expected(value: &toml::Value) -> Result<Expected, ConditionError> {
     match value {
         toml::Value::String(s) => Ok(Expected::Text(s.clone())),
         toml::Value::Integer(i) => Ok(Expected::Number(Decimal::from(*i))),
@@ -93,18 +94,16 @@ fn expected(value: &toml::Value) -> Result<Expected, String> {
         // (`0.1`), so the decimal is the one they meant.
         toml::Value::Float(f) => Decimal::from_str(&f.to_string())
             .map(Expected::Number)
-            .map_err(|_| format!("{f} is not a number a filter can compare with")),
+            .map_err(|_| ConditionError::NotANumber(f.to_string())),
         toml::Value::Boolean(b) => Ok(Expected::Bool(*b)),
         toml::Value::Datetime(d) => Ok(Expected::Text(d.to_string())),
-        toml::Value::Array(_) | toml::Value::Table(_) => {
-            Err("compares with a string, a number or a boolean only".into())
-        }
+        toml::Value::Array(_) | toml::Value::Table(_) => Err(ConditionError::NotComparable),
     }
 }
 
-fn bound(value: &toml::Value, op: &str) -> Result<Expected, String> {
+fn bound(value: &toml::Value, op: &'static str) -> Result<Expected, ConditionError> {
     match expected(value)? {
-        Expected::Bool(_) => Err(format!("`{op}` compares with a number or a string only")),
+        Expected::Bool(_) => Err(ConditionError::BooleanBound(op)),
         other => Ok(other),
     }
 }
@@ -295,11 +294,17 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            compile(&def).unwrap_err(),
+            compile(&def).unwrap_err().to_string(),
             "filter.conditions[1]: `gt` compares with a number or a string only"
         );
         let def: connector::Filter =
             toml::from_str(r#"conditions = [{ field = "a", equals = 1, lt = 2 }]"#).unwrap();
-        assert!(compile(&def).unwrap_err().contains("exactly one of"));
+        assert_eq!(
+            compile(&def).unwrap_err(),
+            CompileError::Condition {
+                place: "filter.conditions[0]".into(),
+                error: ConditionError::Operators
+            }
+        );
     }
 }

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::Record;
+use super::error::CompileError;
 use super::pipeline::{Fate, LatestPerPeriod, Pipeline};
 use super::target::Calendar;
 use crate::connector::ConnectorDef;
@@ -39,6 +40,27 @@ pub struct Fixture {
     pub pages: Vec<Vec<Record>>,
 }
 
+/// A fixture or an expected file that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum FixtureError {
+    #[error("the fixture's frequency {0:?} is not one kpistream knows")]
+    Frequency(String),
+    #[error("the fixture's time zone {0:?} is not in the time zone database")]
+    Zone(String),
+    #[error(transparent)]
+    Compile(#[from] CompileError),
+    /// The expected file, and what is wrong with it (naming its line).
+    #[error("{path}: {reason}")]
+    Expected { path: String, reason: String },
+}
+
+fn expected_error(path: &Path, reason: impl std::fmt::Display) -> FixtureError {
+    FixtureError::Expected {
+        path: path.display().to_string(),
+        reason: reason.to_string(),
+    }
+}
+
 /// `DIR/NAME.fixture.json`.
 pub fn fixture_path(dir: &Path, connector: &str) -> PathBuf {
     dir.join(format!("{connector}.fixture.json"))
@@ -52,22 +74,13 @@ pub fn expected_path(dir: &Path, connector: &str) -> PathBuf {
 /// The points a run of `def` over the fixture's pages would publish, by period (the
 /// last point of a period, as the server would keep it), and how many records each
 /// fate took.
-pub fn replay(def: &ConnectorDef, fixture: &Fixture) -> Result<Replayed, String> {
+pub fn replay(def: &ConnectorDef, fixture: &Fixture) -> Result<Replayed, FixtureError> {
     let frequency = crate::period::Frequency::ALL
         .into_iter()
         .find(|f| f.as_str() == fixture.frequency)
-        .ok_or_else(|| {
-            format!(
-                "the fixture's frequency {:?} is not one kpistream knows",
-                fixture.frequency
-            )
-        })?;
-    let tz = jiff::tz::TimeZone::get(&fixture.time_zone).map_err(|_| {
-        format!(
-            "the fixture's time zone {:?} is not in the time zone database",
-            fixture.time_zone
-        )
-    })?;
+        .ok_or_else(|| FixtureError::Frequency(fixture.frequency.clone()))?;
+    let tz = jiff::tz::TimeZone::get(&fixture.time_zone)
+        .map_err(|_| FixtureError::Zone(fixture.time_zone.clone()))?;
     let calendar = Calendar { frequency, tz };
     let mut pipeline = Pipeline::new(def, &calendar, None)?;
     let mut points = LatestPerPeriod::default();
@@ -117,28 +130,27 @@ pub fn expected_csv(points: &BTreeMap<String, String>) -> String {
 
 /// Reads an expected file: `period,value` lines after a header; a mistake names its
 /// line.
-pub fn read_expected(path: &Path) -> Result<BTreeMap<String, String>, String> {
-    let mut reader =
-        csv::Reader::from_path(path).map_err(|e| format!("{}: {e}", path.display()))?;
+pub fn read_expected(path: &Path) -> Result<BTreeMap<String, String>, FixtureError> {
+    let mut reader = csv::Reader::from_path(path).map_err(|e| expected_error(path, e))?;
     let headers = reader
         .headers()
-        .map_err(|e| format!("{}: {e}", path.display()))?
+        .map_err(|e| expected_error(path, e))?
         .clone();
     if headers.iter().collect::<Vec<_>>() != ["period", "value"] {
-        return Err(format!(
-            "{}: line 1 must be the header `period,value`",
-            path.display()
+        return Err(expected_error(
+            path,
+            "line 1 must be the header `period,value`",
         ));
     }
     let mut points = BTreeMap::new();
     for (i, row) in reader.records().enumerate() {
         let line = i + 2;
-        let row = row.map_err(|e| format!("{}: line {line}: {e}", path.display()))?;
+        let row = row.map_err(|e| expected_error(path, format!("line {line}: {e}")))?;
         let (period, value) = (row[0].to_owned(), row[1].to_owned());
         if points.insert(period.clone(), value).is_some() {
-            return Err(format!(
-                "{}: line {line}: period {period} is listed twice",
-                path.display()
+            return Err(expected_error(
+                path,
+                format!("line {line}: period {period} is listed twice"),
             ));
         }
     }
@@ -198,12 +210,17 @@ mod tests {
         std::fs::write(&path, expected_csv(&points)).unwrap();
         assert_eq!(read_expected(&path).unwrap(), points);
         std::fs::write(&path, "period,value\n2026-01,1\n2026-01,2\n").unwrap();
-        let err = read_expected(&path).unwrap_err();
+        let err = read_expected(&path).unwrap_err().to_string();
         assert!(
             err.ends_with("line 3: period 2026-01 is listed twice"),
             "{err}"
         );
         std::fs::write(&path, "month,amount\n").unwrap();
-        assert!(read_expected(&path).unwrap_err().contains("line 1"));
+        assert!(
+            read_expected(&path)
+                .unwrap_err()
+                .to_string()
+                .contains("line 1")
+        );
     }
 }

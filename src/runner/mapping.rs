@@ -10,6 +10,7 @@ use rust_decimal::Decimal;
 use serde_json::Value as Json;
 
 use super::Record;
+use super::error::{CompileError, MapError};
 use super::filter::{self, CompiledFilter};
 use super::record::{FieldPath, plain_decimal};
 use crate::connector::ConnectorDef;
@@ -60,34 +61,37 @@ pub struct Mapper {
 impl Mapper {
     /// Compiles the connector's field references; the reason names the connector
     /// field that cannot be used.
-    pub fn new(def: &ConnectorDef) -> Result<Self, String> {
+    pub fn new(def: &ConnectorDef) -> Result<Self, CompileError> {
         let m = &def.mapping;
-        let field = |name: &str, text: &str| {
-            FieldPath::parse(text).map_err(|e| format!("mapping.{name}: {e}"))
+        let field = |place: &str, text: &str| {
+            FieldPath::parse(text).map_err(|error| CompileError::Field {
+                place: place.to_owned(),
+                error,
+            })
         };
         let when = match (&m.period, &m.timestamp) {
-            (Some(p), None) => WhenField::Period(field("period", p)?),
-            (None, Some(t)) => WhenField::Timestamp(field("timestamp", t)?),
-            _ => return Err("mapping: give exactly one of `period` and `timestamp`".into()),
+            (Some(p), None) => WhenField::Period(field("mapping.period", p)?),
+            (None, Some(t)) => WhenField::Timestamp(field("mapping.timestamp", t)?),
+            _ => return Err(CompileError::When),
         };
         let cursor = def
             .cursor
             .as_ref()
-            .map(|c| FieldPath::parse(&c.field).map_err(|e| format!("cursor.field: {e}")))
+            .map(|c| field("cursor.field", &c.field))
             .transpose()?;
         Ok(Self {
             when,
             value: match def.aggregate.as_ref() {
                 Some(a) if !a.function.reads_value() => None,
                 _ => {
-                    let text = m.value.as_deref().ok_or("mapping.value is missing")?;
-                    Some(field("value", text)?)
+                    let text = m.value.as_deref().ok_or(CompileError::NoValue)?;
+                    Some(field("mapping.value", text)?)
                 }
             },
             external_id: m
                 .external_id
                 .as_deref()
-                .map(|id| field("external_id", id))
+                .map(|id| field("mapping.external_id", id))
                 .transpose()?,
             filter: def.filter.as_ref().map(filter::compile).transpose()?,
             cursor,
@@ -102,7 +106,7 @@ impl Mapper {
 
     /// The datapoint `record` maps to, or why it maps to none ("field $.amount is
     /// missing").
-    pub fn map(&self, record: &Record) -> Result<MappedPoint, String> {
+    pub fn map(&self, record: &Record) -> Result<MappedPoint, MapError> {
         let when = match &self.when {
             WhenField::Period(path) => When::Period(period(path, required(path, record)?)?),
             WhenField::Timestamp(path) => timestamp(path, required(path, record)?)?,
@@ -148,29 +152,48 @@ pub fn cursor_cmp(a: &str, b: &str) -> Ordering {
 }
 
 /// The field's value, or "field … is missing" (null counts as missing).
-fn required<'a>(path: &FieldPath, record: &'a Record) -> Result<&'a Json, String> {
+fn required<'a>(path: &FieldPath, record: &'a Record) -> Result<&'a Json, MapError> {
+    let field = || path.to_string();
     match path.get(record) {
-        None => Err(format!("field {path} is missing")),
-        Some(Json::Null) => Err(format!("field {path} is null")),
+        None => Err(MapError::Missing { field: field() }),
+        Some(Json::Null) => Err(MapError::Null { field: field() }),
         Some(value) => Ok(value),
     }
 }
 
-fn period(path: &FieldPath, value: &Json) -> Result<String, String> {
-    match value {
-        Json::String(s) if !s.trim().is_empty() => Ok(s.trim().to_owned()),
-        Json::String(_) => Err(format!("field {path} is empty, not a period")),
-        Json::Number(n) => Ok(n.to_string()),
-        other => Err(format!("field {path} is {}, not a period", describe(other))),
+/// The field holds something else than `what`.
+fn wrong(path: &FieldPath, value: &Json, what: &'static str, hint: &'static str) -> MapError {
+    MapError::Wrong {
+        field: path.to_string(),
+        found: describe(value),
+        what,
+        hint,
     }
 }
 
-fn timestamp(path: &FieldPath, value: &Json) -> Result<When, String> {
+fn empty(path: &FieldPath, what: &'static str) -> MapError {
+    MapError::Empty {
+        field: path.to_string(),
+        what,
+    }
+}
+
+fn period(path: &FieldPath, value: &Json) -> Result<String, MapError> {
+    match value {
+        Json::String(s) if !s.trim().is_empty() => Ok(s.trim().to_owned()),
+        Json::String(_) => Err(empty(path, "a period")),
+        Json::Number(n) => Ok(n.to_string()),
+        other => Err(wrong(path, other, "a period", "")),
+    }
+}
+
+fn timestamp(path: &FieldPath, value: &Json) -> Result<When, MapError> {
     let not_a_timestamp = || {
-        format!(
-            "field {path} is {}, not a timestamp: write RFC 3339 text such as \
-             \"2026-03-01T09:30:00Z\", or a local \"2026-03-01\" or \"2026-03-01 09:30:00\"",
-            describe(value)
+        wrong(
+            path,
+            value,
+            "a timestamp",
+            ": write RFC 3339 text such as \"2026-03-01T09:30:00Z\", or a local \"2026-03-01\" or \"2026-03-01 09:30:00\"",
         )
     };
     let Json::String(text) = value else {
@@ -195,32 +218,31 @@ fn has_offset(text: &str) -> bool {
     time.contains(['Z', 'z', '+', '-', '['])
 }
 
-fn value(path: &FieldPath, value: &Json) -> Result<String, String> {
+fn value(path: &FieldPath, value: &Json) -> Result<String, MapError> {
     let text = match value {
         Json::Number(n) => n.to_string(),
         Json::String(s) => s.trim().to_owned(),
-        other => return Err(format!("field {path} is {}, not a number", describe(other))),
+        other => return Err(wrong(path, other, "a number", "")),
     };
     if text.is_empty() {
-        return Err(format!("field {path} is empty, not a number"));
+        return Err(empty(path, "a number"));
     }
     plain_decimal(&text).ok_or_else(|| {
-        format!(
-            "field {path} is {}, not a number (write digits with an optional - and .)",
-            describe(value)
+        wrong(
+            path,
+            value,
+            "a number",
+            " (write digits with an optional - and .)",
         )
     })
 }
 
-fn external_id(path: &FieldPath, value: Option<&Json>) -> Result<String, String> {
+fn external_id(path: &FieldPath, value: Option<&Json>) -> Result<String, MapError> {
     match value {
         None | Some(Json::Null) => Ok(String::new()),
         Some(Json::String(s)) => Ok(s.clone()),
         Some(Json::Number(n)) => Ok(n.to_string()),
-        Some(other) => Err(format!(
-            "field {path} is {}, not an id (a string or a number)",
-            describe(other)
-        )),
+        Some(other) => Err(wrong(path, other, "an id", " (a string or a number)")),
     }
 }
 
@@ -297,7 +319,8 @@ mod tests {
         );
         assert_eq!(
             m.map(&json!({"year": "2026", "v": 1, "id": true}))
-                .unwrap_err(),
+                .unwrap_err()
+                .to_string(),
             "field id is true, not an id (a string or a number)"
         );
     }
@@ -309,7 +332,11 @@ mod tests {
             "[mapping]\ntimestamp = \"$.at\"\nvalue = \"$.v\"",
         ))
         .unwrap();
-        let when = |at: Json| m.map(&json!({"at": at, "v": 1})).map(|p| p.when);
+        let when = |at: Json| {
+            m.map(&json!({"at": at, "v": 1}))
+                .map(|p| p.when)
+                .map_err(|e| e.to_string())
+        };
         assert_eq!(
             when(json!("2026-03-01T09:30:00+02:00")).unwrap(),
             When::At("2026-03-01T07:30:00Z".parse().unwrap())
@@ -349,7 +376,7 @@ mod tests {
             "[mapping]\nperiod = \"$.month\"\nvalue = \"$.amount\"",
         ))
         .unwrap();
-        let reason = |record: Json| m.map(&record).unwrap_err();
+        let reason = |record: Json| m.map(&record).unwrap_err().to_string();
         assert_eq!(
             reason(json!({"month": "2026-03"})),
             "field $.amount is missing"
@@ -406,7 +433,8 @@ mod tests {
             "rest",
             "[mapping]\nperiod = \"$.month\"\nvalue = \"$.amount[\"",
         ))
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(err.starts_with("mapping.value: \"$.amount[\""), "{err}");
     }
 

@@ -7,6 +7,7 @@
 pub mod aggregate;
 pub mod alert;
 pub mod command;
+pub mod error;
 pub mod filter;
 pub mod fixture;
 pub mod local;

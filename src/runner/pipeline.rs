@@ -8,6 +8,7 @@ use std::collections::HashMap;
 
 use super::Record;
 use super::aggregate::Aggregator;
+use super::error::{AggregateError, CompileError};
 use super::mapping::{MappedPoint, Mapper, cursor_cmp};
 use super::run::Backfill;
 use super::target::Calendar;
@@ -38,7 +39,10 @@ pub struct Pipeline<'a> {
     max_cursor: Option<String>,
     ordered: bool,
     mapped_any: bool,
+    in_range: bool,
+    out_of_range: bool,
     first_reason: Option<String>,
+    fatal: Option<AggregateError>,
 }
 
 impl<'a> Pipeline<'a> {
@@ -48,7 +52,7 @@ impl<'a> Pipeline<'a> {
         def: &ConnectorDef,
         calendar: &'a Calendar,
         backfill: Option<&'a Backfill>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, CompileError> {
         Ok(Self {
             mapper: Mapper::new(def)?,
             calendar,
@@ -57,7 +61,10 @@ impl<'a> Pipeline<'a> {
             max_cursor: None,
             ordered: true,
             mapped_any: false,
+            in_range: false,
+            out_of_range: false,
             first_reason: None,
+            fatal: None,
         })
     }
 
@@ -79,18 +86,25 @@ impl<'a> Pipeline<'a> {
             .and_then(|p| self.calendar.period_of(&p).map(|period| (period, p)));
         let (period, point) = match mapped {
             Ok(mapped) => mapped,
-            Err(reason) => return self.rejected("record not mapped", reason),
+            Err(reason) => return self.rejected("record not mapped", reason.to_string()),
         };
         self.mapped_any = true;
         if self.backfill.is_some_and(|range| !range.covers(&period)) {
+            self.out_of_range = true;
             return Fate::OutOfRange(period);
         }
+        self.in_range = true;
         let Some(aggregator) = self.aggregator.as_mut() else {
             return Fate::Point(period, point);
         };
         match aggregator.add(&period, &point, record) {
             Ok(()) => Fate::Aggregated(period),
-            Err(reason) => self.rejected("record not aggregated", reason),
+            Err(error) if error.ends_the_run() => {
+                let sentence = error.to_string();
+                self.fatal.get_or_insert(error);
+                Fate::Rejected(sentence)
+            }
+            Err(reason) => self.rejected("record not aggregated", reason.to_string()),
         }
     }
 
@@ -104,6 +118,24 @@ impl<'a> Pipeline<'a> {
     /// connector does not aggregate. Takes them: a second call answers `None`.
     pub fn aggregates(&mut self) -> Option<Vec<(String, MappedPoint)>> {
         self.aggregator.take().map(Aggregator::finish)
+    }
+
+    /// An error that ends the run (taken: a second call answers `None`).
+    pub fn take_fatal(&mut self) -> Option<AggregateError> {
+        self.fatal.take()
+    }
+
+    /// The periods left unpublished because a record of theirs could not be aggregated.
+    pub fn poisoned_periods(&self) -> Vec<String> {
+        self.aggregator
+            .as_ref()
+            .map(|a| a.poisoned().iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Whether every record a backfill mapped fell outside its range (and some did).
+    pub fn all_out_of_range(&self) -> bool {
+        self.out_of_range && !self.in_range
     }
 
     /// Whether the connector aggregates.

@@ -276,8 +276,10 @@ impl Scheduler {
     /// up again, and `run_on_start` runs it now.
     async fn first_seen(&mut self, job: &Job) {
         let name = &job.def.name;
+        let mut enabled_on_server = true;
         match connector_state(&self.env.client, name).await {
             Ok(state) => {
+                enabled_on_server = state.enabled;
                 if let Some(slot) = state
                     .unfinished_slot
                     .and_then(|t| crate::signature::timestamp(&t))
@@ -291,10 +293,12 @@ impl Scheduler {
                 tracing::warn!(connector = %name, "the connector's state cannot be read: {}", status.message());
             }
         }
-        if job.def.enabled && job.def.catch_up != CatchUp::Skip {
+        if job.def.enabled && enabled_on_server && job.def.catch_up != CatchUp::Skip {
             self.catch_up(job).await;
         }
-        if job.def.enabled && job.def.run_on_start {
+        // A file seen again (removed, then back) while its run goes on does not start a
+        // second one.
+        if job.def.enabled && job.def.run_on_start && !self.running.contains_key(name) {
             let now = Timestamp::now();
             let slot = Timestamp::from_second(now.as_second()).unwrap_or(now);
             self.spawn(job.clone(), slot, Trigger::Schedule);
@@ -389,9 +393,15 @@ impl Scheduler {
             }
             let def = &s.job.def;
             s.next = def.schedule.next_after(now, def.timezone.tz());
-            // While missed slots are being caught up, a new one waits its turn.
+            // While missed slots are being caught up, a new one waits its turn (within
+            // the same bound as the missed ones: a connector slower than its schedule
+            // skips slots, as below).
             if let Some(queue) = self.catch_up.get_mut(name) {
-                queue.push_back(next);
+                if queue.len() < MAX_CATCH_UP_SLOTS {
+                    queue.push_back(next);
+                } else {
+                    tracing::warn!(connector = %name, skipped = %next, "the slots being caught up are at their bound: this slot is skipped");
+                }
                 continue;
             }
             if let Some(slot) = self.running.get(name) {
@@ -405,8 +415,11 @@ impl Scheduler {
             if self.running.contains_key(name) {
                 continue;
             }
-            if let (Some(s), Some(slot)) = (self.loaded.get(name), queue.pop_front()) {
-                due.push((s.job.clone(), slot));
+            match self.loaded.get(name) {
+                // A definition turned off in its file drops what it had to catch up.
+                Some(s) if !s.job.def.enabled => queue.clear(),
+                Some(s) => due.extend(queue.pop_front().map(|slot| (s.job.clone(), slot))),
+                None => queue.clear(),
             }
         }
         self.catch_up.retain(|_, queue| !queue.is_empty());

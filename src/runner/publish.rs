@@ -7,6 +7,7 @@ use std::collections::HashSet;
 use jiff::Timestamp;
 use sha2::{Digest, Sha256};
 
+use super::error::RunError;
 use super::mapping::MappedPoint;
 use super::run::{RunEnv, RunSummary};
 use super::target::Target;
@@ -36,7 +37,7 @@ impl Publishing<'_> {
     pub(super) async fn existing_periods(
         &self,
         points: &[(String, MappedPoint)],
-    ) -> Result<HashSet<String>, String> {
+    ) -> Result<HashSet<String>, RunError> {
         let (from, to) = points
             .iter()
             .fold((None::<&str>, None::<&str>), |(lo, hi), (p, _)| {
@@ -55,12 +56,7 @@ impl Publishing<'_> {
             .client
             .points(&self.target.stream_id, &range)
             .await
-            .map_err(|s| {
-                format!(
-                    "the stream's stored periods cannot be read: {}",
-                    s.message()
-                )
-            })?;
+            .map_err(|s| RunError::StoredPeriods(s.message().to_owned()))?;
         Ok(stored.into_iter().map(|p| p.period).collect())
     }
 
@@ -70,7 +66,7 @@ impl Publishing<'_> {
         page: u32,
         points: &[(String, MappedPoint)],
         summary: &mut RunSummary,
-    ) -> Result<(), String> {
+    ) -> Result<(), FetchError> {
         for (chunk_number, chunk) in points.chunks(BATCH_POINTS).enumerate() {
             let batch_points: Vec<proto::Point> = chunk
                 .iter()
@@ -97,8 +93,7 @@ impl Publishing<'_> {
                         .map_err(publish_error)
                 }
             })
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
             summary.points_published += u64::from(response.accepted);
             metrics::counter!("kpistream_runner_points_published_total", "connector" => self.def.name.clone())
                 .increment(u64::from(response.accepted));

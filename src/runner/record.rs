@@ -2,6 +2,7 @@
 //! them: a JSONPath (RFC 9535) for REST records, a plain key for SQL rows and command
 //! output.
 
+use super::error::FieldError;
 use std::fmt;
 use std::str::FromStr;
 
@@ -28,13 +29,15 @@ enum Kind {
 
 impl FieldPath {
     /// Compiles `text`: a JSONPath when it starts with `$`, a top-level key otherwise.
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self, FieldError> {
         let kind = if text.starts_with('$') {
-            let path = JsonPath::parse(text)
-                .map_err(|e| format!("{text:?} is not a valid JSONPath: {e}"))?;
+            let path = JsonPath::parse(text).map_err(|e| FieldError::JsonPath {
+                text: text.to_owned(),
+                reason: e.to_string(),
+            })?;
             Kind::JsonPath(path)
         } else if text.is_empty() {
-            return Err("a field name is empty".into());
+            return Err(FieldError::Empty);
         } else {
             Kind::Key
         };
@@ -200,7 +203,7 @@ mod tests {
 
     #[test]
     fn an_invalid_jsonpath_is_refused_with_a_reason_and_display_shows_the_text() {
-        let err = FieldPath::parse("$.a[").unwrap_err();
+        let err = FieldPath::parse("$.a[").unwrap_err().to_string();
         assert!(err.starts_with("\"$.a[\" is not a valid JSONPath"), "{err}");
         assert!(FieldPath::parse("").is_err());
         assert_eq!(FieldPath::parse("$.x").unwrap().to_string(), "$.x");

@@ -16,6 +16,7 @@ use tokio::sync::watch;
 
 use super::Record;
 use super::alert::{AlertEvent, AlertKind, Alerter};
+use super::error::RunError;
 use super::local::{ConfigError, LocalInputs};
 use super::mapping::{MappedPoint, cursor_cmp};
 use super::pipeline::{Fate, LatestPerPeriod, Pipeline};
@@ -195,7 +196,7 @@ async fn run_job(
     if let Err(e) = execute(env, job, *inputs, slot, cursor, backfill, &mut summary).await {
         // Cut here, once: the report must fit in a gRPC message, and the log line, the
         // alerts and `connector run` then show what the server keeps.
-        summary.error = Some(bounded_error(&e));
+        summary.error = Some(bounded_error(&e.to_string()));
     }
     keeper.abort();
     let ended_at = Timestamp::now();
@@ -382,7 +383,7 @@ async fn execute(
     cursor: Option<String>,
     backfill: Option<&Backfill>,
     summary: &mut RunSummary,
-) -> Result<(), String> {
+) -> Result<(), RunError> {
     let def = &job.def;
     let target = Target::resolve(&env.client, inputs.credential).await?;
     let calendar = &target.calendar;
@@ -395,9 +396,7 @@ async fn execute(
     }
     let ctx = calendar.template_context(slot, window)?;
     let mut pipeline = Pipeline::new(def, calendar, backfill)?;
-    let mut source = open_source(env, job, inputs.source, &ctx)
-        .await
-        .map_err(|e| e.to_string())?;
+    let mut source = open_source(env, job, inputs.source, &ctx).await?;
     let mut publish = Publishing {
         env,
         def,
@@ -407,13 +406,20 @@ async fn execute(
         logged: 0,
     };
     let mut page_number = 0u32;
-    while let Some(records) = source.next_page().await.map_err(|e| e.to_string())? {
+    while let Some(records) = source.next_page().await? {
         page_number += 1;
         summary.records_pulled += records.len() as u64;
         metrics::counter!("kpistream_runner_records_pulled_total", "connector" => def.name.clone())
             .increment(records.len() as u64);
         let points = page_points(&mut pipeline, &records, &mut publish, summary);
-        let points = keep_new_periods(def, &publish, points, summary).await?;
+        if let Some(error) = pipeline.take_fatal() {
+            return Err(error.into());
+        }
+        // A backfill corrects stored values: `on_existing = "keep"` is for the schedule.
+        let points = match backfill {
+            Some(_) => points,
+            None => keep_new_periods(def, &publish, points, summary).await?,
+        };
         publish.page(page_number, &points, summary).await?;
         if *env.stop.borrow() {
             summary.interrupted = true;
@@ -422,13 +428,18 @@ async fn execute(
     }
     // Aggregates are published once every page is in, and not at all by a run that
     // stopped early: a part of a period's records would make a wrong value.
+    let poisoned = pipeline.poisoned_periods();
+    if !poisoned.is_empty() {
+        tracing::warn!(connector = %def.name, periods = ?poisoned, "periods with a record that could not be aggregated are not published");
+    }
     if let Some(points) = pipeline.aggregates().filter(|_| !summary.interrupted) {
         publish.page(0, &points, summary).await?;
     }
     if let Some(reason) = pipeline.nothing_mapped() {
-        return Err(format!(
-            "no record could be mapped to a datapoint; the first: {reason}"
-        ));
+        return Err(RunError::NothingMapped(reason.to_owned()));
+    }
+    if let Some(range) = backfill.filter(|_| pipeline.all_out_of_range()) {
+        return Err(RunError::NothingInRange(range.range()));
     }
     if def.cursor.is_some() && backfill.is_none() {
         summary.new_cursor = next_cursor(def, &pipeline, cursor.as_deref(), summary.interrupted)?;
@@ -465,7 +476,7 @@ async fn keep_new_periods(
     publish: &Publishing<'_>,
     mut points: Vec<(String, MappedPoint)>,
     summary: &mut RunSummary,
-) -> Result<Vec<(String, MappedPoint)>, String> {
+) -> Result<Vec<(String, MappedPoint)>, RunError> {
     if def.on_existing == OnExisting::Keep && !points.is_empty() {
         let existing = publish.existing_periods(&points).await?;
         let before = points.len();
@@ -484,7 +495,7 @@ fn next_cursor(
     pipeline: &Pipeline<'_>,
     stored: Option<&str>,
     interrupted: bool,
-) -> Result<Option<String>, String> {
+) -> Result<Option<String>, RunError> {
     if interrupted && (pipeline.aggregating() || !pipeline.ordered()) {
         tracing::warn!(
             connector = %def.name,
@@ -497,7 +508,7 @@ fn next_cursor(
         .filter(|c| stored.is_none_or(|stored| cursor_cmp(c, stored) == Ordering::Greater))
         .map(|c| checked_cursor(c.to_owned()))
         .transpose()
-        .map_err(|e| format!("the new cursor cannot be stored: {e}"))
+        .map_err(RunError::Cursor)
 }
 
 /// The cursor a run starts from: the one stored on the server, else the connector's

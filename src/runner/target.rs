@@ -5,6 +5,7 @@
 use jiff::tz::TimeZone;
 use jiff::{Timestamp, Zoned};
 
+use super::error::{MapError, TargetError};
 use super::local::SourceInputs;
 use super::mapping::{MappedPoint, When};
 use super::rest::RestContext;
@@ -37,24 +38,23 @@ pub struct Calendar {
 
 impl Target {
     /// Asks the server for the stream of the connector's `credential`.
-    pub async fn resolve(client: &Client, credential: Credential) -> Result<Self, String> {
+    pub async fn resolve(client: &Client, credential: Credential) -> Result<Self, TargetError> {
         let stream_id = credential.stream_id().to_string();
         let stream = client
             .stream(&stream_id)
             .await
-            .map_err(|s| format!("the stream {stream_id} cannot be read: {}", s.message()))?
+            .map_err(|s| TargetError::Unreadable {
+                stream: stream_id.clone(),
+                message: s.message().to_owned(),
+            })?
             .stream
-            .ok_or("the server answered without the stream")?;
+            .ok_or(TargetError::NoStream)?;
         let frequency = crate::wire::frequency(stream.frequency)
             .ok()
             .flatten()
-            .ok_or("the server answered with an unknown frequency")?;
-        let tz = TimeZone::get(&stream.time_zone).map_err(|_| {
-            format!(
-                "the stream's time zone {:?} is not in the time zone database",
-                stream.time_zone
-            )
-        })?;
+            .ok_or(TargetError::UnknownFrequency)?;
+        let tz = TimeZone::get(&stream.time_zone)
+            .map_err(|_| TargetError::UnknownZone(stream.time_zone.clone()))?;
         Ok(Self {
             credential,
             stream_id,
@@ -70,8 +70,8 @@ impl Calendar {
         &self,
         slot: Timestamp,
         cursor: Option<String>,
-    ) -> Result<TemplateContext, String> {
-        let period = Period::at(self.frequency, slot, &self.tz).map_err(|e| e.to_string())?;
+    ) -> Result<TemplateContext, TargetError> {
+        let period = Period::at(self.frequency, slot, &self.tz).map_err(calendar)?;
         Ok(TemplateContext {
             cursor,
             period_start: midnight(period.start(), &self.tz)?,
@@ -89,37 +89,36 @@ impl Calendar {
         &self,
         def: &ConnectorDef,
         cursor: Option<String>,
-    ) -> Result<Option<String>, String> {
+    ) -> Result<Option<String>, TargetError> {
         let Some(cursor) = cursor else {
             return Ok(None);
         };
         if def.lookback.is_none() && def.aggregate.is_none() {
             return Ok(Some(cursor));
         }
-        let (at, style) = CursorTime::parse(&cursor, &self.tz).ok_or_else(|| {
-            format!(
-                "the cursor {cursor:?} is not a time: `lookback` and [aggregate] pull whole                  periods again, which needs a cursor field holding a timestamp or a date"
-            )
-        })?;
+        let (at, style) = CursorTime::parse(&cursor, &self.tz)
+            .ok_or_else(|| TargetError::CursorNotATime(cursor.clone()))?;
         let mut start = match &def.lookback {
             None => at,
-            Some(Lookback::Span(span)) => at
-                .checked_sub(*span)
-                .map_err(|e| format!("the lookback cannot be taken from {cursor:?}: {e}"))?,
+            Some(Lookback::Span(span)) => {
+                at.checked_sub(*span).map_err(|e| TargetError::Lookback {
+                    cursor: cursor.clone(),
+                    reason: e.to_string(),
+                })?
+            }
             Some(Lookback::Periods(n)) => {
-                let mut period = Period::at(self.frequency, at.timestamp(), &self.tz)
-                    .map_err(|e| e.to_string())?;
+                let mut period =
+                    Period::at(self.frequency, at.timestamp(), &self.tz).map_err(calendar)?;
                 for _ in 0..*n {
-                    let before = period.start().yesterday().map_err(|e| e.to_string())?;
-                    period =
-                        Period::containing(self.frequency, before).map_err(|e| e.to_string())?;
+                    let before = period.start().yesterday().map_err(calendar)?;
+                    period = Period::containing(self.frequency, before).map_err(calendar)?;
                 }
                 zoned_midnight(period.start(), &self.tz)?
             }
         };
         if def.aggregate.is_some() {
-            let period = Period::at(self.frequency, start.timestamp(), &self.tz)
-                .map_err(|e| e.to_string())?;
+            let period =
+                Period::at(self.frequency, start.timestamp(), &self.tz).map_err(calendar)?;
             start = zoned_midnight(period.start(), &self.tz)?;
         }
         Ok(Some(style.write(&start)))
@@ -134,42 +133,42 @@ impl Calendar {
         def: &ConnectorDef,
         cursor: Option<String>,
         from: &Period,
-    ) -> Result<Option<String>, String> {
+    ) -> Result<Option<String>, TargetError> {
         let Some(declared) = &def.cursor else {
             return Ok(None);
         };
-        let style = cursor
-            .or_else(|| declared.initial.clone())
-            .and_then(|c| CursorTime::parse(&c, &self.tz))
-            .map_or(
-                CursorTime::Instant {
-                    zulu: true,
-                    separator: 'T',
-                },
-                |(_, style)| style,
-            );
+        let style = match cursor.or_else(|| declared.initial.clone()) {
+            Some(c) => match CursorTime::parse(&c, &self.tz) {
+                Some((_, style)) => style,
+                None => return Err(TargetError::CursorNotATime(c)),
+            },
+            None => CursorTime::Instant {
+                offset: None,
+                separator: 'T',
+            },
+        };
         Ok(Some(style.write(&zoned_midnight(from.start(), &self.tz)?)))
     }
 
     /// The stream period a mapped point falls in, as text.
-    pub fn period_of(&self, point: &MappedPoint) -> Result<String, String> {
+    pub fn period_of(&self, point: &MappedPoint) -> Result<String, MapError> {
         let at = match &point.when {
             When::Period(text) => {
                 return Period::parse(self.frequency, text)
                     .map(|p| p.to_string())
-                    .map_err(|e| e.to_string());
+                    .map_err(|e| MapError::Period(e.to_string()));
             }
             When::At(at) => *at,
             When::Local(local) => self
                 .tz
                 .to_ambiguous_zoned(*local)
                 .compatible()
-                .map_err(|e| e.to_string())?
+                .map_err(|e| MapError::Period(e.to_string()))?
                 .timestamp(),
         };
         Period::at(self.frequency, at, &self.tz)
             .map(|p| p.to_string())
-            .map_err(|e| e.to_string())
+            .map_err(|e| MapError::Period(e.to_string()))
     }
 }
 
@@ -220,20 +219,28 @@ pub fn stream_label(def: &ConnectorDef) -> String {
     }
 }
 
-fn midnight(date: jiff::civil::Date, tz: &TimeZone) -> Result<Timestamp, String> {
+/// A period or an instant out of the calendar's range.
+fn calendar(e: impl std::fmt::Display) -> TargetError {
+    TargetError::Calendar(e.to_string())
+}
+
+fn midnight(date: jiff::civil::Date, tz: &TimeZone) -> Result<Timestamp, TargetError> {
     zoned_midnight(date, tz).map(|z| z.timestamp())
 }
 
-fn zoned_midnight(date: jiff::civil::Date, tz: &TimeZone) -> Result<Zoned, String> {
-    date.to_zoned(tz.clone()).map_err(|e| e.to_string())
+fn zoned_midnight(date: jiff::civil::Date, tz: &TimeZone) -> Result<Zoned, TargetError> {
+    date.to_zoned(tz.clone()).map_err(calendar)
 }
 
 /// How a time cursor is written, so that a window start is written the same way.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum CursorTime {
-    /// An instant with an offset: written in UTC, with `Z` or `+00:00` as the cursor
-    /// ended, and the cursor's date-time separator.
-    Instant { zulu: bool, separator: char },
+    /// An instant: written at the cursor's offset (`None`: `Z`, UTC) with the cursor's
+    /// date-time separator, so text comparisons in the source still order it right.
+    Instant {
+        offset: Option<jiff::tz::Offset>,
+        separator: char,
+    },
     /// A date without a time.
     Date,
     /// A local date and time without an offset, in the stream's time zone.
@@ -249,8 +256,11 @@ impl CursorTime {
             _ => 'T',
         };
         if let Ok(at) = text.parse::<Timestamp>() {
-            let zulu = text.ends_with(['Z', 'z']);
-            return Some((at.to_zoned(tz.clone()), Self::Instant { zulu, separator }));
+            let offset = match text.ends_with(['Z', 'z']) {
+                true => None,
+                false => Some(trailing_offset(text)?),
+            };
+            return Some((at.to_zoned(tz.clone()), Self::Instant { offset, separator }));
         }
         if text.len() == 10 {
             let date = text.parse::<jiff::civil::Date>().ok()?;
@@ -265,20 +275,44 @@ impl CursorTime {
     /// window's start earlier).
     fn write(self, at: &Zoned) -> String {
         match self {
-            Self::Instant { zulu, separator } => {
+            Self::Instant {
+                offset: None,
+                separator,
+            } => {
                 let utc = at.timestamp().to_zoned(TimeZone::UTC);
-                let offset = if zulu { "Z" } else { "+00:00" };
-                format!(
-                    "{}{offset}",
-                    utc.strftime(&format!("%Y-%m-%d{separator}%H:%M:%S"))
-                )
+                format!("{}Z", utc.strftime(&format!("%Y-%m-%d{separator}%H:%M:%S")))
             }
+            Self::Instant {
+                offset: Some(offset),
+                separator,
+            } => at
+                .timestamp()
+                .to_zoned(TimeZone::fixed(offset))
+                .strftime(&format!("%Y-%m-%d{separator}%H:%M:%S%:z"))
+                .to_string(),
             Self::Date => at.strftime("%Y-%m-%d").to_string(),
             Self::Local { separator } => at
                 .strftime(&format!("%Y-%m-%d{separator}%H:%M:%S"))
                 .to_string(),
         }
     }
+}
+
+/// The `±HH:MM` (or `±HHMM`) offset that ends an RFC 3339 instant.
+fn trailing_offset(text: &str) -> Option<jiff::tz::Offset> {
+    let sign_at = text.rfind(['+', '-']).filter(|&i| i > 10)?;
+    let digits: String = text[sign_at + 1..]
+        .chars()
+        .filter(char::is_ascii_digit)
+        .collect();
+    let (hours, minutes) = digits.split_at_checked(2)?;
+    let seconds = hours.parse::<i32>().ok()? * 3_600 + minutes.parse::<i32>().unwrap_or(0) * 60;
+    let seconds = if text[sign_at..].starts_with('-') {
+        -seconds
+    } else {
+        seconds
+    };
+    jiff::tz::Offset::from_seconds(seconds).ok()
 }
 
 #[cfg(test)]
@@ -301,7 +335,7 @@ mod tests {
         .unwrap()
     }
 
-    fn window(t: &Calendar, extra: &str, cursor: &str) -> Result<Option<String>, String> {
+    fn window(t: &Calendar, extra: &str, cursor: &str) -> Result<Option<String>, TargetError> {
         t.window_start(&def(extra), Some(cursor.to_owned()))
     }
 
@@ -323,7 +357,12 @@ mod tests {
             (
                 "lookback = \"48h\"",
                 "2026-03-10T01:00:00+02:00",
-                "2026-03-07T23:00:00+00:00",
+                "2026-03-08T01:00:00+02:00",
+            ),
+            (
+                "lookback = \"7d\"",
+                "2026-03-10T01:00:00-05:00",
+                "2026-03-03T01:00:00-05:00",
             ),
             ("", "2026-03-10T12:30:05Z", "2026-03-10T12:30:05Z"),
         ];
@@ -372,7 +411,11 @@ mod tests {
     fn a_cursor_that_is_not_a_time_is_refused_with_a_reason() {
         let daily = target(Frequency::Daily, "UTC");
         let err = window(&daily, "lookback = \"7d\"", "12345").unwrap_err();
-        assert!(err.contains("\"12345\" is not a time"), "{err}");
+        assert_eq!(err, TargetError::CursorNotATime("12345".into()));
+        assert!(
+            err.to_string().contains("pull whole periods again"),
+            "{err}"
+        );
         assert_eq!(
             window(&daily, "", "12345").unwrap().as_deref(),
             Some("12345")

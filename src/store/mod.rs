@@ -250,8 +250,9 @@ pub trait RunnerStore: Send + Sync + 'static {
     ) -> Result<ConnectorState>;
     /// Sets the connector's cursor (`None`: none, so the next run starts from the
     /// definition's `cursor.initial`), in one transaction; returns the cursor it had and
-    /// the state after. `Conflict` while a runner holds an unexpired lease: that run's
-    /// report would overwrite the cursor.
+    /// the state after. `NotFound` for a connector the server keeps nothing of;
+    /// `Conflict` while a runner holds an unexpired lease (that run's report would
+    /// overwrite the cursor). An expired lease is ended, so a late report is refused.
     async fn set_connector_cursor(
         &self,
         org: &OrgId,

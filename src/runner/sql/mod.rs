@@ -48,6 +48,7 @@ use sqlx::error::DatabaseError;
 use sqlx::mysql::MySqlDatabaseError;
 use sqlx::{Column, Row, TypeInfo, ValueRef};
 
+use super::error::DecodeError;
 use super::local::ConfigError;
 use super::retry::retrying;
 use super::secret;
@@ -248,7 +249,7 @@ impl Database {
         mut rows: BoxStream<'_, Result<R, sqlx::Error>>,
         timeout: Duration,
         kind_of: fn(&str) -> Option<K>,
-        decode: fn(&R, usize, &K) -> Result<Value, String>,
+        decode: fn(&R, usize, &K) -> Result<Value, DecodeError>,
     ) -> Result<Vec<StoredRecord>, FetchError>
     where
         usize: sqlx::ColumnIndex<R>,
@@ -461,7 +462,7 @@ fn plan<R: Row, K>(row: &R, kind_of: fn(&str) -> Option<K>) -> Result<Plan<K>, F
 fn record<R: Row, K>(
     row: &R,
     plan: &Plan<K>,
-    decode: fn(&R, usize, &K) -> Result<Value, String>,
+    decode: fn(&R, usize, &K) -> Result<Value, DecodeError>,
 ) -> Result<Record, FetchError>
 where
     usize: sqlx::ColumnIndex<R>,
@@ -471,7 +472,7 @@ where
         let value = match row.try_get_raw(index) {
             Ok(raw) if raw.is_null() => Ok(Value::Null),
             Ok(_) => decode(row, index, kind),
-            Err(e) => Err(e.to_string()),
+            Err(e) => Err(text_of(e)),
         }
         .map_err(|reason| {
             FetchError::permanent(format!("column {name} cannot be read: {reason}"))
@@ -481,23 +482,23 @@ where
     Ok(Value::Object(object))
 }
 
-fn number(text: &str) -> Result<Value, String> {
+fn number(text: &str) -> Result<Value, DecodeError> {
     Number::from_str(text)
         .map(Value::Number)
-        .map_err(|_| format!("{text:?} is not a number"))
+        .map_err(|_| DecodeError::NotANumber(text.to_owned()))
 }
 
-fn float(value: f64) -> Result<Value, String> {
+fn float(value: f64) -> Result<Value, DecodeError> {
     if !value.is_finite() {
-        return Err(format!("{value} has no JSON form"));
+        return Err(DecodeError::NotFinite(value.to_string()));
     }
     number(&value.to_string())
 }
 
-fn float32(value: f32) -> Result<Value, String> {
+fn float32(value: f32) -> Result<Value, DecodeError> {
     // An f32's own shortest form: 1.1 stays 1.1, not 1.100000023841858.
     if !value.is_finite() {
-        return Err(format!("{value} has no JSON form"));
+        return Err(DecodeError::NotFinite(value.to_string()));
     }
     number(&value.to_string())
 }
@@ -515,6 +516,6 @@ fn utc_timestamp(value: DateTime<Utc>) -> Value {
     Value::String(value.to_rfc3339_opts(SecondsFormat::AutoSi, true))
 }
 
-fn text_of(e: sqlx::Error) -> String {
-    e.to_string()
+fn text_of(e: sqlx::Error) -> DecodeError {
+    DecodeError::Driver(e.to_string())
 }

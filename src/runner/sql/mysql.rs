@@ -15,6 +15,7 @@ use super::{
     text_of, utc_timestamp,
 };
 use crate::runner::FetchError;
+use crate::runner::error::DecodeError;
 use crate::runner::source::StoredRecord;
 use crate::runner::template::BoundQuery;
 
@@ -116,7 +117,7 @@ fn mysql_kind(type_name: &str) -> Option<MySqlKind> {
     })
 }
 
-fn mysql_decode(row: &MySqlRow, i: usize, kind: &MySqlKind) -> Result<Value, String> {
+fn mysql_decode(row: &MySqlRow, i: usize, kind: &MySqlKind) -> Result<Value, DecodeError> {
     // Unchecked where sqlx's type check is narrower than the wire format (YEAR as an
     // integer, DECIMAL and JSON as their text).
     Ok(match kind {
@@ -131,14 +132,11 @@ fn mysql_decode(row: &MySqlRow, i: usize, kind: &MySqlKind) -> Result<Value, Str
         MySqlKind::Text => Value::String(row.try_get_unchecked(i).map_err(text_of)?),
         MySqlKind::Bytes => {
             let bytes: Vec<u8> = row.try_get_unchecked(i).map_err(text_of)?;
-            Value::String(
-                String::from_utf8(bytes)
-                    .map_err(|_| "it holds bytes that are not UTF-8 text".to_owned())?,
-            )
+            Value::String(String::from_utf8(bytes).map_err(|_| DecodeError::NotUtf8)?)
         }
         MySqlKind::Json => {
             let text: &str = row.try_get_unchecked(i).map_err(text_of)?;
-            serde_json::from_str(text).map_err(|e| format!("it is not valid JSON: {e}"))?
+            serde_json::from_str(text).map_err(|e| DecodeError::NotJson(e.to_string()))?
         }
         MySqlKind::Date => date(row.try_get(i).map_err(text_of)?),
         MySqlKind::Datetime => local_timestamp(row.try_get(i).map_err(text_of)?),

@@ -14,6 +14,7 @@ use super::{
     text_of, utc_timestamp,
 };
 use crate::runner::FetchError;
+use crate::runner::error::DecodeError;
 use crate::runner::source::StoredRecord;
 use crate::runner::template::BoundQuery;
 
@@ -93,7 +94,7 @@ fn pg_kind(type_name: &str) -> Option<PgKind> {
     })
 }
 
-fn pg_decode(row: &PgRow, i: usize, kind: &PgKind) -> Result<Value, String> {
+fn pg_decode(row: &PgRow, i: usize, kind: &PgKind) -> Result<Value, DecodeError> {
     Ok(match kind {
         PgKind::Bool => Value::Bool(row.try_get(i).map_err(text_of)?),
         PgKind::Int2 => row.try_get::<i16, _>(i).map_err(text_of)?.into(),
@@ -103,7 +104,9 @@ fn pg_decode(row: &PgRow, i: usize, kind: &PgKind) -> Result<Value, String> {
         PgKind::Float8 => float(row.try_get(i).map_err(text_of)?)?,
         PgKind::Numeric => {
             let decimal: rust_decimal::Decimal = row.try_get(i).map_err(|e| {
-                format!("{e} (kpistream reads NUMERIC values of up to 28 significant digits)")
+                DecodeError::Driver(format!(
+                    "{e} (kpistream reads NUMERIC values of up to 28 significant digits)"
+                ))
             })?;
             number(&decimal.to_string())?
         }

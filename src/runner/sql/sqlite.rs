@@ -14,6 +14,7 @@ use super::{
     CLOSE_TIMEOUT, Database, SERVER_TIMEOUT_GRACE, Stage, bind, float, local_timestamp, text_of,
 };
 use crate::runner::FetchError;
+use crate::runner::error::DecodeError;
 use crate::runner::source::StoredRecord;
 use crate::runner::template::BoundQuery;
 
@@ -61,7 +62,7 @@ fn sqlite_kind(declared: &str) -> Option<SqliteKind> {
     })
 }
 
-fn sqlite_decode(row: &SqliteRow, i: usize, kind: &SqliteKind) -> Result<Value, String> {
+fn sqlite_decode(row: &SqliteRow, i: usize, kind: &SqliteKind) -> Result<Value, DecodeError> {
     let raw = row.try_get_raw(i).map_err(text_of)?;
     let storage = raw.type_info().name().to_owned();
     Ok(match (storage.as_str(), kind) {
@@ -76,9 +77,7 @@ fn sqlite_decode(row: &SqliteRow, i: usize, kind: &SqliteKind) -> Result<Value, 
         }
         ("TEXT", _) => Value::String(row.try_get_unchecked(i).map_err(text_of)?),
         (other, _) => {
-            return Err(format!(
-                "it holds a {other} value, which kpistream does not map to JSON; cast it in the query"
-            ));
+            return Err(DecodeError::Unmapped(other.to_owned()));
         }
     })
 }

@@ -504,6 +504,15 @@ pub async fn a_cursor_is_set_by_hand_only_while_no_run_holds_the_lease(store: &d
         (before.as_deref(), after.cursor),
         (Some("2026-03-01"), None)
     );
+    // The expired lease ended with it: the late run's report is refused.
+    assert_eq!(state(store, &org).await.unfinished_slot, None);
+    let unknown = store
+        .set_connector_cursor(&org.id, &connector("never-seen"), Some("x"), at(500))
+        .await;
+    assert!(
+        matches!(unknown, Err(crate::store::StoreError::NotFound(_))),
+        "{unknown:?}"
+    );
 }
 
 pub async fn a_forgotten_connector_starts_again_from_nothing(store: &dyn Store) {

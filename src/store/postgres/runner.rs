@@ -380,7 +380,6 @@ impl RunnerStore for PostgresStore {
         now: Timestamp,
     ) -> Result<(Option<String>, ConnectorState)> {
         let mut tx = self.write().await?;
-        ensure_row(&mut tx, org, connector, now).await?;
         let before = stored_for_update(&mut tx, org, connector)
             .await?
             .ok_or_else(|| StoreError::NotFound(format!("connector {:?}", connector.as_str())))?;
@@ -391,7 +390,9 @@ impl RunnerStore for PostgresStore {
             )));
         }
         sqlx::query(
-            "UPDATE connectors SET cursor = $1, updated_at = $2 WHERE org_id = $3 AND name = $4",
+            "UPDATE connectors SET cursor = $1, updated_at = $2, \
+             lease_holder = NULL, lease_slot = NULL, lease_expires_at = NULL \
+             WHERE org_id = $3 AND name = $4",
         )
         .bind(cursor)
         .bind(to_micros(now))
