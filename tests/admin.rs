@@ -163,6 +163,7 @@ async fn call_every_rpc(
                     .list_revisions(proto::ListRevisionsRequest {
                         stream_id: stream_id.to_owned(),
                         period: "2026-11-20".into(),
+                        ..Default::default()
                     })
                     .await,
             ),

@@ -426,6 +426,7 @@ async fn a_replayed_batch_returns_the_original_result_and_stores_nothing_new() {
         .list_revisions(proto::ListRevisionsRequest {
             stream_id: stream.clone(),
             period: "2026-11-20".into(),
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -552,6 +553,7 @@ async fn a_new_value_for_a_period_replaces_it_and_keeps_a_revision() {
         .list_revisions(proto::ListRevisionsRequest {
             stream_id: stream.clone(),
             period: "2026-11-20".into(),
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -953,4 +955,46 @@ async fn concurrent_single_point_publishes_share_commit_transactions() {
         "{PUBLISHES} concurrent publishes took {transactions} commit transactions; \
          the writer should group them"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_periods_revisions_come_in_pages_that_make_its_whole_history() {
+    let server = TestServer::start();
+    let (stream, credential) = server.daily_stream("Revised often").await;
+    let client = server.client().await;
+    for value in 0..7 {
+        let sealed = sealed(&credential, vec![point("2026-11-20", &value.to_string())]);
+        publish_envelope(&client, sealed, false).await.unwrap();
+    }
+    let mut pages = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = client
+            .query()
+            .list_revisions(proto::ListRevisionsRequest {
+                stream_id: stream.clone(),
+                period: "2026-11-20".into(),
+                page_size: 4,
+                page_token: token.clone(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        pages.push(
+            page.revisions
+                .iter()
+                .map(|r| format!("{}->{}", r.old_value, r.new_value))
+                .collect::<Vec<_>>(),
+        );
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    assert_eq!(
+        pages,
+        [vec!["0->1", "1->2", "2->3", "3->4"], vec!["4->5", "5->6"]]
+    );
+    let all = client.revisions(&stream, "2026-11-20").await.unwrap();
+    assert_eq!(all.len(), 6, "the SDK follows the pages");
 }

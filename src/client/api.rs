@@ -421,22 +421,24 @@ impl Client {
         Ok(self.query().watch(request).await?.into_inner())
     }
 
-    /// The revisions of one period, oldest first.
+    /// The revisions of one period, oldest first: all of them, following the server's
+    /// pages.
     pub async fn revisions(
         &self,
         stream: &str,
         period: &str,
     ) -> Result<Vec<proto::Revision>, Status> {
-        let request = proto::ListRevisionsRequest {
-            stream_id: stream.to_owned(),
-            period: period.to_owned(),
-        };
-        Ok(self
-            .query()
-            .list_revisions(request)
-            .await?
-            .into_inner()
-            .revisions)
+        follow(0, move |page_size, page_token| async move {
+            let request = proto::ListRevisionsRequest {
+                stream_id: stream.to_owned(),
+                period: period.to_owned(),
+                page_size,
+                page_token,
+            };
+            let page = self.query().list_revisions(request).await?.into_inner();
+            Ok((page.revisions, page.next_page_token))
+        })
+        .await
     }
 }
 

@@ -11,6 +11,9 @@ use crate::proto::query_server::Query;
 /// Most points one `ListPoints` answers.
 pub const MAX_POINTS_PER_QUERY: u32 = 10_000;
 
+/// Most revisions one `ListRevisions` page holds.
+const MAX_REVISIONS_PER_PAGE: u32 = 1_000;
+
 /// The period a page token continues after.
 fn page_after(token: &str, frequency: Frequency) -> Result<Option<Period>, ApiError> {
     paging::after(token)?
@@ -120,8 +123,19 @@ impl Query for QueryService {
                     .await?;
                 let period = Period::parse(stream.definition.frequency, &r.period)?.to_string();
                 let revisions = self.state.store.list_revisions(&stream.id, &period).await?;
+                // A batch revises a period once: the time and the batch id order them.
+                let (revisions, next_page_token) = paging::page(
+                    revisions,
+                    |r| {
+                        let at = format!("{:020}", r.revised_at.as_microsecond());
+                        paging::key_of(&[&at, &r.batch_id])
+                    },
+                    &r.page_token,
+                    paging::size(r.page_size, MAX_REVISIONS_PER_PAGE, MAX_REVISIONS_PER_PAGE),
+                )?;
                 Ok(proto::ListRevisionsResponse {
                     revisions: revisions.into_iter().map(convert::revision).collect(),
+                    next_page_token,
                 })
             })
             .await

@@ -49,6 +49,9 @@ pub enum FixtureError {
     Zone(String),
     #[error(transparent)]
     Compile(#[from] CompileError),
+    /// As a run would fail: no record of the fixture could be mapped.
+    #[error("no record could be mapped to a datapoint; the first: {0}")]
+    NothingMapped(String),
     /// The expected file, and what is wrong with it (naming its line).
     #[error("{path}: {reason}")]
     Expected { path: String, reason: String },
@@ -92,6 +95,9 @@ pub fn replay(def: &ConnectorDef, fixture: &Fixture) -> Result<Replayed, Fixture
             Fate::Aggregated(_) => {}
             Fate::Rejected(reason) => replayed.rejected.push(reason),
         }
+    }
+    if let Some(reason) = pipeline.nothing_mapped() {
+        return Err(FixtureError::NothingMapped(reason.to_owned()));
     }
     let published = pipeline
         .aggregates()

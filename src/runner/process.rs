@@ -453,8 +453,12 @@ impl Scheduler {
         let resume = self.resumes.get(&name).filter(|r| r.slot == slot);
         match outcome {
             Ok(Outcome::NotOurs { holder, completed }) => {
+                let resuming = resume.is_some();
                 if completed || resume.is_some_and(|r| Timestamp::now() > r.until) {
                     self.resumes.remove(&name);
+                }
+                if !completed && !resuming {
+                    tracing::warn!(connector = %name, %slot, %holder, "this slot is not run: another run of the connector holds its lease (another runner, or a `connector run` or `backfill` by hand)");
                 }
                 tracing::debug!(connector = %name, %slot, %holder, completed, "slot not ours");
             }

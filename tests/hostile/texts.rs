@@ -184,6 +184,7 @@ async fn over_long_names_and_texts_are_refused_with_invalid_argument_before_any_
     let revisions = proto::ListRevisionsRequest {
         stream_id: stream,
         period: long.clone(),
+        ..Default::default()
     };
     let err = client
         .query()

@@ -47,6 +47,7 @@ async fn stream_answers(client: &Client, id: &str, key_id: &str) -> Answers {
     let revisions = proto::ListRevisionsRequest {
         stream_id: id.to_owned(),
         period: PERIOD.into(),
+        ..Default::default()
     };
     vec![
         ("GetStream", done(admin().get_stream(stream_ref(id)).await)),

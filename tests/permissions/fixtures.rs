@@ -422,6 +422,7 @@ impl World {
                     .list_revisions(proto::ListRevisionsRequest {
                         stream_id: id.clone(),
                         period: PERIOD.into(),
+                        ..Default::default()
                     })
                     .await,
             ),
