@@ -227,6 +227,10 @@ pub struct RunRecord {
     pub points_rejected: u64,
     pub error: Option<String>,
     pub interrupted: bool,
+    /// Someone ran it by hand (`connector run`).
+    pub manual: bool,
+    /// The range of a backfill run.
+    pub backfill: Option<String>,
 }
 
 impl ConnectorState {

@@ -565,6 +565,17 @@ async fn a_backfill_publishes_a_past_range_without_moving_the_cursor_and_a_rewin
         "pulled again from the rewound cursor, nothing revised"
     );
 
+    let logged = common::runner::runs(&client, "spend").await;
+    let backfills: Vec<&str> = logged
+        .iter()
+        .map(|r| r.backfill.as_str())
+        .filter(|b| !b.is_empty())
+        .collect();
+    assert_eq!(
+        backfills,
+        ["2026-03-03..2026-03-05"],
+        "the run log marks the backfill"
+    );
     let filter = kpistream::client::AuditFilter {
         target: Some("spend".into()),
         ..Default::default()

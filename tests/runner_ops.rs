@@ -986,6 +986,7 @@ argv = ["sh", "-c", "echo 'the warehouse is locked' >&2; exit 3"]
             .to_string();
         assert_eq!(shown["started"], started.as_str());
         assert_eq!(shown["result"], "ok");
+        assert_eq!(shown["trigger"], "schedule");
         assert_eq!(shown["records"], 1);
         assert_eq!(shown["runner"], "ops-runner");
     }

@@ -692,6 +692,7 @@ async fn log(
     let mut rows = Rows::new(vec![
         "started",
         "ended",
+        "trigger",
         "records",
         "published",
         "rejected",
@@ -705,9 +706,15 @@ async fn log(
             (true, true) => "stopped early (runner asked to stop)",
             (false, _) => "failed",
         };
+        let trigger = match (run.backfill.as_str(), run.manual) {
+            ("", false) => "schedule".to_owned(),
+            ("", true) => "manual".to_owned(),
+            (range, _) => format!("backfill {range}"),
+        };
         rows.push(vec![
             time(&run.started_at),
             time(&run.ended_at),
+            trigger.into(),
             run.records_pulled.into(),
             run.points_published.into(),
             run.points_rejected.into(),

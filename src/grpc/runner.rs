@@ -74,6 +74,8 @@ fn run_to_proto(r: RunRecord) -> proto::Run {
         error: r.error.unwrap_or_default(),
         interrupted: r.interrupted,
         runner_id: r.runner,
+        manual: r.manual,
+        backfill: r.backfill.unwrap_or_default(),
     }
 }
 

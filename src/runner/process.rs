@@ -312,9 +312,11 @@ impl Scheduler {
     async fn catch_up(&mut self, job: &Job) {
         let def = &job.def;
         let name = &def.name;
-        let last = match self.env.client.runs(name, 1).await {
+        // The newest run that was not a backfill (a backfill runs beside the schedule).
+        let last = match self.env.client.runs(name, 100).await {
             Ok(runs) => runs
-                .first()
+                .iter()
+                .find(|r| r.backfill.is_empty())
                 .and_then(|r| r.slot)
                 .and_then(|t| crate::signature::timestamp(&t)),
             Err(status) => {

@@ -250,6 +250,8 @@ const TABLES: &[Table] = &[
             ("points_rejected", Int),
             ("error", Text),
             ("interrupted", Bool),
+            ("manual", Bool),
+            ("backfill", Text),
         ],
         order: "id",
         identity: Some("id"),

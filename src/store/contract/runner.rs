@@ -305,6 +305,8 @@ pub async fn a_successful_report_logs_the_run_moves_the_cursor_and_ends_the_leas
             points_rejected: 1,
             error: None,
             interrupted: false,
+            manual: false,
+            backfill: None,
         }]
     );
     assert_eq!(

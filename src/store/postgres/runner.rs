@@ -169,6 +169,8 @@ fn run_from_row(row: &PgRow) -> Result<RunRecord> {
         points_rejected: read_count(row, "points_rejected")?,
         error: row.try_get("error")?,
         interrupted: row.try_get("interrupted")?,
+        manual: row.try_get("manual")?,
+        backfill: row.try_get("backfill")?,
     })
 }
 
@@ -290,8 +292,8 @@ impl RunnerStore for PostgresStore {
         // use of it when it fails, as in SQLite.
         let inserted = sqlx::query(
             "INSERT INTO connector_runs (org_id, connector, slot, runner_id, started_at, ended_at, \
-             records_pulled, points_published, points_rejected, error, interrupted) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+             records_pulled, points_published, points_rejected, error, interrupted, manual, backfill) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
         )
         .bind(org.as_str())
         .bind(connector.as_str())
@@ -304,6 +306,8 @@ impl RunnerStore for PostgresStore {
         .bind(count(report.points_rejected))
         .bind(report.error.as_deref())
         .bind(report.interrupted)
+        .bind(report.manual)
+        .bind(report.backfill.as_deref())
         .execute(&mut *tx)
         .await;
         unique(inserted, || {
@@ -446,7 +450,7 @@ impl RunnerStore for PostgresStore {
     ) -> Result<Vec<RunRecord>> {
         let rows = sqlx::query(
             "SELECT id, slot, runner_id, started_at, ended_at, records_pulled, points_published, \
-             points_rejected, error, interrupted FROM connector_runs \
+             points_rejected, error, interrupted, manual, backfill FROM connector_runs \
              WHERE org_id = $1 AND connector = $2 AND ($4::BIGINT IS NULL OR id < $4) \
              ORDER BY id DESC LIMIT $3",
         )

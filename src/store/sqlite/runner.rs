@@ -159,6 +159,8 @@ fn run_from_row(row: &SqliteRow) -> Result<RunRecord> {
         points_rejected: read_count(row, "points_rejected")?,
         error: row.get("error"),
         interrupted: row.get("interrupted"),
+        manual: row.get("manual"),
+        backfill: row.get("backfill"),
     })
 }
 
@@ -273,8 +275,8 @@ impl RunnerStore for SqliteStore {
         let outcome = current.state.after(report);
         let inserted = sqlx::query(
             "INSERT INTO connector_runs (org_id, connector, slot, runner_id, started_at, ended_at, \
-             records_pulled, points_published, points_rejected, error, interrupted) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             records_pulled, points_published, points_rejected, error, interrupted, manual, backfill) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(org.as_str())
         .bind(connector.as_str())
@@ -287,6 +289,8 @@ impl RunnerStore for SqliteStore {
         .bind(count(report.points_rejected))
         .bind(report.error.as_deref())
         .bind(report.interrupted)
+        .bind(report.manual)
+        .bind(report.backfill.as_deref())
         .execute(&mut *tx)
         .await;
         unique(inserted, || {
@@ -428,7 +432,7 @@ impl RunnerStore for SqliteStore {
     ) -> Result<Vec<RunRecord>> {
         let rows = sqlx::query(
             "SELECT id, slot, runner_id, started_at, ended_at, records_pulled, points_published, \
-             points_rejected, error, interrupted FROM connector_runs WHERE org_id = ?1 AND connector = ?2 \
+             points_rejected, error, interrupted, manual, backfill FROM connector_runs WHERE org_id = ?1 AND connector = ?2 \
              AND (?4 IS NULL OR id < ?4) ORDER BY id DESC LIMIT ?3",
         )
         .bind(org.as_str())
