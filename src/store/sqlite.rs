@@ -252,6 +252,34 @@ mod tests {
     use crate::ids::StreamId;
     use crate::store::PointStore;
 
+    /// A run logged before runs recorded what started them reads as a scheduled run.
+    #[tokio::test]
+    async fn runs_logged_before_triggers_were_recorded_read_as_scheduled() {
+        use crate::store::RunnerStore;
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("old.db").display());
+        // Level 9: before 0010_run_trigger.
+        let mut old = database_at_level(&url, 9).await;
+        for statement in [
+            "INSERT INTO orgs (id, name, created_at) VALUES ('org_1', 'Acme', 0)",
+            "INSERT INTO connectors (org_id, name, updated_at) VALUES ('org_1', 'crm', 0)",
+            "INSERT INTO connector_runs (org_id, connector, slot, runner_id, started_at, \
+             ended_at, records_pulled, points_published, points_rejected, error, interrupted) \
+             VALUES ('org_1', 'crm', 0, 'r1', 1, 2, 3, 3, 0, NULL, 0)",
+        ] {
+            sqlx::query(statement).execute(&mut old).await.unwrap();
+        }
+        sqlx::Connection::close(old).await.unwrap();
+
+        let store = SqliteStore::open(&url).await.unwrap();
+        let org = crate::ids::OrgId::parse("org_1").unwrap();
+        let crm = crate::runner_state::ConnectorName::parse("crm").unwrap();
+        let runs = store.list_runs(&org, &crm, 10, None).await.unwrap();
+        assert_eq!(runs.len(), 1);
+        assert_eq!((runs[0].manual, runs[0].backfill.as_deref()), (false, None));
+        assert_eq!(runs[0].records_pulled, 3, "the run kept its counts");
+    }
+
     /// A database made before the `runner` role keeps its users' tokens, team
     /// memberships and grants when the users table is rebuilt.
     #[tokio::test]
