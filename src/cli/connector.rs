@@ -465,10 +465,7 @@ async fn forget(name: &str, yes: bool, server: &ServerArgs) -> anyhow::Result<()
     }
     outln!(
         "forgot {name}: cursor {} and {} run(s) deleted; its next run starts from cursor.initial",
-        answer
-            .cursor
-            .as_deref()
-            .map_or("none".to_owned(), |c| format!("{:?}", printable(c))),
+        shown_cursor(answer.cursor.as_deref()),
         answer.runs_deleted
     );
     Ok(())
@@ -481,13 +478,17 @@ async fn rewind(name: &str, to: Option<String>, server: &ServerArgs) -> anyhow::
         .set_cursor(name, to.as_deref())
         .await
         .map_err(status)?;
-    let shown = |c: Option<&str>| c.map_or("none".to_owned(), |c| format!("{:?}", printable(c)));
     outln!(
         "cursor of {name} set from {} to {}: its next run pulls from there",
-        shown(answer.previous_cursor.as_deref()),
-        shown(to.as_deref())
+        shown_cursor(answer.previous_cursor.as_deref()),
+        shown_cursor(to.as_deref())
     );
     Ok(())
+}
+
+/// A cursor as `forget` and `rewind` print it: quoted and escaped, or `none`.
+fn shown_cursor(cursor: Option<&str>) -> String {
+    cursor.map_or("none".to_owned(), |c| format!("{:?}", printable(c)))
 }
 
 /// How a run asked for by hand ended; an error when it failed or did not run.

@@ -63,6 +63,11 @@ fn lease_to_proto(l: LeaseOutcome) -> proto::Lease {
     }
 }
 
+/// A cursor as the audit log writes it: quoted and cut, or `none`.
+fn audited_cursor(cursor: Option<&str>) -> String {
+    cursor.map_or("none".to_owned(), |c| crate::text::excerpt(c).to_string())
+}
+
 fn run_to_proto(r: RunRecord) -> proto::Run {
     proto::Run {
         slot: Some(wire::timestamp(r.slot)),
@@ -291,11 +296,11 @@ impl Runner for RunnerService {
                         Timestamp::now(),
                     )
                     .await?;
-                let shown = |c: &Option<String>| {
-                    c.as_deref()
-                        .map_or("none".to_owned(), |c| crate::text::excerpt(c).to_string())
-                };
-                let detail = format!("from {} to {}", shown(&previous), shown(&cursor));
+                let detail = format!(
+                    "from {} to {}",
+                    audited_cursor(previous.as_deref()),
+                    audited_cursor(cursor.as_deref())
+                );
                 self.state
                     .audit(
                         &who,
@@ -331,9 +336,7 @@ impl Runner for RunnerService {
                     None => "nothing was kept".to_owned(),
                     Some(_) => format!(
                         "cursor {}, {runs_deleted} run(s) deleted",
-                        cursor
-                            .as_deref()
-                            .map_or("none".to_owned(), |c| crate::text::excerpt(c).to_string())
+                        audited_cursor(cursor.as_deref())
                     ),
                 };
                 self.state

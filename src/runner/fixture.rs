@@ -78,10 +78,10 @@ pub fn expected_path(dir: &Path, connector: &str) -> PathBuf {
 /// last point of a period, as the server would keep it), and how many records each
 /// fate took.
 pub fn replay(def: &ConnectorDef, fixture: &Fixture) -> Result<Replayed, FixtureError> {
-    let frequency = crate::period::Frequency::ALL
-        .into_iter()
-        .find(|f| f.as_str() == fixture.frequency)
-        .ok_or_else(|| FixtureError::Frequency(fixture.frequency.clone()))?;
+    let frequency: crate::period::Frequency = fixture
+        .frequency
+        .parse()
+        .map_err(|_| FixtureError::Frequency(fixture.frequency.clone()))?;
     let tz = jiff::tz::TimeZone::get(&fixture.time_zone)
         .map_err(|_| FixtureError::Zone(fixture.time_zone.clone()))?;
     let calendar = Calendar { frequency, tz };
