@@ -40,6 +40,8 @@ pub struct ServerConfig {
     pub ingest: IngestSettings,
     /// TLS for the gRPC port (off unless `cert` and `key` are set).
     pub tls: TlsSettings,
+    /// Freshness alerts and webhooks: checks, retries and the SMTP server.
+    pub alerts: crate::notify::settings::AlertSettings,
 }
 
 /// Limits enforced on every connection and request. The defaults keep a server with
@@ -145,6 +147,7 @@ impl Default for ServerConfig {
             limits: Limits::default(),
             ingest: IngestSettings::default(),
             tls: TlsSettings::default(),
+            alerts: Default::default(),
         }
     }
 }

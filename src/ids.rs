@@ -94,6 +94,14 @@ id_type!(
     /// A user's id.
     UserId, "user id", "usr_", 12
 );
+id_type!(
+    /// A webhook's id (`whk_` and 12 random characters).
+    WebhookId, "webhook id", "whk_", 12
+);
+id_type!(
+    /// An alert subscription's id (`sub_` and 12 random characters).
+    SubscriptionId, "alert subscription id", "sub_", 12
+);
 
 #[cfg(test)]
 mod tests {

@@ -13,6 +13,7 @@ pub mod grpc;
 pub mod http;
 pub mod ids;
 pub mod ingest;
+pub mod notify;
 pub mod period;
 pub mod runner;
 pub mod runner_state;

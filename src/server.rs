@@ -55,6 +55,8 @@ pub struct Application {
     conn_limits: (ConnLimits, ConnLimits),
     tls: Option<ServerTlsConfig>,
     security: GrpcSecurity,
+    /// Sends alert emails and webhook events.
+    sender: crate::notify::dispatch::Sender,
 }
 
 impl Application {
@@ -63,6 +65,8 @@ impl Application {
     /// serve stops before it writes anything.
     pub async fn build(config: ServerConfig) -> anyhow::Result<Self> {
         config.check()?;
+        config.alerts.check()?;
+        let sender = crate::notify::dispatch::Sender::new(&config.alerts)?;
         let conn_limits = transport::conn_limits(&config.limits);
         let handshake = Duration::from_secs(config.limits.handshake_timeout_secs);
         let (tls, security) = match server_tls(&config.tls, handshake)? {
@@ -99,6 +103,7 @@ impl Application {
             conn_limits,
             tls,
             security,
+            sender,
         })
     }
 
@@ -135,11 +140,18 @@ impl Application {
             conn_limits: (grpc_limits, http_limits),
             tls,
             security: _,
+            sender,
         } = self;
         let ending = Shutdown::default();
         let health = store.write_health();
         let ingestor = Ingestor::start(store.clone(), config.ingest_config(), health.clone());
         let pruner = tokio::spawn(prune_loop(ingestor.clone(), health.clone()));
+        let notifier = tokio::spawn(crate::notify::dispatch::run(
+            store.clone(),
+            config.alerts.clone(),
+            sender,
+            health.clone(),
+        ));
         let state = AppState {
             store: store.clone(),
             ingestor,
@@ -147,6 +159,7 @@ impl Application {
             deadline: Duration::from_secs(config.limits.request_timeout_secs),
             watch_buffer_points: config.limits.watch_buffer_points,
             stopping: ending.draining.clone(),
+            alert_email: config.alerts.smtp.is_some(),
         };
 
         let http = Acceptor::new(http, Port::Http, http_limits, ending.clone());
@@ -180,6 +193,7 @@ impl Application {
         };
         let grpc_result = serve_grpc(&config, tls, state, grpc, signal).await;
         pruner.abort();
+        notifier.abort();
         http_task.await.context("the HTTP server panicked")??;
         grpc_result.context("the gRPC server failed")?;
         tracing::info!("stopped");

@@ -73,6 +73,14 @@ enum Call {
     RemoveGrant,
     ListGrants,
     ListAudit,
+    CreateWebhook,
+    ListWebhooks,
+    DeleteWebhook,
+    SetWebhookEnabled,
+    ListDeliveries,
+    CreateAlertSubscription,
+    ListAlertSubscriptions,
+    DeleteAlertSubscription,
     ListPoints,
     Latest,
     ListRevisions,
@@ -194,7 +202,7 @@ const ADMIN_CHANGES: [Want; 7] = [
 ];
 
 /// docs/permissions.md, "What each call answers", one row per call.
-const TABLE: [Row; 40] = {
+const TABLE: [Row; 48] = {
     use Call::*;
     [
         row(GetStream, READ_STREAM),
@@ -236,6 +244,14 @@ const TABLE: [Row; 40] = {
         row(RevokeOwnToken, ANYONE),
         row(RevokeTokenOfAnother, ADMIN_CHANGES),
         row(ListAudit, ADMIN_CREATES),
+        row(CreateWebhook, ADMIN_CREATES),
+        row(ListWebhooks, ADMIN_CREATES),
+        row(ListDeliveries, ADMIN_CREATES),
+        row(CreateAlertSubscription, ADMIN_CREATES),
+        row(ListAlertSubscriptions, ADMIN_CREATES),
+        row(DeleteWebhook, ADMIN_CHANGES),
+        row(SetWebhookEnabled, ADMIN_CHANGES),
+        row(DeleteAlertSubscription, ADMIN_CHANGES),
         row(
             CreateOrg,
             [

@@ -497,6 +497,12 @@ async fn everything(
     out.push(format!("{:?}", client.users(0).await.unwrap()));
     out.push(format!("{:?}", client.teams().await.unwrap()));
     out.push(format!("{:?}", client.tokens(None, 0).await.unwrap()));
+    out.push(format!("{:?}", client.webhooks().await.unwrap()));
+    let deliveries = client
+        .deliveries(kpistream::client::DeliveryTarget::All, 0)
+        .await
+        .unwrap();
+    out.push(format!("{deliveries:?}"));
     out.push(format!(
         "{:?}",
         client.audit(&AuditFilter::default()).await.unwrap()
@@ -650,6 +656,42 @@ async fn copy_moves_a_whole_sqlite_deployment_to_postgres() {
         })
         .await
         .unwrap();
+    // A webhook with a delivery that failed (nothing listens), disabled so that the log
+    // stands still.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!(
+        "http://127.0.0.1:{}/in",
+        closed.local_addr().unwrap().port()
+    );
+    drop(closed);
+    let (hook, _) = admin
+        .create_webhook(
+            &url,
+            &kpistream::client::NotifyScope::default(),
+            &["point.accepted".to_owned()],
+        )
+        .await
+        .unwrap();
+    publisher
+        .publish(&rotated, vec![point("2026-11-04", "1")], false)
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let log = admin
+            .deliveries(kpistream::client::DeliveryTarget::All, 0)
+            .await
+            .unwrap();
+        if log.first().is_some_and(|d| d.attempts >= 1) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a delivery attempt within 30 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    admin.set_webhook_enabled(&hook.id, false).await.unwrap();
     let before = everything(&admin, &runner).await;
 
     // Copy, with the SQLite server stopped, into the empty PostgreSQL schema.

@@ -9,9 +9,8 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::Path;
+use std::process::Output;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -21,6 +20,7 @@ use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use common::interop::{self, PythonService};
 use common::runner::{
     RunnerSetup, TestRunner, Workspace, connector, kpistream, runs, sample, serve, state,
     wait_for_runs, wait_for_state,
@@ -28,76 +28,6 @@ use common::runner::{
 use common::{TestServer, day, values};
 use kpistream::proto;
 use serde_json::{Value, json};
-use tempfile::TempDir;
-
-/// tests/interop/smtp_sink.py on a free port, keeping what it receives in a file.
-struct SmtpSink {
-    port: u16,
-    out: PathBuf,
-    child: Child,
-    _dir: TempDir,
-}
-
-impl SmtpSink {
-    /// `None` (having said why) when there is no Python to run it, outside CI.
-    fn start() -> Option<Self> {
-        let Some(python) = std::env::var_os("KPISTREAM_PYTHON") else {
-            if std::env::var("CI").as_deref() == Ok("true") {
-                panic!("KPISTREAM_PYTHON must be set under CI=true: scripts/test.sh sets it");
-            }
-            eprintln!(
-                "the email part is skipped: KPISTREAM_PYTHON is not set (run scripts/python-venv.sh and set it to .venv/bin/python)"
-            );
-            return None;
-        };
-        let dir = tempfile::tempdir().unwrap();
-        let out = dir.path().join("messages.jsonl");
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/smtp_sink.py");
-        let mut child = Command::new(python)
-            .arg(script)
-            .arg("--out")
-            .arg(&out)
-            .args(["--port", "0"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("smtp_sink.py starts");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut lines = BufReader::new(stdout).lines();
-            let _ = tx.send(lines.next());
-            // Keep reading so the sink never writes into a closed pipe.
-            for _ in lines {}
-        });
-        let first = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("smtp_sink.py prints its port within 30 s")
-            .expect("smtp_sink.py printed its port")
-            .unwrap();
-        Some(Self {
-            port: first.trim().parse().expect("a port number"),
-            out,
-            child,
-            _dir: dir,
-        })
-    }
-
-    fn messages(&self) -> Vec<Value> {
-        std::fs::read_to_string(&self.out)
-            .unwrap_or_default()
-            .lines()
-            .map(|line| serde_json::from_str(line).unwrap())
-            .collect()
-    }
-}
-
-impl Drop for SmtpSink {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// Waits until `check` holds; panics with `what` after `timeout`.
 fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
@@ -228,8 +158,8 @@ impl Flaky {
 
 /// The emails the sink received with this subject, their quoted-printable soft line
 /// breaks undone.
-fn emails(sink: &SmtpSink, subject: &str) -> Vec<String> {
-    sink.messages()
+fn emails(sink: &PythonService, subject: &str) -> Vec<String> {
+    sink.received()
         .iter()
         .map(|m| m["data"].as_str().unwrap().replace("=\r\n", ""))
         .filter(|data| data.contains(&format!("Subject: {subject}")))
@@ -247,7 +177,7 @@ async fn a_connector_that_keeps_failing_is_disabled_with_one_alert_and_a_manual_
     let api = Flaky::default();
     api.broken.store(true, SeqCst);
     let base = api.serve();
-    let sink = SmtpSink::start();
+    let sink = interop::smtp_sink(None);
     let mut env = BTreeMap::new();
     let mut email = String::new();
     if let Some(sink) = &sink {
@@ -334,7 +264,7 @@ url = "{base}/items"
             Duration::from_secs(15),
             || !emails(sink, subject).is_empty(),
         );
-        let message = &sink.messages()[0];
+        let message = &sink.received()[0];
         assert_eq!(message["rcpt_tos"], json!(["ops@example.com"]));
         assert_eq!(message["mail_from"], "kpistream@example.com");
         assert!(emails(sink, subject)[0].contains(&stream_id));
@@ -379,7 +309,7 @@ url = "{base}/items"
             Duration::from_secs(15),
             || !emails(sink, recovered).is_empty(),
         );
-        assert_eq!(sink.messages().len(), 2, "{:#?}", sink.messages());
+        assert_eq!(sink.received().len(), 2, "{:#?}", sink.received());
         assert_eq!(emails(sink, recovered).len(), 1);
         let disabled = "kpistream: connector invoices disabled after 3 failed runs";
         assert_eq!(emails(sink, disabled).len(), 1);

@@ -12,6 +12,7 @@ pub mod exit;
 mod grant;
 mod key;
 mod migrate;
+mod notify;
 mod org;
 mod output;
 mod profile;
@@ -88,6 +89,12 @@ enum Command {
     /// Check, list, run now, preview, enable and disable connectors, and read their run log.
     #[command(subcommand)]
     Connector(connector::ConnectorCommand),
+    /// Send signed events to URLs, and read the delivery log (org admins).
+    #[command(subcommand)]
+    Webhook(notify::WebhookCommand),
+    /// Email addresses when streams turn stale and when they recover (org admins).
+    #[command(subcommand)]
+    Alert(notify::AlertCommand),
     /// Check a server and token once and keep them as a profile, for every later command.
     Login(profile::LoginArgs),
     /// Forget a profile.
@@ -329,6 +336,8 @@ impl Cli {
             Command::Audit(cmd) => cmd.run().await,
             Command::Org(cmd) => cmd.run().await,
             Command::Connector(cmd) => cmd.run().await,
+            Command::Webhook(cmd) => cmd.run().await,
+            Command::Alert(cmd) => cmd.run().await,
             Command::Login(args) => args.run().await,
             Command::Logout(args) => args.run(),
             Command::Completion(args) => args.run(),

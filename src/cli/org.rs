@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use secrecy::ExposeSecret;
 
-use super::token::{check_token_out, write_token};
+use super::token::{check_token_out, write_secret};
 use super::{ServerArgs, status};
 
 #[derive(Debug, clap::Subcommand)]
@@ -49,8 +49,8 @@ impl OrgCommand {
                     "created organisation {} {name:?} with admin {:?}",
                     org.org_id, org.admin_name
                 );
-                let owner = format!("of admin {:?}", org.admin_name);
-                write_token(&token_out, org.token.expose_secret(), &owner)?;
+                let owner = format!("token of admin {:?}", org.admin_name);
+                write_secret(&token_out, org.token.expose_secret(), &owner)?;
                 if token_out.as_os_str() != "-" {
                     outln!("{}", org.org_id);
                 }

@@ -90,8 +90,11 @@ impl TokenCommand {
                     )
                     .await
                     .map_err(status)?;
-                let label = format!("{} {:?} of user {:?}", token.id, token.name, token.user);
-                write_token(&token_out, secret.expose_secret(), &label)?;
+                let label = format!(
+                    "token {} {:?} of user {:?}",
+                    token.id, token.name, token.user
+                );
+                write_secret(&token_out, secret.expose_secret(), &label)?;
                 match &token.expires_at {
                     Some(_) => eprintln!("it expires at {}", time_text(&token.expires_at)),
                     None => eprintln!(
@@ -166,27 +169,33 @@ fn after(span: jiff::Span) -> anyhow::Result<jiff::Timestamp> {
 
 /// Refuses, before anything is created, a token file that already exists.
 pub fn check_token_out(path: &Path) -> anyhow::Result<()> {
+    check_secret_out(path, "--token-out")
+}
+
+/// Refuses, before anything is created, a secret's file (given with `flag`) that
+/// already exists.
+pub fn check_secret_out(path: &Path, flag: &str) -> anyhow::Result<()> {
     if path.as_os_str() != "-" && path.exists() {
         anyhow::bail!(
-            "{} already exists: choose another --token-out (a token file is never overwritten)",
+            "{} already exists: choose another {flag} (a secret's file is never overwritten)",
             path.display()
         );
     }
     Ok(())
 }
 
-/// Writes a token's secret to a 0600 file, or to standard output for `-`. `label` says
-/// whose token it is, for the message on standard error.
-pub fn write_token(path: &Path, secret: &str, label: &str) -> anyhow::Result<()> {
+/// Writes a secret to a 0600 file, or to standard output for `-`. `label` says what it
+/// is, for the message on standard error.
+pub fn write_secret(path: &Path, secret: &str, label: &str) -> anyhow::Result<()> {
     if path.as_os_str() == "-" {
         outln!("{secret}");
-        eprintln!("token {label} printed above: it is shown only this once");
+        eprintln!("{label} printed above: it is shown only this once");
         return Ok(());
     }
     check_token_out(path)?;
     crate::secret_file::write_secret_file(path, secret)?;
     eprintln!(
-        "token {label} written to {} (mode 0600): it is shown only this once",
+        "{label} written to {} (mode 0600): it is shown only this once",
         path.display()
     );
     Ok(())

@@ -698,7 +698,7 @@ impl Client {
 /// `page(size, token)` answers a page of at most `size` items (0: the server's page
 /// size) and the next page's token (empty on the last page). A page that moves nothing
 /// on ends the reading, whatever its token says.
-async fn follow<T, Page>(
+pub(super) async fn follow<T, Page>(
     limit: u32,
     mut page: impl FnMut(u32, String) -> Page,
 ) -> Result<Vec<T>, Status>

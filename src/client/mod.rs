@@ -5,6 +5,7 @@
 
 mod api;
 mod connect;
+mod notify;
 mod publisher;
 
 use std::path::Path;
@@ -23,6 +24,7 @@ pub use self::api::{
     ValueKind,
 };
 pub use self::connect::ClientIdentity;
+pub use self::notify::{DeliveryTarget, NotifyScope};
 pub use self::publisher::{
     BatchFailure, FailedBatch, PointOutcome, PublishError, Publisher, PublisherBuilder, Receipt,
     RejectedPoint, Report, RetryPolicy, Transport,

@@ -618,4 +618,66 @@ impl StreamAdmin for AdminService {
     ) -> Reply<proto::ListAuditResponse> {
         self.state.reply(self.do_list_audit(request)).await
     }
+
+    async fn create_webhook(
+        &self,
+        request: Request<proto::CreateWebhookRequest>,
+    ) -> Reply<proto::CreateWebhookResponse> {
+        self.state.reply(self.do_create_webhook(request)).await
+    }
+
+    async fn list_webhooks(
+        &self,
+        request: Request<proto::ListWebhooksRequest>,
+    ) -> Reply<proto::ListWebhooksResponse> {
+        self.state.reply(self.do_list_webhooks(request)).await
+    }
+
+    async fn delete_webhook(
+        &self,
+        request: Request<proto::WebhookRef>,
+    ) -> Reply<proto::DeleteWebhookResponse> {
+        self.state.reply(self.do_delete_webhook(request)).await
+    }
+
+    async fn set_webhook_enabled(
+        &self,
+        request: Request<proto::SetWebhookEnabledRequest>,
+    ) -> Reply<proto::Webhook> {
+        self.state.reply(self.do_set_webhook_enabled(request)).await
+    }
+
+    async fn list_deliveries(
+        &self,
+        request: Request<proto::ListDeliveriesRequest>,
+    ) -> Reply<proto::ListDeliveriesResponse> {
+        self.state.reply(self.do_list_deliveries(request)).await
+    }
+
+    async fn create_alert_subscription(
+        &self,
+        request: Request<proto::CreateAlertSubscriptionRequest>,
+    ) -> Reply<proto::AlertSubscription> {
+        self.state
+            .reply(self.do_create_alert_subscription(request))
+            .await
+    }
+
+    async fn list_alert_subscriptions(
+        &self,
+        request: Request<proto::ListAlertSubscriptionsRequest>,
+    ) -> Reply<proto::ListAlertSubscriptionsResponse> {
+        self.state
+            .reply(self.do_list_alert_subscriptions(request))
+            .await
+    }
+
+    async fn delete_alert_subscription(
+        &self,
+        request: Request<proto::AlertSubscriptionRef>,
+    ) -> Reply<proto::DeleteAlertSubscriptionResponse> {
+        self.state
+            .reply(self.do_delete_alert_subscription(request))
+            .await
+    }
 }

@@ -7,6 +7,7 @@ pub mod codec;
 pub mod convert;
 pub mod error;
 pub mod ingest;
+pub mod notify;
 pub mod paging;
 pub mod query;
 pub mod runner;
@@ -41,6 +42,8 @@ pub struct AppState {
     /// Cancelled when the server starts to shut down (the `draining` step of
     /// `transport::Shutdown`), to end long-lived calls (`Watch`, `PublishStream`).
     pub stopping: tokio_util::sync::CancellationToken,
+    /// Whether the server can send alert emails (`[alerts.smtp]` is set).
+    pub alert_email: bool,
 }
 
 impl AppState {

@@ -8,19 +8,15 @@
 //! one written in `url` may carry a token too), only its host.
 
 use std::sync::Arc;
-use std::time::Duration;
 
+use lettre::Message;
 use lettre::message::Mailbox;
 use lettre::message::header::ContentType;
-use lettre::transport::smtp::authentication::Credentials;
-use lettre::transport::smtp::client::{Tls, TlsParameters};
-use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::connector::{Alerts, EmailAlert, WebhookAlert};
+use crate::notify::outbound::{SmtpServer, describe_http_error, host_of, http_client};
 
-/// Longest wait for a webhook's answer or an SMTP exchange.
-const TIMEOUT: Duration = Duration::from_secs(10);
 /// SMTP port when the variable `smtp_port_env` names is not set (submission).
 const DEFAULT_SMTP_PORT: u16 = 587;
 
@@ -180,14 +176,10 @@ impl Alerter {
     }
 
     fn with_env(env: EnvLookup) -> Self {
-        let http = reqwest::Client::builder()
-            .timeout(TIMEOUT)
-            // A redirect is an answer that is not 2xx: the alert was not taken.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            // Fails only if the TLS backend cannot start, which nothing else survives.
-            .expect("the HTTP client for webhook alerts cannot be built");
-        Self { http, env }
+        Self {
+            http: http_client(),
+            env,
+        }
     }
 
     /// Sends to every target of `alerts`; returns one sentence per target that failed
@@ -235,15 +227,7 @@ impl Alerter {
                 ))
             })?,
         };
-        let mut transport = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host.as_str())
-            .port(port)
-            .timeout(Some(TIMEOUT));
-        if email.starttls {
-            let tls = TlsParameters::new(host.clone())
-                .map_err(|e| failed(format!("TLS cannot be set up for {host}: {e}")))?;
-            transport = transport.tls(Tls::Required(tls));
-        }
-        let mut password: Option<SecretString> = None;
+        let mut login = None;
         if let Some(user_env) = &email.smtp_username_env {
             let user = self
                 .var(user_env, "smtp_username_env")
@@ -253,26 +237,19 @@ impl Alerter {
                     "alerts.email.smtp_username_env is set but smtp_password_env is not".into(),
                 ));
             };
-            let secret = SecretString::from(
+            let password = SecretString::from(
                 self.var(password_env, "smtp_password_env")
                     .map_err(|e| failed(e.to_string()))?,
             );
-            transport =
-                transport.credentials(Credentials::new(user, secret.expose_secret().to_owned()));
-            password = Some(secret);
+            login = Some((user, password));
         }
-        let sent = transport.build().send(message).await;
-        sent.map(|_| ()).map_err(|e| {
-            let mut reason = format!("sending through the SMTP server {host}:{port} failed: {e}");
-            if let Some(p) = password
-                .as_ref()
-                .map(|p| p.expose_secret())
-                .filter(|p| !p.is_empty())
-            {
-                reason = reason.replace(p, "[REDACTED]");
-            }
-            failed(reason)
-        })
+        let server = SmtpServer {
+            host,
+            port,
+            starttls: email.starttls,
+            login,
+        };
+        server.send(message).await.map_err(failed)
     }
 
     async fn webhook(&self, hook: &WebhookAlert, event: &AlertEvent) -> Result<(), AlertError> {
@@ -337,42 +314,11 @@ fn email_message(email: &EmailAlert, event: &AlertEvent) -> Result<Message, Mess
         .map_err(|e| MessageError::Build(e.to_string()))
 }
 
-/// The host (and port) of a URL, for messages: never its path or query, which may hold a
-/// token.
-fn host_of(url: &str) -> String {
-    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    authority
-        .rsplit_once('@')
-        .map_or(authority, |(_, host)| host)
-        .to_owned()
-}
-
-/// A reqwest error without its URL: what kind of failure, and the innermost cause.
-fn describe_http_error(error: reqwest::Error) -> String {
-    let error = error.without_url();
-    let what = if error.is_timeout() {
-        format!("no answer within {} s", TIMEOUT.as_secs())
-    } else if error.is_connect() {
-        "cannot connect".to_owned()
-    } else {
-        "the request failed".to_owned()
-    };
-    let mut cause: &dyn std::error::Error = &error;
-    while let Some(source) = cause.source() {
-        cause = source;
-    }
-    if std::ptr::addr_eq(cause, &error as &dyn std::error::Error) {
-        what
-    } else {
-        format!("{what}: {cause}")
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
     use std::process::Stdio;
+    use std::time::Duration;
 
     use axum::Router;
     use axum::http::StatusCode;

@@ -32,6 +32,8 @@
 //! * `audit`: `record_audit`, `list_audit`;
 //! * `runner`: `acquire_lease`, `release_lease`, `connector_state`, `report_run`,
 //!   `set_connector_enabled`, `list_runs`;
+//! * `notify`: webhooks, alert subscriptions, `record_status`, `claim_deliveries`,
+//!   `finish_delivery`, `list_deliveries`, `prune_deliveries`, webhook cursors;
 //! * `isolation`: that nothing crosses organisations, method by method.
 //!
 //! Errors are matched by kind (`NotFound`, `AlreadyExists`, `Conflict`, `LastAdmin`),
@@ -62,6 +64,7 @@ mod grants;
 mod health;
 mod isolation;
 mod keys;
+mod notify;
 mod points;
 mod runner;
 mod streams;
@@ -193,6 +196,15 @@ macro_rules! store_contract {
                 the_run_log_pages_back_from_the_newest_run,
                 a_cursor_is_set_by_hand_only_while_no_run_holds_the_lease,
                 a_forgotten_connector_starts_again_from_nothing,
+            ],
+            notify: [
+                webhooks_are_kept_per_organisation_disabled_enabled_and_deleted,
+                subscriptions_are_kept_per_organisation_and_follow_a_renamed_category,
+                a_status_change_is_recorded_once_with_its_deliveries,
+                a_claimed_delivery_waits_for_its_lease_and_a_disabled_webhooks_wait,
+                failed_deliveries_retry_then_give_up_and_disable_their_webhook,
+                deliveries_are_listed_per_target_in_pages_and_pruned_once_finished,
+                a_webhook_cursor_moves_only_from_where_it_was,
             ],
             isolation: [
                 streams_are_invisible_to_another_organisation,

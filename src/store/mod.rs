@@ -5,6 +5,7 @@
 mod contract;
 pub mod copy;
 mod health;
+pub mod notify;
 pub mod postgres;
 mod rows;
 mod shared;
@@ -17,6 +18,7 @@ use async_trait::async_trait;
 use jiff::Timestamp;
 
 pub use health::{Readiness, WriteHealth};
+pub use notify::NotifyStore;
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
@@ -398,7 +400,7 @@ pub enum Change {
 /// database answers and takes writes. Methods of the parts are callable on a
 /// `dyn Store` as they are; on a concrete store, bring the part's trait into scope.
 #[async_trait]
-pub trait Store: StreamStore + PointStore + AccessStore + RunnerStore {
+pub trait Store: StreamStore + PointStore + AccessStore + RunnerStore + NotifyStore {
     /// Where callers report storage faults and successful writes (see [`WriteHealth`]).
     fn write_health(&self) -> Arc<WriteHealth>;
     /// Checks the database answers.
@@ -537,6 +539,6 @@ pub(crate) fn from_micros(us: i64) -> Result<Timestamp> {
 }
 
 /// A stored value that does not read back as its type.
-fn corrupt(e: impl std::fmt::Display) -> StoreError {
+pub(crate) fn corrupt(e: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(e.to_string())
 }

@@ -22,6 +22,8 @@ mod points;
 mod runner;
 mod streams;
 
+super::notify::notify_store!(PostgresStore, sqlx::postgres::PgRow);
+
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
 /// How long a call waits for a pooled connection before it is answered `UNAVAILABLE`:

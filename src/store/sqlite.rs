@@ -23,6 +23,8 @@ mod runner;
 mod streams;
 mod writer;
 
+super::notify::notify_store!(SqliteStore, sqlx::sqlite::SqliteRow);
+
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
 /// Reads and writes go through two pools: a connection opened while the file could only

@@ -4,6 +4,7 @@
 //! Each test binary uses a different part of this module, hence the `dead_code` allow.
 #![allow(dead_code)]
 
+pub mod interop;
 pub mod readme;
 pub mod runner;
 
@@ -64,6 +65,8 @@ pub struct Setup {
     pub as_nobody: bool,
     /// Lines of a `[limits]` section, written to a config file the server is given.
     pub limits: Option<String>,
+    /// Further sections of that config file (TOML), such as `[alerts]`.
+    pub config: Option<String>,
 }
 
 /// The user and group id of `nobody`.
@@ -246,9 +249,13 @@ impl TestServer {
     /// Starts a server in a fresh temporary folder as `setup` says.
     pub fn start_setup(mut setup: Setup) -> Self {
         let dir = tempfile::tempdir().expect("temporary folder");
-        if let Some(limits) = setup.limits.take() {
-            let path = dir.path().join("limits.toml");
-            std::fs::write(&path, format!("[limits]\n{limits}\n")).expect("config file");
+        if setup.limits.is_some() || setup.config.is_some() {
+            let mut text = setup.config.take().unwrap_or_default();
+            if let Some(limits) = setup.limits.take() {
+                text = format!("[limits]\n{limits}\n\n{text}");
+            }
+            let path = dir.path().join("server.toml");
+            std::fs::write(&path, text).expect("config file");
             setup.args.push("--config".into());
             setup.args.push(path.display().to_string());
         }

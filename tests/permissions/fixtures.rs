@@ -13,7 +13,7 @@ use kpistream::proto::Frequency::Daily;
 use secrecy::SecretString;
 use tonic::{Code, Response, Status};
 
-use crate::common::{TestServer, point, stream_request};
+use crate::common::{Setup, TestServer, point, stream_request};
 use crate::{Call, Role};
 
 /// The period of the one point a readable fixture stream holds.
@@ -195,7 +195,14 @@ pub struct World {
 impl World {
     /// Builds the world; the expired token's expiry has passed when this returns.
     pub async fn build() -> Self {
-        let server = TestServer::start();
+        // An SMTP server (nothing listens there), so that alert subscriptions are taken.
+        let server = TestServer::start_setup(Setup {
+            config: Some(
+                "[alerts.smtp]\nhost = \"127.0.0.1\"\nport = 9\nstarttls = false\nfrom = \"kpistream@example.com\"\n"
+                    .into(),
+            ),
+            ..Setup::default()
+        });
         let root = server.client().await;
         let root_name = who_am_i(&root).await.expect("WhoAmI").user;
 
@@ -294,6 +301,30 @@ impl World {
             .await
             .expect("a category is created");
         name
+    }
+
+    /// A webhook of the first organisation (nothing listens at its URL); its id.
+    async fn webhook(&self) -> String {
+        self.root
+            .admin()
+            .create_webhook(webhook_request())
+            .await
+            .expect("a webhook is created")
+            .into_inner()
+            .webhook
+            .expect("the webhook")
+            .id
+    }
+
+    /// An alert subscription of the first organisation; its id.
+    async fn subscription(&self) -> String {
+        self.root
+            .admin()
+            .create_alert_subscription(subscription_request(&self.unique("ops")))
+            .await
+            .expect("a subscription is created")
+            .into_inner()
+            .id
     }
 
     async fn user(&self) -> String {
@@ -525,6 +556,23 @@ impl World {
                     })
                     .await,
             ),
+            Call::CreateWebhook => done(admin.create_webhook(webhook_request()).await),
+            Call::ListWebhooks => done(admin.list_webhooks(proto::ListWebhooksRequest {}).await),
+            Call::ListDeliveries => done(
+                admin
+                    .list_deliveries(proto::ListDeliveriesRequest::default())
+                    .await,
+            ),
+            Call::CreateAlertSubscription => done(
+                admin
+                    .create_alert_subscription(subscription_request(&self.unique("ops")))
+                    .await,
+            ),
+            Call::ListAlertSubscriptions => done(
+                admin
+                    .list_alert_subscriptions(proto::ListAlertSubscriptionsRequest {})
+                    .await,
+            ),
             _ => self.attempt_change_in_org(call, admin).await,
         }
     }
@@ -575,6 +623,20 @@ impl World {
                 let name = self.team(&[]).await;
                 done(admin.delete_team(proto::TeamRef { name }).await)
             }
+            Call::DeleteWebhook => {
+                let id = self.webhook().await;
+                done(admin.delete_webhook(proto::WebhookRef { id }).await)
+            }
+            Call::SetWebhookEnabled => {
+                let id = self.webhook().await;
+                let request = proto::SetWebhookEnabledRequest { id, enabled: false };
+                done(admin.set_webhook_enabled(request).await)
+            }
+            Call::DeleteAlertSubscription => {
+                let id = self.subscription().await;
+                let request = proto::AlertSubscriptionRef { id };
+                done(admin.delete_alert_subscription(request).await)
+            }
             Call::AddTeamMember => {
                 let team = self.team(&[]).await;
                 done(admin.add_team_member(member(team)).await)
@@ -585,5 +647,20 @@ impl World {
             }
             other => unreachable!("{other:?} is not a change in the organisation"),
         }
+    }
+}
+
+/// A webhook for every event of every stream, at a URL where nothing listens.
+fn webhook_request() -> proto::CreateWebhookRequest {
+    proto::CreateWebhookRequest {
+        url: "http://127.0.0.1:9/hook".into(),
+        ..Default::default()
+    }
+}
+
+fn subscription_request(local: &str) -> proto::CreateAlertSubscriptionRequest {
+    proto::CreateAlertSubscriptionRequest {
+        email: format!("{local}@example.com"),
+        ..Default::default()
     }
 }

@@ -170,6 +170,14 @@ impl StreamStore for PostgresStore {
         if unique(updated, || format!("category {new_name:?}"))?.rows_affected() == 0 {
             return Err(StoreError::NotFound(format!("category {name:?}")));
         }
+        for sql in crate::store::notify::RENAME_CATEGORY_SCOPES {
+            sqlx::query(sql)
+                .bind(new_name)
+                .bind(org.as_str())
+                .bind(name)
+                .execute(&mut *tx)
+                .await?;
+        }
         let sql = format!("{CATEGORY_SELECT} WHERE c.org_id = $1 AND lower(c.name) = lower($2)");
         let row = sqlx::query(&sql)
             .bind(org.as_str())

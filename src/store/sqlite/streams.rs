@@ -125,22 +125,33 @@ impl StreamStore for SqliteStore {
     }
 
     async fn rename_category(&self, org: &OrgId, name: &str, new_name: &str) -> Result<Category> {
+        let mut tx = self.write().await?;
         let updated = sqlx::query("UPDATE categories SET name = ? WHERE org_id = ? AND name = ?")
             .bind(new_name)
             .bind(org.as_str())
             .bind(name)
-            .execute(&self.writer)
+            .execute(&mut *tx)
             .await;
         if unique(updated, || format!("category {new_name:?}"))?.rows_affected() == 0 {
             return Err(StoreError::NotFound(format!("category {name:?}")));
+        }
+        for sql in crate::store::notify::RENAME_CATEGORY_SCOPES {
+            sqlx::query(sql)
+                .bind(new_name)
+                .bind(org.as_str())
+                .bind(name)
+                .execute(&mut *tx)
+                .await?;
         }
         let sql = format!("{CATEGORY_SELECT} WHERE c.org_id = ? AND c.name = ?");
         let row = sqlx::query(&sql)
             .bind(org.as_str())
             .bind(new_name)
-            .fetch_one(&self.pool)
+            .fetch_one(&mut *tx)
             .await?;
-        category_from_row(&row)
+        let category = category_from_row(&row)?;
+        tx.commit().await?;
+        Ok(category)
     }
 
     async fn delete_category(&self, org: &OrgId, name: &str) -> Result<()> {
