@@ -33,9 +33,11 @@ CREATE TABLE alert_subscriptions (
 
 -- The outbox: one row per event and target (a webhook or an email address), written in
 -- the transaction that decided the event, sent by the dispatcher until it is delivered
--- or given up. `next_attempt_at` is NULL once it is finished.
+-- or given up. `next_attempt_at` is NULL once it is finished; while an attempt is under
+-- way it holds the end of the sender's lease, which the attempt's result must match.
+-- A webhook's deliveries go with it.
 CREATE TABLE deliveries (
-    id               INTEGER PRIMARY KEY,
+    id               INTEGER PRIMARY KEY AUTOINCREMENT,
     org_id           TEXT NOT NULL,
     event_id         TEXT NOT NULL,
     event            TEXT NOT NULL,
@@ -50,7 +52,9 @@ CREATE TABLE deliveries (
     last_status      INTEGER,
     last_error       TEXT,
     delivered_at     INTEGER,
-    gave_up_at       INTEGER
+    gave_up_at       INTEGER,
+    FOREIGN KEY (org_id) REFERENCES orgs(id) ON DELETE CASCADE,
+    FOREIGN KEY (org_id, webhook_id) REFERENCES webhooks(org_id, id) ON DELETE CASCADE
 );
 CREATE INDEX deliveries_due ON deliveries (next_attempt_at) WHERE next_attempt_at IS NOT NULL;
 CREATE INDEX deliveries_target ON deliveries (org_id, webhook_id, id);

@@ -72,7 +72,8 @@ fn delivery(d: Delivery) -> proto::Delivery {
         last_attempt_at: wire::opt_timestamp(d.last_attempt_at),
         last_status: d.last_status.map(u32::from).unwrap_or_default(),
         last_error: d.last_error.unwrap_or_default(),
-        delivered_at: wire::opt_timestamp(d.delivered_at.or(d.gave_up_at)),
+        delivered_at: wire::opt_timestamp(d.delivered_at),
+        gave_up_at: wire::opt_timestamp(d.gave_up_at),
         payload: d.payload,
     }
 }
@@ -80,15 +81,15 @@ fn delivery(d: Delivery) -> proto::Delivery {
 /// Checks a webhook URL: http or https, with a host, no longer than the limit.
 fn check_url(url: &str) -> Result<String, ApiError> {
     check_len("url", url, MAX_URL_CHARS)?;
-    let url = url.trim();
-    let parsed = reqwest::Url::parse(url)
+    let parsed = reqwest::Url::parse(url.trim())
         .map_err(|e| ApiError::Invalid(format!("the webhook URL does not parse: {e}")))?;
     if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
         return Err(ApiError::Invalid(
             "a webhook URL must be http:// or https:// with a host".into(),
         ));
     }
-    Ok(url.to_owned())
+    // Kept as parsed: what is sent to is what the host shown in messages is taken from.
+    Ok(parsed.into())
 }
 
 fn check_events(names: &[String]) -> Result<Vec<EventKind>, ApiError> {

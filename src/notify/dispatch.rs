@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use jiff::{SignedDuration, Timestamp};
 use lettre::Message;
 use lettre::message::header::ContentType;
@@ -15,16 +15,20 @@ use super::outbound::{SmtpServer, describe_http_error, host_of, http_client};
 use super::settings::AlertSettings;
 use super::sign::{SIGNATURE_HEADER, signature};
 use super::{Attempt, DueDelivery, Target};
+use crate::store::notify::Claim;
 use crate::store::{Store, WriteHealth};
 
 /// How often due deliveries are looked for and point events scanned.
 const TICK: Duration = Duration::from_secs(1);
-/// Deliveries claimed in one round at most...
-const CLAIM: u32 = 64;
-/// ...and sent at once.
-const CONCURRENT: usize = 8;
-/// A claimed delivery is not claimed again before this (longer than an attempt takes).
-const LEASE: SignedDuration = SignedDuration::from_secs(120);
+/// Deliveries claimed and sent at once: a round claims no more than it sends together,
+/// so each claim's lease covers one attempt.
+const CONCURRENT: u32 = 8;
+/// Deliveries of one target in one round at most: a slow target takes two of the
+/// round's slots, never all of them.
+const PER_TARGET: u32 = 2;
+/// A claimed delivery is not claimed again before this: longer than an attempt takes
+/// (a webhook answers within 10 s; an SMTP exchange has 10 s per step).
+const LEASE: SignedDuration = SignedDuration::from_secs(300);
 
 /// Sends deliveries: webhooks over HTTP, emails through the configured SMTP server.
 pub struct Sender {
@@ -42,6 +46,11 @@ impl Sender {
             http: http_client(),
             smtp,
         })
+    }
+
+    /// Whether it sends emails (an SMTP server is configured).
+    pub fn sends_email(&self) -> bool {
+        self.smtp.is_some()
     }
 
     /// One attempt: `Ok(status)` when the target took it, else the HTTP status (if any)
@@ -125,8 +134,13 @@ pub async fn send_due(
     settings: &AlertSettings,
 ) -> crate::store::Result<usize> {
     let now = Timestamp::now();
-    let lease_until = now.checked_add(LEASE).unwrap_or(now);
-    let due = store.claim_deliveries(now, lease_until, CLAIM).await?;
+    let claim = Claim {
+        lease_until: now.checked_add(LEASE).unwrap_or(now),
+        limit: CONCURRENT,
+        per_target: PER_TARGET,
+        emails: sender.sends_email(),
+    };
+    let due = store.claim_deliveries(now, &claim).await?;
     let count = due.len();
     let results: Vec<crate::store::Result<()>> = futures::stream::iter(due)
         .map(|due| async move {
@@ -160,20 +174,22 @@ pub async fn send_due(
                 .finish_delivery(
                     &due.org,
                     due.delivery.id,
+                    due.lease,
                     &attempt,
                     settings.disable_after,
                     now,
                 )
                 .await
         })
-        .buffer_unordered(CONCURRENT)
+        .buffer_unordered(CONCURRENT as usize)
         .collect()
         .await;
     results.into_iter().collect::<crate::store::Result<()>>()?;
     Ok(count)
 }
 
-/// Runs until the task is aborted.
+/// Runs until the task is aborted. A round that panics (a bug) is logged and the next
+/// one runs: notifications never stop silently.
 pub async fn run(
     store: Arc<dyn Store>,
     settings: AlertSettings,
@@ -182,44 +198,73 @@ pub async fn run(
 ) {
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let check_every = settings.check_interval();
     let mut next_check = tokio::time::Instant::now();
     let mut next_prune = tokio::time::Instant::now();
     loop {
         tick.tick().await;
-        let now = tokio::time::Instant::now();
-        let mut round: Vec<(&str, crate::store::Result<usize>)> = Vec::new();
-        if now >= next_check {
-            next_check = now + check_every;
-            round.push((
-                "check stream freshness",
-                super::freshness::check(store.as_ref(), Timestamp::now()).await,
-            ));
+        let round = round(
+            store.as_ref(),
+            &settings,
+            &sender,
+            &health,
+            &mut next_check,
+            &mut next_prune,
+        );
+        if let Err(panic) = std::panic::AssertUnwindSafe(round).catch_unwind().await {
+            let what = panic
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| panic.downcast_ref::<&str>().copied())
+                .unwrap_or("a panic");
+            tracing::error!(
+                panic = what,
+                "a round of notifications failed; the next one runs in a second"
+            );
         }
-        if now >= next_prune {
-            next_prune = now + Duration::from_secs(3600);
-            let days = i64::try_from(settings.delivery_log_days).unwrap_or(i64::MAX);
-            let before = Timestamp::now()
-                .checked_sub(SignedDuration::from_hours(days.saturating_mul(24)))
-                .unwrap_or(Timestamp::MIN);
-            round.push((
-                "prune the delivery log",
-                store.prune_deliveries(before).await.map(|n| n as usize),
-            ));
+    }
+}
+
+/// One round: the freshness check and the pruning when due, the point scan, and the
+/// deliveries that are due (claim after claim while each comes back full).
+async fn round(
+    store: &dyn Store,
+    settings: &AlertSettings,
+    sender: &Sender,
+    health: &WriteHealth,
+    next_check: &mut tokio::time::Instant,
+    next_prune: &mut tokio::time::Instant,
+) {
+    let now = tokio::time::Instant::now();
+    let mut results: Vec<(&str, crate::store::Result<usize>)> = Vec::new();
+    if now >= *next_check {
+        *next_check = now + settings.check_interval();
+        let checked = super::freshness::check(store, Timestamp::now()).await;
+        results.push(("check stream freshness", checked));
+    }
+    if now >= *next_prune {
+        *next_prune = now + Duration::from_secs(3600);
+        let before = Timestamp::now()
+            .checked_sub(settings.delivery_log())
+            .unwrap_or(Timestamp::MIN);
+        let pruned = store.prune_deliveries(before).await.map(|n| n as usize);
+        results.push(("prune the delivery log", pruned));
+    }
+    let scanned = super::points::scan(store, Timestamp::now()).await;
+    results.push(("scan for point events", scanned));
+    // Claim after claim while each comes back full, within the tick.
+    let started = tokio::time::Instant::now();
+    loop {
+        match send_due(store, sender, settings).await {
+            Ok(n) if n == CONCURRENT as usize && started.elapsed() < TICK * 10 => continue,
+            Ok(n) => results.push(("send notifications", Ok(n))),
+            Err(e) => results.push(("send notifications", Err(e))),
         }
-        round.push((
-            "scan for point events",
-            super::points::scan(store.as_ref(), Timestamp::now()).await,
-        ));
-        round.push((
-            "send notifications",
-            send_due(store.as_ref(), &sender, &settings).await,
-        ));
-        for (what, result) in round {
-            if let Err(e) = result {
-                health.failed(&e);
-                tracing::warn!(error = %e, "could not {what}; trying again in a moment");
-            }
+        break;
+    }
+    for (what, result) in results {
+        if let Err(e) = result {
+            health.failed(&e);
+            tracing::warn!(error = %e, "could not {what}; trying again in a moment");
         }
     }
 }

@@ -83,16 +83,58 @@ pub fn expected_period(stream: &Stream, now: Timestamp) -> Option<String> {
         .map(|p| p.to_string())
 }
 
-/// The event a change of status is (`None`: a change nobody is told about, such as the
-/// first look at a stream that is not stale).
-pub fn status_event(from: Option<StreamStatus>, to: StreamStatus) -> Option<EventKind> {
-    match (from, to) {
-        (Some(from), to) if from == to => None,
-        (_, StreamStatus::Stale) => Some(EventKind::Stale),
-        (Some(StreamStatus::Stale), StreamStatus::Active) => Some(EventKind::Recovered),
-        (None, _) => None,
-        (Some(_), _) => Some(EventKind::Status),
+/// What the freshness check remembers of a stream: its status and, for a disabled
+/// stream, whether it was stale when it was disabled (so that data after it is enabled
+/// again is a recovery).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Seen {
+    pub status: StreamStatus,
+    /// Stale, or disabled while stale: its subscribers were told it is stale.
+    pub stale: bool,
+}
+
+impl Seen {
+    /// As stored.
+    pub fn as_str(self) -> &'static str {
+        match (self.status, self.stale) {
+            (StreamStatus::Disabled, true) => "disabled stale",
+            (status, _) => status.as_str(),
+        }
     }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        if text == "disabled stale" {
+            return Some(Self {
+                status: StreamStatus::Disabled,
+                stale: true,
+            });
+        }
+        let status: StreamStatus = text.parse().ok()?;
+        Some(Self {
+            status,
+            stale: status == StreamStatus::Stale,
+        })
+    }
+}
+
+/// What a stream last seen as `from` (`None`: never) is seen as now that its status is
+/// `to`, and the event that change is (`None`: a change nobody is told about, such as
+/// the first look at a stream that is not stale).
+pub fn status_event(from: Option<Seen>, to: StreamStatus) -> (Seen, Option<EventKind>) {
+    let was_stale = from.is_some_and(|f| f.stale);
+    let next = Seen {
+        status: to,
+        stale: to == StreamStatus::Stale || (to == StreamStatus::Disabled && was_stale),
+    };
+    let event = match from {
+        Some(from) if from == next => None,
+        None if to == StreamStatus::Stale => Some(EventKind::Stale),
+        None => None,
+        Some(_) if to == StreamStatus::Stale && !was_stale => Some(EventKind::Stale),
+        Some(_) if to == StreamStatus::Active && was_stale => Some(EventKind::Recovered),
+        Some(_) => Some(EventKind::Status),
+    };
+    (next, event)
 }
 
 /// The document of a status event.
@@ -195,16 +237,32 @@ mod tests {
     #[test]
     fn only_turning_stale_and_recovering_from_it_are_alerts() {
         use StreamStatus::*;
-        assert_eq!(status_event(None, Stale), Some(EventKind::Stale));
-        assert_eq!(status_event(None, Active), None);
-        assert_eq!(status_event(Some(Active), Stale), Some(EventKind::Stale));
+        let seen = |text: &str| Seen::parse(text).unwrap();
+        let event = |from: Option<&str>, to| status_event(from.map(seen), to).1;
+        assert_eq!(event(None, Stale), Some(EventKind::Stale));
+        assert_eq!(event(None, Active), None);
+        assert_eq!(event(Some("active"), Stale), Some(EventKind::Stale));
+        assert_eq!(event(Some("stale"), Active), Some(EventKind::Recovered));
+        assert_eq!(event(Some("stale"), Stale), None);
+        assert_eq!(event(Some("pending"), Active), Some(EventKind::Status));
+        assert_eq!(event(Some("disabled"), Stale), Some(EventKind::Stale));
+        // Disabled while stale, then enabled: data is a recovery, no data no new alert.
+        let (disabled, what) = status_event(Some(seen("stale")), Disabled);
         assert_eq!(
-            status_event(Some(Stale), Active),
+            (disabled.as_str(), what),
+            ("disabled stale", Some(EventKind::Status))
+        );
+        assert_eq!(
+            event(Some("disabled stale"), Active),
             Some(EventKind::Recovered)
         );
-        assert_eq!(status_event(Some(Stale), Stale), None);
-        assert_eq!(status_event(Some(Pending), Active), Some(EventKind::Status));
-        assert_eq!(status_event(Some(Stale), Disabled), Some(EventKind::Status));
-        assert_eq!(status_event(Some(Disabled), Stale), Some(EventKind::Stale));
+        assert_eq!(
+            event(Some("disabled stale"), Stale),
+            Some(EventKind::Status)
+        );
+        assert_eq!(event(Some("disabled stale"), Disabled), None);
+        for text in ["pending", "active", "stale", "disabled", "disabled stale"] {
+            assert_eq!(seen(text).as_str(), text);
+        }
     }
 }

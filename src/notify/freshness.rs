@@ -7,11 +7,12 @@ use std::collections::HashMap;
 
 use jiff::Timestamp;
 
-use super::event::{self, EventDoc};
+use super::event::{self, EventDoc, Seen};
 use super::{AlertSubscription, EventKind, NewDelivery, Target, Webhook};
 use crate::ids::{OrgId, StreamId};
+use crate::store::notify::SeenStatus;
 use crate::store::{Result, Store};
-use crate::stream::{Stream, StreamStatus};
+use crate::stream::Stream;
 
 /// An organisation's webhooks and subscriptions, read once per check when one of its
 /// streams changed.
@@ -60,23 +61,31 @@ pub fn deliveries(
 
 /// Checks every stream once; returns how many changed status.
 pub async fn check(store: &dyn Store, now: Timestamp) -> Result<usize> {
-    let seen: HashMap<(OrgId, StreamId), String> = store
+    let seen: HashMap<(OrgId, StreamId), SeenStatus> = store
         .seen_statuses()
         .await?
         .into_iter()
-        .map(|(org, stream, status)| ((org, stream), status))
+        .map(|s| ((s.org.clone(), s.stream.clone()), s))
         .collect();
     let (streams, _) = store.all_streams(u32::MAX).await?;
     let mut targets: HashMap<OrgId, Targets> = HashMap::new();
     let mut changed = 0;
     for stream in &streams {
         let status = stream.status(now);
-        let before = seen.get(&(stream.org_id.clone(), stream.id.clone()));
-        if before.map(String::as_str) == Some(status.as_str()) {
+        let stored = seen.get(&(stream.org_id.clone(), stream.id.clone()));
+        let before = stored.and_then(|s| Seen::parse(&s.status));
+        let (next, kind) = event::status_event(before, status);
+        if before == Some(next) {
             continue;
         }
-        let from: Option<StreamStatus> = before.and_then(|s| s.parse().ok());
-        let deliveries = match event::status_event(from, status) {
+        // A recovery needs data after the stale status was recorded: a server whose
+        // clock is behind another's must not undo its alert.
+        let recovered_without_data = kind == Some(EventKind::Recovered)
+            && stored.is_some_and(|s| stream.last_data_at.is_none_or(|at| at <= s.changed_at));
+        if recovered_without_data {
+            continue;
+        }
+        let deliveries = match kind {
             None => Vec::new(),
             Some(kind) => {
                 if !targets.contains_key(&stream.org_id) {
@@ -88,6 +97,7 @@ pub async fn check(store: &dyn Store, now: Timestamp) -> Result<usize> {
                     targets.insert(org.clone(), found);
                 }
                 let found = &targets[&stream.org_id];
+                let from = before.map(|s| s.status);
                 let doc = event::status_doc(kind, stream, from, status, now);
                 deliveries(&doc, kind, stream, &found.webhooks, &found.subscriptions)
             }
@@ -96,8 +106,8 @@ pub async fn check(store: &dyn Store, now: Timestamp) -> Result<usize> {
             .record_status(
                 &stream.org_id,
                 &stream.id,
-                before.map(String::as_str),
-                status.as_str(),
+                stored.map(|s| s.status.as_str()),
+                next.as_str(),
                 &deliveries,
                 now,
             )
@@ -107,8 +117,8 @@ pub async fn check(store: &dyn Store, now: Timestamp) -> Result<usize> {
             if !deliveries.is_empty() {
                 tracing::info!(
                     stream = %stream.id,
-                    from = before.map_or("unseen", String::as_str),
-                    to = status.as_str(),
+                    from = before.map_or("unseen", Seen::as_str),
+                    to = next.as_str(),
                     deliveries = deliveries.len(),
                     "stream status changed: notifications queued"
                 );

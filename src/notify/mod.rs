@@ -269,6 +269,8 @@ pub struct DueDelivery {
     pub delivery: Delivery,
     /// A webhook's URL and signing secret (`None` for an email).
     pub webhook: Option<(String, secrecy::SecretString)>,
+    /// Until when it is claimed: the attempt's result must be recorded with it.
+    pub lease: Timestamp,
 }
 
 /// How an attempt ended, and what follows.

@@ -77,15 +77,17 @@ impl SmtpServer {
     }
 }
 
-/// The host (and port) of a URL, for messages: never its path or query, which may hold a
-/// token.
+/// The host (and port) of a URL, for messages: never its path, query or user, which
+/// may hold a token. A URL that does not parse shows as `[URL]`.
 pub fn host_of(url: &str) -> String {
-    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    authority
-        .rsplit_once('@')
-        .map_or(authority, |(_, host)| host)
-        .to_owned()
+    match reqwest::Url::parse(url) {
+        Ok(parsed) => match (parsed.host_str(), parsed.port()) {
+            (Some(host), Some(port)) => format!("{host}:{port}"),
+            (Some(host), None) => host.to_owned(),
+            (None, _) => "[URL]".to_owned(),
+        },
+        Err(_) => "[URL]".to_owned(),
+    }
 }
 
 /// A reqwest error without its URL: what kind of failure, and the innermost cause.
@@ -106,5 +108,28 @@ pub fn describe_http_error(error: reqwest::Error) -> String {
         what
     } else {
         format!("{what}: {cause}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_url_shows_only_its_host_and_port() {
+        assert_eq!(
+            host_of("https://hooks.example.com/T0/SECRET?x=1"),
+            "hooks.example.com"
+        );
+        assert_eq!(
+            host_of("http://user:pw@127.0.0.1:8080/in"),
+            "127.0.0.1:8080"
+        );
+        // A backslash is a path separator in an http URL: the path stays hidden.
+        assert_eq!(
+            host_of("https://hooks.example.com\\T0\\SECRET"),
+            "hooks.example.com"
+        );
+        assert_eq!(host_of("not a url SECRET"), "[URL]");
     }
 }

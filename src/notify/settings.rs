@@ -10,6 +10,13 @@ use serde::Deserialize;
 
 use super::outbound::SmtpServer;
 
+/// Longest check interval: a day.
+const MAX_CHECK_INTERVAL_SECS: u64 = 86_400;
+/// Longest wait between two attempts: a week.
+const MAX_RETRY_SECS: u64 = 7 * 86_400;
+/// Longest the delivery log is kept: ten years.
+const MAX_LOG_DAYS: u64 = 3_650;
+
 /// How the server notifies (defaults in `Default`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -21,7 +28,8 @@ pub struct AlertSettings {
     pub retry_initial_secs: u64,
     /// ...up to this many seconds (default 3,600).
     pub retry_max_secs: u64,
-    /// Attempts before a delivery is given up (default 20: about 16 hours).
+    /// Attempts before a delivery is given up (default 25: about 16 hours with the
+    /// default waits).
     pub max_attempts: u32,
     /// A webhook is disabled after this many deliveries in a row were given up
     /// (default 5; 0: never).
@@ -65,7 +73,7 @@ impl Default for AlertSettings {
             check_interval_secs: 60,
             retry_initial_secs: 10,
             retry_max_secs: 3_600,
-            max_attempts: 20,
+            max_attempts: 25,
             disable_after: 5,
             delivery_log_days: 30,
             smtp: None,
@@ -75,7 +83,13 @@ impl Default for AlertSettings {
 
 impl AlertSettings {
     pub fn check_interval(&self) -> Duration {
-        Duration::from_secs(self.check_interval_secs.max(1))
+        Duration::from_secs(self.check_interval_secs.clamp(1, MAX_CHECK_INTERVAL_SECS))
+    }
+
+    /// How long finished deliveries are kept.
+    pub fn delivery_log(&self) -> SignedDuration {
+        let days = self.delivery_log_days.min(MAX_LOG_DAYS);
+        SignedDuration::from_hours(i64::try_from(days * 24).unwrap_or(i64::MAX))
     }
 
     /// When to try again after `attempts` failed attempts, or `None` to give up.
@@ -95,9 +109,30 @@ impl AlertSettings {
 
     /// Checks the settings; each error names the setting.
     pub fn check(&self) -> anyhow::Result<()> {
-        if self.max_attempts == 0 {
-            anyhow::bail!("alerts.max_attempts must be at least 1");
-        }
+        let within = |setting: &str, value: u64, min: u64, max: u64| {
+            if (min..=max).contains(&value) {
+                Ok(())
+            } else {
+                Err(anyhow::anyhow!(
+                    "alerts.{setting} ({value}) must be between {min} and {max}"
+                ))
+            }
+        };
+        within(
+            "check_interval_secs",
+            self.check_interval_secs,
+            1,
+            MAX_CHECK_INTERVAL_SECS,
+        )?;
+        within("retry_max_secs", self.retry_max_secs, 1, MAX_RETRY_SECS)?;
+        within(
+            "retry_initial_secs",
+            self.retry_initial_secs,
+            1,
+            self.retry_max_secs,
+        )?;
+        within("max_attempts", u64::from(self.max_attempts), 1, 1_000)?;
+        within("delivery_log_days", self.delivery_log_days, 1, MAX_LOG_DAYS)?;
         if let Some(smtp) = &self.smtp {
             smtp.mailbox()?;
             if smtp.username.is_some() != smtp.password_file.is_some() {
@@ -146,6 +181,37 @@ impl SmtpSettings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_default_retries_give_up_after_about_sixteen_hours() {
+        let settings = AlertSettings::default();
+        let now = Timestamp::UNIX_EPOCH;
+        let waited: i64 = (1..settings.max_attempts)
+            .map(|n| {
+                settings
+                    .retry_at(n, now)
+                    .unwrap()
+                    .duration_since(now)
+                    .as_secs()
+            })
+            .sum();
+        assert_eq!(settings.retry_at(settings.max_attempts, now), None);
+        assert_eq!(waited, 59_110, "16.4 hours, as docs/notifications.md says");
+        settings
+            .check()
+            .expect("the defaults pass their own checks");
+        let huge = AlertSettings {
+            delivery_log_days: u64::MAX,
+            ..AlertSettings::default()
+        };
+        assert!(
+            huge.check()
+                .unwrap_err()
+                .to_string()
+                .contains("delivery_log_days")
+        );
+        assert!(huge.delivery_log().as_secs() > 0, "clamped, not a panic");
+    }
 
     #[test]
     fn retries_double_up_to_the_cap_and_stop_at_the_last_attempt() {

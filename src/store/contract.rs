@@ -202,6 +202,7 @@ macro_rules! store_contract {
                 subscriptions_are_kept_per_organisation_and_follow_a_renamed_category,
                 a_status_change_is_recorded_once_with_its_deliveries,
                 a_claimed_delivery_waits_for_its_lease_and_a_disabled_webhooks_wait,
+                a_target_takes_a_bounded_share_of_a_claim_and_its_failure_holds_back_the_rest,
                 failed_deliveries_retry_then_give_up_and_disable_their_webhook,
                 deliveries_are_listed_per_target_in_pages_and_pruned_once_finished,
                 a_webhook_cursor_moves_only_from_where_it_was,

@@ -17,8 +17,29 @@ use crate::notify::{
     AlertSubscription, Attempt, Delivery, DueDelivery, NewDelivery, NewWebhook, Scope, Webhook,
 };
 
-/// Rows the outbox's log lists at most in one call.
+/// Rows the outbox's log lists at most in one page (the store answers one more, to
+/// tell whether another page follows).
 pub const MAX_DELIVERIES_LISTED: u32 = 1_000;
+
+/// What a sender claims at once.
+#[derive(Debug, Clone, Copy)]
+pub struct Claim {
+    pub lease_until: Timestamp,
+    pub limit: u32,
+    /// Deliveries of one target at most, so that a slow target cannot take every slot.
+    pub per_target: u32,
+    /// Whether this sender can send emails (has an SMTP server).
+    pub emails: bool,
+}
+
+/// A stream's status as last recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeenStatus {
+    pub org: OrgId,
+    pub stream: StreamId,
+    pub status: String,
+    pub changed_at: Timestamp,
+}
 
 #[async_trait]
 pub trait NotifyStore: Send + Sync + 'static {
@@ -54,8 +75,9 @@ pub trait NotifyStore: Send + Sync + 'static {
     async fn list_subscriptions(&self, org: &OrgId) -> Result<Vec<AlertSubscription>>;
     async fn delete_subscription(&self, org: &OrgId, id: &SubscriptionId) -> Result<()>;
 
-    /// The status each stream was last seen in, by organisation and stream.
-    async fn seen_statuses(&self) -> Result<Vec<(OrgId, StreamId, String)>>;
+    /// The status each stream was last seen in, by organisation and stream, and when
+    /// it was recorded.
+    async fn seen_statuses(&self) -> Result<Vec<SeenStatus>>;
     /// If the stream was last seen in `seen` (`None`: never), records `status` and writes
     /// `deliveries`, in one transaction; false (writing nothing) if another server
     /// recorded a change first.
@@ -89,21 +111,22 @@ pub trait NotifyStore: Send + Sync + 'static {
         now: Timestamp,
     ) -> Result<bool>;
 
-    /// Claims up to `limit` deliveries due at `now` (whose webhook is not disabled):
-    /// none is claimed again before `lease_until`, by this server or another.
-    async fn claim_deliveries(
-        &self,
-        now: Timestamp,
-        lease_until: Timestamp,
-        limit: u32,
-    ) -> Result<Vec<DueDelivery>>;
-    /// Records an attempt. A delivery given up counts against its webhook, which is
-    /// disabled when `disable_after` (non-zero) deliveries in a row were given up; one
-    /// delivered clears the count.
+    /// Claims up to `claim.limit` deliveries due at `now` (whose webhook is not
+    /// disabled), at most `claim.per_target` of one webhook or address, the oldest due
+    /// first, and emails only when `claim.emails`: none is claimed again before
+    /// `claim.lease_until`, by this server or another.
+    async fn claim_deliveries(&self, now: Timestamp, claim: &Claim) -> Result<Vec<DueDelivery>>;
+    /// Records an attempt of a delivery claimed until `lease` (an attempt whose claim
+    /// was lost, and taken by another sender, records nothing). A webhook's failed
+    /// attempt holds back its other due deliveries until the retry. A delivery given up
+    /// counts against its webhook, which is disabled when `disable_after` (non-zero)
+    /// deliveries in a row were given up; one delivered clears the count.
+    #[allow(clippy::too_many_arguments)]
     async fn finish_delivery(
         &self,
         org: &OrgId,
         id: i64,
+        lease: Timestamp,
         attempt: &Attempt,
         disable_after: u32,
         now: Timestamp,
@@ -289,11 +312,7 @@ macro_rules! notify_store {
                 if deleted == 0 {
                     return Err(crate::store::StoreError::NotFound(format!("webhook {id}")));
                 }
-                sqlx::query("DELETE FROM deliveries WHERE org_id = $1 AND webhook_id = $2")
-                    .bind(org.as_str())
-                    .bind(id.as_str())
-                    .execute(&mut *tx)
-                    .await?;
+                // Its deliveries and cursors go with it (foreign keys).
                 tx.commit().await?;
                 Ok(())
             }
@@ -398,20 +417,22 @@ macro_rules! notify_store {
 
             async fn seen_statuses(
                 &self,
-            ) -> crate::store::Result<Vec<(crate::ids::OrgId, crate::ids::StreamId, String)>> {
+            ) -> crate::store::Result<Vec<crate::store::notify::SeenStatus>> {
                 use sqlx::Row;
-                let rows = sqlx::query("SELECT org_id, stream_id, status FROM stream_alerts")
-                    .fetch_all(&self.pool)
-                    .await?;
+                let rows =
+                    sqlx::query("SELECT org_id, stream_id, status, changed_at FROM stream_alerts")
+                        .fetch_all(&self.pool)
+                        .await?;
                 rows.iter()
                     .map(|row| {
-                        Ok((
-                            crate::ids::OrgId::parse(row.try_get("org_id")?)
+                        Ok(crate::store::notify::SeenStatus {
+                            org: crate::ids::OrgId::parse(row.try_get("org_id")?)
                                 .map_err(crate::store::corrupt)?,
-                            crate::ids::StreamId::parse(row.try_get("stream_id")?)
+                            stream: crate::ids::StreamId::parse(row.try_get("stream_id")?)
                                 .map_err(crate::store::corrupt)?,
-                            row.try_get("status")?,
-                        ))
+                            status: row.try_get("status")?,
+                            changed_at: crate::store::from_micros(row.try_get("changed_at")?)?,
+                        })
                     })
                     .collect()
             }
@@ -510,24 +531,31 @@ macro_rules! notify_store {
             async fn claim_deliveries(
                 &self,
                 now: jiff::Timestamp,
-                lease_until: jiff::Timestamp,
-                limit: u32,
+                claim: &crate::store::notify::Claim,
             ) -> crate::store::Result<Vec<crate::notify::DueDelivery>> {
                 use sqlx::Row;
                 let sql = format!(
                     "UPDATE deliveries SET next_attempt_at = $2 WHERE id IN ( \
-                       SELECT d.id FROM deliveries d WHERE d.next_attempt_at <= $1 \
-                         AND (d.webhook_id IS NULL OR EXISTS (SELECT 1 FROM webhooks w \
-                              WHERE w.org_id = d.org_id AND w.id = d.webhook_id AND w.disabled_at IS NULL)) \
-                       ORDER BY d.next_attempt_at LIMIT $3) \
+                       SELECT id FROM ( \
+                         SELECT d.id, d.next_attempt_at, ROW_NUMBER() OVER ( \
+                           PARTITION BY d.org_id, d.webhook_id, d.email \
+                           ORDER BY d.next_attempt_at, d.id) AS n \
+                         FROM deliveries d WHERE d.next_attempt_at <= $1 \
+                           AND (d.webhook_id IS NOT NULL OR $5 = 1) \
+                           AND (d.webhook_id IS NULL OR EXISTS (SELECT 1 FROM webhooks w \
+                                WHERE w.org_id = d.org_id AND w.id = d.webhook_id \
+                                  AND w.disabled_at IS NULL))) due \
+                       WHERE due.n <= $4 ORDER BY due.next_attempt_at, due.id LIMIT $3) \
                      AND next_attempt_at <= $1 RETURNING {}",
                     crate::store::notify::DELIVERY_COLUMNS
                 );
                 let mut tx = self.write().await?;
                 let rows = sqlx::query(&sql)
                     .bind(crate::store::to_micros(now))
-                    .bind(crate::store::to_micros(lease_until))
-                    .bind(i64::from(limit))
+                    .bind(crate::store::to_micros(claim.lease_until))
+                    .bind(i64::from(claim.limit))
+                    .bind(i64::from(claim.per_target))
+                    .bind(i64::from(claim.emails))
                     .fetch_all(&mut *tx)
                     .await?;
                 let mut due = Vec::with_capacity(rows.len());
@@ -551,6 +579,7 @@ macro_rules! notify_store {
                         org,
                         delivery,
                         webhook,
+                        lease: claim.lease_until,
                     });
                 }
                 tx.commit().await?;
@@ -561,6 +590,7 @@ macro_rules! notify_store {
                 &self,
                 org: &crate::ids::OrgId,
                 id: i64,
+                lease: jiff::Timestamp,
                 attempt: &crate::notify::Attempt,
                 disable_after: u32,
                 now: jiff::Timestamp,
@@ -574,7 +604,7 @@ macro_rules! notify_store {
                     "UPDATE deliveries SET attempts = attempts + 1, last_attempt_at = $3, \
                        last_status = $4, last_error = $5, next_attempt_at = $6, \
                        delivered_at = $7, gave_up_at = $8 \
-                     WHERE org_id = $1 AND id = $2 RETURNING webhook_id",
+                     WHERE org_id = $1 AND id = $2 AND next_attempt_at = $9 RETURNING webhook_id",
                 )
                 .bind(org.as_str())
                 .bind(id)
@@ -584,14 +614,30 @@ macro_rules! notify_store {
                 .bind(attempt.retry_at.filter(|_| !delivered).map(crate::store::to_micros))
                 .bind(delivered.then_some(now_us))
                 .bind(gave_up.then_some(now_us))
+                .bind(crate::store::to_micros(lease))
                 .fetch_optional(&mut *tx)
                 .await?;
-                // A delivery deleted meanwhile (its webhook was) has nothing to record.
+                // A delivery deleted meanwhile (its webhook was), or whose claim ran out
+                // and was taken by another sender, has nothing to record.
                 let webhook: Option<String> = match row {
                     Some(row) => row.try_get("webhook_id")?,
                     None => None,
                 };
                 if let Some(webhook) = webhook {
+                    if let Some(retry_at) = attempt.retry_at.filter(|_| !delivered) {
+                        // The webhook's other due deliveries wait with this one: a
+                        // target that is down costs one attempt per retry, not one each.
+                        sqlx::query(
+                            "UPDATE deliveries SET next_attempt_at = $3 \
+                             WHERE org_id = $1 AND webhook_id = $2 AND next_attempt_at <= $4",
+                        )
+                        .bind(org.as_str())
+                        .bind(&webhook)
+                        .bind(crate::store::to_micros(retry_at))
+                        .bind(now_us)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
                     if delivered {
                         sqlx::query("UPDATE webhooks SET failures = 0 WHERE org_id = $1 AND id = $2")
                             .bind(org.as_str())
@@ -648,7 +694,9 @@ macro_rules! notify_store {
                 let mut query = sqlx::query(&sql)
                     .bind(org.as_str())
                     .bind(before.unwrap_or(i64::MAX))
-                    .bind(i64::from(limit.min(crate::store::notify::MAX_DELIVERIES_LISTED)));
+                    .bind(i64::from(
+                        limit.min(crate::store::notify::MAX_DELIVERIES_LISTED + 1),
+                    ));
                 if let Some(Some(id)) = webhook {
                     query = query.bind(id.as_str());
                 }

@@ -6,7 +6,17 @@ use secrecy::SecretString;
 use super::{at, daily_stream, new_org};
 use crate::ids::{StreamId, SubscriptionId, WebhookId};
 use crate::notify::{Attempt, DeliveryState, EventKind, NewDelivery, NewWebhook, Scope, Target};
+use crate::store::notify::{Claim, SeenStatus};
 use crate::store::{Store, StoreError};
+
+fn claim(lease_until: jiff::Timestamp) -> Claim {
+    Claim {
+        lease_until,
+        limit: 10,
+        per_target: 10,
+        emails: true,
+    }
+}
 
 fn new_webhook(scope: Scope, events: &[EventKind]) -> NewWebhook {
     NewWebhook {
@@ -193,10 +203,13 @@ pub async fn a_status_change_is_recorded_once_with_its_deliveries(store: &dyn St
             .unwrap()
     );
     let seen = store.seen_statuses().await.unwrap();
-    assert_eq!(
-        seen,
-        [(org.id.clone(), stream.id.clone(), "active".to_owned())]
-    );
+    let expected = SeenStatus {
+        org: org.id.clone(),
+        stream: stream.id.clone(),
+        status: "active".to_owned(),
+        changed_at: at(2),
+    };
+    assert_eq!(seen, [expected]);
     let log = store
         .list_deliveries(&org.id, None, 10, None)
         .await
@@ -221,47 +234,129 @@ pub async fn a_claimed_delivery_waits_for_its_lease_and_a_disabled_webhooks_wait
         .record_status(&org.id, &stream.id, None, "stale", &queued, at(10))
         .await
         .unwrap();
-    assert!(
-        store
-            .claim_deliveries(at(9), at(100), 10)
-            .await
-            .unwrap()
-            .is_empty(),
-        "not due yet"
-    );
+    let claimed = |now, until, emails| async move {
+        let claim = Claim {
+            emails,
+            ..claim(at(until))
+        };
+        store.claim_deliveries(at(now), &claim).await.unwrap()
+    };
+    assert!(claimed(9, 100, true).await.is_empty(), "not due yet");
     store
         .set_webhook_enabled(&org.id, &hook.id, false, at(10))
         .await
         .unwrap();
-    let claimed = store.claim_deliveries(at(10), at(100), 10).await.unwrap();
-    assert_eq!(claimed.len(), 1, "only the email: the webhook is disabled");
-    assert!(claimed[0].webhook.is_none());
+    assert!(
+        claimed(10, 100, false).await.is_empty(),
+        "the webhook is disabled, and a sender without SMTP takes no email"
+    );
+    let got = claimed(10, 100, true).await;
+    assert_eq!(got.len(), 1, "only the email: the webhook is disabled");
+    assert!(got[0].webhook.is_none());
+    assert_eq!(got[0].lease, at(100));
     store
         .set_webhook_enabled(&org.id, &hook.id, true, at(11))
         .await
         .unwrap();
-    let claimed = store.claim_deliveries(at(11), at(100), 10).await.unwrap();
-    assert_eq!(claimed.len(), 1, "the webhook's, now; the email is leased");
-    let (url, _) = claimed[0]
-        .webhook
-        .as_ref()
-        .expect("a webhook's URL and secret");
+    let got = claimed(11, 100, true).await;
+    assert_eq!(got.len(), 1, "the webhook's, now; the email is leased");
+    let (url, _) = got[0].webhook.as_ref().expect("a webhook's URL and secret");
     assert_eq!(url, "http://127.0.0.1:9/hook");
-    assert_eq!(claimed[0].org, org.id);
+    assert_eq!(got[0].org, org.id);
+    assert!(claimed(99, 200, true).await.is_empty());
+    let again = claimed(100, 200, true).await;
+    assert_eq!(again.len(), 2, "both leases ran out");
+    // The first claim's sender comes back late: its result is not recorded.
+    let id = again[0].delivery.id;
+    store
+        .finish_delivery(&org.id, id, at(100), &delivered(), 5, at(150))
+        .await
+        .unwrap();
+    let log = store
+        .list_deliveries(&org.id, None, 10, None)
+        .await
+        .unwrap();
+    let row = log.iter().find(|d| d.id == id).unwrap();
+    assert_eq!((row.attempts, row.state()), (0, DeliveryState::Pending));
+    store
+        .finish_delivery(&org.id, id, at(200), &delivered(), 5, at(150))
+        .await
+        .unwrap();
+    let log = store
+        .list_deliveries(&org.id, None, 10, None)
+        .await
+        .unwrap();
+    let row = log.iter().find(|d| d.id == id).unwrap();
+    assert_eq!((row.attempts, row.state()), (1, DeliveryState::Delivered));
+}
+
+pub async fn a_target_takes_a_bounded_share_of_a_claim_and_its_failure_holds_back_the_rest(
+    store: &dyn Store,
+) {
+    let org = new_org(store, "Acme").await;
+    let (stream, _) = daily_stream(store, &org, "Signups").await;
+    let hook = new_webhook(Scope::Org, &EventKind::ALL);
+    store.create_webhook(&org.id, &hook, at(0)).await.unwrap();
+    let target = Target::Webhook(hook.id.clone());
+    let mut queued: Vec<NewDelivery> = (1..=4)
+        .map(|n| delivery(&format!("evt_{n}"), target.clone(), &stream.id))
+        .collect();
+    queued.push(delivery(
+        "evt_5",
+        Target::Email("a@example.com".into()),
+        &stream.id,
+    ));
+    store
+        .record_status(&org.id, &stream.id, None, "stale", &queued, at(1))
+        .await
+        .unwrap();
+    let two_each = Claim {
+        per_target: 2,
+        ..claim(at(50))
+    };
+    let got = store.claim_deliveries(at(1), &two_each).await.unwrap();
+    let events: Vec<&str> = got.iter().map(|d| d.delivery.event_id.as_str()).collect();
+    assert_eq!(
+        events,
+        ["evt_1", "evt_2", "evt_5"],
+        "two of the webhook's, oldest first"
+    );
+    // The webhook is down: its other due deliveries wait for the retry with it.
+    store
+        .finish_delivery(
+            &org.id,
+            got[0].delivery.id,
+            at(50),
+            &failed(Some(at(30))),
+            5,
+            at(2),
+        )
+        .await
+        .unwrap();
     assert!(
         store
-            .claim_deliveries(at(99), at(200), 10)
+            .claim_deliveries(at(29), &two_each)
             .await
             .unwrap()
             .is_empty()
     );
+    let log = store
+        .list_deliveries(&org.id, Some(Some(&hook.id)), 10, None)
+        .await
+        .unwrap();
+    let waiting: Vec<(&str, Option<jiff::Timestamp>, u32)> = log
+        .iter()
+        .map(|d| (d.event_id.as_str(), d.next_attempt_at, d.attempts))
+        .collect();
     assert_eq!(
-        store
-            .claim_deliveries(at(100), at(200), 10)
-            .await
-            .unwrap()
-            .len(),
-        2
+        waiting,
+        [
+            ("evt_4", Some(at(30)), 0),
+            ("evt_3", Some(at(30)), 0),
+            ("evt_2", Some(at(50)), 0),
+            ("evt_1", Some(at(30)), 1),
+        ],
+        "the claimed one keeps its lease"
     );
 }
 
@@ -279,10 +374,10 @@ pub async fn failed_deliveries_retry_then_give_up_and_disable_their_webhook(stor
             .await
             .unwrap();
     }
-    let due = store.claim_deliveries(at(5), at(6), 10).await.unwrap();
+    let due = store.claim_deliveries(at(5), &claim(at(6))).await.unwrap();
     let (first, second) = (due[0].delivery.id, due[1].delivery.id);
     store
-        .finish_delivery(&org.id, first, &failed(Some(at(20))), 2, at(5))
+        .finish_delivery(&org.id, first, at(6), &failed(Some(at(20))), 2, at(5))
         .await
         .unwrap();
     let log = store
@@ -299,9 +394,14 @@ pub async fn failed_deliveries_retry_then_give_up_and_disable_their_webhook(stor
         (1, Some(at(20)), Some(503))
     );
     assert_eq!(retried.state(), DeliveryState::Pending);
+    let due = store
+        .claim_deliveries(at(20), &claim(at(21)))
+        .await
+        .unwrap();
+    assert_eq!(due.len(), 2, "the second was held back to the retry too");
     for id in [first, second] {
         store
-            .finish_delivery(&org.id, id, &failed(None), 2, at(21))
+            .finish_delivery(&org.id, id, at(21), &failed(None), 2, at(21))
             .await
             .unwrap();
     }
@@ -320,7 +420,7 @@ pub async fn failed_deliveries_retry_then_give_up_and_disable_their_webhook(stor
         log.iter()
             .all(|d| d.state() == DeliveryState::GaveUp && d.next_attempt_at.is_none())
     );
-    // One delivered clears the count.
+    // Enabling clears the count; one more given up counts one.
     let queued = [delivery("evt_3", target, &stream.id)];
     store
         .record_status(
@@ -337,9 +437,19 @@ pub async fn failed_deliveries_retry_then_give_up_and_disable_their_webhook(stor
         .set_webhook_enabled(&org.id, &hook.id, true, at(30))
         .await
         .unwrap();
-    let due = store.claim_deliveries(at(30), at(40), 10).await.unwrap();
+    let due = store
+        .claim_deliveries(at(30), &claim(at(40)))
+        .await
+        .unwrap();
     store
-        .finish_delivery(&org.id, due[0].delivery.id, &failed(None), 2, at(31))
+        .finish_delivery(
+            &org.id,
+            due[0].delivery.id,
+            at(40),
+            &failed(None),
+            2,
+            at(31),
+        )
         .await
         .unwrap();
     assert_eq!(store.list_webhooks(&org.id).await.unwrap()[0].failures, 1);
@@ -382,10 +492,10 @@ pub async fn deliveries_are_listed_per_target_in_pages_and_pruned_once_finished(
             .is_empty()
     );
 
-    let due = store.claim_deliveries(at(1), at(2), 10).await.unwrap();
+    let due = store.claim_deliveries(at(1), &claim(at(2))).await.unwrap();
     let email = due.iter().find(|d| d.webhook.is_none()).unwrap();
     store
-        .finish_delivery(&org.id, email.delivery.id, &delivered(), 5, at(2))
+        .finish_delivery(&org.id, email.delivery.id, at(2), &delivered(), 5, at(2))
         .await
         .unwrap();
     assert_eq!(
