@@ -260,3 +260,19 @@ fn connector_test_passes_on_the_bundled_fixtures_and_names_each_period_that_diff
     }
     assert!(stderr.contains("1 of 2 connector(s) differ"), "{stderr}");
 }
+
+#[test]
+fn a_grouped_aggregate_needs_a_credential_file_per_group() {
+    let grouped = |lines: &str| format!("{VALID}\n[aggregate]\nfunction = \"count\"\n{lines}");
+    let without_file = grouped("group_by = \"$.country\"\n");
+    let stderr = check_failing(&[("broken.toml", &without_file)]);
+    assert_names(&stderr, "broken.toml", "aggregate.group_credential_file");
+    let without_placeholder =
+        grouped("group_by = \"$.country\"\ngroup_credential_file = \"orders.kpik\"\n");
+    let stderr = check_failing(&[("broken.toml", &without_placeholder)]);
+    assert!(stderr.contains("does not hold {{group}}"), "{stderr}");
+    let sql_style =
+        grouped("group_by = \"country\"\ngroup_credential_file = \"orders-{{group}}.kpik\"\n");
+    let stderr = check_failing(&[("broken.toml", &sql_style)]);
+    assert_names(&stderr, "broken.toml", "aggregate.group_by");
+}

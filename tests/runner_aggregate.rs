@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use axum::Router;
 use axum::extract::{Query, State};
 use axum::routing::get;
-use common::runner::{Workspace, connector, serve};
+use common::runner::{Workspace, connector, kpistream, serve};
 use common::{TestServer, all_points, stream_request};
 use kpistream::client::Client;
 use kpistream::proto;
@@ -121,6 +121,45 @@ async fn stream(
         .create_stream(stream_request(name, frequency, "UTC"))
         .await;
     (stream.id, credential)
+}
+
+/// The connector `signups`: a count per day of the `signups` rows of `db` (`columns`
+/// selected), from a `created_at` cursor, with `aggregate` lines added.
+fn signups_connector(credential: &Path, db: &Path, aggregate: &str, columns: &str) -> String {
+    format!(
+        r#"name = "signups"
+credential_file = "{credential}"
+schedule = "{NEVER}"
+
+[cursor]
+field = "created_at"
+initial = "2026-03-01 00:00:00"
+
+[mapping]
+timestamp = "created_at"
+
+[aggregate]
+function = "count"
+{aggregate}
+[source]
+type = "sql"
+url = "sqlite://{db}"
+query = "SELECT {columns} FROM signups WHERE created_at >= {{{{cursor}}}} ORDER BY created_at"
+"#,
+        credential = credential.display(),
+        db = db.display(),
+    )
+}
+
+/// A SQLite database `shop.db` in the workspace, with the table `ddl` creates.
+async fn shop_database(ws: &Workspace, ddl: &str) -> (std::path::PathBuf, sqlx::SqlitePool) {
+    let db_path = ws.dir.path().join("shop.db");
+    let options = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(&db_path)
+        .create_if_missing(true);
+    let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
+    sqlx::query(ddl).execute(&pool).await.unwrap();
+    (db_path, pool)
 }
 
 // ---------------------------------------------------------------------------------
@@ -290,17 +329,11 @@ async fn a_sql_connector_counts_rows_per_day_across_pages_and_runs() {
     let (stream_id, credential) = stream(&server, "Daily sign-ups", proto::Frequency::Daily).await;
     let ws = Workspace::new();
     let credential = ws.credential("signups", &credential);
-    let db_path = ws.dir.path().join("shop.db");
-    let options = sqlx::sqlite::SqliteConnectOptions::new()
-        .filename(&db_path)
-        .create_if_missing(true);
-    let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
-    sqlx::query(
+    let (db_path, pool) = shop_database(
+        &ws,
         "CREATE TABLE signups (id INTEGER PRIMARY KEY, email TEXT, created_at TEXT NOT NULL)",
     )
-    .execute(&pool)
-    .await
-    .unwrap();
+    .await;
     // Sign-up `i` at minute 7·i from 2026-03-01 00:00 (local text, no offset).
     let signup_at = |i: i64| {
         jiff::civil::date(2026, 3, 1)
@@ -330,30 +363,10 @@ async fn a_sql_connector_counts_rows_per_day_across_pages_and_runs() {
         }
         per_day
     };
-    let file = format!(
-        r#"name = "signups"
-credential_file = "{credential}"
-schedule = "{NEVER}"
-
-[cursor]
-field = "created_at"
-initial = "2026-03-01 00:00:00"
-
-[mapping]
-timestamp = "created_at"
-
-[aggregate]
-function = "count"
-
-[source]
-type = "sql"
-url = "sqlite://{db}"
-query = "SELECT id, created_at FROM signups WHERE created_at >= {{{{cursor}}}} ORDER BY created_at"
-"#,
-        credential = credential.display(),
-        db = db_path.display(),
+    ws.write(
+        "signups.toml",
+        &signups_connector(&credential, &db_path, "", "id, created_at"),
     );
-    ws.write("signups.toml", &file);
 
     // 2,500 rows (three pages of at most 1,000) over 13 days.
     insert(0..2_500).await;
@@ -636,4 +649,170 @@ async fn a_backfill_publishes_a_past_range_without_moving_the_cursor_and_a_rewin
             format!("cursor \"2026-03-20\", {runs_before} run(s) deleted")
         )
     );
+}
+
+// ---------------------------------------------------------------------------------
+// Groups
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_count_grouped_by_country_goes_to_a_stream_per_country_and_the_total_to_its_own() {
+    let server = tokio::task::block_in_place(TestServer::start);
+    let client = server.client().await;
+    let ws = Workspace::new();
+    let (total_id, total) = stream(&server, "Sign-ups", proto::Frequency::Daily).await;
+    let total = ws.credential("signups", &total);
+    let mut group_ids = BTreeMap::new();
+    for country in ["fr", "de"] {
+        let (id, credential) = stream(
+            &server,
+            &format!("Sign-ups {country}"),
+            proto::Frequency::Daily,
+        )
+        .await;
+        ws.credential(&format!("signups-{country}"), &credential);
+        group_ids.insert(country, id);
+    }
+    // Italy's stream is weekly: its daily counts cannot go there. Spain has no stream.
+    let (weekly_id, weekly) = stream(&server, "Sign-ups it", proto::Frequency::Weekly).await;
+    ws.credential("signups-it", &weekly);
+    let group_file = total.with_file_name("signups-{{group}}.kpik");
+    assert!(
+        ws.dir.path().join("signups-fr.kpik").exists(),
+        "the workspace names credential files NAME.kpik"
+    );
+
+    let (db_path, pool) = shop_database(
+        &ws,
+        "CREATE TABLE signups (id INTEGER PRIMARY KEY, country TEXT, created_at TEXT NOT NULL)",
+    )
+    .await;
+    const COUNTRIES: [&str; 4] = ["fr", "de", "fr", "es"];
+    let row = |i: i64| {
+        let at = jiff::civil::date(2026, 3, 1)
+            .at(0, 0, 0, 0)
+            .checked_add(jiff::Span::new().minutes(11 * i))
+            .unwrap()
+            .strftime("%Y-%m-%d %H:%M:%S")
+            .to_string();
+        // Every 10th row is Italian.
+        let country = if i % 10 == 9 {
+            "it"
+        } else {
+            COUNTRIES[(i % 4) as usize]
+        };
+        (country, at)
+    };
+    let insert = async |range: std::ops::Range<i64>| {
+        let mut tx = pool.begin().await.unwrap();
+        for i in range {
+            let (country, at) = row(i);
+            sqlx::query("INSERT INTO signups VALUES (?, ?, ?)")
+                .bind(i)
+                .bind(country)
+                .bind(at)
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+        }
+        tx.commit().await.unwrap();
+    };
+    // The counts per country and day, and in all, computed here.
+    let counts = |n: i64| {
+        let mut per: BTreeMap<(String, String), u32> = BTreeMap::new();
+        for i in 0..n {
+            let (country, at) = row(i);
+            *per.entry((country.to_owned(), at[..10].to_owned()))
+                .or_default() += 1;
+            *per.entry((String::new(), at[..10].to_owned())).or_default() += 1;
+        }
+        per
+    };
+    let of = |per: &BTreeMap<(String, String), u32>, country: &str| -> Vec<(String, String)> {
+        per.iter()
+            .filter(|((c, _), _)| c == country)
+            .map(|((_, day), n)| (day.clone(), n.to_string()))
+            .collect()
+    };
+    let groups = format!(
+        "group_by = \"country\"\ngroup_credential_file = \"{}\"\n",
+        group_file.display()
+    );
+    ws.write(
+        "signups.toml",
+        &signups_connector(&total, &db_path, &groups, "id, country, created_at"),
+    );
+
+    let values = async |id: &str| -> Vec<(String, String)> {
+        stored(&client, id)
+            .await
+            .into_iter()
+            .map(|(p, v, _)| (p, v))
+            .collect()
+    };
+    insert(0..1_500).await;
+    let printed = run(&server, &ws, "signups");
+    let first = counts(1_500);
+    assert_eq!(
+        values(&total_id).await,
+        of(&first, ""),
+        "the total of every country"
+    );
+    for (country, id) in &group_ids {
+        assert_eq!(values(id).await, of(&first, country), "{country}");
+    }
+    assert!(
+        values(&weekly_id).await.is_empty(),
+        "a weekly stream takes no daily count"
+    );
+    let refused: usize = ["es", "it"].iter().map(|c| of(&first, c).len()).sum();
+    assert!(
+        printed.contains(&format!("{refused} rejected")),
+        "Spain's and Italy's days are counted as rejected: {printed}"
+    );
+
+    // More rows: the groups' last days are counted again from the cursor's day.
+    insert(1_500..1_800).await;
+    run(&server, &ws, "signups");
+    let second = counts(1_800);
+    assert_eq!(values(&total_id).await, of(&second, ""));
+    for (country, id) in &group_ids {
+        assert_eq!(values(id).await, of(&second, country), "{country}");
+    }
+    let before: Vec<_> = stored(&client, &group_ids["fr"]).await;
+    run(&server, &ws, "signups");
+    assert_eq!(
+        stored(&client, &group_ids["fr"]).await,
+        before,
+        "nothing new, no revision"
+    );
+
+    // `connector record` keeps the groups in the expected file, and `connector test`
+    // checks them.
+    let recorded = tokio::task::block_in_place(|| {
+        connector(
+            &server,
+            &ws.connectors,
+            &BTreeMap::new(),
+            &["record", "signups"],
+        )
+    });
+    assert!(recorded.status.success(), "{recorded:?}");
+    let expected = std::fs::read_to_string(ws.connectors.join("signups.expected.csv")).unwrap();
+    assert!(
+        expected.starts_with("group,period,value\n,2026-03-"),
+        "{expected}"
+    );
+    assert!(expected.contains("\nfr,2026-03-"), "{expected}");
+    let dir = ws.connectors.to_str().unwrap();
+    let tested = tokio::task::block_in_place(|| {
+        kpistream(
+            &server,
+            ws.dir.path(),
+            &BTreeMap::new(),
+            &["connector", "test", dir],
+        )
+    });
+    assert!(tested.status.success(), "{tested:?}");
+    let said = String::from_utf8_lossy(&tested.stdout);
+    assert!(said.starts_with("ok: signups ("), "{said}");
 }

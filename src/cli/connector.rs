@@ -651,9 +651,16 @@ async fn preview(name: &str, limit: usize, dir: &Path, server: &ServerArgs) -> a
                         printable(&point.value)
                     );
                 }
-                Fate::Aggregated(period) => {
+                Fate::Aggregated(period, group) => {
                     published += 1;
-                    outln!("  -> into {}", printable(&period));
+                    match group {
+                        Some(group) => outln!(
+                            "  -> into {} of group {}",
+                            printable(&period),
+                            printable(&group)
+                        ),
+                        None => outln!("  -> into {}", printable(&period)),
+                    }
                 }
                 Fate::Rejected(reason) => {
                     unmapped += 1;
@@ -678,6 +685,16 @@ async fn preview(name: &str, limit: usize, dir: &Path, server: &ServerArgs) -> a
     );
     for (period, point) in aggregates {
         outln!("  {} = {}", printable(&period), printable(&point.value));
+    }
+    for (group, points) in pipeline.group_aggregates() {
+        for (period, point) in points {
+            outln!(
+                "  {} of group {} = {}",
+                printable(&period),
+                printable(&group),
+                printable(&point.value)
+            );
+        }
     }
     Ok(())
 }

@@ -316,6 +316,7 @@ impl<'a> Check<'a> {
 
     fn aggregate(&mut self, def: &ConnectorDef, aggregate: &Aggregate, kind: &str) {
         use super::AggregateFunction::CountDistinct;
+        use super::GROUP_PLACEHOLDER;
         match (&aggregate.field, aggregate.function) {
             (Some(field), CountDistinct) => self.reference("aggregate.field", field, kind),
             (None, CountDistinct) => self.error(
@@ -327,6 +328,28 @@ impl<'a> Check<'a> {
                 "is read by `count_distinct` only; the other functions read `mapping.value`".into(),
             ),
             (None, _) => {}
+        }
+        match (&aggregate.group_by, &aggregate.group_credential_file) {
+            (Some(field), Some(path)) => {
+                self.reference("aggregate.group_by", field, kind);
+                if !path.contains(GROUP_PLACEHOLDER) {
+                    self.error(
+                        "aggregate.group_credential_file",
+                        format!(
+                            "{path:?} does not hold {GROUP_PLACEHOLDER}: each group needs a credential file of its own"
+                        ),
+                    );
+                }
+            }
+            (Some(_), None) => self.error(
+                "aggregate.group_credential_file",
+                "is missing: aggregate.group_by publishes each group to a stream of its own, whose credential file this names (with {{group}})".into(),
+            ),
+            (None, Some(_)) => self.error(
+                "aggregate.group_by",
+                "is missing: aggregate.group_credential_file is read only when records are grouped".into(),
+            ),
+            (None, None) => {}
         }
         if aggregate.scale > 28 {
             self.error(

@@ -297,6 +297,9 @@ impl TryFrom<toml::Value> for Lookback {
     }
 }
 
+/// What `aggregate.group_credential_file` holds where each group's value goes.
+pub const GROUP_PLACEHOLDER: &str = "{{group}}";
+
 /// Each period's records aggregated into the period's one value.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -310,6 +313,14 @@ pub struct Aggregate {
     /// `avg` only: decimals kept, rounded half away from zero (default 4).
     #[serde(default = "default_avg_scale")]
     pub scale: u32,
+    /// A record field whose values split the aggregate into groups, each published to
+    /// a stream of its own (besides the total, which goes to the connector's stream).
+    /// Needs `group_credential_file`.
+    pub group_by: Option<String>,
+    /// The credential file of each group's stream: a path holding `{{group}}`, which
+    /// becomes the group's value (read like `credential_file`). Each group's stream has
+    /// the frequency and time zone of the connector's own stream, which gets the total.
+    pub group_credential_file: Option<String>,
 }
 
 fn default_avg_scale() -> u32 {

@@ -208,6 +208,38 @@ impl Aggregator {
     pub fn periods(&self) -> usize {
         self.periods.len()
     }
+
+    /// How many distinct values it holds (`count_distinct`).
+    pub fn distinct_values(&self) -> usize {
+        self.distinct_values
+    }
+}
+
+/// Most groups one run of a grouped connector holds: each is an aggregate in memory
+/// and a stream to publish to.
+pub const MAX_GROUPS: usize = 1_000;
+
+/// A record's group: the value of the `group_by` field, as text that can stand in a
+/// file name.
+pub fn group_of(path: &FieldPath, record: &Record) -> Result<String, AggregateError> {
+    let text = match path.get(record) {
+        None | Some(Json::Null) => return Err(AggregateError::NoGroup(path.to_string())),
+        Some(Json::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+    };
+    let ok = !text.is_empty()
+        && text.len() <= 64
+        && !text.starts_with('.')
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+    if ok {
+        Ok(text)
+    } else {
+        Err(AggregateError::BadGroup(
+            crate::text::excerpt(&text).to_string(),
+        ))
+    }
 }
 
 #[cfg(test)]

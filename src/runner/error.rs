@@ -91,12 +91,22 @@ pub enum AggregateError {
         "the run counted more than {0} distinct values; pull a shorter window per run (a cursor) or count in the source's query"
     )]
     TooManyDistinct(usize),
+    #[error("the group field {0} is missing")]
+    NoGroup(String),
+    #[error(
+        "the group {0} cannot name a credential file: a group is 1 to 64 characters among A-Z a-z 0-9 _ - . and does not start with a dot"
+    )]
+    BadGroup(String),
+    #[error(
+        "the run found more than {0} groups; group by a field with fewer values, or filter the records"
+    )]
+    TooManyGroups(usize),
 }
 
 impl AggregateError {
     /// Whether the run cannot go on: its aggregates would all be incomplete.
     pub fn ends_the_run(&self) -> bool {
-        matches!(self, Self::TooManyDistinct(_))
+        matches!(self, Self::TooManyDistinct(_) | Self::TooManyGroups(_))
     }
 }
 
@@ -105,7 +115,13 @@ impl AggregateError {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TargetError {
     #[error("the stream {stream} cannot be read: {message}")]
-    Unreadable { stream: String, message: String },
+    Unreadable {
+        stream: String,
+        message: String,
+        /// The server could not answer now (unavailable, overloaded, too slow): trying
+        /// again later may work.
+        transient: bool,
+    },
     #[error("the server answered without the stream")]
     NoStream,
     #[error("the server answered with an unknown frequency")]

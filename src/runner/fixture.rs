@@ -92,7 +92,7 @@ pub fn replay(def: &ConnectorDef, fixture: &Fixture) -> Result<Replayed, Fixture
         match pipeline.record(record) {
             Fate::Filtered | Fate::OutOfRange(_) => replayed.filtered_out += 1,
             Fate::Point(period, point) => points.put(period, point),
-            Fate::Aggregated(_) => {}
+            Fate::Aggregated(..) => {}
             Fate::Rejected(reason) => replayed.rejected.push(reason),
         }
     }
@@ -102,19 +102,30 @@ pub fn replay(def: &ConnectorDef, fixture: &Fixture) -> Result<Replayed, Fixture
     let published = pipeline
         .aggregates()
         .unwrap_or_else(|| points.into_points());
-    replayed.points = published
+    let total = published
         .into_iter()
-        .map(|(period, point)| (period, point.value))
-        .collect();
+        .map(|(period, point)| ((String::new(), period), point.value));
+    let groups = pipeline
+        .group_aggregates()
+        .into_iter()
+        .flat_map(|(group, points)| {
+            points
+                .into_iter()
+                .map(move |(period, point)| ((group.clone(), period), point.value))
+        });
+    replayed.points = total.chain(groups).collect();
     replayed.cursor = pipeline.max_cursor().map(str::to_owned);
     Ok(replayed)
 }
 
+/// A point's group (empty: the connector's own stream) and period.
+pub type PointKey = (String, String);
+
 /// What a replay gave.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Replayed {
-    /// Period → value.
-    pub points: BTreeMap<String, String>,
+    /// (group, period) → value.
+    pub points: BTreeMap<PointKey, String>,
     /// Records the filter (or nothing else) left out.
     pub filtered_out: u64,
     /// Why records were refused.
@@ -124,60 +135,95 @@ pub struct Replayed {
 }
 
 /// The expected file's text for `points`: a `period,value` header, then one line per
-/// period in order.
-pub fn expected_csv(points: &BTreeMap<String, String>) -> String {
+/// period in order; `group,period,value` when some points are a group's (the
+/// connector's own stream's have an empty group).
+pub fn expected_csv(points: &BTreeMap<PointKey, String>) -> String {
+    let grouped = points.keys().any(|(group, _)| !group.is_empty());
     let mut writer = csv::Writer::from_writer(Vec::new());
-    writer.write_record(["period", "value"]).expect("in memory");
-    for (period, value) in points {
-        writer.write_record([period, value]).expect("in memory");
+    if grouped {
+        writer.write_record(GROUPED_HEADER).expect("in memory");
+    } else {
+        writer.write_record(HEADER).expect("in memory");
+    }
+    for ((group, period), value) in points {
+        if grouped {
+            writer
+                .write_record([group, period, value])
+                .expect("in memory");
+        } else {
+            writer.write_record([period, value]).expect("in memory");
+        }
     }
     String::from_utf8(writer.into_inner().expect("in memory")).expect("UTF-8 in, UTF-8 out")
 }
 
-/// Reads an expected file: `period,value` lines after a header; a mistake names its
-/// line.
-pub fn read_expected(path: &Path) -> Result<BTreeMap<String, String>, FixtureError> {
+const HEADER: [&str; 2] = ["period", "value"];
+const GROUPED_HEADER: [&str; 3] = ["group", "period", "value"];
+
+/// Reads an expected file: `period,value` (or `group,period,value`) lines after a
+/// header; a mistake names its line.
+pub fn read_expected(path: &Path) -> Result<BTreeMap<PointKey, String>, FixtureError> {
     let mut reader = csv::Reader::from_path(path).map_err(|e| expected_error(path, e))?;
     let headers = reader
         .headers()
         .map_err(|e| expected_error(path, e))?
         .clone();
-    if headers.iter().collect::<Vec<_>>() != ["period", "value"] {
-        return Err(expected_error(
-            path,
-            "line 1 must be the header `period,value`",
-        ));
-    }
+    let header: Vec<&str> = headers.iter().collect();
+    let grouped = match header.as_slice() {
+        h if h == HEADER => false,
+        h if h == GROUPED_HEADER => true,
+        _ => {
+            return Err(expected_error(
+                path,
+                "line 1 must be the header `period,value` (or `group,period,value`)",
+            ));
+        }
+    };
     let mut points = BTreeMap::new();
     for (i, row) in reader.records().enumerate() {
         let line = i + 2;
         let row = row.map_err(|e| expected_error(path, format!("line {line}: {e}")))?;
-        let (period, value) = (row[0].to_owned(), row[1].to_owned());
-        if points.insert(period.clone(), value).is_some() {
+        let (group, period, value) = match grouped {
+            true => (row[0].to_owned(), row[1].to_owned(), row[2].to_owned()),
+            false => (String::new(), row[0].to_owned(), row[1].to_owned()),
+        };
+        let key = (group, period);
+        if points.contains_key(&key) {
             return Err(expected_error(
                 path,
-                format!("line {line}: period {period} is listed twice"),
+                format!("line {line}: period {} is listed twice", shown(&key)),
             ));
         }
+        points.insert(key, value);
     }
     Ok(points)
 }
 
+/// A point's period, after its group when it has one.
+fn shown((group, period): &PointKey) -> String {
+    match group.as_str() {
+        "" => period.clone(),
+        group => format!("{period} of group {group}"),
+    }
+}
+
 /// How `actual` differs from `expected`, one line per period; empty when they agree.
 pub fn differences(
-    expected: &BTreeMap<String, String>,
-    actual: &BTreeMap<String, String>,
+    expected: &BTreeMap<PointKey, String>,
+    actual: &BTreeMap<PointKey, String>,
 ) -> Vec<String> {
-    let periods: std::collections::BTreeSet<&String> =
+    let keys: std::collections::BTreeSet<&PointKey> =
         expected.keys().chain(actual.keys()).collect();
-    periods
-        .into_iter()
-        .filter_map(|period| match (expected.get(period), actual.get(period)) {
-            (Some(e), Some(a)) if e == a => None,
-            (Some(e), Some(a)) => Some(format!("{period}: expected {e}, got {a}")),
-            (Some(e), None) => Some(format!("{period}: expected {e}, not published")),
-            (None, Some(a)) => Some(format!("{period}: not expected, got {a}")),
-            (None, None) => None,
+    keys.into_iter()
+        .filter_map(|key| {
+            let period = shown(key);
+            match (expected.get(key), actual.get(key)) {
+                (Some(e), Some(a)) if e == a => None,
+                (Some(e), Some(a)) => Some(format!("{period}: expected {e}, got {a}")),
+                (Some(e), None) => Some(format!("{period}: expected {e}, not published")),
+                (None, Some(a)) => Some(format!("{period}: not expected, got {a}")),
+                (None, None) => None,
+            }
         })
         .collect()
 }
@@ -186,10 +232,10 @@ pub fn differences(
 mod tests {
     use super::*;
 
-    fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    fn map(pairs: &[(&str, &str)]) -> BTreeMap<PointKey, String> {
         pairs
             .iter()
-            .map(|(p, v)| (p.to_string(), v.to_string()))
+            .map(|(p, v)| ((String::new(), p.to_string()), v.to_string()))
             .collect()
     }
 
@@ -227,6 +273,21 @@ mod tests {
                 .unwrap_err()
                 .to_string()
                 .contains("line 1")
+        );
+        let mut grouped = points.clone();
+        grouped.insert(("fr".into(), "2026-01".into()), "7".into());
+        let text = expected_csv(&grouped);
+        assert!(
+            text.starts_with("group,period,value\n,2026-01,1480.50\n"),
+            "{text}"
+        );
+        std::fs::write(&path, &text).unwrap();
+        assert_eq!(read_expected(&path).unwrap(), grouped);
+        let mut changed = grouped.clone();
+        changed.insert(("fr".into(), "2026-01".into()), "8".into());
+        assert_eq!(
+            differences(&grouped, &changed),
+            ["2026-01 of group fr: expected 7, got 8"]
         );
     }
 }

@@ -7,12 +7,13 @@ use std::cmp::Ordering;
 use std::collections::HashMap;
 
 use super::Record;
-use super::aggregate::Aggregator;
+use super::aggregate::{Aggregator, MAX_GROUPS, group_of};
 use super::error::{AggregateError, CompileError};
 use super::mapping::{MappedPoint, Mapper, cursor_cmp};
+use super::record::FieldPath;
 use super::run::Backfill;
 use super::target::Calendar;
-use crate::connector::ConnectorDef;
+use crate::connector::{Aggregate, ConnectorDef};
 
 /// What became of one record.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,8 +25,9 @@ pub enum Fate {
     /// It is the point of its period (given), unless a later record of the period
     /// replaces it.
     Point(String, MappedPoint),
-    /// It went into the aggregate of its period (given).
-    Aggregated(String),
+    /// It went into the aggregate of its period (given), and of its group when the
+    /// connector groups.
+    Aggregated(String, Option<String>),
     /// It could not be mapped or aggregated: why, as a sentence.
     Rejected(String),
 }
@@ -35,6 +37,8 @@ pub struct Pipeline<'a> {
     mapper: Mapper,
     calendar: &'a Calendar,
     aggregator: Option<Aggregator>,
+    /// With `aggregate.group_by`: the field, and each group's aggregate.
+    grouping: Option<Grouping>,
     backfill: Option<&'a Backfill>,
     max_cursor: Option<String>,
     ordered: bool,
@@ -57,6 +61,12 @@ impl<'a> Pipeline<'a> {
             mapper: Mapper::new(def)?,
             calendar,
             aggregator: def.aggregate.as_ref().map(Aggregator::new).transpose()?,
+            grouping: def
+                .aggregate
+                .as_ref()
+                .map(Grouping::new)
+                .transpose()?
+                .flatten(),
             backfill,
             max_cursor: None,
             ordered: true,
@@ -97,8 +107,23 @@ impl<'a> Pipeline<'a> {
         let Some(aggregator) = self.aggregator.as_mut() else {
             return Fate::Point(period, point);
         };
-        match aggregator.add(&period, &point, record) {
-            Ok(()) => Fate::Aggregated(period),
+        // A record without a usable group is left out of the total too: the total is
+        // the sum of the groups.
+        let group = match self.grouping.as_ref().map(|g| group_of(&g.field, record)) {
+            Some(Err(error)) => {
+                return self.rejected("record not aggregated", error.to_string());
+            }
+            Some(Ok(group)) => Some(group),
+            None => None,
+        };
+        let added = aggregator.add(&period, &point, record).and_then(|()| {
+            match (&mut self.grouping, &group) {
+                (Some(grouping), Some(group)) => grouping.add(group, &period, &point, record),
+                _ => Ok(()),
+            }
+        });
+        match added {
+            Ok(()) => Fate::Aggregated(period, group),
             Err(error) if error.ends_the_run() => {
                 let sentence = error.to_string();
                 self.fatal.get_or_insert(error);
@@ -120,17 +145,40 @@ impl<'a> Pipeline<'a> {
         self.aggregator.take().map(Aggregator::finish)
     }
 
+    /// Each group's aggregates, by group, in period order; empty when the connector
+    /// does not group. Takes them.
+    pub fn group_aggregates(&mut self) -> Vec<(String, Vec<(String, MappedPoint)>)> {
+        self.grouping
+            .take()
+            .map(|g| {
+                g.groups
+                    .into_iter()
+                    .map(|(group, aggregator)| (group, aggregator.finish()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// An error that ends the run (taken: a second call answers `None`).
     pub fn take_fatal(&mut self) -> Option<AggregateError> {
         self.fatal.take()
     }
 
-    /// The periods left unpublished because a record of theirs could not be aggregated.
+    /// The periods left unpublished because a record of theirs could not be aggregated
+    /// (`GROUP PERIOD` for a group's).
     pub fn poisoned_periods(&self) -> Vec<String> {
-        self.aggregator
-            .as_ref()
-            .map(|a| a.poisoned().iter().cloned().collect())
-            .unwrap_or_default()
+        let total = self
+            .aggregator
+            .iter()
+            .flat_map(|a| a.poisoned().iter().cloned());
+        let groups = self.grouping.iter().flat_map(|g| {
+            g.groups.iter().flat_map(|(group, a)| {
+                a.poisoned()
+                    .iter()
+                    .map(move |period| format!("{group} {period}"))
+            })
+        });
+        total.chain(groups).collect()
     }
 
     /// Whether every record a backfill mapped fell outside its range (and some did).
@@ -164,6 +212,62 @@ impl<'a> Pipeline<'a> {
             true => None,
             false => self.first_reason.as_deref(),
         }
+    }
+}
+
+/// The groups of a connector with `aggregate.group_by`.
+struct Grouping {
+    field: FieldPath,
+    definition: Aggregate,
+    groups: std::collections::BTreeMap<String, Aggregator>,
+    /// Distinct values held by every group together (`count_distinct`), bounded like
+    /// the total's.
+    distinct_values: usize,
+}
+
+impl Grouping {
+    /// `None` when the connector does not group.
+    fn new(def: &Aggregate) -> Result<Option<Self>, CompileError> {
+        let Some(field) = &def.group_by else {
+            return Ok(None);
+        };
+        let field = FieldPath::parse(field).map_err(|error| CompileError::Field {
+            place: "aggregate.group_by".into(),
+            error,
+        })?;
+        Ok(Some(Self {
+            field,
+            definition: def.clone(),
+            groups: Default::default(),
+            distinct_values: 0,
+        }))
+    }
+
+    fn add(
+        &mut self,
+        group: &str,
+        period: &str,
+        point: &MappedPoint,
+        record: &Record,
+    ) -> Result<(), AggregateError> {
+        if !self.groups.contains_key(group) {
+            if self.groups.len() >= MAX_GROUPS {
+                return Err(AggregateError::TooManyGroups(MAX_GROUPS));
+            }
+            let aggregator =
+                Aggregator::new(&self.definition).expect("the definition compiled for the total");
+            self.groups.insert(group.to_owned(), aggregator);
+        }
+        let aggregator = self.groups.get_mut(group).expect("inserted above");
+        let before = aggregator.distinct_values();
+        let added = aggregator.add(period, point, record);
+        self.distinct_values += aggregator.distinct_values() - before;
+        if self.distinct_values > super::aggregate::MAX_DISTINCT_VALUES {
+            return Err(AggregateError::TooManyDistinct(
+                super::aggregate::MAX_DISTINCT_VALUES,
+            ));
+        }
+        added
     }
 }
 

@@ -16,7 +16,7 @@ use tokio::sync::watch;
 
 use super::Record;
 use super::alert::{AlertEvent, AlertKind, Alerter};
-use super::error::RunError;
+use super::error::{RunError, TargetError};
 use super::local::{ConfigError, LocalInputs};
 use super::mapping::{MappedPoint, cursor_cmp};
 use super::pipeline::{Fate, LatestPerPeriod, Pipeline};
@@ -24,10 +24,11 @@ use super::publish::Publishing;
 use super::rest::RestContext;
 use super::target::{Target, open_source, stream_label};
 use crate::client::Client;
-use crate::connector::{Connection, ConnectorDef, OnExisting};
+use crate::connector::{Connection, ConnectorDef, GROUP_PLACEHOLDER, OnExisting};
 use crate::period::Period;
 use crate::proto;
 use crate::runner_state::{bounded_error, checked_cursor};
+use crate::signature::Credential;
 use crate::wire::timestamp;
 
 /// What every run of one runner process shares.
@@ -434,6 +435,9 @@ async fn execute(
     }
     if let Some(points) = pipeline.aggregates().filter(|_| !summary.interrupted) {
         publish.page(0, &points, summary).await?;
+        for (group, points) in pipeline.group_aggregates() {
+            publish_group(&publish, &group, &points, summary).await?;
+        }
     }
     if let Some(reason) = pipeline.nothing_mapped() {
         return Err(RunError::NothingMapped(reason.to_owned()));
@@ -445,6 +449,106 @@ async fn execute(
         summary.new_cursor = next_cursor(def, &pipeline, cursor.as_deref(), summary.interrupted)?;
     }
     Ok(())
+}
+
+/// Publishes a group's aggregates to its own stream, whose credential file
+/// `aggregate.group_credential_file` names. A group whose stream cannot be used (no
+/// credential file, another calendar than the connector's stream) has its points
+/// counted as rejected, with the reason logged: the other groups and the total are
+/// published. A server that cannot answer now fails the run, as for the total.
+async fn publish_group(
+    total: &Publishing<'_>,
+    group: &str,
+    points: &[(String, MappedPoint)],
+    summary: &mut RunSummary,
+) -> Result<(), RunError> {
+    let def = total.def;
+    let template = def
+        .aggregate
+        .as_ref()
+        .and_then(|a| a.group_credential_file.as_deref())
+        .expect("a grouped connector names its groups' credential files");
+    let path = std::path::PathBuf::from(template.replace(GROUP_PLACEHOLDER, group));
+    let credential = match group_credential(&path) {
+        Ok(credential) => credential,
+        Err(reason) => {
+            group_refused(def, group, points.len(), &reason, summary);
+            return Ok(());
+        }
+    };
+    let target = match Target::resolve(&total.env.client, credential).await {
+        Ok(target) if target.calendar.same_as(&total.target.calendar) => target,
+        Ok(target) => {
+            let reason = format!(
+                "its stream {} is {} in {}, the connector's is {} in {}",
+                target.stream_id,
+                target.calendar.frequency.as_str(),
+                target.calendar.tz.iana_name().unwrap_or("a fixed zone"),
+                total.target.calendar.frequency.as_str(),
+                total
+                    .target
+                    .calendar
+                    .tz
+                    .iana_name()
+                    .unwrap_or("a fixed zone"),
+            );
+            group_refused(def, group, points.len(), &reason, summary);
+            return Ok(());
+        }
+        Err(TargetError::Unreadable {
+            transient: true,
+            stream,
+            message,
+        }) => {
+            return Err(TargetError::Unreadable {
+                stream,
+                message,
+                transient: true,
+            }
+            .into());
+        }
+        Err(e) => {
+            group_refused(def, group, points.len(), &e.to_string(), summary);
+            return Ok(());
+        }
+    };
+    let mut publish = Publishing {
+        env: total.env,
+        def,
+        target: &target,
+        slot: total.slot,
+        start_cursor: total.start_cursor,
+        logged: total.logged,
+    };
+    publish.page(0, points, summary).await?;
+    Ok(())
+}
+
+/// The credential in a group's file; the reason names the file, never its content.
+fn group_credential(path: &std::path::Path) -> Result<Credential, String> {
+    let secret = super::secret::load("aggregate.group_credential_file", None, Some(path))
+        .map_err(|e| e.to_string())?
+        .expect("a file was given");
+    secrecy::ExposeSecret::expose_secret(&secret)
+        .parse::<Credential>()
+        .map_err(|e| format!("{} does not hold a valid credential: {e}", path.display()))
+}
+
+/// Counts a group's points as rejected, and says why.
+fn group_refused(
+    def: &ConnectorDef,
+    group: &str,
+    points: usize,
+    reason: &str,
+    summary: &mut RunSummary,
+) {
+    summary.points_rejected += points as u64;
+    tracing::warn!(
+        connector = %def.name,
+        group,
+        points,
+        "the points of group {group} are not published: {reason}"
+    );
 }
 
 /// The points of one page (a later record of a period replacing an earlier one), with
@@ -460,7 +564,7 @@ fn page_points(
         match pipeline.record(record) {
             Fate::Filtered | Fate::OutOfRange(_) => summary.filtered_out += 1,
             Fate::Point(period, point) => points.put(period, point),
-            Fate::Aggregated(_) => {}
+            Fate::Aggregated(..) => {}
             Fate::Rejected(reason) => {
                 summary.points_rejected += 1;
                 publish.log_rejection(&reason, record);

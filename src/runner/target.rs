@@ -46,6 +46,13 @@ impl Target {
             .map_err(|s| TargetError::Unreadable {
                 stream: stream_id.clone(),
                 message: s.message().to_owned(),
+                transient: matches!(
+                    s.code(),
+                    tonic::Code::Unavailable
+                        | tonic::Code::DeadlineExceeded
+                        | tonic::Code::ResourceExhausted
+                        | tonic::Code::Aborted
+                ),
             })?
             .stream
             .ok_or(TargetError::NoStream)?;
@@ -64,6 +71,11 @@ impl Target {
 }
 
 impl Calendar {
+    /// Whether records fall in the same periods on both calendars.
+    pub fn same_as(&self, other: &Calendar) -> bool {
+        self.frequency == other.frequency && self.tz.iana_name() == other.tz.iana_name()
+    }
+
     /// The templates' values for a run of `slot` starting from `cursor`: the period is
     /// the stream period the slot falls in.
     pub fn template_context(
