@@ -549,6 +549,17 @@ macro_rules! notify_store {
                      AND next_attempt_at <= $1 RETURNING {}",
                     crate::store::notify::DELIVERY_COLUMNS
                 );
+                // Most rounds find nothing due: a read tells, without taking the write
+                // lock the publish path needs.
+                let due_any: Option<i64> = sqlx::query_scalar(
+                    "SELECT id FROM deliveries WHERE next_attempt_at <= $1 LIMIT 1",
+                )
+                .bind(crate::store::to_micros(now))
+                .fetch_optional(&self.pool)
+                .await?;
+                if due_any.is_none() {
+                    return Ok(Vec::new());
+                }
                 let mut tx = self.write().await?;
                 let rows = sqlx::query(&sql)
                     .bind(crate::store::to_micros(now))
