@@ -246,6 +246,21 @@ impl Period {
         Self::new(self.frequency, self.end())
     }
 
+    /// The period `n` periods before this one (itself for 0); `None` before the first
+    /// supported year.
+    pub fn back(&self, n: u32) -> Option<Self> {
+        let n = i64::from(n);
+        let span = match self.frequency {
+            Frequency::Daily => n.days(),
+            Frequency::Weekly => n.weeks(),
+            Frequency::Monthly => n.months(),
+            Frequency::Quarterly => (3 * n).months(),
+        };
+        let period = Self::new(self.frequency, self.start.checked_sub(span).ok()?);
+        check_year(i64::from(period.label_year())).ok()?;
+        Some(period)
+    }
+
     /// The year printed in the label: the ISO week-numbering year for weeks.
     fn label_year(&self) -> i16 {
         match self.frequency {
@@ -440,6 +455,23 @@ mod tests {
                 .to_string(),
             "2026-W48"
         );
+    }
+
+    #[test]
+    fn back_counts_whole_periods_of_the_frequency() {
+        let back = |text: &str, n| {
+            Period::parse_any(text)
+                .unwrap()
+                .back(n)
+                .unwrap()
+                .to_string()
+        };
+        assert_eq!(back("2026-03-01", 1), "2026-02-28");
+        assert_eq!(back("2026-W01", 2), "2025-W51");
+        assert_eq!(back("2026-01", 12), "2025-01");
+        assert_eq!(back("2026-Q1", 1), "2025-Q4");
+        assert_eq!(back("2026-Q1", 0), "2026-Q1");
+        assert!(Period::parse_any("1000-01").unwrap().back(1).is_none());
     }
 
     #[test]

@@ -6,8 +6,15 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 /// Sends logs to stderr; `RUST_LOG` chooses what (default `info`).
 pub fn init_logs() {
+    init_logs_at("info");
+}
+
+/// Sends logs to stderr; `RUST_LOG` chooses what (default `level`). A command that
+/// prints its own summary (`connector run`) shows only warnings and errors by default:
+/// the reasons behind its counts.
+pub fn init_logs_at(level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         // Colours only on a terminal: a log file gets plain text.

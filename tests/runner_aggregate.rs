@@ -686,7 +686,13 @@ async fn a_count_grouped_by_country_goes_to_a_stream_per_country_and_the_total_t
         "CREATE TABLE signups (id INTEGER PRIMARY KEY, country TEXT, created_at TEXT NOT NULL)",
     )
     .await;
-    const COUNTRIES: [&str; 4] = ["fr", "de", "fr", "es"];
+    // Britain's file holds France's credential: one stream takes one group only.
+    std::fs::copy(
+        ws.dir.path().join("signups-fr.kpik"),
+        ws.dir.path().join("signups-gb.kpik"),
+    )
+    .unwrap();
+    const COUNTRIES: [&str; 5] = ["fr", "de", "fr", "es", "gb"];
     let row = |i: i64| {
         let at = jiff::civil::date(2026, 3, 1)
             .at(0, 0, 0, 0)
@@ -698,7 +704,7 @@ async fn a_count_grouped_by_country_goes_to_a_stream_per_country_and_the_total_t
         let country = if i % 10 == 9 {
             "it"
         } else {
-            COUNTRIES[(i % 4) as usize]
+            COUNTRIES[(i % 5) as usize]
         };
         (country, at)
     };
@@ -764,10 +770,14 @@ async fn a_count_grouped_by_country_goes_to_a_stream_per_country_and_the_total_t
         values(&weekly_id).await.is_empty(),
         "a weekly stream takes no daily count"
     );
-    let refused: usize = ["es", "it"].iter().map(|c| of(&first, c).len()).sum();
+    let refused: usize = ["es", "it", "gb"].iter().map(|c| of(&first, c).len()).sum();
     assert!(
         printed.contains(&format!("{refused} rejected")),
-        "Spain's and Italy's days are counted as rejected: {printed}"
+        "Spain's, Italy's and Britain's days are counted as rejected: {printed}"
+    );
+    assert!(
+        printed.contains("gb: its stream") && printed.contains("already takes group fr"),
+        "{printed}"
     );
 
     // More rows: the groups' last days are counted again from the cursor's day.

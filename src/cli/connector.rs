@@ -206,7 +206,10 @@ impl ConnectorCommand {
                 output,
                 server,
             } => list(&dir.dir, &output, &server).await,
-            Self::Run { name, dir, server } => run_now(&name, &dir.dir, &server).await,
+            Self::Run { name, dir, server } => {
+                crate::telemetry::init_logs_at("warn");
+                run_now(&name, &dir.dir, &server).await
+            }
             Self::Preview {
                 name,
                 limit,
@@ -232,7 +235,10 @@ impl ConnectorCommand {
                 to,
                 dir,
                 server,
-            } => backfill(&name, (&from, &to), &dir.dir, &server).await,
+            } => {
+                crate::telemetry::init_logs_at("warn");
+                backfill(&name, (&from, &to), &dir.dir, &server).await
+            }
             Self::Rewind {
                 name,
                 to,

@@ -199,6 +199,13 @@ impl Aggregator {
             .collect()
     }
 
+    /// Keeps `period` out of [`Aggregator::finish`]: a record of it could not be added
+    /// elsewhere (to its group, or to the total), so this value would differ from the
+    /// others'.
+    pub fn poison(&mut self, period: &str) {
+        self.poisoned.insert(period.to_owned());
+    }
+
     /// The periods left unpublished because a record of theirs could not be added.
     pub fn poisoned(&self) -> &BTreeSet<String> {
         &self.poisoned

@@ -116,13 +116,20 @@ impl<'a> Pipeline<'a> {
             Some(Ok(group)) => Some(group),
             None => None,
         };
-        let added = aggregator.add(&period, &point, record).and_then(|()| {
-            match (&mut self.grouping, &group) {
-                (Some(grouping), Some(group)) => grouping.add(group, &period, &point, record),
-                _ => Ok(()),
+        // A record added to the total and not to its group (or the other way round)
+        // would make the two disagree: its period is published by neither.
+        let total = aggregator.add(&period, &point, record);
+        let grouped = match (&mut self.grouping, &group) {
+            (Some(grouping), Some(group)) => grouping.add(group, &period, &point, record),
+            _ => Ok(()),
+        };
+        if total.is_err() || grouped.is_err() {
+            aggregator.poison(&period);
+            if let (Some(grouping), Some(group)) = (&mut self.grouping, &group) {
+                grouping.poison(group, &period);
             }
-        });
-        match added {
+        }
+        match total.and(grouped) {
             Ok(()) => Fate::Aggregated(period, group),
             Err(error) if error.ends_the_run() => {
                 let sentence = error.to_string();
@@ -241,6 +248,12 @@ impl Grouping {
             groups: Default::default(),
             distinct_values: 0,
         }))
+    }
+
+    fn poison(&mut self, group: &str, period: &str) {
+        if let Some(aggregator) = self.groups.get_mut(group) {
+            aggregator.poison(period);
+        }
     }
 
     fn add(

@@ -14,7 +14,6 @@ use std::time::Duration;
 use jiff::Timestamp;
 use tokio::sync::watch;
 
-use super::Record;
 use super::alert::{AlertEvent, AlertKind, Alerter};
 use super::error::{RunError, TargetError};
 use super::local::{ConfigError, LocalInputs};
@@ -23,6 +22,7 @@ use super::pipeline::{Fate, LatestPerPeriod, Pipeline};
 use super::publish::Publishing;
 use super::rest::RestContext;
 use super::target::{Target, open_source, stream_label};
+use super::{FetchError, Record};
 use crate::client::Client;
 use crate::connector::{Connection, ConnectorDef, GROUP_PLACEHOLDER, OnExisting};
 use crate::period::Period;
@@ -435,9 +435,11 @@ async fn execute(
     }
     if let Some(points) = pipeline.aggregates().filter(|_| !summary.interrupted) {
         publish.page(0, &points, summary).await?;
+        let mut groups = GroupStreams::new(&publish.target.stream_id);
         for (group, points) in pipeline.group_aggregates() {
-            publish_group(&publish, &group, &points, summary).await?;
+            publish_group(&mut publish, &mut groups, &group, &points, summary).await?;
         }
+        groups.log_refused(&def.name);
     }
     if let Some(reason) = pipeline.nothing_mapped() {
         return Err(RunError::NothingMapped(reason.to_owned()));
@@ -451,13 +453,59 @@ async fn execute(
     Ok(())
 }
 
+/// The streams a run's groups went to, and the groups refused, for one line in the log.
+struct GroupStreams {
+    /// Stream id → the group that took it (`None`: the connector's own stream).
+    used: BTreeMap<String, Option<String>>,
+    refused: Vec<(String, String)>,
+}
+
+impl GroupStreams {
+    fn new(total: &str) -> Self {
+        Self {
+            used: BTreeMap::from([(total.to_owned(), None)]),
+            refused: Vec::new(),
+        }
+    }
+
+    /// Counts a group's points as rejected, with the reason.
+    fn refuse(&mut self, group: &str, points: usize, reason: String, summary: &mut RunSummary) {
+        summary.points_rejected += points as u64;
+        self.refused.push((group.to_owned(), reason));
+    }
+
+    fn log_refused(&self, connector: &str) {
+        const SHOWN: usize = 20;
+        if self.refused.is_empty() {
+            return;
+        }
+        let shown: Vec<String> = self
+            .refused
+            .iter()
+            .take(SHOWN)
+            .map(|(group, reason)| format!("{group}: {reason}"))
+            .collect();
+        let more = self.refused.len().saturating_sub(SHOWN);
+        tracing::warn!(
+            connector = %connector,
+            groups = self.refused.len(),
+            "the points of {} group(s) are not published (counted as rejected): {}{}",
+            self.refused.len(),
+            shown.join("; "),
+            if more > 0 { format!("; and {more} more") } else { String::new() }
+        );
+    }
+}
+
 /// Publishes a group's aggregates to its own stream, whose credential file
 /// `aggregate.group_credential_file` names. A group whose stream cannot be used (no
-/// credential file, another calendar than the connector's stream) has its points
-/// counted as rejected, with the reason logged: the other groups and the total are
-/// published. A server that cannot answer now fails the run, as for the total.
+/// credential file, another calendar than the connector's stream, a stream another
+/// group or the total already took, a publish the server refuses) has its points
+/// counted as rejected: the other groups and the total are published. A server that
+/// cannot answer now fails the run, as for the total.
 async fn publish_group(
-    total: &Publishing<'_>,
+    total: &mut Publishing<'_>,
+    groups: &mut GroupStreams,
     group: &str,
     points: &[(String, MappedPoint)],
     summary: &mut RunSummary,
@@ -472,46 +520,48 @@ async fn publish_group(
     let credential = match group_credential(&path) {
         Ok(credential) => credential,
         Err(reason) => {
-            group_refused(def, group, points.len(), &reason, summary);
+            groups.refuse(group, points.len(), reason, summary);
             return Ok(());
         }
     };
     let target = match Target::resolve(&total.env.client, credential).await {
-        Ok(target) if target.calendar.same_as(&total.target.calendar) => target,
-        Ok(target) => {
-            let reason = format!(
-                "its stream {} is {} in {}, the connector's is {} in {}",
-                target.stream_id,
-                target.calendar.frequency.as_str(),
-                target.calendar.tz.iana_name().unwrap_or("a fixed zone"),
-                total.target.calendar.frequency.as_str(),
-                total
-                    .target
-                    .calendar
-                    .tz
-                    .iana_name()
-                    .unwrap_or("a fixed zone"),
-            );
-            group_refused(def, group, points.len(), &reason, summary);
-            return Ok(());
-        }
-        Err(TargetError::Unreadable {
-            transient: true,
-            stream,
-            message,
-        }) => {
-            return Err(TargetError::Unreadable {
-                stream,
-                message,
-                transient: true,
-            }
-            .into());
-        }
+        Ok(target) => target,
+        Err(
+            e @ TargetError::Unreadable {
+                transient: true, ..
+            },
+        ) => return Err(e.into()),
         Err(e) => {
-            group_refused(def, group, points.len(), &e.to_string(), summary);
+            groups.refuse(group, points.len(), e.to_string(), summary);
             return Ok(());
         }
     };
+    if !target.calendar.same_as(&total.target.calendar) {
+        let zone =
+            |c: &super::target::Calendar| c.tz.iana_name().unwrap_or("a fixed zone").to_owned();
+        let reason = format!(
+            "its stream {} is {} in {}, the connector's is {} in {} (time zones are compared by name)",
+            target.stream_id,
+            target.calendar.frequency.as_str(),
+            zone(&target.calendar),
+            total.target.calendar.frequency.as_str(),
+            zone(&total.target.calendar),
+        );
+        groups.refuse(group, points.len(), reason, summary);
+        return Ok(());
+    }
+    if let Some(taken) = groups.used.get(&target.stream_id) {
+        let by = match taken {
+            Some(other) => format!("group {other}"),
+            None => "the connector's total".to_owned(),
+        };
+        let reason = format!("its stream {} already takes {by}", target.stream_id);
+        groups.refuse(group, points.len(), reason, summary);
+        return Ok(());
+    }
+    groups
+        .used
+        .insert(target.stream_id.clone(), Some(group.to_owned()));
     let mut publish = Publishing {
         env: total.env,
         def,
@@ -520,8 +570,16 @@ async fn publish_group(
         start_cursor: total.start_cursor,
         logged: total.logged,
     };
-    publish.page(0, points, summary).await?;
-    Ok(())
+    let published = publish.page(0, points, summary).await;
+    total.logged = publish.logged;
+    match published {
+        Ok(()) => Ok(()),
+        Err(e @ FetchError::Transient { .. }) => Err(e.into()),
+        Err(e) => {
+            groups.refuse(group, points.len(), e.to_string(), summary);
+            Ok(())
+        }
+    }
 }
 
 /// The credential in a group's file; the reason names the file, never its content.
@@ -532,23 +590,6 @@ fn group_credential(path: &std::path::Path) -> Result<Credential, String> {
     secrecy::ExposeSecret::expose_secret(&secret)
         .parse::<Credential>()
         .map_err(|e| format!("{} does not hold a valid credential: {e}", path.display()))
-}
-
-/// Counts a group's points as rejected, and says why.
-fn group_refused(
-    def: &ConnectorDef,
-    group: &str,
-    points: usize,
-    reason: &str,
-    summary: &mut RunSummary,
-) {
-    summary.points_rejected += points as u64;
-    tracing::warn!(
-        connector = %def.name,
-        group,
-        points,
-        "the points of group {group} are not published: {reason}"
-    );
 }
 
 /// The points of one page (a later record of a period replacing an earlier one), with
