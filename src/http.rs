@@ -22,16 +22,23 @@ struct Health {
     stream_series: u32,
 }
 
-pub fn router(store: Arc<dyn Store>, writes: Arc<WriteHealth>, stream_series: u32) -> Router {
+/// The HTTP port's routes: health, metrics, and `console` (the web console's).
+pub fn router(
+    store: Arc<dyn Store>,
+    writes: Arc<WriteHealth>,
+    stream_series: u32,
+    console: Router,
+) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
-        .layer(axum::middleware::from_fn(count_call))
         .with_state(Health {
             store,
             writes,
             stream_series,
         })
+        .merge(console)
+        .layer(axum::middleware::from_fn(count_call))
 }
 
 /// Counts each request as a call of its connection (for the handshake and idle

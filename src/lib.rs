@@ -9,6 +9,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod connector;
+pub mod console;
 pub mod grpc;
 pub mod http;
 pub mod ids;

@@ -166,7 +166,9 @@ impl Application {
         let grpc = Acceptor::new(grpc, Port::Grpc, grpc_limits, ending.clone());
 
         let draining = ending.draining.clone();
-        let router = crate::http::router(store, health, config.limits.metrics_stream_series);
+        let console = crate::console::router(state.clone());
+        let router =
+            crate::http::router(store, health, config.limits.metrics_stream_series, console);
         let http_server = axum::serve(
             http,
             router.into_make_service_with_connect_info::<ConnInfo>(),

@@ -1,0 +1,176 @@
+//! The web console on the HTTP port (`/console`): every stream's health at a glance and
+//! each stream's chart and points, for the people the streams are granted to. Pages are
+//! HTML rendered on the server (maud), charts are SVG drawn on the server, and the one
+//! stylesheet is embedded in the binary: nothing is fetched from elsewhere, and no
+//! script runs.
+//!
+//! A page shows exactly what the user's token may see through the gRPC API: the same
+//! store, the same access rules (`grpc::AppState::stream_for`). Security: a session
+//! cookie (HttpOnly, SameSite=Strict) instead of the token, a CSRF token in every form,
+//! a strict Content-Security-Policy, and a stream of another organisation answers as
+//! one that does not exist. `docs/console.md`.
+
+mod chart;
+mod pages;
+pub mod session;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+
+use crate::auth::Principal;
+use crate::grpc::AppState;
+use session::{Session, Sessions};
+
+/// The session cookie.
+pub const SESSION_COOKIE: &str = "kpistream_session";
+/// The cookie that ties the sign-in form to the browser that loaded it.
+pub const SIGN_IN_COOKIE: &str = "kpistream_sign_in";
+/// Largest form the console reads.
+const MAX_FORM_BYTES: usize = 16 * 1024;
+
+/// The Content-Security-Policy of every console answer: the console's own stylesheet,
+/// images drawn inline, forms posted to itself, no script, no framing.
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+/// What the console's handlers share.
+#[derive(Clone)]
+pub struct Console {
+    pub state: AppState,
+    pub sessions: Arc<Sessions>,
+}
+
+/// The console's routes, to merge into the HTTP port's router.
+pub fn router(state: AppState) -> Router {
+    let console = Console {
+        state,
+        sessions: Arc::default(),
+    };
+    Router::new()
+        .route("/", get(|| async { Redirect::to("/console") }))
+        .route("/console", get(pages::overview))
+        .route("/console/streams/{id}", get(pages::stream))
+        .route(
+            "/console/sign-in",
+            get(pages::sign_in_page).post(pages::sign_in),
+        )
+        .route("/console/sign-out", post(pages::sign_out))
+        .route("/console/console.css", get(stylesheet))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(MAX_FORM_BYTES))
+        .layer(axum::middleware::from_fn(security_headers))
+        .with_state(console)
+}
+
+async fn stylesheet() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        include_str!("console.css"),
+    )
+}
+
+async fn not_found() -> Response {
+    pages::error_page(StatusCode::NOT_FOUND, "Not found", "There is no such page.")
+}
+
+/// Headers on every console answer.
+async fn security_headers(request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    let set = |headers: &mut HeaderMap, name, value: &'static str| {
+        headers.insert(name, HeaderValue::from_static(value));
+    };
+    set(
+        headers,
+        header::CONTENT_SECURITY_POLICY,
+        CONTENT_SECURITY_POLICY,
+    );
+    set(headers, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
+    set(headers, header::REFERRER_POLICY, "no-referrer");
+    set(headers, header::X_FRAME_OPTIONS, "DENY");
+    if !headers.contains_key(header::CACHE_CONTROL) {
+        set(headers, header::CACHE_CONTROL, "no-store");
+    }
+    response
+}
+
+/// A cookie's value from the request's `Cookie` headers.
+pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(key, _)| *key == name)
+        .map(|(_, value)| value)
+}
+
+/// A `Set-Cookie` value: HttpOnly, SameSite=Strict, for `path`, lasting `max_age`
+/// seconds (0 deletes it).
+pub fn set_cookie(name: &str, value: &str, path: &str, max_age: i64) -> HeaderValue {
+    HeaderValue::from_str(&format!(
+        "{name}={value}; Path={path}; Max-Age={max_age}; HttpOnly; SameSite=Strict"
+    ))
+    .expect("cookie values are URL-safe base64")
+}
+
+/// The signed-in user of a request: the session's principal, checked against the
+/// store on every request. A page without one redirects to the sign-in page.
+pub struct SignedIn {
+    pub who: Principal,
+    pub session: Session,
+}
+
+impl FromRequestParts<Console> for SignedIn {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, console: &Console) -> Result<Self, Response> {
+        let to_sign_in = || Redirect::to("/console/sign-in").into_response();
+        let now = jiff::Timestamp::now();
+        let Some(id) = cookie(&parts.headers, SESSION_COOKIE) else {
+            return Err(to_sign_in());
+        };
+        let Some(session) = console.sessions.get(id, now) else {
+            return Err(to_sign_in());
+        };
+        let principal = console
+            .state
+            .store
+            .principal_for_token(&session.token_hash, now)
+            .await
+            .map_err(|e| pages::store_error(&console.state, &e))?;
+        match principal {
+            Some(who) => Ok(Self { who, session }),
+            None => {
+                // The token was revoked or expired: so is the session.
+                console.sessions.close(id);
+                Err(to_sign_in())
+            }
+        }
+    }
+}
+
+impl axum::extract::OptionalFromRequestParts<Console> for SignedIn {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        console: &Console,
+    ) -> Result<Option<Self>, Response> {
+        match <SignedIn as FromRequestParts<Console>>::from_request_parts(parts, console).await {
+            Ok(signed_in) => Ok(Some(signed_in)),
+            Err(response) if response.status() == StatusCode::SEE_OTHER => Ok(None),
+            Err(response) => Err(response),
+        }
+    }
+}

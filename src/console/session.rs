@@ -1,0 +1,124 @@
+//! Console sessions: a token pasted once on the sign-in page is exchanged for a session
+//! cookie. The server keeps, per session, the token's hash (every request checks it
+//! again, so a revoked or expired token ends its sessions at once), a CSRF token for the
+//! session's forms, and when the session ends. The cookie holds only a random session
+//! id; the server keeps its SHA-256.
+//!
+//! Sessions live in the server's memory: a restart signs everybody out, and servers
+//! sharing a database do not share sessions (`docs/console.md`).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jiff::{SignedDuration, Timestamp};
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+
+/// How long a session lasts from sign-in.
+pub const SESSION_HOURS: i64 = 8;
+/// Sessions kept at most; past it, signing in ends the session closest to its end.
+pub const MAX_SESSIONS: usize = 10_000;
+
+/// A random value for a cookie or a form: 32 bytes in URL-safe base64.
+pub fn random_token() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+fn key(session_id: &str) -> [u8; 32] {
+    Sha256::digest(session_id.as_bytes()).into()
+}
+
+/// What the server keeps of a session.
+#[derive(Clone)]
+pub struct Session {
+    /// The hash of the token it was opened with.
+    pub token_hash: [u8; 32],
+    /// The token the session's forms carry.
+    pub csrf: String,
+    pub expires_at: Timestamp,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Every open session, by the hash of its id.
+#[derive(Default)]
+pub struct Sessions {
+    open: Mutex<HashMap<[u8; 32], Session>>,
+}
+
+impl Sessions {
+    /// Opens a session for the token with hash `token_hash`; returns its id (for the
+    /// cookie) and the session.
+    pub fn open(&self, token_hash: [u8; 32], now: Timestamp) -> (String, Session) {
+        let id = random_token();
+        let session = Session {
+            token_hash,
+            csrf: random_token(),
+            expires_at: now
+                .checked_add(SignedDuration::from_hours(SESSION_HOURS))
+                .unwrap_or(now),
+        };
+        let mut open = self.open.lock().expect("sessions lock");
+        open.retain(|_, s| s.expires_at > now);
+        if open.len() >= MAX_SESSIONS
+            && let Some(soonest) = open
+                .iter()
+                .min_by_key(|(_, s)| s.expires_at)
+                .map(|(k, _)| *k)
+        {
+            open.remove(&soonest);
+        }
+        open.insert(key(&id), session.clone());
+        (id, session)
+    }
+
+    /// The session of `id`, if it is open at `now`.
+    pub fn get(&self, id: &str, now: Timestamp) -> Option<Session> {
+        let open = self.open.lock().expect("sessions lock");
+        open.get(&key(id)).filter(|s| s.expires_at > now).cloned()
+    }
+
+    /// Ends the session of `id`.
+    pub fn close(&self, id: &str) {
+        self.open.lock().expect("sessions lock").remove(&key(id));
+    }
+}
+
+/// Compares two secrets in time that does not depend on where they differ.
+pub fn same_secret(a: &str, b: &str) -> bool {
+    let (a, b) = (Sha256::digest(a.as_bytes()), Sha256::digest(b.as_bytes()));
+    a.iter()
+        .zip(b.iter())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+        == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_session_is_found_by_its_id_until_it_ends_or_is_closed() {
+        let sessions = Sessions::default();
+        let now = Timestamp::UNIX_EPOCH;
+        let (id, session) = sessions.open([7; 32], now);
+        assert_eq!(sessions.get(&id, now).unwrap().csrf, session.csrf);
+        assert!(sessions.get("another", now).is_none());
+        let later = now + SignedDuration::from_hours(SESSION_HOURS);
+        assert!(sessions.get(&id, later).is_none(), "ended");
+        let (id, _) = sessions.open([7; 32], now);
+        sessions.close(&id);
+        assert!(sessions.get(&id, now).is_none(), "closed");
+        assert!(same_secret("abc", "abc") && !same_secret("abc", "abd"));
+    }
+}
