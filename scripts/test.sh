@@ -17,6 +17,9 @@ if [[ -f target/test-services.env ]]; then
     source target/test-services.env
 fi
 
+# The headless Chromium of the console's browser tests (tests/browser.rs).
+bash scripts/browser.sh
+
 # Doc examples first (nextest does not run them), so the run closes on the suite's summary.
 cargo test --doc
 # The black-box suites run a second time with every server on PostgreSQL (a schema of

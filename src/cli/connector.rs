@@ -24,6 +24,11 @@ use crate::runner::run::{
 use crate::runner::target::{Target, open_source_with, stream_label};
 use crate::text::printable;
 
+/// What `connector run` and `backfill` show of the run's log by default: its warnings
+/// (records refused and why, groups not published), but not the outcome line, which
+/// they print themselves.
+const CONNECTOR_RUN_LOGS: &str = "warn,kpistream::runner::outcome=off";
+
 #[derive(Debug, clap::Subcommand)]
 pub enum ConnectorCommand {
     /// Read and check every connector definition of a directory without running any:
@@ -207,7 +212,7 @@ impl ConnectorCommand {
                 server,
             } => list(&dir.dir, &output, &server).await,
             Self::Run { name, dir, server } => {
-                crate::telemetry::init_logs_at("warn");
+                crate::telemetry::init_logs_at(CONNECTOR_RUN_LOGS);
                 run_now(&name, &dir.dir, &server).await
             }
             Self::Preview {
@@ -236,7 +241,7 @@ impl ConnectorCommand {
                 dir,
                 server,
             } => {
-                crate::telemetry::init_logs_at("warn");
+                crate::telemetry::init_logs_at(CONNECTOR_RUN_LOGS);
                 backfill(&name, (&from, &to), &dir.dir, &server).await
             }
             Self::Rewind {

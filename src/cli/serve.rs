@@ -115,7 +115,10 @@ impl ServeArgs {
             GrpcSecurity::MutualTls => " (mTLS)",
         };
         outln!("gRPC listening on {}{security}", app.grpc_addr());
-        outln!("HTTP listening on {} (/healthz, /metrics)", app.http_addr());
+        outln!(
+            "HTTP listening on {} (/healthz, /metrics, /console)",
+            app.http_addr()
+        );
         app.run(super::shutdown_signal())
             .await
             .context("the server stopped with an error")

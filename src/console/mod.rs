@@ -78,8 +78,15 @@ async fn stylesheet() -> impl IntoResponse {
     )
 }
 
-async fn not_found() -> Response {
-    pages::error_page(StatusCode::NOT_FOUND, "Not found", "There is no such page.")
+/// A page of the console that does not exist gets a page saying so; any other path an
+/// empty 404, as before the console: a gRPC client pointed at this port by mistake reads
+/// it as plain HTTP and says so.
+async fn not_found(uri: axum::http::Uri) -> Response {
+    if uri.path().starts_with("/console") {
+        pages::error_page(StatusCode::NOT_FOUND, "Not found", "There is no such page.")
+    } else {
+        StatusCode::NOT_FOUND.into_response()
+    }
 }
 
 /// Headers on every console answer.

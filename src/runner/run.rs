@@ -56,6 +56,9 @@ pub struct Job {
     pub connections: Arc<BTreeMap<String, Connection>>,
 }
 
+/// The log target of a run's outcome line.
+pub const RUN_OUTCOME_TARGET: &str = "kpistream::runner::outcome";
+
 /// Why a run was started.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Trigger {
@@ -343,7 +346,10 @@ async fn announce(
             interrupted = summary.interrupted,
             "run finished"
         ),
+        // Its own target, so that `connector run`, which prints the outcome itself,
+        // leaves it out of the warnings it shows.
         Some(error) => tracing::warn!(
+            target: RUN_OUTCOME_TARGET,
             connector = %name,
             records = summary.records_pulled,
             published = summary.points_published,
