@@ -6,14 +6,19 @@
 #
 #   bench/console-overview.sh            # builds the release binary if needed
 #   STREAMS=2000 bench/console-overview.sh
+#   KPISTREAM_BIN=target/release/kpistream bench/console-overview.sh   # no build
 #
 # Everything it starts and writes is in a temporary folder and goes when it exits.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 streams="${STREAMS:-1000}"
-cargo build --release --quiet
-bin="$PWD/target/release/kpistream"
+# KPISTREAM_BIN=path: measure that binary instead of building the release one.
+bin="${KPISTREAM_BIN:-}"
+if [[ -z "$bin" ]]; then
+    cargo build --release --quiet
+    bin="$PWD/target/release/kpistream"
+fi
 work="$(mktemp -d -t kpistream-console-XXXXXX)"
 server_pid=""
 cleanup() {

@@ -265,6 +265,7 @@ fn server_tls(
     settings: &TlsSettings,
     handshake_timeout: Duration,
 ) -> anyhow::Result<Option<(ServerTlsConfig, GrpcSecurity)>> {
+    tls::use_ring_provider();
     let (cert_path, key_path) = match (&settings.cert, &settings.key) {
         (Some(cert), Some(key)) => (cert, key),
         (None, None) if settings.client_ca.is_some() => bail!(

@@ -9,6 +9,15 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use secrecy::SecretSlice;
 
+/// Makes ring the process's TLS crypto provider, once. rustls picks one by itself only
+/// when exactly one is compiled in; another crate in the same build (a test's WebDriver
+/// client, an application using the SDK) may bring a second, and then every handshake
+/// would panic. Called before any TLS configuration is built, server or client.
+pub fn use_ring_provider() {
+    // An error only says a provider is installed already, which is what is wanted.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// A TLS file that cannot be used. `what` says what the file was for ("server
 /// certificate (--tls-cert)"), so the sentence tells the user which setting to fix.
 #[derive(Debug, thiserror::Error)]

@@ -93,7 +93,7 @@ async fn browser(driver: &Driver, profile: &Path, width: u32, height: u32) -> Cl
     );
     // chromedriver is plain HTTP on loopback; the client still wants a TLS provider, and
     // the build links two: name one.
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    kpistream::tls::use_ring_provider();
     ClientBuilder::rustls()
         .expect("a TLS setup for the WebDriver client")
         .capabilities(capabilities)
@@ -131,7 +131,7 @@ async fn sign_in(client: &Client, base: &str, token: &str) {
         .await
         .unwrap();
     click(client, Locator::Css("section.sign-in button[type=submit]")).await;
-    assert_eq!(path(client).await, "/console");
+    wait_for_path(client, "/console").await;
 }
 
 async fn click(client: &Client, locator: Locator<'_>) {
@@ -141,6 +141,23 @@ async fn click(client: &Client, locator: Locator<'_>) {
 /// The path of the page the browser shows.
 async fn path(client: &Client) -> String {
     client.current_url().await.unwrap().path().to_owned()
+}
+
+/// Waits until the browser shows a page whose path ends with `end` (a click on a link
+/// or a button may return before the navigation it starts is over).
+async fn wait_for_path(client: &Client, end: &str) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let now = path(client).await;
+        if now.ends_with(end) {
+            return;
+        }
+        if Instant::now() >= deadline {
+            let headings = text_of(client, "h1, .problem").await;
+            panic!("the browser shows {now} ({headings:?}), not …{end}, after 15 s");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 async fn text_of(client: &Client, css: &str) -> Vec<String> {
@@ -202,7 +219,7 @@ async fn an_admin_and_a_member_use_the_console_in_a_real_browser() {
 
     // The stream page: its chart and its points.
     click(&client, Locator::LinkText("Daily sign-ups")).await;
-    assert!(path(&client).await.ends_with(&signups));
+    wait_for_path(&client, &signups).await;
     let circles = client
         .find_all(Locator::Css("figure.chart circle"))
         .await
@@ -244,9 +261,9 @@ async fn an_admin_and_a_member_use_the_console_in_a_real_browser() {
 
     // Sign out: the console asks to sign in again.
     click(&client, Locator::Css("form.sign-out button")).await;
-    assert!(path(&client).await.ends_with("/console/sign-in"));
+    wait_for_path(&client, "/console/sign-in").await;
     client.goto(&format!("{base}/console")).await.unwrap();
-    assert!(path(&client).await.ends_with("/console/sign-in"));
+    wait_for_path(&client, "/console/sign-in").await;
     client.close().await.unwrap();
 
     // A member, on a phone-sized screen, sees the one stream granted to them.

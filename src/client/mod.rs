@@ -297,6 +297,7 @@ impl ConnectOptions {
     }
 
     fn tls_config(&self) -> ClientTlsConfig {
+        crate::tls::use_ring_provider();
         let mut tls = ClientTlsConfig::new().timeout(TLS_HANDSHAKE_TIMEOUT);
         tls = match &self.ca_certificate {
             Some(pem) => tls.ca_certificate(Certificate::from_pem(pem)),

@@ -4,6 +4,7 @@ use axum::Form;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
+use futures::StreamExt;
 use jiff::Timestamp;
 use maud::{DOCTYPE, Markup, html};
 use serde::Deserialize;
@@ -23,6 +24,8 @@ use crate::value::ValueType;
 const SPARK_PERIODS: u32 = 12;
 /// ...and on a stream page's chart and table.
 const PAGE_PERIODS: u32 = 60;
+/// The overview's reads of recent points in flight at once.
+const OVERVIEW_READS: usize = 8;
 
 /// A page in the console's frame: its title, who is signed in (with the sign-out form)
 /// and the content.
@@ -341,9 +344,19 @@ pub async fn overview(
             &b.id,
         ))
     });
+    // One small read per stream, several at once: the database's read connections
+    // answer them side by side.
+    let reads: Vec<_> = streams
+        .iter()
+        .map(|stream| recent_points(state, stream, SPARK_PERIODS))
+        .collect();
+    let recent: Vec<Result<Vec<PointRecord>, StoreError>> = futures::stream::iter(reads)
+        .buffered(OVERVIEW_READS)
+        .collect()
+        .await;
     let mut rows = Vec::with_capacity(streams.len());
-    for stream in &streams {
-        match recent_points(state, stream, SPARK_PERIODS).await {
+    for (stream, points) in streams.iter().zip(recent) {
+        match points {
             Ok(points) => rows.push((stream, points)),
             Err(e) => return store_error(state, &e),
         }
