@@ -152,6 +152,9 @@ pub struct ConnectorState {
     pub last_error: Option<String>,
     /// A slot leased and never reported: its runner stopped or died mid-run.
     pub unfinished_slot: Option<Timestamp>,
+    /// When someone asked for a run now (the web console's "Run now"); the next runner
+    /// that polls runs it by hand, and its report clears this.
+    pub run_requested_at: Option<Timestamp>,
 }
 
 impl Default for ConnectorState {
@@ -164,6 +167,7 @@ impl Default for ConnectorState {
             last_run_ended: None,
             last_error: None,
             unfinished_slot: None,
+            run_requested_at: None,
         }
     }
 }
@@ -245,6 +249,14 @@ impl ConnectorState {
             unfinished_slot: None,
             ..self.clone()
         };
+        // A run by hand of a slot at or after the request is the run asked for.
+        if report.manual
+            && self
+                .run_requested_at
+                .is_some_and(|asked| asked <= report.slot)
+        {
+            next.run_requested_at = None;
+        }
         if report.backfill.is_some() {
             // A pull of a past range beside the schedule: it says nothing about whether
             // the scheduled runs work, and the scheduled runs' cursor is theirs.
@@ -318,6 +330,32 @@ mod tests {
             manual: false,
             backfill: None,
         }
+    }
+
+    #[test]
+    fn a_requested_run_is_cleared_by_a_manual_run_of_a_later_slot_only() {
+        let t = Timestamp::UNIX_EPOCH;
+        let asked = ConnectorState {
+            run_requested_at: Some(t),
+            ..ConnectorState::default()
+        };
+        let scheduled = report(None, None);
+        assert_eq!(asked.after(&scheduled).state.run_requested_at, Some(t));
+        let earlier = RunReport {
+            manual: true,
+            slot: t - SignedDuration::from_secs(1),
+            ..report(None, None)
+        };
+        assert_eq!(asked.after(&earlier).state.run_requested_at, Some(t));
+        let manual = RunReport {
+            manual: true,
+            ..report(Some("503"), None)
+        };
+        assert_eq!(
+            asked.after(&manual).state.run_requested_at,
+            None,
+            "a failed run is still the run asked for: its error is in the log"
+        );
     }
 
     #[test]

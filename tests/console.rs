@@ -10,6 +10,7 @@ mod common;
 use common::{TestServer, point, publish_envelope, sealed};
 use kpistream::auth::Role;
 use kpistream::console::CONTENT_SECURITY_POLICY;
+use kpistream::proto;
 use reqwest::StatusCode;
 use reqwest::header::{CONTENT_SECURITY_POLICY as CSP, LOCATION, SET_COOKIE};
 use secrecy::ExposeSecret;
@@ -112,10 +113,19 @@ async fn no_page_answers_without_a_session_and_every_answer_carries_the_policy()
     let (stream_id, _) = server.daily_stream("Sign-ups").await;
     let mut browser = Browser::new(&server);
     for path in [
-        "/console",
-        &format!("/console/streams/{stream_id}"),
-        "/console/streams/str_x",
+        "/console".to_owned(),
+        format!("/console/streams/{stream_id}"),
+        "/console/streams/str_x".to_owned(),
+        "/console/streams/new".to_owned(),
+        format!("/console/streams/{stream_id}/periods/2026-01-01"),
+        format!("/console/streams/{stream_id}/events"),
+        format!("/console/streams/{stream_id}/credential"),
+        format!("/console/streams/{stream_id}/delete"),
+        "/console/connectors".to_owned(),
+        "/console/connectors/erp".to_owned(),
+        "/console/connectors/erp/events".to_owned(),
     ] {
+        let path = path.as_str();
         let response = browser.get(path).await;
         assert!(
             redirects_to(&response, "/console/sign-in"),
@@ -295,8 +305,33 @@ async fn a_session_sees_only_its_grants_and_another_organisations_stream_is_not_
         "the point is shown"
     );
     assert!(
-        !text.contains("<h2>Keys</h2>"),
-        "a reader does not see the keys"
+        !text.contains(">Keys</h2>") && !text.contains("/disable"),
+        "a reader sees neither the keys nor the controls"
+    );
+    // A reader's forms are refused by the API's rules, with its own CSRF token.
+    let csrf = hidden_csrf(&text);
+    let refused = member
+        .post(
+            &format!("/console/streams/{shared}/disable"),
+            &[("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    let refused = member
+        .post(
+            &format!("/console/streams/{private}/disable"),
+            &[("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(
+        refused.status(),
+        StatusCode::NOT_FOUND,
+        "not granted: not found"
+    );
+    assert_eq!(
+        member.get("/console/connectors").await.status(),
+        StatusCode::FORBIDDEN,
+        "connectors are for admins and runners"
     );
     let ungranted = member.get(&format!("/console/streams/{private}")).await;
     assert_eq!(ungranted.status(), StatusCode::NOT_FOUND);
@@ -319,6 +354,26 @@ async fn a_session_sees_only_its_grants_and_another_organisations_stream_is_not_
         unknown.text().await.unwrap(),
         "the same answer"
     );
+    let hank_page = hank.get("/console").await.text().await.unwrap();
+    let hank_csrf = hidden_csrf(&hank_page);
+    for path in [
+        format!("/console/streams/{shared}/periods/{yesterday}"),
+        format!("/console/streams/{shared}/events"),
+        format!("/console/streams/{shared}/delete"),
+        "/console/connectors/erp".to_owned(),
+    ] {
+        let status = hank.get(&path).await.status();
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
+    }
+    for path in ["disable", "keys", "grants", "delete"] {
+        let response = hank
+            .post(
+                &format!("/console/streams/{shared}/{path}"),
+                &[("csrf", &hank_csrf), ("kind", "org"), ("confirm", "x")],
+            )
+            .await;
+        assert_eq!(response.status(), StatusCode::NOT_FOUND, "{path}");
+    }
 
     // The admin manages the stream: its page lists the keys.
     let mut ada = Browser::new(&server);
@@ -329,6 +384,333 @@ async fn a_session_sees_only_its_grants_and_another_organisations_stream_is_not_
         .text()
         .await
         .unwrap();
-    assert!(page.contains("<h2>Keys</h2>") && page.contains(credential.key_id().as_str()));
+    assert!(page.contains(">Keys</h2>") && page.contains(credential.key_id().as_str()));
     assert!(page.contains("user:grace"), "and the grants");
+}
+
+/// The console's forms, each posted to a stream's or a connector's path.
+const FORMS: [&str; 11] = [
+    "/console/streams",
+    "/console/streams/{id}/keys",
+    "/console/streams/{id}/keys/revoke",
+    "/console/streams/{id}/disable",
+    "/console/streams/{id}/enable",
+    "/console/streams/{id}/delete",
+    "/console/streams/{id}/grants",
+    "/console/streams/{id}/grants/remove",
+    "/console/connectors/erp/run",
+    "/console/connectors/erp/enable",
+    "/console/connectors/erp/disable",
+];
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_form_without_the_session_csrf_token_is_refused_and_changes_nothing() {
+    let server = TestServer::start();
+    let admin = server.client().await;
+    let (id, credential) = server.daily_stream("Sign-ups").await;
+    let mut browser = Browser::new(&server);
+    browser.sign_in(&server.token).await;
+    let page = browser
+        .get(&format!("/console/streams/{id}"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    let csrf = hidden_csrf(&page);
+    let key = credential.key_id().to_string();
+    let grants_before = admin.grants(&id).await.unwrap();
+    for form in FORMS {
+        let path = form.replace("{id}", &id);
+        let fields = [
+            ("name", "Forged"),
+            ("frequency", "daily"),
+            ("value_type", "number"),
+            ("key_id", key.as_str()),
+            ("confirm", "Sign-ups"),
+            ("kind", "org"),
+            ("grantee", "org"),
+        ];
+        let without = browser.post(&path, &fields).await;
+        assert_eq!(
+            without.status(),
+            StatusCode::FORBIDDEN,
+            "{path} without a token"
+        );
+        let body = without.text().await.unwrap();
+        assert!(body.contains("CSRF token does not match"), "{body}");
+        let mut forged = fields.to_vec();
+        forged.push(("csrf", "forged"));
+        let with_forged = browser.post(&path, &forged).await;
+        assert_eq!(
+            with_forged.status(),
+            StatusCode::FORBIDDEN,
+            "{path} with a forged token"
+        );
+        // Another session's token is no better.
+        let mut other = Browser::new(&server);
+        other.sign_in(&server.token).await;
+        let mut theirs = fields.to_vec();
+        theirs.push(("csrf", csrf.as_str()));
+        let crossed = other.post(&path, &theirs).await;
+        assert_eq!(
+            crossed.status(),
+            StatusCode::FORBIDDEN,
+            "{path} with another session's token"
+        );
+    }
+    let streams = admin.streams(&Default::default()).await.unwrap();
+    assert_eq!(streams.len(), 1, "nothing created, nothing deleted");
+    assert_ne!(
+        streams[0].status,
+        proto::StreamStatus::Disabled as i32,
+        "not disabled"
+    );
+    let keys = admin.keys(&id).await.unwrap();
+    assert_eq!(keys.len(), 1, "no key rotated");
+    assert!(keys[0].revoked_at.is_none(), "none revoked");
+    assert_eq!(admin.grants(&id).await.unwrap(), grants_before, "no grant");
+}
+
+/// The `href` of the page's credential download link, decoded.
+fn downloaded_credential(page: &str) -> String {
+    let marker = "href=\"data:application/octet-stream;base64,";
+    let start = page.find(marker).expect("a download link") + marker.len();
+    let data = page[start..].split('"').next().unwrap();
+    let bytes = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, data).unwrap();
+    String::from_utf8(bytes).unwrap().trim().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_admin_creates_a_stream_whose_credential_is_shown_once_then_rotates_revokes_and_deletes()
+{
+    let server = TestServer::start();
+    let admin = server.client().await;
+    let mut ada = Browser::new(&server);
+    ada.sign_in(&server.token).await;
+    let form = ada.get("/console/streams/new").await.text().await.unwrap();
+    let csrf = hidden_csrf(&form);
+
+    // The API's own sentence for a bad field, and the form keeps what was typed.
+    let bad = ada
+        .post(
+            "/console/streams",
+            &[
+                ("csrf", &csrf),
+                ("name", "Revenue"),
+                ("frequency", "monthly"),
+                ("value_type", "currency"),
+                ("currency", "XYZ"),
+            ],
+        )
+        .await;
+    assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+    let text = bad.text().await.unwrap();
+    assert!(
+        text.contains("XYZ") && text.contains("value=\"Revenue\""),
+        "{text}"
+    );
+    let no_category = ada
+        .post(
+            "/console/streams",
+            &[
+                ("csrf", &csrf),
+                ("name", "Revenue"),
+                ("frequency", "monthly"),
+                ("value_type", "number"),
+                ("category", "Finance"),
+            ],
+        )
+        .await;
+    assert_eq!(no_category.status(), StatusCode::BAD_REQUEST);
+    assert!(no_category.text().await.unwrap().contains("Finance"));
+    admin.create_category("Finance").await.unwrap();
+
+    let created = ada
+        .post(
+            "/console/streams",
+            &[
+                ("csrf", &csrf),
+                ("name", "Revenue"),
+                ("description", "Invoiced, net"),
+                ("category", "Finance"),
+                ("frequency", "monthly"),
+                ("value_type", "currency"),
+                ("currency", "eur"),
+                ("time_zone", "Europe/Paris"),
+            ],
+        )
+        .await;
+    assert_eq!(created.status(), StatusCode::SEE_OTHER);
+    let to = created.headers()[LOCATION].to_str().unwrap().to_owned();
+    let id = to
+        .strip_prefix("/console/streams/")
+        .and_then(|rest| rest.strip_suffix("/credential"))
+        .expect("to the credential page")
+        .to_owned();
+    let stream = admin.stream(&id).await.unwrap().stream.unwrap();
+    assert_eq!(
+        (stream.name.as_str(), stream.currency.as_str()),
+        ("Revenue", "EUR")
+    );
+    let page = ada.get(&to).await;
+    assert_eq!(page.status(), StatusCode::OK);
+    assert_eq!(page.headers()["cache-control"], "no-store");
+    let page = page.text().await.unwrap();
+    assert!(page.contains("it will not be shown again"), "{page}");
+    let secret = downloaded_credential(&page);
+    assert!(page.contains(&secret), "shown in the page too, to copy");
+    let credential: kpistream::client::Credential = secret.parse().unwrap();
+    assert_eq!(credential.stream_id().as_str(), id);
+    assert_eq!(ada.get(&to).await.status(), StatusCode::GONE, "shown once");
+    let audit = admin.audit(&Default::default()).await.unwrap();
+    assert!(
+        audit
+            .iter()
+            .any(|e| e.action == "stream.created" && e.target_id == id),
+        "audited as through the API"
+    );
+
+    // The credential publishes; a correction is a revision, with its history.
+    publish_envelope(
+        &admin,
+        sealed(&credential, vec![point("2026-10", "1200.50")]),
+        true,
+    )
+    .await
+    .unwrap();
+    publish_envelope(
+        &admin,
+        sealed(&credential, vec![point("2026-10", "1250.00")]),
+        true,
+    )
+    .await
+    .unwrap();
+    let history = ada
+        .get(&format!("/console/streams/{id}/periods/2026-10"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        history.contains("1250.00 EUR") && history.contains("1200.50 EUR"),
+        "{history}"
+    );
+    assert!(history.contains(credential.key_id().as_str()), "which key");
+
+    // Rotate: a new credential, once; revoke the first key.
+    let rotated = ada
+        .post(&format!("/console/streams/{id}/keys"), &[("csrf", &csrf)])
+        .await;
+    assert_eq!(rotated.headers()[LOCATION], to.as_str());
+    let page = ada.get(&to).await.text().await.unwrap();
+    let second: kpistream::client::Credential = downloaded_credential(&page).parse().unwrap();
+    assert_ne!(second.key_id(), credential.key_id());
+    let revoked = ada
+        .post(
+            &format!("/console/streams/{id}/keys/revoke"),
+            &[("csrf", &csrf), ("key_id", credential.key_id().as_str())],
+        )
+        .await;
+    assert!(redirects_to(&revoked, &format!("/console/streams/{id}")));
+    let refused = publish_envelope(
+        &admin,
+        sealed(&credential, vec![point("2026-11", "1")]),
+        true,
+    )
+    .await;
+    assert!(refused.is_err(), "the revoked key signs nothing");
+    publish_envelope(
+        &admin,
+        sealed(&second, vec![point("2026-11", "1300")]),
+        true,
+    )
+    .await
+    .unwrap();
+
+    // Disable, enable, grant, then delete with the name typed.
+    let stream_page = format!("/console/streams/{id}");
+    let disabled = || async {
+        admin.stream(&id).await.unwrap().stream.unwrap().status
+            == proto::StreamStatus::Disabled as i32
+    };
+    ada.post(&format!("{stream_page}/disable"), &[("csrf", &csrf)])
+        .await;
+    assert!(disabled().await);
+    ada.post(&format!("{stream_page}/enable"), &[("csrf", &csrf)])
+        .await;
+    assert!(!disabled().await);
+    admin.create_team("finance").await.unwrap();
+    let granted = ada
+        .post(
+            &format!("{stream_page}/grants"),
+            &[
+                ("csrf", &csrf),
+                ("kind", "team"),
+                ("name", "finance"),
+                ("access", "read"),
+            ],
+        )
+        .await;
+    assert!(redirects_to(&granted, &stream_page));
+    let grants = admin.grants(&id).await.unwrap();
+    assert!(
+        grants
+            .iter()
+            .any(|g| g.grantee == "team:finance" && g.access == "read"),
+        "{grants:?}"
+    );
+    let unknown = ada
+        .post(
+            &format!("{stream_page}/grants"),
+            &[
+                ("csrf", &csrf),
+                ("kind", "team"),
+                ("name", "nobody"),
+                ("access", "read"),
+            ],
+        )
+        .await;
+    assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
+    assert!(
+        unknown.text().await.unwrap().contains("nobody"),
+        "the API's sentence"
+    );
+    let wrong = ada
+        .post(
+            &format!("{stream_page}/delete"),
+            &[("csrf", &csrf), ("confirm", "revenue")],
+        )
+        .await;
+    assert_eq!(wrong.status(), StatusCode::BAD_REQUEST, "the name, exactly");
+    assert!(admin.stream(&id).await.is_ok(), "not deleted");
+    let deleted = ada
+        .post(
+            &format!("{stream_page}/delete"),
+            &[("csrf", &csrf), ("confirm", "Revenue")],
+        )
+        .await;
+    assert!(redirects_to(&deleted, "/console"));
+    assert_eq!(ada.get(&stream_page).await.status(), StatusCode::NOT_FOUND);
+    let actions: Vec<String> = admin
+        .audit(&Default::default())
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.target_id == id)
+        .map(|e| e.action)
+        .collect();
+    for action in [
+        "stream.created",
+        "key.rotated",
+        "key.revoked",
+        "stream.disabled",
+        "stream.enabled",
+        "grant.added",
+        "stream.deleted",
+    ] {
+        assert!(
+            actions.iter().any(|a| a == action),
+            "{action} in {actions:?}"
+        );
+    }
 }

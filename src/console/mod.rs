@@ -1,8 +1,10 @@
 //! The web console on the HTTP port (`/console`): every stream's health at a glance and
 //! each stream's chart and points, for the people the streams are granted to. Pages are
 //! HTML rendered on the server (maud), charts are SVG drawn on the server, and the one
-//! stylesheet is embedded in the binary: nothing is fetched from elsewhere, and no
-//! script runs.
+//! stylesheet and the one small script are embedded in the binary: nothing is fetched
+//! from elsewhere. Every page works without the script; with it, times show in the
+//! viewer's zone, a stream page follows new points live (server-sent events) and a
+//! credential has a copy button.
 //!
 //! A page shows exactly what the user's token may see through the gRPC API: the same
 //! store, the same access rules (`grpc::AppState::stream_for`). Security: a session
@@ -10,14 +12,17 @@
 //! a strict Content-Security-Policy, and a stream of another organisation answers as
 //! one that does not exist. `docs/console.md`.
 
+mod admin;
 mod chart;
+mod connectors;
+mod live;
 mod pages;
 pub mod session;
 
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, FromRequestParts, Request};
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
@@ -26,6 +31,9 @@ use axum::routing::{get, post};
 
 use crate::auth::Principal;
 use crate::grpc::AppState;
+use crate::grpc::admin::AdminService;
+use crate::grpc::query::QueryService;
+use crate::grpc::runner::RunnerService;
 use session::{Session, Sessions};
 
 /// The session cookie.
@@ -37,31 +45,81 @@ const MAX_FORM_BYTES: usize = 16 * 1024;
 
 /// The Content-Security-Policy of every console answer: the console's own stylesheet,
 /// images drawn inline, forms posted to itself, no script, no framing.
-pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 /// What the console's handlers share.
 #[derive(Clone)]
 pub struct Console {
     pub state: AppState,
     pub sessions: Arc<Sessions>,
+    /// The gRPC API's handlers, which the console's forms call for the signed-in user.
+    pub admin: Arc<AdminService>,
+    pub query: Arc<QueryService>,
+    pub runner: Arc<RunnerService>,
+    /// Live pages (server-sent events) open at once, at most.
+    pub live: Arc<tokio::sync::Semaphore>,
 }
 
 /// The console's routes, to merge into the HTTP port's router.
 pub fn router(state: AppState) -> Router {
     let console = Console {
+        admin: Arc::new(AdminService::new(state.clone())),
+        query: Arc::new(QueryService::new(state.clone())),
+        runner: Arc::new(RunnerService::new(state.clone())),
         state,
         sessions: Arc::default(),
+        live: Arc::new(tokio::sync::Semaphore::new(live::MAX_LIVE)),
     };
     Router::new()
         .route("/", get(|| async { Redirect::to("/console") }))
         .route("/console", get(pages::overview))
+        .route(
+            "/console/streams",
+            get(|| async { Redirect::to("/console") }).post(admin::create_stream),
+        )
+        .route("/console/streams/new", get(admin::new_stream_page))
         .route("/console/streams/{id}", get(pages::stream))
+        .route("/console/streams/{id}/events", get(live::events))
+        .route(
+            "/console/streams/{id}/periods/{period}",
+            get(pages::revisions),
+        )
+        .route("/console/streams/{id}/credential", get(admin::credential))
+        .route("/console/streams/{id}/keys", post(admin::rotate_key))
+        .route("/console/streams/{id}/keys/revoke", post(admin::revoke_key))
+        .route("/console/streams/{id}/disable", post(admin::disable))
+        .route("/console/streams/{id}/enable", post(admin::enable))
+        .route(
+            "/console/streams/{id}/delete",
+            get(admin::delete_page).post(admin::delete),
+        )
+        .route("/console/streams/{id}/grants", post(admin::add_grant))
+        .route(
+            "/console/streams/{id}/grants/remove",
+            post(admin::remove_grant),
+        )
+        .route("/console/connectors", get(connectors::list))
+        .route("/console/connectors/{name}", get(connectors::connector))
+        .route(
+            "/console/connectors/{name}/events",
+            get(live::connector_events),
+        )
+        .route("/console/connectors/{name}/run", post(connectors::run_now))
+        .route(
+            "/console/connectors/{name}/enable",
+            post(connectors::enable),
+        )
+        .route(
+            "/console/connectors/{name}/disable",
+            post(connectors::disable),
+        )
         .route(
             "/console/sign-in",
             get(pages::sign_in_page).post(pages::sign_in),
         )
         .route("/console/sign-out", post(pages::sign_out))
         .route("/console/console.css", get(stylesheet))
+        .route("/console/console.js", get(script))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_FORM_BYTES))
         .layer(axum::middleware::from_fn(security_headers))
@@ -75,6 +133,16 @@ async fn stylesheet() -> impl IntoResponse {
             (header::CACHE_CONTROL, "public, max-age=3600"),
         ],
         include_str!("console.css"),
+    )
+}
+
+async fn script() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        include_str!("console.js"),
     )
 }
 
@@ -136,6 +204,15 @@ pub fn set_cookie(name: &str, value: &str, path: &str, max_age: i64) -> HeaderVa
 pub struct SignedIn {
     pub who: Principal,
     pub session: Session,
+    /// The session's id, from its cookie.
+    pub id: String,
+}
+
+impl SignedIn {
+    /// The hidden field that every form of the session carries.
+    pub fn csrf_field(&self) -> maud::Markup {
+        maud::html! { input type="hidden" name="csrf" value=(self.session.csrf); }
+    }
 }
 
 impl FromRequestParts<Console> for SignedIn {
@@ -157,7 +234,11 @@ impl FromRequestParts<Console> for SignedIn {
             .await
             .map_err(|e| pages::store_error(&console.state, &e))?;
         match principal {
-            Some(who) => Ok(Self { who, session }),
+            Some(who) => Ok(Self {
+                who,
+                session,
+                id: id.to_owned(),
+            }),
             None => {
                 // The token was revoked or expired: so is the session.
                 console.sessions.close(id);
@@ -179,5 +260,50 @@ impl axum::extract::OptionalFromRequestParts<Console> for SignedIn {
             Err(response) if response.status() == StatusCode::SEE_OTHER => Ok(None),
             Err(response) => Err(response),
         }
+    }
+}
+
+/// A form posted by a signed-in user, its CSRF token checked: a form without the
+/// session's token is refused before anything else is read from it.
+pub struct Posted<T> {
+    pub signed_in: SignedIn,
+    pub form: T,
+}
+
+/// A form of no fields but its CSRF token.
+#[derive(serde::Deserialize)]
+pub struct NoFields {}
+
+impl<T: serde::de::DeserializeOwned + Send> FromRequest<Console> for Posted<T> {
+    type Rejection = Response;
+
+    async fn from_request(request: Request, console: &Console) -> Result<Self, Response> {
+        let (mut parts, body) = request.into_parts();
+        let signed_in =
+            <SignedIn as FromRequestParts<Console>>::from_request_parts(&mut parts, console)
+                .await?;
+        let request = Request::from_parts(parts, body);
+        let axum::Form(fields): axum::Form<Vec<(String, String)>> =
+            axum::Form::from_request(request, console)
+                .await
+                .map_err(IntoResponse::into_response)?;
+        let csrf = fields
+            .iter()
+            .find(|(name, _)| name == "csrf")
+            .map(|(_, value)| value.as_str())
+            .unwrap_or_default();
+        if !session::same_secret(&signed_in.session.csrf, csrf) {
+            return Err(pages::forbidden());
+        }
+        let form = T::deserialize(serde::de::value::MapDeserializer::new(
+            fields
+                .iter()
+                .filter(|(name, _)| name != "csrf")
+                .map(|(name, value)| (name.as_str(), value.as_str())),
+        ))
+        .map_err(|e: serde::de::value::Error| {
+            pages::error_page(StatusCode::BAD_REQUEST, "Not possible", &e.to_string())
+        })?;
+        Ok(Self { signed_in, form })
     }
 }

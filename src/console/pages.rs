@@ -1,4 +1,5 @@
-//! The console's pages: sign-in and sign-out, the streams overview and a stream's page.
+//! The console's pages: sign-in and sign-out, the streams overview, a stream's page and
+//! the revision history of one of its periods.
 
 use axum::Form;
 use axum::extract::{Path, Query, State};
@@ -11,7 +12,9 @@ use serde::Deserialize;
 
 use super::chart;
 use super::session::{SESSION_HOURS, random_token, same_secret};
-use super::{Console, SESSION_COOKIE, SIGN_IN_COOKIE, SignedIn, cookie, set_cookie};
+use super::{
+    Console, NoFields, Posted, SESSION_COOKIE, SIGN_IN_COOKIE, SignedIn, cookie, set_cookie,
+};
 use crate::access::Access;
 use crate::auth;
 use crate::grpc::{ApiError, AppState};
@@ -29,7 +32,23 @@ const OVERVIEW_READS: usize = 8;
 
 /// A page in the console's frame: its title, who is signed in (with the sign-out form)
 /// and the content.
-fn layout(title: &str, signed_in: Option<&SignedIn>, content: Markup) -> Markup {
+pub fn layout(title: &str, signed_in: Option<&SignedIn>, content: Markup) -> Markup {
+    frame(title, signed_in, None, content)
+}
+
+/// A page that follows changes live: the script listens to `events` (server-sent
+/// events) and replaces the page's `[data-live-region]` when something changed; without
+/// the script, the page reloads itself every minute.
+pub fn live_layout(title: &str, signed_in: &SignedIn, events: &str, content: Markup) -> Markup {
+    frame(title, Some(signed_in), Some(events), content)
+}
+
+fn frame(
+    title: &str,
+    signed_in: Option<&SignedIn>,
+    events: Option<&str>,
+    content: Markup,
+) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -39,17 +58,24 @@ fn layout(title: &str, signed_in: Option<&SignedIn>, content: Markup) -> Markup 
                 meta name="color-scheme" content="light dark";
                 title { (title) " · kpistream" }
                 link rel="stylesheet" href="/console/console.css";
+                script src="/console/console.js" defer {}
+                @if events.is_some() {
+                    noscript { meta http-equiv="refresh" content="60"; }
+                }
             }
-            body {
+            body data-live=[events] {
                 header.top {
                     a.brand href="/console" { "kpistream" }
                     @if let Some(s) = signed_in {
                         nav {
                             a href="/console" { "Streams" }
+                            @if s.who.reads_every_stream() {
+                                " " a href="/console/connectors" { "Connectors" }
+                            }
                         }
                         form.sign-out method="post" action="/console/sign-out" {
                             span.who { (s.who.name) " · " (s.who.org_name) }
-                            input type="hidden" name="csrf" value=(s.session.csrf);
+                            (s.csrf_field())
                             button type="submit" { "Sign out" }
                         }
                     }
@@ -60,7 +86,7 @@ fn layout(title: &str, signed_in: Option<&SignedIn>, content: Markup) -> Markup 
     }
 }
 
-fn page(status: StatusCode, markup: Markup) -> Response {
+pub fn page(status: StatusCode, markup: Markup) -> Response {
     (status, Html(markup.into_string())).into_response()
 }
 
@@ -103,6 +129,45 @@ fn not_found() -> Response {
     )
 }
 
+/// What the gRPC API answered a console form with, as a page: the API's own sentence
+/// for what the user can act on; a stream the user may not see is one that does not
+/// exist; a store failure as [`store_error`] says.
+pub fn refused(state: &AppState, status: &tonic::Status) -> Response {
+    use tonic::Code;
+    match status.code() {
+        // The API answers a stream of another organisation exactly as one that does not
+        // exist, so its sentence tells nothing more; it names what is missing (a
+        // stream, a team, a user).
+        Code::NotFound => error_page(StatusCode::NOT_FOUND, "Not found", status.message()),
+        Code::Unauthenticated => Redirect::to("/console/sign-in").into_response(),
+        Code::PermissionDenied => {
+            error_page(StatusCode::FORBIDDEN, "Not allowed", status.message())
+        }
+        Code::InvalidArgument
+        | Code::FailedPrecondition
+        | Code::AlreadyExists
+        | Code::OutOfRange => error_page(StatusCode::BAD_REQUEST, "Not possible", status.message()),
+        Code::Aborted | Code::ResourceExhausted => {
+            error_page(StatusCode::CONFLICT, "Not now", status.message())
+        }
+        Code::Unavailable | Code::DeadlineExceeded => {
+            state
+                .health
+                .failed(&StoreError::Unavailable(status.message().to_owned()));
+            error_page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Unavailable",
+                "The database cannot answer now. Try again in a moment.",
+            )
+        }
+        _ => error_page(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Something went wrong",
+            "The server could not do this; its log says why.",
+        ),
+    }
+}
+
 fn api_error(state: &AppState, e: ApiError) -> Response {
     match e {
         ApiError::Store(StoreError::NotFound(_)) | ApiError::Id(_) => not_found(),
@@ -117,11 +182,6 @@ fn api_error(state: &AppState, e: ApiError) -> Response {
 #[derive(Deserialize)]
 pub struct SignInForm {
     token: String,
-    csrf: String,
-}
-
-#[derive(Deserialize)]
-pub struct CsrfForm {
     csrf: String,
 }
 
@@ -199,7 +259,7 @@ pub async fn sign_in(
     response
 }
 
-fn forbidden() -> Response {
+pub fn forbidden() -> Response {
     error_page(
         StatusCode::FORBIDDEN,
         "Refused",
@@ -209,16 +269,9 @@ fn forbidden() -> Response {
 
 pub async fn sign_out(
     State(console): State<Console>,
-    headers: HeaderMap,
-    signed_in: SignedIn,
-    Form(form): Form<CsrfForm>,
+    Posted { signed_in, .. }: Posted<NoFields>,
 ) -> Response {
-    if !same_secret(&signed_in.session.csrf, &form.csrf) {
-        return forbidden();
-    }
-    if let Some(id) = cookie(&headers, SESSION_COOKIE) {
-        console.sessions.close(id);
-    }
+    console.sessions.close(&signed_in.id);
     let mut response = Redirect::to("/console/sign-in").into_response();
     response
         .headers_mut()
@@ -269,6 +322,11 @@ fn unit(value_type: &ValueType) -> String {
 /// An instant as the console shows it: to the minute, in UTC.
 fn utc(at: Timestamp) -> String {
     at.strftime("%Y-%m-%d %H:%M UTC").to_string()
+}
+
+/// An instant in UTC, which the script shows in the viewer's time zone.
+pub fn local_time(at: Timestamp) -> Markup {
+    html! { time datetime=(at.to_string()) data-local { (utc(at)) } }
 }
 
 /// How long ago, in words: `4 min`, `3 h`, `2 d`.
@@ -373,7 +431,8 @@ pub async fn overview(
             p.summary {
                 (streams.len()) " stream(s)"
                 @if stale > 0 { ", " strong.stale-count { (stale) " stale" } }
-                ". Times are UTC; each stream's periods are in its own time zone."
+                ". Times are in your time zone; each stream's periods follow its own."
+                @if who.role != crate::auth::Role::Runner { " " a.button href="/console/streams/new" { "New stream" } }
             }
             form.filters method="get" action="/console" {
                 label { "Name " input type="search" name="q" value=(query.q); }
@@ -452,15 +511,33 @@ pub async fn stream(
         Ok(points) => points,
         Err(e) => return store_error(state, &e),
     };
-    let (keys, grants) = if manages {
-        let keys = state.store.list_keys(&who.org_id, &stream.id).await;
-        let grants = state.store.list_grants(&who.org_id, &stream.id).await;
-        match (keys, grants) {
-            (Ok(keys), Ok(grants)) => (keys, grants),
-            (Err(e), _) | (_, Err(e)) => return store_error(state, &e),
+    let controls = if manages {
+        let org = &who.org_id;
+        let keys = state.store.list_keys(org, &stream.id).await;
+        let grants = state.store.list_grants(org, &stream.id).await;
+        // Members who manage a stream name teams by hand: the list of the
+        // organisation's teams is for its admins.
+        let teams = if who.is_admin() {
+            state.store.list_teams(org).await
+        } else {
+            Ok(Vec::new())
+        };
+        match (keys, grants, teams) {
+            (Ok(keys), Ok(grants), Ok(teams)) => {
+                let teams: Vec<String> = teams.into_iter().map(|t| t.name).collect();
+                Some(super::admin::stream_controls(
+                    &signed_in,
+                    &stream,
+                    stream.disabled,
+                    &keys,
+                    &grants,
+                    &teams,
+                ))
+            }
+            (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return store_error(state, &e),
         }
     } else {
-        (Vec::new(), Vec::new())
+        None
     };
     let now = Timestamp::now();
     let status = stream.status(now);
@@ -470,60 +547,128 @@ pub async fn stream(
         .iter()
         .map(|p| (p.period.clone(), p.value.clone(), as_float(&p.value)))
         .collect();
-    let markup = layout(
+    let base = format!("/console/streams/{}", stream.id);
+    let markup = live_layout(
         &def.name,
-        Some(&signed_in),
+        &signed_in,
+        &format!("{base}/events"),
         html! {
             p.back { a href="/console" { "← Streams" } }
-            h1 { (def.name) " " (badge(status)) }
-            @if !def.description.is_empty() { p.description { (def.description) } }
-            dl.facts {
-                dt { "Id" } dd { code { (stream.id) } }
-                dt { "Frequency" } dd { (def.frequency.as_str()) }
-                dt { "Time zone" } dd { (def.time_zone) }
-                dt { "Value type" } dd { (def.value_type.to_string()) }
-                dt { "Category" } dd { (def.category.as_deref().unwrap_or("none")) }
-                dt { "Latest period" } dd { (stream.latest_period.as_deref().unwrap_or("none")) }
-                dt { "Last data" } dd {
-                    @if let Some(at) = stream.last_data_at { (utc(at)) " (" (age(at, now)) " ago)" } @else { "never" }
-                }
-                dt { "Points" } dd { (stream.point_count) }
-            }
-            h2 { "Values" }
-            (chart::line_chart(&series, &unit))
-            table.points {
-                thead { tr { th { "Period" } th.num { "Value" } th.num { "Revisions" } th { "Updated" } } }
-                tbody {
-                    @for p in points.iter().rev() {
-                        tr {
-                            td { (p.period) }
-                            td.num { (with_unit(&p.value, &def.value_type)) }
-                            td.num { (p.revision_count) }
-                            td { (utc(p.updated_at)) }
-                        }
+            div data-live-region {
+                h1 { (def.name) " " (badge(status)) " " span.live-indicator title="New points show as they arrive" { "live" } }
+                @if !def.description.is_empty() { p.description { (def.description) } }
+                dl.facts {
+                    dt { "Id" } dd { code { (stream.id) } }
+                    dt { "Frequency" } dd { (def.frequency.as_str()) }
+                    dt { "Time zone" } dd { (def.time_zone) " (its periods' calendar)" }
+                    dt { "Value type" } dd { (def.value_type.to_string()) }
+                    dt { "Category" } dd { (def.category.as_deref().unwrap_or("none")) }
+                    dt { "Latest period" } dd { (stream.latest_period.as_deref().unwrap_or("none")) }
+                    dt { "Last data" } dd {
+                        @if let Some(at) = stream.last_data_at { (local_time(at)) " (" (age(at, now)) " ago)" } @else { "never" }
                     }
+                    dt { "Points" } dd #point-count { (stream.point_count) }
                 }
-            }
-            @if manages {
-                h2 { "Keys" }
-                table.keys {
-                    thead { tr { th { "Key" } th { "Origin" } th { "Created" } th { "Last used" } th { "Revoked" } } }
+                h2 { "Values" }
+                (chart::line_chart(&series, &unit))
+                table.points {
+                    caption { "The latest " (PAGE_PERIODS) " periods, newest first. A period's revisions are its history of corrections." }
+                    thead { tr { th { "Period" } th.num { "Value" } th.num { "Revisions" } th { "Updated" } } }
                     tbody {
-                        @for k in &keys {
-                            tr class=[k.revoked_at.map(|_| "revoked")] {
-                                td { code { (k.key_id) } }
-                                td { (k.origin.as_str()) }
-                                td { (utc(k.created_at)) }
-                                td { (k.last_used_at.map_or("never".to_owned(), utc)) }
-                                td { (k.revoked_at.map_or("no".to_owned(), utc)) }
+                        @for p in points.iter().rev() {
+                            tr data-period=(p.period) {
+                                td { a href={ (base) "/periods/" (p.period) } { (p.period) } }
+                                td.num.value { (with_unit(&p.value, &def.value_type)) }
+                                td.num.revisions { (p.revision_count) }
+                                td { (local_time(p.updated_at)) }
                             }
                         }
                     }
                 }
-                h2 { "Grants" }
-                @if grants.is_empty() { p { "Not shared: org admins and its managers see it." } }
-                @else {
-                    ul.grants { @for g in &grants { li { (g.grantee.to_string()) " — " (g.access.as_str()) } } }
+                @if points.is_empty() { p.empty { "No points yet." } }
+            }
+            @if let Some(controls) = controls { (controls) }
+        },
+    );
+    page(StatusCode::OK, markup)
+}
+
+// ----------------------------------------------------------------------------------
+// The revision history of a period
+
+pub async fn revisions(
+    State(console): State<Console>,
+    signed_in: SignedIn,
+    Path((id, period)): Path<(String, String)>,
+) -> Response {
+    use crate::proto::query_server::Query;
+    let state = &console.state;
+    let stream = match state.stream_for(&signed_in.who, &id, Access::Read).await {
+        Ok(stream) => stream,
+        Err(e) => return api_error(state, e),
+    };
+    let point = crate::proto::ListPointsRequest {
+        stream_id: id.clone(),
+        from: period.clone(),
+        to: period.clone(),
+        ..Default::default()
+    };
+    let point = match console
+        .query
+        .list_points(crate::grpc::Authenticated::request(&signed_in.who, point))
+        .await
+    {
+        Ok(points) => points.into_inner().points.into_iter().next(),
+        Err(status) => return refused(state, &status),
+    };
+    let request = crate::proto::ListRevisionsRequest {
+        stream_id: id.clone(),
+        period: period.clone(),
+        ..Default::default()
+    };
+    let revisions = match console
+        .query
+        .list_revisions(crate::grpc::Authenticated::request(&signed_in.who, request))
+        .await
+    {
+        Ok(revisions) => revisions.into_inner().revisions,
+        Err(status) => return refused(state, &status),
+    };
+    let def = &stream.definition;
+    let time = |t: Option<prost_types::Timestamp>| {
+        t.and_then(|t| Timestamp::new(t.seconds, t.nanos).ok())
+            .map_or_else(|| html! { "—" }, local_time)
+    };
+    let markup = layout(
+        &format!("{} · {period}", def.name),
+        Some(&signed_in),
+        html! {
+            p.back { a href={ "/console/streams/" (stream.id) } { "← " (def.name) } }
+            h1 { (def.name) " · " (period) }
+            @match &point {
+                Some(p) => p.summary {
+                    "Now " strong { (with_unit(&p.value, &def.value_type)) } ", since " (time(p.updated_at)) ", from key " code { (p.key_id) } "."
+                },
+                None => p.summary { "This period holds no value." },
+            }
+            h2 { "Revisions" }
+            @if revisions.is_empty() {
+                p.empty { "Never corrected: the value is the first one published." }
+            } @else {
+                table.revisions {
+                    thead { tr { th { "When" } th.num { "Old" } th { } th.num { "New" } th { "Key" } th { "Batch" } } }
+                    tbody {
+                        @for r in revisions.iter().rev() {
+                            tr {
+                                td { (time(r.revised_at)) }
+                                td.num { (with_unit(&r.old_value, &def.value_type)) }
+                                td aria-hidden="true" { "→" }
+                                td.num { (with_unit(&r.new_value, &def.value_type)) }
+                                td { code { (r.key_id) } }
+                                td { code { (r.batch_id) } }
+                            }
+                        }
+                    }
                 }
             }
         },

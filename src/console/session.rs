@@ -14,6 +14,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jiff::{SignedDuration, Timestamp};
 use rand::RngCore;
+use secrecy::SecretString;
 use sha2::{Digest, Sha256};
 
 /// How long a session lasts from sign-in.
@@ -50,10 +51,44 @@ impl std::fmt::Debug for Session {
     }
 }
 
+/// How long a new credential waits for its one showing.
+const HANDOUT_MINUTES: i64 = 10;
+
+/// A credential just made (a stream created, a key rotated), kept for the one page that
+/// shows it, at most one per session.
+pub struct Handout {
+    pub stream_id: String,
+    pub stream_name: String,
+    pub key_id: String,
+    pub credential: SecretString,
+    until: Timestamp,
+}
+
+impl Handout {
+    pub fn new(
+        stream_id: String,
+        stream_name: String,
+        key_id: String,
+        credential: SecretString,
+    ) -> Self {
+        let now = Timestamp::now();
+        Self {
+            stream_id,
+            stream_name,
+            key_id,
+            credential,
+            until: now
+                .checked_add(SignedDuration::from_mins(HANDOUT_MINUTES))
+                .unwrap_or(now),
+        }
+    }
+}
+
 /// Every open session, by the hash of its id.
 #[derive(Default)]
 pub struct Sessions {
     open: Mutex<HashMap<[u8; 32], Session>>,
+    handouts: Mutex<HashMap<[u8; 32], Handout>>,
 }
 
 impl Sessions {
@@ -91,6 +126,31 @@ impl Sessions {
     /// Ends the session of `id`.
     pub fn close(&self, id: &str) {
         self.open.lock().expect("sessions lock").remove(&key(id));
+        self.handouts
+            .lock()
+            .expect("handouts lock")
+            .remove(&key(id));
+    }
+
+    /// Keeps `handout` for the session `id`'s next look at it (replacing any other).
+    pub fn hand_out(&self, id: &str, handout: Handout) {
+        let now = Timestamp::now();
+        let mut handouts = self.handouts.lock().expect("handouts lock");
+        handouts.retain(|_, h| h.until > now);
+        if handouts.len() >= MAX_SESSIONS {
+            return;
+        }
+        handouts.insert(key(id), handout);
+    }
+
+    /// The credential kept for session `id` and stream `stream_id`, once.
+    pub fn take_handout(&self, id: &str, stream_id: &str) -> Option<Handout> {
+        let mut handouts = self.handouts.lock().expect("handouts lock");
+        let k = key(id);
+        let fits = handouts
+            .get(&k)
+            .is_some_and(|h| h.stream_id == stream_id && h.until > Timestamp::now());
+        if fits { handouts.remove(&k) } else { None }
     }
 }
 
@@ -120,5 +180,30 @@ mod tests {
         sessions.close(&id);
         assert!(sessions.get(&id, now).is_none(), "closed");
         assert!(same_secret("abc", "abc") && !same_secret("abc", "abd"));
+    }
+
+    #[test]
+    fn a_credential_is_handed_out_once_to_its_session_for_its_stream() {
+        let sessions = Sessions::default();
+        let (id, _) = sessions.open([7; 32], Timestamp::now());
+        let handout = |stream: &str| {
+            Handout::new(
+                stream.into(),
+                "WAU".into(),
+                "k1".into(),
+                SecretString::from("kpik1.secret"),
+            )
+        };
+        sessions.hand_out(&id, handout("s1"));
+        assert!(sessions.take_handout("another", "s1").is_none());
+        assert!(sessions.take_handout(&id, "s2").is_none());
+        assert_eq!(sessions.take_handout(&id, "s1").unwrap().key_id, "k1");
+        assert!(sessions.take_handout(&id, "s1").is_none(), "shown once");
+        sessions.hand_out(&id, handout("s1"));
+        sessions.close(&id);
+        assert!(
+            sessions.take_handout(&id, "s1").is_none(),
+            "gone with the session"
+        );
     }
 }

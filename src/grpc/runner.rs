@@ -41,6 +41,9 @@ fn timestamp(
     crate::signature::timestamp(&ts).ok_or(RunnerError::BadTimestamp { field })
 }
 
+/// Most connectors one `ListConnectors` answers with.
+const MAX_CONNECTORS_LISTED: usize = 10_000;
+
 fn state_to_proto(connector: &ConnectorName, s: ConnectorState) -> proto::ConnectorState {
     proto::ConnectorState {
         connector: connector.to_string(),
@@ -51,6 +54,7 @@ fn state_to_proto(connector: &ConnectorName, s: ConnectorState) -> proto::Connec
         last_run_ended: wire::opt_timestamp(s.last_run_ended),
         last_error: s.last_error.unwrap_or_default(),
         unfinished_slot: wire::opt_timestamp(s.unfinished_slot),
+        run_requested_at: wire::opt_timestamp(s.run_requested_at),
     }
 }
 
@@ -389,6 +393,58 @@ impl Runner for RunnerService {
                     runs: runs.into_iter().map(run_to_proto).collect(),
                     next_page_token,
                 })
+            })
+            .await
+    }
+
+    async fn list_connectors(
+        &self,
+        request: Request<proto::ListConnectorsRequest>,
+    ) -> Reply<proto::ListConnectorsResponse> {
+        self.state
+            .reply(async {
+                let who = self.state.runner(&request, "list connectors").await?;
+                let mut connectors = self.state.store.list_connectors(&who.org_id).await?;
+                if request.get_ref().requested_only {
+                    connectors.retain(|(_, s)| s.run_requested_at.is_some());
+                }
+                connectors.truncate(MAX_CONNECTORS_LISTED);
+                Ok(proto::ListConnectorsResponse {
+                    connectors: connectors
+                        .into_iter()
+                        .map(|(name, state)| state_to_proto(&name, state))
+                        .collect(),
+                })
+            })
+            .await
+    }
+
+    async fn request_run(
+        &self,
+        request: Request<proto::ConnectorRef>,
+    ) -> Reply<proto::ConnectorState> {
+        self.state
+            .reply(async {
+                let who = self
+                    .state
+                    .runner(&request, "ask for a connector run")
+                    .await?;
+                let connector = ConnectorName::parse(&request.get_ref().connector)?;
+                let state = self
+                    .state
+                    .store
+                    .request_run(&who.org_id, &connector, Timestamp::now())
+                    .await?;
+                self.state
+                    .audit(
+                        &who,
+                        "connector.run_requested",
+                        "connector",
+                        connector.as_str(),
+                        "",
+                    )
+                    .await;
+                Ok(state_to_proto(&connector, state))
             })
             .await
     }

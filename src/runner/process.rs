@@ -20,6 +20,7 @@ use super::rest::RestContext;
 use super::run::{Job, Outcome, RunEnv, Trigger, connector_state, run_slot};
 use crate::client::Client;
 use crate::connector::{CatchUp, check_dir};
+use crate::proto;
 
 /// How a runner process is set up.
 #[derive(Debug, Clone)]
@@ -148,6 +149,7 @@ pub async fn run(
     loop {
         if last_check.elapsed() >= config.reload_every {
             scheduler.reload_if_changed().await;
+            scheduler.take_requests().await;
             last_check = tokio::time::Instant::now();
         }
         scheduler.fire_due().await;
@@ -367,6 +369,44 @@ impl Scheduler {
             next_try: first_try,
         };
         self.resumes.insert(name, resume);
+    }
+
+    /// Starts the runs asked for on the server by hand (the web console's "Run now") of
+    /// the connectors this runner has and is not running. The requested time is the
+    /// run's slot, so of several runners polling, one leases it; its report clears the
+    /// request.
+    async fn take_requests(&mut self) {
+        let request = proto::ListConnectorsRequest {
+            requested_only: true,
+        };
+        let asked = match self.env.client.runner().list_connectors(request).await {
+            Ok(answer) => answer.into_inner().connectors,
+            Err(status) => {
+                tracing::debug!(
+                    "the runs asked for on the server cannot be read: {}",
+                    status.message()
+                );
+                return;
+            }
+        };
+        for state in asked {
+            let Some(slot) = state
+                .run_requested_at
+                .as_ref()
+                .and_then(crate::signature::timestamp)
+            else {
+                continue;
+            };
+            if self.running.contains_key(&state.connector) {
+                continue;
+            }
+            let Some(scheduled) = self.loaded.get(&state.connector) else {
+                continue;
+            };
+            tracing::info!(connector = %state.connector, %slot, "a run was asked for on the server: running it");
+            let job = scheduled.job.clone();
+            self.spawn(job, slot, Trigger::Manual);
+        }
     }
 
     /// Starts every run that is due.

@@ -229,6 +229,7 @@ const TABLES: &[Table] = &[
             ("lease_slot", Int),
             ("lease_expires_at", Int),
             ("updated_at", Int),
+            ("run_requested_at", Int),
         ],
         order: "org_id, name",
         identity: None,

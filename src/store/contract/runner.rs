@@ -9,7 +9,7 @@ use crate::runner_state::{
     RunnerId,
 };
 
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 
 /// Runs kept per connector (docs/server.md, "Run log").
 const RUNS_KEPT: usize = 1_000;
@@ -278,6 +278,7 @@ pub async fn a_successful_report_logs_the_run_moves_the_cursor_and_ends_the_leas
         last_run_ended: Some(slot(0) + SignedDuration::from_secs(2)),
         last_error: None,
         unfinished_slot: None,
+        run_requested_at: None,
     };
     assert_eq!(
         outcome,
@@ -385,6 +386,62 @@ pub async fn a_manual_success_recovers_a_disabled_connector(store: &dyn Store) {
     let recovered = run(store, &org, "crm", &manual).await;
     assert!(recovered.state.enabled && recovered.recovered);
     assert!(state(store, &org).await.enabled);
+}
+
+pub async fn a_requested_run_is_listed_until_a_manual_run_of_a_later_slot_reports(
+    store: &dyn Store,
+) {
+    let org = new_org(store, "Acme").await;
+    let other = new_org(store, "Globex").await;
+    let missing = store.request_run(&org.id, &connector("crm"), at(1)).await;
+    assert!(
+        matches!(missing, Err(StoreError::NotFound(_))),
+        "a connector the server keeps nothing of: {missing:?}"
+    );
+    run(store, &org, "crm", &report("r1", slot(1))).await;
+    run(store, &org, "erp", &report("r1", slot(1))).await;
+    run(store, &other, "crm", &report("r1", slot(1))).await;
+    let asked = store
+        .request_run(&org.id, &connector("crm"), slot(2))
+        .await
+        .unwrap();
+    assert_eq!(asked.run_requested_at, Some(slot(2)));
+    let again = store
+        .request_run(&org.id, &connector("crm"), slot(3))
+        .await
+        .unwrap();
+    assert_eq!(
+        again.run_requested_at,
+        Some(slot(2)),
+        "the first request is kept"
+    );
+    let listed = store.list_connectors(&org.id).await.unwrap();
+    let names: Vec<&str> = listed.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["crm", "erp"], "by name, of its organisation only");
+    assert_eq!(listed[0].1.run_requested_at, Some(slot(2)));
+    assert_eq!(listed[1].1.run_requested_at, None);
+    let theirs = store.list_connectors(&other.id).await.unwrap();
+    assert_eq!(
+        theirs[0].1.run_requested_at, None,
+        "another organisation's crm"
+    );
+
+    // A scheduled run does not answer the request; a run by hand of its slot does.
+    run(
+        store,
+        &org,
+        "crm",
+        &report("r1", slot(2) + SignedDuration::from_secs(1)),
+    )
+    .await;
+    assert_eq!(state(store, &org).await.run_requested_at, Some(slot(2)));
+    let manual = RunReport {
+        manual: true,
+        ..report("r1", slot(2))
+    };
+    let done = run(store, &org, "crm", &manual).await;
+    assert_eq!(done.state.run_requested_at, None);
+    assert_eq!(state(store, &org).await.run_requested_at, None);
 }
 
 pub async fn enabling_a_connector_resets_its_failures(store: &dyn Store) {

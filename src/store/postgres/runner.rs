@@ -19,8 +19,9 @@ use crate::runner_state::{
 use crate::store::shared::{opt_micros, unique};
 use crate::store::{Result, RunnerStore, StoreError, corrupt, from_micros, to_micros};
 
-const STATE_COLUMNS: &str = "cursor, enabled, consecutive_failures, last_run_started, \
-     last_run_ended, last_error, lease_holder, lease_slot, lease_expires_at FROM connectors";
+const STATE_COLUMNS: &str = "name, cursor, enabled, consecutive_failures, last_run_started, \
+     last_run_ended, last_error, lease_holder, lease_slot, lease_expires_at, run_requested_at \
+     FROM connectors";
 
 /// Runs kept per connector in the run log; older ones are deleted as new ones come
 /// (the same number as SQLite's).
@@ -71,6 +72,7 @@ fn stored_from_row(row: &PgRow) -> Result<Stored> {
             last_run_ended: opt_micros(row.try_get("last_run_ended")?)?,
             last_error: row.try_get("last_error")?,
             unfinished_slot: opt_micros(row.try_get("lease_slot")?)?,
+            run_requested_at: opt_micros(row.try_get("run_requested_at")?)?,
         },
         lease_holder: row.try_get("lease_holder")?,
         lease_slot: row.try_get("lease_slot")?,
@@ -329,8 +331,8 @@ impl RunnerStore for PostgresStore {
         sqlx::query(
             "UPDATE connectors SET cursor = $1, enabled = $2, consecutive_failures = $3, \
              last_run_started = $4, last_run_ended = $5, last_error = $6, lease_holder = NULL, \
-             lease_slot = NULL, lease_expires_at = NULL, updated_at = $7 \
-             WHERE org_id = $8 AND name = $9",
+             lease_slot = NULL, lease_expires_at = NULL, updated_at = $7, \
+             run_requested_at = $10 WHERE org_id = $8 AND name = $9",
         )
         .bind(s.cursor.as_deref())
         .bind(s.enabled)
@@ -341,6 +343,7 @@ impl RunnerStore for PostgresStore {
         .bind(to_micros(now))
         .bind(org.as_str())
         .bind(connector.as_str())
+        .bind(s.run_requested_at.map(to_micros))
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -439,6 +442,42 @@ impl RunnerStore for PostgresStore {
             .await?;
         tx.commit().await?;
         Ok((before.map(|s| s.state), runs))
+    }
+
+    async fn list_connectors(&self, org: &OrgId) -> Result<Vec<(ConnectorName, ConnectorState)>> {
+        let sql = format!("SELECT {STATE_COLUMNS} WHERE org_id = $1 ORDER BY name COLLATE \"C\"");
+        let rows = sqlx::query(&sql)
+            .bind(org.as_str())
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let name: String = row.try_get("name")?;
+                let name = ConnectorName::parse(&name).map_err(corrupt)?;
+                Ok((name, stored_from_row(row)?.state))
+            })
+            .collect()
+    }
+
+    async fn request_run(
+        &self,
+        org: &OrgId,
+        connector: &ConnectorName,
+        now: Timestamp,
+    ) -> Result<ConnectorState> {
+        let row = sqlx::query(
+            "UPDATE connectors SET run_requested_at = COALESCE(run_requested_at, $1), \
+             updated_at = $1 WHERE org_id = $2 AND name = $3 RETURNING name",
+        )
+        .bind(to_micros(now))
+        .bind(org.as_str())
+        .bind(connector.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        if row.is_none() {
+            return Err(StoreError::NotFound(format!("connector {connector}")));
+        }
+        self.connector_state(org, connector).await
     }
 
     async fn list_runs(

@@ -16,8 +16,9 @@ use crate::runner_state::{
 };
 use crate::store::{Result, RunnerStore, StoreError, corrupt, from_micros, to_micros};
 
-const STATE_COLUMNS: &str = "cursor, enabled, consecutive_failures, last_run_started, \
-     last_run_ended, last_error, lease_holder, lease_slot, lease_expires_at FROM connectors";
+const STATE_COLUMNS: &str = "name, cursor, enabled, consecutive_failures, last_run_started, \
+     last_run_ended, last_error, lease_holder, lease_slot, lease_expires_at, run_requested_at \
+     FROM connectors";
 
 /// Runs kept per connector in the run log; older ones are deleted as new ones come.
 pub const RUNS_KEPT: u32 = 1_000;
@@ -66,6 +67,7 @@ fn stored_from_row(row: &SqliteRow) -> Result<Stored> {
             last_run_ended: opt_micros(row.get("last_run_ended"))?,
             last_error: row.get("last_error"),
             unfinished_slot: opt_micros(row.get("lease_slot"))?,
+            run_requested_at: opt_micros(row.get("run_requested_at"))?,
         },
         lease_holder: row.get("lease_holder"),
         lease_slot: row.get("lease_slot"),
@@ -312,7 +314,7 @@ impl RunnerStore for SqliteStore {
         sqlx::query(
             "UPDATE connectors SET cursor = ?, enabled = ?, consecutive_failures = ?, \
              last_run_started = ?, last_run_ended = ?, last_error = ?, lease_holder = NULL, \
-             lease_slot = NULL, lease_expires_at = NULL, updated_at = ? \
+             lease_slot = NULL, lease_expires_at = NULL, run_requested_at = ?, updated_at = ? \
              WHERE org_id = ? AND name = ?",
         )
         .bind(s.cursor.as_deref())
@@ -321,6 +323,7 @@ impl RunnerStore for SqliteStore {
         .bind(s.last_run_started.map(to_micros))
         .bind(s.last_run_ended.map(to_micros))
         .bind(s.last_error.as_deref())
+        .bind(s.run_requested_at.map(to_micros))
         .bind(to_micros(now))
         .bind(org.as_str())
         .bind(connector.as_str())
@@ -421,6 +424,47 @@ impl RunnerStore for SqliteStore {
             .await?;
         tx.commit().await?;
         Ok((before.map(|s| s.state), runs))
+    }
+
+    async fn list_connectors(&self, org: &OrgId) -> Result<Vec<(ConnectorName, ConnectorState)>> {
+        let sql = format!("SELECT {STATE_COLUMNS} WHERE org_id = ? ORDER BY name");
+        let rows = sqlx::query(&sql)
+            .bind(org.as_str())
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let name = ConnectorName::parse(row.get::<&str, _>("name")).map_err(corrupt)?;
+                Ok((name, stored_from_row(row)?.state))
+            })
+            .collect()
+    }
+
+    async fn request_run(
+        &self,
+        org: &OrgId,
+        connector: &ConnectorName,
+        now: Timestamp,
+    ) -> Result<ConnectorState> {
+        let mut tx = self.write().await?;
+        let done = sqlx::query(
+            "UPDATE connectors SET run_requested_at = COALESCE(run_requested_at, ?1), \
+             updated_at = ?1 WHERE org_id = ?2 AND name = ?3",
+        )
+        .bind(to_micros(now))
+        .bind(org.as_str())
+        .bind(connector.as_str())
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("connector {connector}")));
+        }
+        let state = stored(&mut tx, org, connector)
+            .await?
+            .map(|s| s.state)
+            .unwrap_or_default();
+        tx.commit().await?;
+        Ok(state)
     }
 
     async fn list_runs(
