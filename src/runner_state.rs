@@ -140,6 +140,11 @@ impl LeaseTtl {
     }
 }
 
+/// How long a run asked for (`Runner.RequestRun`) waits for a runner: past it, runners
+/// leave it (its slot, the time it was asked, would be an old "now" for the run's
+/// periods), and asking again asks afresh.
+pub const RUN_REQUEST_TTL_SECS: i64 = 15 * 60;
+
 /// A connector's state. A connector the server has never seen has the default one:
 /// enabled, no cursor, no failures.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -153,7 +158,9 @@ pub struct ConnectorState {
     /// A slot leased and never reported: its runner stopped or died mid-run.
     pub unfinished_slot: Option<Timestamp>,
     /// When someone asked for a run now (the web console's "Run now"); the next runner
-    /// that polls runs it by hand, and its report clears this.
+    /// that polls runs it by hand, and the report of any run of a later slot (but a
+    /// backfill's) clears this. Runners leave a request older than
+    /// [`RUN_REQUEST_TTL_SECS`] to the next scheduled run.
     pub run_requested_at: Option<Timestamp>,
 }
 
@@ -249,8 +256,10 @@ impl ConnectorState {
             unfinished_slot: None,
             ..self.clone()
         };
-        // A run by hand of a slot at or after the request is the run asked for.
-        if report.manual
+        // A run of a slot at or after the request (by hand, as asked, or scheduled, or a
+        // slot taken up again) pulls what there was when it was asked: the request is
+        // answered. A backfill pulls a past range: it answers nothing.
+        if report.backfill.is_none()
             && self
                 .run_requested_at
                 .is_some_and(|asked| asked <= report.slot)
@@ -333,20 +342,23 @@ mod tests {
     }
 
     #[test]
-    fn a_requested_run_is_cleared_by_a_manual_run_of_a_later_slot_only() {
+    fn a_requested_run_is_cleared_by_a_run_of_a_later_slot_but_not_by_a_backfill() {
         let t = Timestamp::UNIX_EPOCH;
         let asked = ConnectorState {
             run_requested_at: Some(t),
             ..ConnectorState::default()
         };
-        let scheduled = report(None, None);
-        assert_eq!(asked.after(&scheduled).state.run_requested_at, Some(t));
         let earlier = RunReport {
             manual: true,
             slot: t - SignedDuration::from_secs(1),
             ..report(None, None)
         };
         assert_eq!(asked.after(&earlier).state.run_requested_at, Some(t));
+        let backfill = RunReport {
+            backfill: Some("2026-03-01..2026-03-07".into()),
+            ..report(None, None)
+        };
+        assert_eq!(asked.after(&backfill).state.run_requested_at, Some(t));
         let manual = RunReport {
             manual: true,
             ..report(Some("503"), None)
@@ -355,6 +367,12 @@ mod tests {
             asked.after(&manual).state.run_requested_at,
             None,
             "a failed run is still the run asked for: its error is in the log"
+        );
+        let scheduled = report(None, None);
+        assert_eq!(
+            asked.after(&scheduled).state.run_requested_at,
+            None,
+            "a slot taken up again or scheduled at the time answers it too"
         );
     }
 

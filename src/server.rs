@@ -166,7 +166,10 @@ impl Application {
         let grpc = Acceptor::new(grpc, Port::Grpc, grpc_limits, ending.clone());
 
         let draining = ending.draining.clone();
-        let console = crate::console::router(state.clone());
+        // Live console pages hold a connection each: at most half of the HTTP port's, so
+        // /healthz, /metrics and the console's other pages always have room.
+        let live_pages = (config.limits.max_http_connections / 2).max(1);
+        let console = crate::console::router(state.clone(), live_pages);
         let router =
             crate::http::router(store, health, config.limits.metrics_stream_series, console);
         let http_server = axum::serve(

@@ -262,6 +262,7 @@ pub async fn credential(
             textarea #credential.credential readonly rows="3" spellcheck="false" { (secret) }
             p.actions {
                 a.button #download download=(credential_file_name(&handout.stream_name))
+                    data-download-from="credential"
                     href={ "data:application/octet-stream;base64," (data) } { "Download credential" }
                 button type="button" data-copy="credential" hidden { "Copy" }
             }

@@ -19,6 +19,22 @@ use crate::proto::runner_server::Runner;
 /// Runs the connector page shows.
 const RUNS_SHOWN: u32 = 50;
 
+/// What a path segment keeps as it is; a connector name may hold any other character
+/// (`/`, `?`, `#`, spaces), escaped.
+const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
+/// The console address of a connector's page.
+fn page_of(name: &str) -> String {
+    format!(
+        "/console/connectors/{}",
+        percent_encoding::utf8_percent_encode(name, SEGMENT)
+    )
+}
+
 fn time(ts: Option<&prost_types::Timestamp>) -> Markup {
     match ts.and_then(crate::signature::timestamp) {
         Some(at) => local_time(at),
@@ -96,7 +112,7 @@ pub async fn list(State(console): State<Console>, signed_in: SignedIn) -> Respon
                 tbody {
                     @for c in &connectors {
                         tr {
-                            td { a href={ "/console/connectors/" (c.connector) } { (c.connector) }
+                            td { a href=(page_of(&c.connector)) { (c.connector) }
                                 @if c.run_requested_at.is_some() { span.category { "run asked" } } }
                             td { (state_badge(c)) }
                             td { code { (c.cursor.as_deref().unwrap_or("—")) } }
@@ -125,7 +141,12 @@ pub async fn connector(
     };
     // The API answers a default state for any name; the console has pages only for the
     // connectors the server keeps something of (in the user's organisation).
-    match console.state.store.list_connectors(&who.org_id).await {
+    match console
+        .state
+        .store
+        .list_connectors(&who.org_id, false)
+        .await
+    {
         Ok(known) if known.iter().any(|(n, _)| n.as_str() == name) => {}
         Ok(_) => {
             return refused(
@@ -148,7 +169,7 @@ pub async fn connector(
         Ok(runs) => runs.into_inner().runs,
         Err(status) => return refused(&console.state, &status),
     };
-    let base = format!("/console/connectors/{name}");
+    let base = page_of(&name);
     let csrf = signed_in.csrf_field();
     let markup = live_layout(
         &name,
@@ -221,7 +242,7 @@ pub async fn connector(
 }
 
 fn connector_page(name: &str) -> Response {
-    Redirect::to(&format!("/console/connectors/{name}")).into_response()
+    Redirect::to(&page_of(name)).into_response()
 }
 
 pub async fn run_now(

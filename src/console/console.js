@@ -61,8 +61,14 @@
         });
     }
     var source = new EventSource(address);
+    var opened = false;
     source.addEventListener("change", refresh);
-    source.addEventListener("open", function () { document.body.classList.add("live"); });
+    source.addEventListener("open", function () {
+      document.body.classList.add("live");
+      // Opened again after a break: what changed meanwhile was not told.
+      if (opened) refresh();
+      opened = true;
+    });
     source.addEventListener("error", function () {
       document.body.classList.remove("live");
       // Refused (the server is busy, the session ended): reload now and then instead.
@@ -70,9 +76,21 @@
     });
   }
 
+  // A download link whose file is made here from the text shown, so the secret is in no
+  // address the browser keeps (its download list shows a blob: address that is gone
+  // with the page).
+  function downloads() {
+    document.querySelectorAll("a[data-download-from]").forEach(function (link) {
+      var source = document.getElementById(link.getAttribute("data-download-from"));
+      if (!source || !window.URL || !window.Blob) return;
+      link.href = URL.createObjectURL(new Blob([source.value.trim() + "\n"], { type: "application/octet-stream" }));
+    });
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
     localTimes(document);
     copyButtons();
+    downloads();
     var address = document.body.getAttribute("data-live");
     if (address && window.EventSource) follow(address);
   });

@@ -5,10 +5,13 @@
 //! another server). The page's script then fetches the page again and swaps its live
 //! region.
 //!
-//! Bounded like `Query.Watch`: at most [`MAX_LIVE`] open at once (past it the page
-//! falls back to reloading), a queue of [`QUEUE_POINTS`] points each, the session and
-//! the read access checked again at least every [`RECHECK`], and each one ended after
-//! [`LIFETIME`] (the browser opens it again by itself) or when the server shuts down.
+//! Bounded like `Query.Watch`: at most half of `limits.max_http_connections` open at
+//! once (past it the page falls back to reloading now and then), a queue of
+//! [`QUEUE_POINTS`] points each, the session and the read access checked again at
+//! least every [`RECHECK`], and each one ended after [`LIFETIME`] (below the HTTP
+//! port's idle timeout, which an open event stream does not hold off; the browser opens
+//! it again by itself, and the page fetches itself then, for what changed meanwhile) or
+//! when the server shuts down.
 
 use std::convert::Infallible;
 use std::time::{Duration, Instant};
@@ -26,17 +29,15 @@ use crate::access::Access;
 use crate::ids::StreamId;
 use crate::ingest::watchers::{Next, Subscription};
 
-/// Live pages open at once, at most, per server.
-pub const MAX_LIVE: usize = 1_000;
 /// Points a live page may have queued; past it the page is told to reload, and the
 /// events end (its next connection starts afresh).
 const QUEUE_POINTS: usize = 10_000;
 /// How often the session and the access are checked again while nothing arrives.
 const RECHECK: Duration = Duration::from_secs(30);
 /// How long one connection lasts at most.
-const LIFETIME: Duration = Duration::from_secs(3_600);
+const LIFETIME: Duration = Duration::from_secs(240);
 /// How often a live connector page reads the connector's state.
-pub const POLL: Duration = Duration::from_secs(2);
+const POLL: Duration = Duration::from_secs(3);
 
 fn busy() -> Response {
     error_page(
@@ -46,8 +47,10 @@ fn busy() -> Response {
     )
 }
 
+/// The event that tells the page to fetch itself again. It carries data: a browser
+/// does not dispatch an event without any.
 fn change() -> Event {
-    Event::default().event("change").data("")
+    Event::default().event("change").data("changed")
 }
 
 pub async fn events(
@@ -185,44 +188,70 @@ pub async fn connector_events(
         Ok(state) => state,
         Err(status) => return refused(&console.state, &status),
     };
-    let started = Instant::now();
-    let name = std::sync::Arc::new(name);
-    let events = futures::stream::unfold(
-        (console, signed_in, seen, permit, false),
-        move |(console, mut signed_in, mut seen, permit, over)| {
-            let name = name.clone();
-            async move {
-                if over {
-                    return None;
-                }
-                loop {
-                    tokio::select! {
-                        () = tokio::time::sleep(POLL) => {}
-                        () = console.state.stopping.cancelled() => return None,
-                    }
-                    if started.elapsed() >= LIFETIME
-                        || signed_in_still(&console, &mut signed_in).await == Some(false)
-                    {
-                        return None;
-                    }
-                    match connectors::state_of(&console, &signed_in.who, &name).await {
-                        Ok(state) if state != seen => {
-                            seen = state;
-                            let next = (console, signed_in, seen, permit, false);
-                            return Some((Ok::<_, Infallible>(change()), next));
-                        }
-                        Ok(_) => {}
-                        // No longer allowed, or the connector was forgotten: the page says so.
-                        Err(status) if status.code() != tonic::Code::Unavailable => {
-                            return Some((Ok(change()), (console, signed_in, seen, permit, true)));
-                        }
-                        Err(_) => {}
-                    }
-                }
-            }
-        },
-    );
+    let live = ConnectorLive {
+        console,
+        signed_in,
+        name,
+        seen,
+        _permit: permit,
+        started: Instant::now(),
+        checked: Instant::now(),
+        over: false,
+    };
+    let events = futures::stream::unfold(live, |mut live| async move {
+        let event = live.next().await?;
+        Some((Ok::<_, Infallible>(event), live))
+    });
     Sse::new(events)
         .keep_alive(KeepAlive::default())
         .into_response()
+}
+
+struct ConnectorLive {
+    console: Console,
+    signed_in: SignedIn,
+    name: String,
+    /// The state the page shows.
+    seen: crate::proto::ConnectorState,
+    _permit: OwnedSemaphorePermit,
+    started: Instant,
+    checked: Instant,
+    over: bool,
+}
+
+impl ConnectorLive {
+    /// The next event to send; `None` when the events are over.
+    async fn next(&mut self) -> Option<Event> {
+        if self.over {
+            return None;
+        }
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(POLL) => {}
+                () = self.console.state.stopping.cancelled() => return None,
+            }
+            if self.started.elapsed() >= LIFETIME {
+                return None;
+            }
+            if self.checked.elapsed() >= RECHECK {
+                self.checked = Instant::now();
+                if signed_in_still(&self.console, &mut self.signed_in).await == Some(false) {
+                    return None;
+                }
+            }
+            match connectors::state_of(&self.console, &self.signed_in.who, &self.name).await {
+                Ok(state) if state != self.seen => {
+                    self.seen = state;
+                    return Some(change());
+                }
+                Ok(_) => {}
+                Err(status) if status.code() == tonic::Code::Unavailable => {}
+                // No longer allowed: the page, fetched again, says so; the events end.
+                Err(_) => {
+                    self.over = true;
+                    return Some(change());
+                }
+            }
+        }
+    }
 }

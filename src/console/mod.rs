@@ -43,8 +43,9 @@ pub const SIGN_IN_COOKIE: &str = "kpistream_sign_in";
 /// Largest form the console reads.
 const MAX_FORM_BYTES: usize = 16 * 1024;
 
-/// The Content-Security-Policy of every console answer: the console's own stylesheet,
-/// images drawn inline, forms posted to itself, no script, no framing.
+/// The Content-Security-Policy of every console answer: the console's own stylesheet
+/// and script (no inline script, no eval), images drawn inline, requests and forms to
+/// itself only, no framing.
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 /// What the console's handlers share.
@@ -56,19 +57,21 @@ pub struct Console {
     pub admin: Arc<AdminService>,
     pub query: Arc<QueryService>,
     pub runner: Arc<RunnerService>,
-    /// Live pages (server-sent events) open at once, at most.
+    /// Live pages (server-sent events) open at once, at most (half the HTTP port's
+    /// `limits.max_http_connections`).
     pub live: Arc<tokio::sync::Semaphore>,
 }
 
-/// The console's routes, to merge into the HTTP port's router.
-pub fn router(state: AppState) -> Router {
+/// The console's routes, to merge into the HTTP port's router; at most `live_pages`
+/// live pages (server-sent events) open at once.
+pub fn router(state: AppState, live_pages: usize) -> Router {
     let console = Console {
         admin: Arc::new(AdminService::new(state.clone())),
         query: Arc::new(QueryService::new(state.clone())),
         runner: Arc::new(RunnerService::new(state.clone())),
         state,
         sessions: Arc::default(),
-        live: Arc::new(tokio::sync::Semaphore::new(live::MAX_LIVE)),
+        live: Arc::new(tokio::sync::Semaphore::new(live_pages)),
     };
     Router::new()
         .route("/", get(|| async { Redirect::to("/console") }))

@@ -427,12 +427,14 @@ pub async fn overview(
         "Streams",
         Some(&signed_in),
         html! {
-            h1 { "Streams" }
+            div.title {
+                h1 { "Streams" }
+                @if who.role != crate::auth::Role::Runner { a.button href="/console/streams/new" { "New stream" } }
+            }
             p.summary {
                 (streams.len()) " stream(s)"
                 @if stale > 0 { ", " strong.stale-count { (stale) " stale" } }
                 ". Times are in your time zone; each stream's periods follow its own."
-                @if who.role != crate::auth::Role::Runner { " " a.button href="/console/streams/new" { "New stream" } }
             }
             form.filters method="get" action="/console" {
                 label { "Name " input type="search" name="q" value=(query.q); }

@@ -132,13 +132,19 @@ impl Sessions {
             .remove(&key(id));
     }
 
-    /// Keeps `handout` for the session `id`'s next look at it (replacing any other).
+    /// Keeps `handout` for the session `id`'s next look at it (replacing any other; past
+    /// [`MAX_SESSIONS`] kept, the one closest to its end makes room).
     pub fn hand_out(&self, id: &str, handout: Handout) {
         let now = Timestamp::now();
         let mut handouts = self.handouts.lock().expect("handouts lock");
         handouts.retain(|_, h| h.until > now);
-        if handouts.len() >= MAX_SESSIONS {
-            return;
+        if handouts.len() >= MAX_SESSIONS
+            && let Some(soonest) = handouts
+                .iter()
+                .min_by_key(|(_, h)| h.until)
+                .map(|(k, _)| *k)
+        {
+            handouts.remove(&soonest);
         }
         handouts.insert(key(id), handout);
     }

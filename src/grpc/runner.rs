@@ -404,10 +404,12 @@ impl Runner for RunnerService {
         self.state
             .reply(async {
                 let who = self.state.runner(&request, "list connectors").await?;
-                let mut connectors = self.state.store.list_connectors(&who.org_id).await?;
-                if request.get_ref().requested_only {
-                    connectors.retain(|(_, s)| s.run_requested_at.is_some());
-                }
+                let requested_only = request.get_ref().requested_only;
+                let mut connectors = self
+                    .state
+                    .store
+                    .list_connectors(&who.org_id, requested_only)
+                    .await?;
                 connectors.truncate(MAX_CONNECTORS_LISTED);
                 Ok(proto::ListConnectorsResponse {
                     connectors: connectors

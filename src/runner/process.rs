@@ -3,7 +3,7 @@
 //! times, takes up slots a dead runner left unfinished, serves its own `/metrics`, and
 //! on SIGTERM lets running connectors finish the page in hand, report, and exits.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -77,6 +77,22 @@ struct Scheduled {
     next: Option<Timestamp>,
 }
 
+/// How often a runner asks the server for the runs asked for by hand, and how long it
+/// waits for the answer.
+const REQUEST_POLL: Duration = Duration::from_secs(2);
+const REQUEST_POLL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The runs asked for by hand that this runner took up.
+struct Requests {
+    polled: tokio::time::Instant,
+    /// (connector, requested time) of each request this runner started a run for: a
+    /// request is run once here, whatever came of it (a failed run is in the log; a run
+    /// the server could not hear of is taken up again as any slot is).
+    taken: HashSet<(String, Timestamp)>,
+    /// The server answered UNIMPLEMENTED: it is older than this runner.
+    unsupported: bool,
+}
+
 /// Most missed slots `catch_up = "all"` runs; older ones are dropped, saying so.
 pub const MAX_CATCH_UP_SLOTS: usize = 1_000;
 
@@ -143,15 +159,20 @@ pub async fn run(
         catch_up: HashMap::new(),
         running: HashMap::new(),
         tasks: JoinSet::new(),
+        requests: Requests {
+            polled: tokio::time::Instant::now() - REQUEST_POLL,
+            taken: HashSet::new(),
+            unsupported: false,
+        },
     };
     tokio::pin!(shutdown);
     let mut last_check = tokio::time::Instant::now() - config.reload_every;
     loop {
         if last_check.elapsed() >= config.reload_every {
             scheduler.reload_if_changed().await;
-            scheduler.take_requests().await;
             last_check = tokio::time::Instant::now();
         }
+        scheduler.take_requests().await;
         scheduler.fire_due().await;
         let wait = scheduler.wait(config.reload_every.saturating_sub(last_check.elapsed()));
         tokio::select! {
@@ -185,6 +206,7 @@ struct Scheduler {
     /// Connector name → the slot it is running.
     running: HashMap<String, Timestamp>,
     tasks: JoinSet<(String, Timestamp, Result<Outcome, tonic::Status>)>,
+    requests: Requests,
 }
 
 impl Scheduler {
@@ -372,23 +394,50 @@ impl Scheduler {
     }
 
     /// Starts the runs asked for on the server by hand (the web console's "Run now") of
-    /// the connectors this runner has and is not running. The requested time is the
-    /// run's slot, so of several runners polling, one leases it; its report clears the
-    /// request.
+    /// the connectors this runner has and is not running, each request once. The
+    /// requested time is the run's slot, so of several runners polling, one leases it;
+    /// the report clears the request. A request older than `RUN_REQUEST_TTL_SECS` is
+    /// left to the next scheduled run. Bounded in time, so a server that does not
+    /// answer never holds the schedule up.
     async fn take_requests(&mut self) {
+        if self.requests.unsupported || self.requests.polled.elapsed() < REQUEST_POLL {
+            return;
+        }
+        self.requests.polled = tokio::time::Instant::now();
         let request = proto::ListConnectorsRequest {
             requested_only: true,
         };
-        let asked = match self.env.client.runner().list_connectors(request).await {
-            Ok(answer) => answer.into_inner().connectors,
-            Err(status) => {
+        let answer = tokio::time::timeout(
+            REQUEST_POLL_TIMEOUT,
+            self.env.client.runner().list_connectors(request),
+        )
+        .await;
+        let asked = match answer {
+            Ok(Ok(answer)) => answer.into_inner().connectors,
+            Ok(Err(status)) if status.code() == tonic::Code::Unimplemented => {
+                tracing::warn!(
+                    "the server does not know runs asked for by hand (an older version): this runner does not poll for them"
+                );
+                self.requests.unsupported = true;
+                return;
+            }
+            Ok(Err(status)) => {
                 tracing::debug!(
                     "the runs asked for on the server cannot be read: {}",
                     status.message()
                 );
                 return;
             }
+            Err(_) => {
+                tracing::debug!(
+                    "the server did not list the runs asked for within {REQUEST_POLL_TIMEOUT:?}"
+                );
+                return;
+            }
         };
+        let now = Timestamp::now();
+        let ttl = jiff::SignedDuration::from_secs(crate::runner_state::RUN_REQUEST_TTL_SECS);
+        let mut taken = HashSet::new();
         for state in asked {
             let Some(slot) = state
                 .run_requested_at
@@ -397,7 +446,18 @@ impl Scheduler {
             else {
                 continue;
             };
-            if self.running.contains_key(&state.connector) {
+            let key = (state.connector.clone(), slot);
+            if self.requests.taken.contains(&key) {
+                taken.insert(key);
+                continue;
+            }
+            let held = state
+                .unfinished_slot
+                .as_ref()
+                .and_then(crate::signature::timestamp)
+                == Some(slot);
+            if held || now.duration_since(slot) > ttl || self.running.contains_key(&state.connector)
+            {
                 continue;
             }
             let Some(scheduled) = self.loaded.get(&state.connector) else {
@@ -406,7 +466,10 @@ impl Scheduler {
             tracing::info!(connector = %state.connector, %slot, "a run was asked for on the server: running it");
             let job = scheduled.job.clone();
             self.spawn(job, slot, Trigger::Manual);
+            taken.insert(key);
         }
+        // Only the requests still listed are remembered.
+        self.requests.taken = taken;
     }
 
     /// Starts every run that is due.
@@ -538,6 +601,9 @@ impl Scheduler {
     fn wait(&self, until_reload: Duration) -> Duration {
         let now = Timestamp::now();
         let mut wait = until_reload;
+        if !self.requests.unsupported {
+            wait = wait.min(REQUEST_POLL.saturating_sub(self.requests.polled.elapsed()));
+        }
         if !self.resumes.is_empty() {
             wait = wait.min(Duration::from_secs(1));
         }

@@ -190,7 +190,7 @@ macro_rules! store_contract {
                 a_report_on_an_expired_lease_nobody_took_is_accepted,
                 failed_reports_keep_the_cursor_and_disable_at_the_limit,
                 a_manual_success_recovers_a_disabled_connector,
-                a_requested_run_is_listed_until_a_manual_run_of_a_later_slot_reports,
+                a_requested_run_is_listed_until_a_run_of_its_slot_reports,
                 enabling_a_connector_resets_its_failures,
                 runs_are_listed_newest_first_up_to_the_limit,
                 the_run_log_keeps_each_connectors_newest_runs,

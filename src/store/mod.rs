@@ -271,10 +271,16 @@ pub trait RunnerStore: Send + Sync + 'static {
         connector: &ConnectorName,
         now: Timestamp,
     ) -> Result<(Option<ConnectorState>, u64)>;
-    /// Every connector the server keeps state of, by name, with its state.
-    async fn list_connectors(&self, org: &OrgId) -> Result<Vec<(ConnectorName, ConnectorState)>>;
-    /// Asks the runners for a run of `connector` now (kept if one is asked already);
-    /// returns the state after. `NotFound` for a connector the server keeps nothing of.
+    /// Every connector the server keeps state of (or only those with a run asked for),
+    /// by name, with its state.
+    async fn list_connectors(
+        &self,
+        org: &OrgId,
+        requested_only: bool,
+    ) -> Result<Vec<(ConnectorName, ConnectorState)>>;
+    /// Asks the runners for a run of `connector` now (the request already there is
+    /// kept, unless older than `RUN_REQUEST_TTL_SECS`); returns the state after.
+    /// `NotFound` for a connector the server keeps nothing of.
     async fn request_run(
         &self,
         org: &OrgId,

@@ -388,9 +388,7 @@ pub async fn a_manual_success_recovers_a_disabled_connector(store: &dyn Store) {
     assert!(state(store, &org).await.enabled);
 }
 
-pub async fn a_requested_run_is_listed_until_a_manual_run_of_a_later_slot_reports(
-    store: &dyn Store,
-) {
+pub async fn a_requested_run_is_listed_until_a_run_of_its_slot_reports(store: &dyn Store) {
     let org = new_org(store, "Acme").await;
     let other = new_org(store, "Globex").await;
     let missing = store.request_run(&org.id, &connector("crm"), at(1)).await;
@@ -407,7 +405,11 @@ pub async fn a_requested_run_is_listed_until_a_manual_run_of_a_later_slot_report
         .unwrap();
     assert_eq!(asked.run_requested_at, Some(slot(2)));
     let again = store
-        .request_run(&org.id, &connector("crm"), slot(3))
+        .request_run(
+            &org.id,
+            &connector("crm"),
+            slot(2) + SignedDuration::from_secs(60),
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -415,25 +417,23 @@ pub async fn a_requested_run_is_listed_until_a_manual_run_of_a_later_slot_report
         Some(slot(2)),
         "the first request is kept"
     );
-    let listed = store.list_connectors(&org.id).await.unwrap();
+    let listed = store.list_connectors(&org.id, false).await.unwrap();
     let names: Vec<&str> = listed.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(names, ["crm", "erp"], "by name, of its organisation only");
     assert_eq!(listed[0].1.run_requested_at, Some(slot(2)));
     assert_eq!(listed[1].1.run_requested_at, None);
-    let theirs = store.list_connectors(&other.id).await.unwrap();
+    let theirs = store.list_connectors(&other.id, false).await.unwrap();
     assert_eq!(
         theirs[0].1.run_requested_at, None,
         "another organisation's crm"
     );
 
-    // A scheduled run does not answer the request; a run by hand of its slot does.
-    run(
-        store,
-        &org,
-        "crm",
-        &report("r1", slot(2) + SignedDuration::from_secs(1)),
-    )
-    .await;
+    // A backfill does not answer the request; the run by hand of its slot does.
+    let backfill = RunReport {
+        backfill: Some("2026-01-01..2026-01-02".into()),
+        ..report("r1", slot(2) + SignedDuration::from_secs(1))
+    };
+    run(store, &org, "crm", &backfill).await;
     assert_eq!(state(store, &org).await.run_requested_at, Some(slot(2)));
     let manual = RunReport {
         manual: true,
@@ -442,6 +442,30 @@ pub async fn a_requested_run_is_listed_until_a_manual_run_of_a_later_slot_report
     let done = run(store, &org, "crm", &manual).await;
     assert_eq!(done.state.run_requested_at, None);
     assert_eq!(state(store, &org).await.run_requested_at, None);
+    let requested = store.list_connectors(&org.id, true).await.unwrap();
+    assert!(requested.is_empty(), "{requested:?}");
+
+    // A request nobody took up within its time is asked afresh.
+    let ttl = SignedDuration::from_secs(crate::runner_state::RUN_REQUEST_TTL_SECS);
+    let asked = store
+        .request_run(&org.id, &connector("erp"), slot(3))
+        .await
+        .unwrap();
+    assert_eq!(asked.run_requested_at, Some(slot(3)));
+    let kept = store
+        .request_run(&org.id, &connector("erp"), slot(3) + ttl)
+        .await
+        .unwrap();
+    assert_eq!(kept.run_requested_at, Some(slot(3)), "not yet too old");
+    let late = slot(3) + ttl + SignedDuration::from_secs(1);
+    let again = store
+        .request_run(&org.id, &connector("erp"), late)
+        .await
+        .unwrap();
+    assert_eq!(again.run_requested_at, Some(late));
+    let requested = store.list_connectors(&org.id, true).await.unwrap();
+    let names: Vec<&str> = requested.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["erp"], "only those with a request");
 }
 
 pub async fn enabling_a_connector_resets_its_failures(store: &dyn Store) {

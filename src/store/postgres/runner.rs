@@ -13,8 +13,8 @@ use sqlx::{Postgres, Row, Transaction};
 use super::PostgresStore;
 use crate::ids::OrgId;
 use crate::runner_state::{
-    ConnectorName, ConnectorState, LeaseOutcome, LeaseTtl, ReportOutcome, RunRecord, RunReport,
-    RunnerId,
+    ConnectorName, ConnectorState, LeaseOutcome, LeaseTtl, RUN_REQUEST_TTL_SECS, ReportOutcome,
+    RunRecord, RunReport, RunnerId,
 };
 use crate::store::shared::{opt_micros, unique};
 use crate::store::{Result, RunnerStore, StoreError, corrupt, from_micros, to_micros};
@@ -444,10 +444,18 @@ impl RunnerStore for PostgresStore {
         Ok((before.map(|s| s.state), runs))
     }
 
-    async fn list_connectors(&self, org: &OrgId) -> Result<Vec<(ConnectorName, ConnectorState)>> {
-        let sql = format!("SELECT {STATE_COLUMNS} WHERE org_id = $1 ORDER BY name COLLATE \"C\"");
+    async fn list_connectors(
+        &self,
+        org: &OrgId,
+        requested_only: bool,
+    ) -> Result<Vec<(ConnectorName, ConnectorState)>> {
+        let sql = format!(
+            "SELECT {STATE_COLUMNS} WHERE org_id = $1 \
+             AND (NOT $2 OR run_requested_at IS NOT NULL) ORDER BY name COLLATE \"C\""
+        );
         let rows = sqlx::query(&sql)
             .bind(org.as_str())
+            .bind(requested_only)
             .fetch_all(&self.pool)
             .await?;
         rows.iter()
@@ -466,12 +474,15 @@ impl RunnerStore for PostgresStore {
         now: Timestamp,
     ) -> Result<ConnectorState> {
         let row = sqlx::query(
-            "UPDATE connectors SET run_requested_at = COALESCE(run_requested_at, $1), \
-             updated_at = $1 WHERE org_id = $2 AND name = $3 RETURNING name",
+            "UPDATE connectors SET run_requested_at = CASE \
+             WHEN run_requested_at IS NULL OR run_requested_at < $4 THEN $1 \
+             ELSE run_requested_at END, updated_at = $1 WHERE org_id = $2 AND name = $3 \
+             RETURNING name",
         )
         .bind(to_micros(now))
         .bind(org.as_str())
         .bind(connector.as_str())
+        .bind(to_micros(now) - RUN_REQUEST_TTL_SECS * 1_000_000)
         .fetch_optional(&self.pool)
         .await?;
         if row.is_none() {

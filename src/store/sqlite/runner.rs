@@ -11,8 +11,8 @@ use sqlx::{Row, Sqlite, Transaction};
 use super::{SqliteStore, opt_micros, unique};
 use crate::ids::OrgId;
 use crate::runner_state::{
-    ConnectorName, ConnectorState, LeaseOutcome, LeaseTtl, ReportOutcome, RunRecord, RunReport,
-    RunnerId,
+    ConnectorName, ConnectorState, LeaseOutcome, LeaseTtl, RUN_REQUEST_TTL_SECS, ReportOutcome,
+    RunRecord, RunReport, RunnerId,
 };
 use crate::store::{Result, RunnerStore, StoreError, corrupt, from_micros, to_micros};
 
@@ -426,10 +426,18 @@ impl RunnerStore for SqliteStore {
         Ok((before.map(|s| s.state), runs))
     }
 
-    async fn list_connectors(&self, org: &OrgId) -> Result<Vec<(ConnectorName, ConnectorState)>> {
-        let sql = format!("SELECT {STATE_COLUMNS} WHERE org_id = ? ORDER BY name");
+    async fn list_connectors(
+        &self,
+        org: &OrgId,
+        requested_only: bool,
+    ) -> Result<Vec<(ConnectorName, ConnectorState)>> {
+        let sql = format!(
+            "SELECT {STATE_COLUMNS} WHERE org_id = ?1 \
+             AND (NOT ?2 OR run_requested_at IS NOT NULL) ORDER BY name"
+        );
         let rows = sqlx::query(&sql)
             .bind(org.as_str())
+            .bind(requested_only)
             .fetch_all(&self.pool)
             .await?;
         rows.iter()
@@ -448,12 +456,14 @@ impl RunnerStore for SqliteStore {
     ) -> Result<ConnectorState> {
         let mut tx = self.write().await?;
         let done = sqlx::query(
-            "UPDATE connectors SET run_requested_at = COALESCE(run_requested_at, ?1), \
-             updated_at = ?1 WHERE org_id = ?2 AND name = ?3",
+            "UPDATE connectors SET run_requested_at = CASE \
+             WHEN run_requested_at IS NULL OR run_requested_at < ?4 THEN ?1 \
+             ELSE run_requested_at END, updated_at = ?1 WHERE org_id = ?2 AND name = ?3",
         )
         .bind(to_micros(now))
         .bind(org.as_str())
         .bind(connector.as_str())
+        .bind(to_micros(now) - RUN_REQUEST_TTL_SECS * 1_000_000)
         .execute(&mut *tx)
         .await?;
         if done.rows_affected() == 0 {
