@@ -505,8 +505,8 @@ async fn an_admin_and_a_member_use_the_console_in_a_real_browser() {
     assert_eq!(names, ["Support tickets", "Daily active users"]);
     assert_eq!(
         text_of(&phone, "header nav a").await,
-        ["Streams"],
-        "no connectors for a member"
+        ["Streams", "People"],
+        "no connectors, categories or audit log for a member"
     );
     phone
         .goto(&format!("{base}/console/streams/{signups}"))

@@ -124,6 +124,10 @@ async fn no_page_answers_without_a_session_and_every_answer_carries_the_policy()
         "/console/connectors".to_owned(),
         "/console/connectors/erp".to_owned(),
         "/console/connectors/erp/events".to_owned(),
+        "/console/people".to_owned(),
+        "/console/categories".to_owned(),
+        "/console/audit".to_owned(),
+        "/console/tokens/tok_x/secret".to_owned(),
     ] {
         let path = path.as_str();
         let response = browser.get(path).await;
@@ -389,7 +393,7 @@ async fn a_session_sees_only_its_grants_and_another_organisations_stream_is_not_
 }
 
 /// The console's forms, each posted to a stream's or a connector's path.
-const FORMS: [&str; 11] = [
+const FORMS: [&str; 19] = [
     "/console/streams",
     "/console/streams/{id}/keys",
     "/console/streams/{id}/keys/revoke",
@@ -401,6 +405,14 @@ const FORMS: [&str; 11] = [
     "/console/connectors/erp/run",
     "/console/connectors/erp/enable",
     "/console/connectors/erp/disable",
+    "/console/people",
+    "/console/people/role",
+    "/console/people/delete",
+    "/console/teams",
+    "/console/teams/members",
+    "/console/tokens",
+    "/console/tokens/revoke",
+    "/console/categories",
 ];
 
 #[tokio::test(flavor = "multi_thread")]
@@ -423,6 +435,9 @@ async fn every_form_without_the_session_csrf_token_is_refused_and_changes_nothin
         let path = form.replace("{id}", &id);
         let fields = [
             ("name", "Forged"),
+            ("role", "admin"),
+            ("team", "forged"),
+            ("user", "admin"),
             ("frequency", "daily"),
             ("value_type", "number"),
             ("key_id", key.as_str()),
@@ -469,6 +484,10 @@ async fn every_form_without_the_session_csrf_token_is_refused_and_changes_nothin
     assert_eq!(keys.len(), 1, "no key rotated");
     assert!(keys[0].revoked_at.is_none(), "none revoked");
     assert_eq!(admin.grants(&id).await.unwrap(), grants_before, "no grant");
+    let users = admin.users(0).await.unwrap();
+    assert_eq!(users.len(), 1, "no user added: {users:?}");
+    assert!(admin.teams().await.unwrap().is_empty(), "no team");
+    assert!(admin.categories().await.unwrap().is_empty(), "no category");
 }
 
 /// The `href` of the page's credential download link, decoded.
@@ -713,4 +732,163 @@ async fn an_admin_creates_a_stream_whose_credential_is_shown_once_then_rotates_r
             "{action} in {actions:?}"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_admin_manages_people_tokens_and_categories_and_reads_the_audit_log() {
+    let server = TestServer::start();
+    let admin = server.client().await;
+    let mut ada = Browser::new(&server);
+    ada.sign_in(&server.token).await;
+    let page = ada.get("/console/people").await;
+    assert_eq!(page.status(), StatusCode::OK);
+    let csrf = hidden_csrf(&page.text().await.unwrap());
+    let post = |path: &'static str, fields: Vec<(&'static str, &'static str)>| {
+        let mut fields = fields;
+        fields.push(("csrf", Box::leak(csrf.clone().into_boxed_str())));
+        (path, fields)
+    };
+    for (path, fields) in [
+        post(
+            "/console/people",
+            vec![("name", "grace"), ("role", "member")],
+        ),
+        post("/console/teams", vec![("team", "growth")]),
+        post(
+            "/console/teams/members",
+            vec![("team", "growth"), ("user", "grace"), ("change", "add")],
+        ),
+        post("/console/categories", vec![("name", "Finance")]),
+        post(
+            "/console/categories/rename",
+            vec![("name", "Finance"), ("new_name", "Money")],
+        ),
+    ] {
+        let answer = ada.post(path, &fields).await;
+        assert_eq!(
+            answer.status(),
+            StatusCode::SEE_OTHER,
+            "{path}: {:?}",
+            answer.text().await
+        );
+    }
+    let users = admin.users(0).await.unwrap();
+    assert!(
+        users
+            .iter()
+            .any(|u| u.name == "grace" && u.role == "member"),
+        "{users:?}"
+    );
+    let teams = admin.teams().await.unwrap();
+    assert_eq!(
+        (teams[0].name.as_str(), teams[0].members.clone()),
+        ("growth", vec!["grace".to_owned()])
+    );
+    let categories = admin.categories().await.unwrap();
+    assert_eq!(categories[0].name, "Money");
+    let duplicate = ada
+        .post(
+            "/console/people",
+            &[("name", "grace"), ("role", "member"), ("csrf", &csrf)],
+        )
+        .await;
+    assert!(duplicate.status().is_client_error(), "{duplicate:?}");
+    assert!(
+        duplicate.text().await.unwrap().contains("grace"),
+        "the API's sentence"
+    );
+
+    // A token for grace: shown once; it signs her in; revoked, her session ends.
+    let created = ada
+        .post(
+            "/console/tokens",
+            &[
+                ("name", "laptop"),
+                ("user", "grace"),
+                ("expires", "2099-01-31"),
+                ("csrf", &csrf),
+            ],
+        )
+        .await;
+    assert_eq!(created.status(), StatusCode::SEE_OTHER);
+    let shown_at = created.headers()[LOCATION].to_str().unwrap().to_owned();
+    let token_id = shown_at
+        .strip_prefix("/console/tokens/")
+        .and_then(|rest| rest.strip_suffix("/secret"))
+        .expect("to the token's page")
+        .to_owned();
+    let page = ada.get(&shown_at).await.text().await.unwrap();
+    let secret = downloaded_credential(&page);
+    assert!(secret.starts_with("kpit_"), "{secret}");
+    assert_eq!(
+        ada.get(&shown_at).await.status(),
+        StatusCode::GONE,
+        "shown once"
+    );
+    let mut grace = Browser::new(&server);
+    assert!(redirects_to(&grace.sign_in(&secret).await, "/console"));
+    let hers = grace.get("/console/people").await.text().await.unwrap();
+    assert!(
+        hers.contains("laptop") && hers.contains(&token_id),
+        "her token"
+    );
+    assert!(
+        !hers.contains("Add user") && !hers.contains("/console/people/delete"),
+        "a member manages no one"
+    );
+    assert_eq!(
+        grace.get("/console/audit").await.status(),
+        StatusCode::FORBIDDEN
+    );
+    let revoked = ada
+        .post(
+            "/console/tokens/revoke",
+            &[("id", &token_id), ("csrf", &csrf)],
+        )
+        .await;
+    assert!(redirects_to(&revoked, "/console/people"));
+    assert!(
+        redirects_to(&grace.get("/console").await, "/console/sign-in"),
+        "her session ended"
+    );
+
+    // The audit log, filtered by target.
+    let log = ada
+        .get("/console/audit?target=grace")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        log.contains("user.created") && !log.contains("team.member_added"),
+        "{log}"
+    );
+    assert!(!log.contains("category.renamed"), "only what targets grace");
+    let all = ada
+        .get("/console/audit?actor=admin")
+        .await
+        .text()
+        .await
+        .unwrap();
+    for action in [
+        "user.created",
+        "team.member_added",
+        "team.created",
+        "token.created",
+        "token.revoked",
+        "category.renamed",
+    ] {
+        assert!(all.contains(action), "{action}");
+    }
+    let bad = ada.get("/console/audit?since=yesterday").await;
+    assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+
+    let deleted = ada
+        .post(
+            "/console/categories/delete",
+            &[("name", "Money"), ("csrf", &csrf)],
+        )
+        .await;
+    assert!(redirects_to(&deleted, "/console/categories"));
+    assert!(admin.categories().await.unwrap().is_empty());
 }

@@ -164,16 +164,9 @@ pub async fn create_stream(
             let (Some(stream), Some(key)) = (created.stream, created.key) else {
                 return refused(&console.state, &Status::internal("no stream in the answer"));
             };
-            hand_out(
-                &console,
-                &signed_in,
-                Handout::new(
-                    stream.id.clone(),
-                    stream.name,
-                    key.key_id,
-                    SecretString::from(created.credential),
-                ),
-            )
+            let handout =
+                credential_handout(stream.id, &stream.name, key.key_id, created.credential);
+            hand_out(&console, &signed_in, handout)
         }
         // What the user can fix in the form: a field, a category that does not exist.
         Err(status)
@@ -201,12 +194,25 @@ pub async fn create_stream(
 // ----------------------------------------------------------------------------------
 // A credential, shown once
 
-/// Keeps a new credential for its one showing and sends the browser to it (so a reload
-/// of the page after the form shows nothing again and creates nothing twice).
-fn hand_out(console: &Console, signed_in: &SignedIn, handout: Handout) -> Response {
-    let to = format!("/console/streams/{}/credential", handout.stream_id);
+/// Keeps a new secret for its one showing and sends the browser to it (so a reload of
+/// the page after the form shows nothing again and creates nothing twice).
+pub fn hand_out(console: &Console, signed_in: &SignedIn, handout: Handout) -> Response {
+    let to = handout.shown_at.clone();
     console.sessions.hand_out(&signed_in.id, handout);
     Redirect::to(&to).into_response()
+}
+
+/// A stream's new credential, for its page.
+fn credential_handout(stream_id: String, name: &str, key_id: String, secret: String) -> Handout {
+    Handout::new(
+        stream_id.clone(),
+        format!("Credential of {name}"),
+        vec![("Stream", stream_id.clone()), ("Key", key_id)],
+        credential_file_name(name),
+        (format!("/console/streams/{stream_id}"), name.to_owned()),
+        format!("/console/streams/{stream_id}/credential"),
+        SecretString::from(secret),
+    )
 }
 
 /// A stream's name as a file name: `weekly-active-users.kpik`.
@@ -235,38 +241,58 @@ pub async fn credential(
     signed_in: SignedIn,
     Path(id): Path<String>,
 ) -> Response {
-    let Some(handout) = console.sessions.take_handout(&signed_in.id, &id) else {
+    show_secret(
+        &console,
+        &signed_in,
+        &id,
+        "Rotate the stream's key to get a new one.",
+        html! {
+            "Whoever holds this credential can publish to the stream; keep it in a file only its program can read (mode 0600). Publish with it: "
+            code { "kpistream publish --credential FILE --period 2026-11-30 --value 42" }
+        },
+    )
+}
+
+/// The page that shows a secret kept for this session about `subject`, once.
+pub fn show_secret(
+    console: &Console,
+    signed_in: &SignedIn,
+    subject: &str,
+    again: &str,
+    usage: Markup,
+) -> Response {
+    let Some(handout) = console.sessions.take_handout(&signed_in.id, subject) else {
         return error_page(
             StatusCode::GONE,
             "Shown already",
-            "A credential is shown once, on the page after it was made. Rotate the stream's key to get a new one.",
+            &format!("A secret is shown once, on the page after it was made. {again}"),
         );
     };
-    let secret = handout.credential.expose_secret();
+    let secret = handout.secret.expose_secret();
     let data = base64::engine::general_purpose::STANDARD.encode(format!("{secret}\n"));
+    let (back, back_text) = &handout.back;
     let markup = layout(
-        "Credential",
-        Some(&signed_in),
+        &handout.title,
+        Some(signed_in),
         html! {
-            p.back { a href={ "/console/streams/" (handout.stream_id) } { "← " (handout.stream_name) } }
-            h1 { "Credential of " (handout.stream_name) }
+            p.back { a href=(back) { "← " (back_text) } }
+            h1 { (handout.title) }
             p.warning role="alert" {
                 strong { "Save it now: it will not be shown again." }
-                " The server keeps only the public half of the key. Whoever holds this credential can publish to the stream; keep it in a file only its program can read (mode 0600)."
+                " The server keeps only what checks it, never the secret itself."
             }
             dl.facts {
-                dt { "Stream" } dd { code { (handout.stream_id) } }
-                dt { "Key" } dd { code { (handout.key_id) } }
+                @for (name, value) in &handout.facts { dt { (name) } dd { code { (value) } } }
             }
-            label for="credential" { "Credential" }
+            label for="credential" { "Secret" }
             textarea #credential.credential readonly rows="3" spellcheck="false" { (secret) }
             p.actions {
-                a.button #download download=(credential_file_name(&handout.stream_name))
+                a.button #download download=(handout.file_name)
                     data-download-from="credential"
-                    href={ "data:application/octet-stream;base64," (data) } { "Download credential" }
+                    href={ "data:application/octet-stream;base64," (data) } { "Download" }
                 button type="button" data-copy="credential" hidden { "Copy" }
             }
-            p { "Publish with it: " code { "kpistream publish --credential FILE --period 2026-11-30 --value 42" } }
+            p { (usage) }
         },
     );
     page(StatusCode::OK, markup)
@@ -298,16 +324,13 @@ pub async fn rotate_key(
         Ok(rotated) => {
             let rotated = rotated.into_inner();
             let key_id = rotated.key.map(|k| k.key_id).unwrap_or_default();
-            hand_out(
-                &console,
-                &signed_in,
-                Handout::new(
-                    stream.id.to_string(),
-                    stream.definition.name,
-                    key_id,
-                    SecretString::from(rotated.credential),
-                ),
-            )
+            let handout = credential_handout(
+                stream.id.to_string(),
+                &stream.definition.name,
+                key_id,
+                rotated.credential,
+            );
+            hand_out(&console, &signed_in, handout)
         }
         Err(status) => refused(&console.state, &status),
     }

@@ -16,6 +16,7 @@ mod admin;
 mod chart;
 mod connectors;
 mod live;
+mod org;
 mod pages;
 pub mod session;
 
@@ -116,6 +117,22 @@ pub fn router(state: AppState, live_pages: usize) -> Router {
             "/console/connectors/{name}/disable",
             post(connectors::disable),
         )
+        .route("/console/people", get(org::people).post(org::create_user))
+        .route("/console/people/role", post(org::set_role))
+        .route("/console/people/delete", post(org::delete_user))
+        .route("/console/teams", post(org::create_team))
+        .route("/console/teams/delete", post(org::delete_team))
+        .route("/console/teams/members", post(org::team_member))
+        .route("/console/tokens", post(org::create_token))
+        .route("/console/tokens/revoke", post(org::revoke_token))
+        .route("/console/tokens/{id}/secret", get(org::token_secret))
+        .route(
+            "/console/categories",
+            get(org::categories).post(org::create_category),
+        )
+        .route("/console/categories/rename", post(org::rename_category))
+        .route("/console/categories/delete", post(org::delete_category))
+        .route("/console/audit", get(org::audit))
         .route(
             "/console/sign-in",
             get(pages::sign_in_page).post(pages::sign_in),

@@ -70,7 +70,14 @@ fn frame(
                         nav {
                             a href="/console" { "Streams" }
                             @if s.who.reads_every_stream() {
-                                " " a href="/console/connectors" { "Connectors" }
+                                a href="/console/connectors" { "Connectors" }
+                            }
+                            @if s.who.role != crate::auth::Role::Runner {
+                                a href="/console/people" { "People" }
+                            }
+                            @if s.who.is_admin() {
+                                a href="/console/categories" { "Categories" }
+                                a href="/console/audit" { "Audit log" }
                             }
                         }
                         form.sign-out method="post" action="/console/sign-out" {

@@ -54,29 +54,44 @@ impl std::fmt::Debug for Session {
 /// How long a new credential waits for its one showing.
 const HANDOUT_MINUTES: i64 = 10;
 
-/// A credential just made (a stream created, a key rotated), kept for the one page that
-/// shows it, at most one per session.
+/// A secret just made (a stream's credential when it is created or its key rotated, a
+/// token), kept for the one page that shows it, at most one per session.
 pub struct Handout {
-    pub stream_id: String,
-    pub stream_name: String,
-    pub key_id: String,
-    pub credential: SecretString,
+    /// What the secret is for (a stream's id, a token's id): the page's address names it.
+    pub subject: String,
+    /// The page's title and heading.
+    pub title: String,
+    /// What the page says about it (the stream, the key; the token, its user).
+    pub facts: Vec<(&'static str, String)>,
+    /// The name of the file it downloads as.
+    pub file_name: String,
+    /// Where the page leads back to, and the link's text.
+    pub back: (String, String),
+    /// The address of the page that shows it.
+    pub shown_at: String,
+    pub secret: SecretString,
     until: Timestamp,
 }
 
 impl Handout {
     pub fn new(
-        stream_id: String,
-        stream_name: String,
-        key_id: String,
-        credential: SecretString,
+        subject: String,
+        title: String,
+        facts: Vec<(&'static str, String)>,
+        file_name: String,
+        back: (String, String),
+        shown_at: String,
+        secret: SecretString,
     ) -> Self {
         let now = Timestamp::now();
         Self {
-            stream_id,
-            stream_name,
-            key_id,
-            credential,
+            subject,
+            title,
+            facts,
+            file_name,
+            back,
+            shown_at,
+            secret,
             until: now
                 .checked_add(SignedDuration::from_mins(HANDOUT_MINUTES))
                 .unwrap_or(now),
@@ -149,13 +164,13 @@ impl Sessions {
         handouts.insert(key(id), handout);
     }
 
-    /// The credential kept for session `id` and stream `stream_id`, once.
-    pub fn take_handout(&self, id: &str, stream_id: &str) -> Option<Handout> {
+    /// The secret kept for session `id` about `subject`, once.
+    pub fn take_handout(&self, id: &str, subject: &str) -> Option<Handout> {
         let mut handouts = self.handouts.lock().expect("handouts lock");
         let k = key(id);
         let fits = handouts
             .get(&k)
-            .is_some_and(|h| h.stream_id == stream_id && h.until > Timestamp::now());
+            .is_some_and(|h| h.subject == subject && h.until > Timestamp::now());
         if fits { handouts.remove(&k) } else { None }
     }
 }
@@ -195,15 +210,18 @@ mod tests {
         let handout = |stream: &str| {
             Handout::new(
                 stream.into(),
-                "WAU".into(),
-                "k1".into(),
+                "Credential of WAU".into(),
+                vec![("Key", "k1".into())],
+                "wau.kpik".into(),
+                ("/console".into(), "Streams".into()),
+                "/console/streams/s1/credential".into(),
                 SecretString::from("kpik1.secret"),
             )
         };
         sessions.hand_out(&id, handout("s1"));
         assert!(sessions.take_handout("another", "s1").is_none());
         assert!(sessions.take_handout(&id, "s2").is_none());
-        assert_eq!(sessions.take_handout(&id, "s1").unwrap().key_id, "k1");
+        assert_eq!(sessions.take_handout(&id, "s1").unwrap().facts[0].1, "k1");
         assert!(sessions.take_handout(&id, "s1").is_none(), "shown once");
         sessions.hand_out(&id, handout("s1"));
         sessions.close(&id);
