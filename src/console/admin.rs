@@ -355,14 +355,8 @@ pub async fn revoke_key(
         stream_id: id.clone(),
         key_id: form.key_id,
     };
-    match console
-        .admin
-        .revoke_key(Authenticated::request(&signed_in.who, request))
-        .await
-    {
-        Ok(_) => stream_page(&id),
-        Err(status) => refused(&console.state, &status),
-    }
+    api!(console, admin, signed_in, revoke_key, request);
+    stream_page(&id)
 }
 
 pub async fn disable(
@@ -370,16 +364,11 @@ pub async fn disable(
     Path(id): Path<String>,
     Posted { signed_in, .. }: Posted<NoFields>,
 ) -> Response {
-    let request = Authenticated::request(
-        &signed_in.who,
-        proto::StreamRef {
-            stream_id: id.clone(),
-        },
-    );
-    match console.admin.disable_stream(request).await {
-        Ok(_) => stream_page(&id),
-        Err(status) => refused(&console.state, &status),
-    }
+    let request = proto::StreamRef {
+        stream_id: id.clone(),
+    };
+    api!(console, admin, signed_in, disable_stream, request);
+    stream_page(&id)
 }
 
 pub async fn enable(
@@ -387,16 +376,11 @@ pub async fn enable(
     Path(id): Path<String>,
     Posted { signed_in, .. }: Posted<NoFields>,
 ) -> Response {
-    let request = Authenticated::request(
-        &signed_in.who,
-        proto::StreamRef {
-            stream_id: id.clone(),
-        },
-    );
-    match console.admin.enable_stream(request).await {
-        Ok(_) => stream_page(&id),
-        Err(status) => refused(&console.state, &status),
-    }
+    let request = proto::StreamRef {
+        stream_id: id.clone(),
+    };
+    api!(console, admin, signed_in, enable_stream, request);
+    stream_page(&id)
 }
 
 pub async fn delete_page(
@@ -471,11 +455,9 @@ pub async fn delete(
             StatusCode::BAD_REQUEST,
         );
     }
-    let request = Authenticated::request(&signed_in.who, proto::StreamRef { stream_id: id });
-    match console.admin.delete_stream(request).await {
-        Ok(_) => Redirect::to("/console").into_response(),
-        Err(status) => refused(&console.state, &status),
-    }
+    let request = proto::StreamRef { stream_id: id };
+    api!(console, admin, signed_in, delete_stream, request);
+    Redirect::to("/console").into_response()
 }
 
 #[derive(Deserialize)]
@@ -512,14 +494,8 @@ pub async fn add_grant(
         stream_id: id.clone(),
         grant: form.spec(),
     };
-    match console
-        .admin
-        .add_grant(Authenticated::request(&signed_in.who, request))
-        .await
-    {
-        Ok(_) => stream_page(&id),
-        Err(status) => refused(&console.state, &status),
-    }
+    api!(console, admin, signed_in, add_grant, request);
+    stream_page(&id)
 }
 
 #[derive(Deserialize)]
@@ -536,14 +512,8 @@ pub async fn remove_grant(
         stream_id: id.clone(),
         grant: form.grantee,
     };
-    match console
-        .admin
-        .remove_grant(Authenticated::request(&signed_in.who, request))
-        .await
-    {
-        Ok(_) => stream_page(&id),
-        Err(status) => refused(&console.state, &status),
-    }
+    api!(console, admin, signed_in, remove_grant, request);
+    stream_page(&id)
 }
 
 // ----------------------------------------------------------------------------------

@@ -88,14 +88,7 @@ pub async fn list(State(console): State<Console>, signed_in: SignedIn) -> Respon
     let request = proto::ListConnectorsRequest {
         requested_only: false,
     };
-    let connectors = match console
-        .runner
-        .list_connectors(Authenticated::request(&signed_in.who, request))
-        .await
-    {
-        Ok(answer) => answer.into_inner().connectors,
-        Err(status) => return refused(&console.state, &status),
-    };
+    let connectors = api!(console, runner, signed_in, list_connectors, request).connectors;
     let markup = layout(
         "Connectors",
         Some(&signed_in),
@@ -161,14 +154,7 @@ pub async fn connector(
         limit: RUNS_SHOWN,
         page_token: String::new(),
     };
-    let runs = match console
-        .runner
-        .list_runs(Authenticated::request(who, runs))
-        .await
-    {
-        Ok(runs) => runs.into_inner().runs,
-        Err(status) => return refused(&console.state, &status),
-    };
+    let runs = api!(console, runner, signed_in, list_runs, runs).runs;
     let base = page_of(&name);
     let csrf = signed_in.csrf_field();
     let markup = live_layout(
@@ -253,14 +239,8 @@ pub async fn run_now(
     let request = proto::ConnectorRef {
         connector: name.clone(),
     };
-    match console
-        .runner
-        .request_run(Authenticated::request(&signed_in.who, request))
-        .await
-    {
-        Ok(_) => connector_page(&name),
-        Err(status) => refused(&console.state, &status),
-    }
+    api!(console, runner, signed_in, request_run, request);
+    connector_page(&name)
 }
 
 async fn set_enabled(
@@ -273,14 +253,8 @@ async fn set_enabled(
         connector: name.to_owned(),
         enabled,
     };
-    match console
-        .runner
-        .set_enabled(Authenticated::request(&signed_in.who, request))
-        .await
-    {
-        Ok(_) => connector_page(name),
-        Err(status) => refused(&console.state, &status),
-    }
+    api!(console, runner, signed_in, set_enabled, request);
+    connector_page(name)
 }
 
 pub async fn enable(

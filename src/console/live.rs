@@ -47,6 +47,14 @@ fn busy() -> Response {
     )
 }
 
+/// `events` as a server-sent event stream, with comments to keep it open.
+fn event_stream(events: impl futures::Stream<Item = Event> + Send + 'static) -> Response {
+    use futures::StreamExt;
+    Sse::new(events.map(Ok::<_, Infallible>))
+        .keep_alive(KeepAlive::default())
+        .into_response()
+}
+
 /// The event that tells the page to fetch itself again. It carries data: a browser
 /// does not dispatch an event without any.
 fn change() -> Event {
@@ -86,13 +94,10 @@ pub async fn events(
         checked: Instant::now(),
         over: false,
     };
-    let events = futures::stream::unfold(live, |mut live| async move {
+    event_stream(futures::stream::unfold(live, |mut live| async move {
         let event = live.next().await?;
-        Some((Ok::<_, Infallible>(event), live))
-    });
-    Sse::new(events)
-        .keep_alive(KeepAlive::default())
-        .into_response()
+        Some((event, live))
+    }))
 }
 
 struct Live {
@@ -198,13 +203,10 @@ pub async fn connector_events(
         checked: Instant::now(),
         over: false,
     };
-    let events = futures::stream::unfold(live, |mut live| async move {
+    event_stream(futures::stream::unfold(live, |mut live| async move {
         let event = live.next().await?;
-        Some((Ok::<_, Infallible>(event), live))
-    });
-    Sse::new(events)
-        .keep_alive(KeepAlive::default())
-        .into_response()
+        Some((event, live))
+    }))
 }
 
 struct ConnectorLive {

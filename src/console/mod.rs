@@ -12,6 +12,25 @@
 //! a strict Content-Security-Policy, and a stream of another organisation answers as
 //! one that does not exist. `docs/console.md`.
 
+/// Calls the gRPC handler `$call` of the console's `$service` (`admin`, `query`,
+/// `runner`) for the signed-in user with `$message`: its answer, or (returned from the
+/// calling handler) the page of the API's refusal.
+macro_rules! api {
+    ($console:expr, $service:ident, $signed_in:expr, $call:ident, $message:expr) => {
+        match $console
+            .$service
+            .$call($crate::grpc::Authenticated::request(
+                &$signed_in.who,
+                $message,
+            ))
+            .await
+        {
+            Ok(answer) => answer.into_inner(),
+            Err(status) => return $crate::console::pages::refused(&$console.state, &status),
+        }
+    };
+}
+
 mod admin;
 mod chart;
 mod connectors;

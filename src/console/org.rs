@@ -15,7 +15,6 @@ use super::admin::{hand_out, show_secret};
 use super::pages::{layout, local_time, page, refused};
 use super::session::Handout;
 use super::{Console, Posted, SignedIn};
-use crate::grpc::Authenticated;
 use crate::proto;
 use crate::proto::stream_admin_server::StreamAdmin;
 
@@ -33,35 +32,29 @@ fn back_to(path: &str) -> Response {
     Redirect::to(path).into_response()
 }
 
-/// Calls `call` with the signed-in user's request of `message`; its answer, or the
-/// page of the API's refusal.
-macro_rules! api {
-    ($console:expr, $signed_in:expr, $call:ident, $message:expr) => {
-        match $console
-            .admin
-            .$call(Authenticated::request(&$signed_in.who, $message))
-            .await
-        {
-            Ok(answer) => answer.into_inner(),
-            Err(status) => return refused(&$console.state, &status),
-        }
-    };
-}
-
 // ----------------------------------------------------------------------------------
 // People: users, teams, tokens
 
 pub async fn people(State(console): State<Console>, signed_in: SignedIn) -> Response {
     let users = api!(
         console,
+        admin,
         signed_in,
         list_users,
         proto::ListUsersRequest::default()
     )
     .users;
-    let teams = api!(console, signed_in, list_teams, proto::ListTeamsRequest {}).teams;
+    let teams = api!(
+        console,
+        admin,
+        signed_in,
+        list_teams,
+        proto::ListTeamsRequest {}
+    )
+    .teams;
     let tokens = api!(
         console,
+        admin,
         signed_in,
         list_tokens,
         proto::ListTokensRequest::default()
@@ -213,7 +206,7 @@ pub async fn create_user(
         name: form.name,
         role: form.role,
     };
-    api!(console, signed_in, create_user, request);
+    api!(console, admin, signed_in, create_user, request);
     back_to("/console/people")
 }
 
@@ -225,7 +218,7 @@ pub async fn set_role(
         name: form.name,
         role: form.role,
     };
-    api!(console, signed_in, set_user_role, request);
+    api!(console, admin, signed_in, set_user_role, request);
     back_to("/console/people")
 }
 
@@ -235,6 +228,7 @@ pub async fn delete_user(
 ) -> Response {
     api!(
         console,
+        admin,
         signed_in,
         delete_user,
         proto::UserRef { name: form.name }
@@ -257,6 +251,7 @@ pub async fn create_team(
 ) -> Response {
     api!(
         console,
+        admin,
         signed_in,
         create_team,
         proto::TeamRef { name: form.team }
@@ -270,6 +265,7 @@ pub async fn delete_team(
 ) -> Response {
     api!(
         console,
+        admin,
         signed_in,
         delete_team,
         proto::TeamRef { name: form.team }
@@ -286,9 +282,9 @@ pub async fn team_member(
         user: form.user,
     };
     if form.change == "remove" {
-        api!(console, signed_in, remove_team_member, request);
+        api!(console, admin, signed_in, remove_team_member, request);
     } else {
-        api!(console, signed_in, add_team_member, request);
+        api!(console, admin, signed_in, add_team_member, request);
     }
     back_to("/console/people")
 }
@@ -327,7 +323,7 @@ pub async fn create_token(
         user: form.user,
         expires_at,
     };
-    let created = api!(console, signed_in, create_token, request);
+    let created = api!(console, admin, signed_in, create_token, request);
     let Some(token) = created.token else {
         return refused(
             &console.state,
@@ -374,6 +370,7 @@ pub async fn revoke_token(
 ) -> Response {
     api!(
         console,
+        admin,
         signed_in,
         revoke_token,
         proto::RevokeTokenRequest { id: form.id }
@@ -387,6 +384,7 @@ pub async fn revoke_token(
 pub async fn categories(State(console): State<Console>, signed_in: SignedIn) -> Response {
     let categories = api!(
         console,
+        admin,
         signed_in,
         list_categories,
         proto::ListCategoriesRequest {}
@@ -451,7 +449,7 @@ pub async fn create_category(
     Posted { signed_in, form }: Posted<CategoryForm>,
 ) -> Response {
     let request = proto::CreateCategoryRequest { name: form.name };
-    api!(console, signed_in, create_category, request);
+    api!(console, admin, signed_in, create_category, request);
     back_to("/console/categories")
 }
 
@@ -463,7 +461,7 @@ pub async fn rename_category(
         name: form.name,
         new_name: form.new_name,
     };
-    api!(console, signed_in, rename_category, request);
+    api!(console, admin, signed_in, rename_category, request);
     back_to("/console/categories")
 }
 
@@ -472,7 +470,7 @@ pub async fn delete_category(
     Posted { signed_in, form }: Posted<CategoryForm>,
 ) -> Response {
     let request = proto::DeleteCategoryRequest { name: form.name };
-    api!(console, signed_in, delete_category, request);
+    api!(console, admin, signed_in, delete_category, request);
     back_to("/console/categories")
 }
 
@@ -521,7 +519,7 @@ pub async fn audit(
         limit: AUDIT_PAGE,
         page_token: query.page.clone(),
     };
-    let answer = api!(console, signed_in, list_audit, request);
+    let answer = api!(console, admin, signed_in, list_audit, request);
     let older = (!answer.next_page_token.is_empty()).then(|| {
         format!(
             "/console/audit?actor={}&target={}&since={}&page={}",

@@ -622,27 +622,16 @@ pub async fn revisions(
         to: period.clone(),
         ..Default::default()
     };
-    let point = match console
-        .query
-        .list_points(crate::grpc::Authenticated::request(&signed_in.who, point))
-        .await
-    {
-        Ok(points) => points.into_inner().points.into_iter().next(),
-        Err(status) => return refused(state, &status),
-    };
+    let point = api!(console, query, signed_in, list_points, point)
+        .points
+        .into_iter()
+        .next();
     let request = crate::proto::ListRevisionsRequest {
         stream_id: id.clone(),
         period: period.clone(),
         ..Default::default()
     };
-    let revisions = match console
-        .query
-        .list_revisions(crate::grpc::Authenticated::request(&signed_in.who, request))
-        .await
-    {
-        Ok(revisions) => revisions.into_inner().revisions,
-        Err(status) => return refused(state, &status),
-    };
+    let revisions = api!(console, query, signed_in, list_revisions, request).revisions;
     let def = &stream.definition;
     let time = |t: Option<prost_types::Timestamp>| {
         t.and_then(|t| Timestamp::new(t.seconds, t.nanos).ok())
