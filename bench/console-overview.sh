@@ -19,6 +19,9 @@ if [[ -z "$bin" ]]; then
     cargo build --release --quiet
     bin="$PWD/target/release/kpistream"
 fi
+# The script works in a folder of its own: a relative path is made absolute first.
+bin="$(realpath "$bin")"
+[[ -x "$bin" ]] || { echo "no kpistream binary at $bin" >&2; exit 1; }
 work="$(mktemp -d -t kpistream-console-XXXXXX)"
 server_pid=""
 cleanup() {
