@@ -393,7 +393,7 @@ async fn a_session_sees_only_its_grants_and_another_organisations_stream_is_not_
 }
 
 /// The console's forms, each posted to a stream's or a connector's path.
-const FORMS: [&str; 19] = [
+const FORMS: [&str; 22] = [
     "/console/streams",
     "/console/streams/{id}/keys",
     "/console/streams/{id}/keys/revoke",
@@ -413,6 +413,9 @@ const FORMS: [&str; 19] = [
     "/console/tokens",
     "/console/tokens/revoke",
     "/console/categories",
+    "/console/categories/rename",
+    "/console/categories/delete",
+    "/console/teams/delete",
 ];
 
 #[tokio::test(flavor = "multi_thread")]
@@ -819,6 +822,12 @@ async fn an_admin_manages_people_tokens_and_categories_and_reads_the_audit_log()
         .to_owned();
     let page = ada.get(&shown_at).await.text().await.unwrap();
     let secret = downloaded_credential(&page);
+    assert!(page.contains("download=\"laptop.token\""), "{page}");
+    let people = ada.get("/console/people").await.text().await.unwrap();
+    assert!(
+        people.contains(&format!("Revoke token {token_id}")),
+        "an admin sees and revokes everyone's tokens"
+    );
     assert!(secret.starts_with("kpit_"), "{secret}");
     assert_eq!(
         ada.get(&shown_at).await.status(),

@@ -208,15 +208,15 @@ fn credential_handout(stream_id: String, name: &str, key_id: String, secret: Str
         stream_id.clone(),
         format!("Credential of {name}"),
         vec![("Stream", stream_id.clone()), ("Key", key_id)],
-        credential_file_name(name),
+        file_name(name, "kpik"),
         (format!("/console/streams/{stream_id}"), name.to_owned()),
         format!("/console/streams/{stream_id}/credential"),
         SecretString::from(secret),
     )
 }
 
-/// A stream's name as a file name: `weekly-active-users.kpik`.
-fn credential_file_name(name: &str) -> String {
+/// A name as a file name with `extension`: `weekly-active-users.kpik`.
+pub fn file_name(name: &str, extension: &str) -> String {
     let slug: String = name
         .chars()
         .map(|c| {
@@ -232,8 +232,8 @@ fn credential_file_name(name: &str) -> String {
         .filter(|part| !part.is_empty())
         .collect::<Vec<_>>()
         .join("-");
-    let slug = if slug.is_empty() { "stream" } else { &slug };
-    format!("{slug}.kpik")
+    let slug = if slug.is_empty() { "secret" } else { &slug };
+    format!("{slug}.{extension}")
 }
 
 pub async fn credential(

@@ -15,6 +15,7 @@ use super::{Console, NoFields, Posted, SignedIn};
 use crate::grpc::Authenticated;
 use crate::proto;
 use crate::proto::runner_server::Runner;
+use crate::runner_state::RUN_REQUEST_TTL_SECS;
 
 /// Runs the connector page shows.
 const RUNS_SHOWN: u32 = 50;
@@ -71,6 +72,30 @@ fn trigger(run: &proto::Run) -> String {
     }
 }
 
+/// Where a run asked for by hand stands.
+enum Request {
+    None,
+    Waiting(jiff::Timestamp),
+    /// Older than runners take up (`RUN_REQUEST_TTL_SECS`).
+    Expired(jiff::Timestamp),
+}
+
+fn request_of(state: &proto::ConnectorState) -> Request {
+    let Some(at) = state
+        .run_requested_at
+        .as_ref()
+        .and_then(crate::signature::timestamp)
+    else {
+        return Request::None;
+    };
+    let age = jiff::Timestamp::now().duration_since(at);
+    if age > jiff::SignedDuration::from_secs(RUN_REQUEST_TTL_SECS) {
+        Request::Expired(at)
+    } else {
+        Request::Waiting(at)
+    }
+}
+
 fn state_badge(state: &proto::ConnectorState) -> Markup {
     let (class, text) = if !state.enabled {
         ("disabled", "disabled")
@@ -106,7 +131,7 @@ pub async fn list(State(console): State<Console>, signed_in: SignedIn) -> Respon
                     @for c in &connectors {
                         tr {
                             td { a href=(page_of(&c.connector)) { (c.connector) }
-                                @if c.run_requested_at.is_some() { span.category { "run asked" } } }
+                                @if matches!(request_of(c), Request::Waiting(_)) { span.category { "run asked" } } }
                             td { (state_badge(c)) }
                             td { code { (c.cursor.as_deref().unwrap_or("—")) } }
                             td.num { (c.consecutive_failures) }
@@ -173,7 +198,11 @@ pub async fn connector(
                     @if !state.last_error.is_empty() { dt { "Last error" } dd.error { (state.last_error) } }
                     @if state.unfinished_slot.is_some() { dt { "Unfinished slot" } dd { (time(state.unfinished_slot.as_ref())) " (a runner stopped mid-run; it is taken up again)" } }
                     dt { "Run asked for" } dd #run-requested {
-                        @if state.run_requested_at.is_some() { (time(state.run_requested_at.as_ref())) ", waiting for a runner" } @else { "no" }
+                        @match request_of(&state) {
+                            Request::None => "no",
+                            Request::Waiting(at) => { (local_time(at)) ", waiting for a runner" }
+                            Request::Expired(at) => { (local_time(at)) ", not taken up within " (RUN_REQUEST_TTL_SECS / 60) " minutes: a runner may be down, or not have this connector; ask again" }
+                        }
                     }
                 }
                 h2 { "Runs" }

@@ -52,14 +52,13 @@ pub async fn people(State(console): State<Console>, signed_in: SignedIn) -> Resp
         proto::ListTeamsRequest {}
     )
     .teams;
-    let tokens = api!(
-        console,
-        admin,
-        signed_in,
-        list_tokens,
-        proto::ListTokensRequest::default()
-    )
-    .tokens;
+    // An admin sees every token of the organisation; a member their own.
+    let everyone = if signed_in.who.is_admin() { "*" } else { "" };
+    let tokens = proto::ListTokensRequest {
+        user: everyone.to_owned(),
+        ..Default::default()
+    };
+    let tokens = api!(console, admin, signed_in, list_tokens, tokens).tokens;
     let csrf = signed_in.csrf_field();
     let admin = signed_in.who.is_admin();
     let role_options = |current: &str| {
@@ -182,7 +181,7 @@ pub async fn people(State(console): State<Console>, signed_in: SignedIn) -> Resp
                     label { "New token named " input name="name" required maxlength="200" placeholder="laptop"; }
                     label { "for " input name="user" list="user-names" required value=(signed_in.who.name); }
                     datalist #user-names { @for u in &users { option value=(u.name) {} } }
-                    label { "expiring (optional) " input type="date" name="expires"; }
+                    label { "valid to the end of (optional, UTC) " input type="date" name="expires"; }
                     button type="submit" { "Create token" }
                 }
             }
@@ -293,7 +292,7 @@ pub async fn team_member(
 pub struct TokenForm {
     name: String,
     user: String,
-    /// A date (`2027-01-31`): the token expires at its start, UTC.
+    /// A date (`2027-01-31`): the token works to its end, UTC.
     #[serde(default)]
     expires: String,
 }
@@ -306,6 +305,7 @@ pub async fn create_token(
         "" => None,
         date => match date
             .parse::<jiff::civil::Date>()
+            .and_then(|d| d.tomorrow())
             .and_then(|d| d.to_zoned(jiff::tz::TimeZone::UTC).map(|z| z.timestamp()))
         {
             Ok(at) => Some(crate::wire::timestamp(at)),
@@ -334,7 +334,7 @@ pub async fn create_token(
         token.id.clone(),
         format!("Token {} of {}", token.name, token.user),
         vec![("Token", token.id.clone()), ("User", token.user.clone())],
-        format!("{}.token", token.name),
+        super::admin::file_name(&token.name, "token"),
         ("/console/people".to_owned(), "People".to_owned()),
         format!("/console/tokens/{}/secret", token.id),
         SecretString::from(created.secret),
@@ -391,6 +391,7 @@ pub async fn categories(State(console): State<Console>, signed_in: SignedIn) -> 
     )
     .categories;
     let csrf = signed_in.csrf_field();
+    let admin = signed_in.who.is_admin();
     let markup = layout(
         "Categories",
         Some(&signed_in),
@@ -404,18 +405,22 @@ pub async fn categories(State(console): State<Console>, signed_in: SignedIn) -> 
                             td { a href={ "/console?category=" (urlencoded(&c.name)) } { (c.name) } }
                             td.num { (c.stream_count) }
                             td {
+                                @if admin {
                                 form.inline method="post" action="/console/categories/rename" {
                                     (csrf)
                                     input type="hidden" name="name" value=(c.name);
                                     input name="new_name" required aria-label={ "New name of " (c.name) } placeholder="new name";
                                     button.secondary type="submit" { "Rename" }
                                 }
+                                }
                             }
                             td {
+                                @if admin {
                                 form.inline method="post" action="/console/categories/delete" {
                                     (csrf)
                                     input type="hidden" name="name" value=(c.name);
                                     button.secondary type="submit" aria-label={ "Delete category " (c.name) } { "Delete" }
+                                }
                                 }
                             }
                         }
@@ -423,10 +428,12 @@ pub async fn categories(State(console): State<Console>, signed_in: SignedIn) -> 
                 }
             }
             @if categories.is_empty() { p.empty { "No category yet." } }
+            @if admin {
             form.grant method="post" action="/console/categories" {
                 (csrf)
                 label { "New category " input name="name" required maxlength="200"; }
                 button type="submit" { "Add category" }
+            }
             }
         },
     );

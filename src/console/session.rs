@@ -154,6 +154,7 @@ impl Sessions {
         let mut handouts = self.handouts.lock().expect("handouts lock");
         handouts.retain(|_, h| h.until > now);
         if handouts.len() >= MAX_SESSIONS
+            && !handouts.contains_key(&key(id))
             && let Some(soonest) = handouts
                 .iter()
                 .min_by_key(|(_, h)| h.until)

@@ -82,9 +82,13 @@ struct Scheduled {
 const REQUEST_POLL: Duration = Duration::from_secs(2);
 const REQUEST_POLL_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long a runner waits before it asks again after the server did not answer.
+const REQUEST_POLL_BACKOFF: Duration = Duration::from_secs(15);
+
 /// The runs asked for by hand that this runner took up.
 struct Requests {
-    polled: tokio::time::Instant,
+    /// When to ask the server next.
+    next_poll: tokio::time::Instant,
     /// (connector, requested time) of each request this runner started a run for: a
     /// request is run once here, whatever came of it (a failed run is in the log; a run
     /// the server could not hear of is taken up again as any slot is).
@@ -160,7 +164,7 @@ pub async fn run(
         running: HashMap::new(),
         tasks: JoinSet::new(),
         requests: Requests {
-            polled: tokio::time::Instant::now() - REQUEST_POLL,
+            next_poll: tokio::time::Instant::now(),
             taken: HashSet::new(),
             unsupported: false,
         },
@@ -400,10 +404,12 @@ impl Scheduler {
     /// left to the next scheduled run. Bounded in time, so a server that does not
     /// answer never holds the schedule up.
     async fn take_requests(&mut self) {
-        if self.requests.unsupported || self.requests.polled.elapsed() < REQUEST_POLL {
+        if self.requests.unsupported || tokio::time::Instant::now() < self.requests.next_poll {
             return;
         }
-        self.requests.polled = tokio::time::Instant::now();
+        // Asked again after the answer (or after a pause, when there was none): a slow
+        // server is never asked back to back.
+        self.requests.next_poll = tokio::time::Instant::now() + REQUEST_POLL_BACKOFF;
         let request = proto::ListConnectorsRequest {
             requested_only: true,
         };
@@ -413,7 +419,10 @@ impl Scheduler {
         )
         .await;
         let asked = match answer {
-            Ok(Ok(answer)) => answer.into_inner().connectors,
+            Ok(Ok(answer)) => {
+                self.requests.next_poll = tokio::time::Instant::now() + REQUEST_POLL;
+                answer.into_inner().connectors
+            }
             Ok(Err(status)) if status.code() == tonic::Code::Unimplemented => {
                 tracing::warn!(
                     "the server does not know runs asked for by hand (an older version): this runner does not poll for them"
@@ -583,6 +592,9 @@ impl Scheduler {
             }
             Err(status) => {
                 tracing::error!(connector = %name, %slot, "the server could not be reached for this run: {}", status.message());
+                // A run asked for by hand is asked for still: the next poll takes it up
+                // again as such (a slot taken up again would skip a disabled connector).
+                self.requests.taken.remove(&(name.clone(), slot));
                 match resume {
                     Some(r) if Timestamp::now() > r.until => {
                         self.resumes.remove(&name);
@@ -602,7 +614,8 @@ impl Scheduler {
         let now = Timestamp::now();
         let mut wait = until_reload;
         if !self.requests.unsupported {
-            wait = wait.min(REQUEST_POLL.saturating_sub(self.requests.polled.elapsed()));
+            let now = tokio::time::Instant::now();
+            wait = wait.min(self.requests.next_poll.saturating_duration_since(now));
         }
         if !self.resumes.is_empty() {
             wait = wait.min(Duration::from_secs(1));
