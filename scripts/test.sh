@@ -24,13 +24,13 @@ bash scripts/browser.sh
 cargo test --doc
 # The black-box suites run a second time with every server on PostgreSQL (a schema of
 # its own each): the same behaviour, proven on both backends.
-postgres_suites=(--test ingest --test admin --test permissions --test durability --test runner_service --test watch --test readme --test notify)
+postgres_suites=(--test ingest --test admin --test permissions --test durability --test runner_service --test watch --test readme --test notify --test console --test browser)
 if cargo nextest --version >/dev/null 2>&1; then
     cargo nextest run --all-targets --no-fail-fast
     # The same build as the first run (--all-targets; a narrower selection of targets
     # unifies features differently and rebuilds half the dependencies), filtered.
     KPISTREAM_TEST_DB=postgres cargo nextest run --all-targets --no-fail-fast \
-        -E 'kind(test) & (binary(=ingest) | binary(=admin) | binary(=permissions) | binary(=durability) | binary(=runner_service) | binary(=watch) | binary(=readme) | binary(=notify))'
+        -E 'kind(test) & (binary(=ingest) | binary(=admin) | binary(=permissions) | binary(=durability) | binary(=runner_service) | binary(=watch) | binary(=readme) | binary(=notify) | binary(=console) | binary(=browser))'
 else
     echo "cargo-nextest not found: running cargo test"
     cargo test --all-targets --no-fail-fast
