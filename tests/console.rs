@@ -337,6 +337,16 @@ async fn a_session_sees_only_its_grants_and_another_organisations_stream_is_not_
         StatusCode::FORBIDDEN,
         "connectors are for admins and runners"
     );
+    let bars = member
+        .get(&format!("/console/streams/{shared}?chart=bars"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        bars.contains("class=\"bar\"") && bars.contains(&format!("{yesterday}: 1520.25")),
+        "the same values as bars"
+    );
     let ungranted = member.get(&format!("/console/streams/{private}")).await;
     assert_eq!(ungranted.status(), StatusCode::NOT_FOUND);
 

@@ -501,10 +501,18 @@ pub async fn overview(
 // ----------------------------------------------------------------------------------
 // A stream's page
 
+#[derive(Deserialize, Default)]
+pub struct StreamQuery {
+    /// `bars`, or a line.
+    #[serde(default)]
+    chart: String,
+}
+
 pub async fn stream(
     State(console): State<Console>,
     signed_in: SignedIn,
     Path(id): Path<String>,
+    Query(query): Query<StreamQuery>,
 ) -> Response {
     let state = &console.state;
     let who = &signed_in.who;
@@ -578,8 +586,15 @@ pub async fn stream(
                     }
                     dt { "Points" } dd #point-count { (stream.point_count) }
                 }
-                h2 { "Values" }
-                (chart::line_chart(&series, &unit))
+                @let kind = chart::Kind::parse(&query.chart);
+                div.title {
+                    h2 { "Values" }
+                    nav.chart-kind aria-label="Chart" {
+                        a href=(base) aria-current=[(kind == chart::Kind::Line).then_some("page")] { "Line" }
+                        a href={ (base) "?chart=bars" } aria-current=[(kind == chart::Kind::Bars).then_some("page")] { "Bars" }
+                    }
+                }
+                (chart::chart(&series, &unit, kind))
                 table.points {
                     caption { "The latest " (PAGE_PERIODS) " periods, newest first. A period's revisions are its history of corrections." }
                     thead { tr { th { "Period" } th.num { "Value" } th.num { "Revisions" } th { "Updated" } } }
