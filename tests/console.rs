@@ -911,3 +911,49 @@ async fn an_admin_manages_people_tokens_and_categories_and_reads_the_audit_log()
     assert!(redirects_to(&deleted, "/console/categories"));
     assert!(admin.categories().await.unwrap().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_session_holds_a_bounded_number_of_live_pages() {
+    let server = TestServer::start();
+    let (id, _) = server.daily_stream("Sign-ups").await;
+    let mut ada = Browser::new(&server);
+    ada.sign_in(&server.token).await;
+    let events = format!("/console/streams/{id}/events");
+    let mut open = Vec::new();
+    for _ in 0..8 {
+        let live = ada.get(&events).await;
+        assert_eq!(live.status(), StatusCode::OK);
+        assert_eq!(live.headers()["content-type"], "text/event-stream");
+        open.push(live);
+    }
+    let ninth = ada.get(&events).await;
+    assert_eq!(ninth.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        ninth
+            .text()
+            .await
+            .unwrap()
+            .contains("8 live pages open already")
+    );
+    let mut other = Browser::new(&server);
+    other.sign_in(&server.token).await;
+    assert_eq!(
+        other.get(&events).await.status(),
+        StatusCode::OK,
+        "another session has places of its own"
+    );
+    // A page closed gives its place back.
+    drop(open.pop());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let again = ada.get(&events).await;
+        if again.status() == StatusCode::OK {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the place was not given back"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}

@@ -39,12 +39,47 @@ const LIFETIME: Duration = Duration::from_secs(240);
 /// How often a live connector page reads the connector's state.
 const POLL: Duration = Duration::from_secs(3);
 
-fn busy() -> Response {
+/// Live pages one session may have open at once (a browser keeps about six connections
+/// per server anyway).
+const PER_SESSION: usize = 8;
+
+/// A live page's place: one of the server's, and one of its session's.
+struct Slot {
+    _server: OwnedSemaphorePermit,
+    sessions: std::sync::Arc<super::session::Sessions>,
+    session_id: String,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.sessions.leave_live(&self.session_id);
+    }
+}
+
+/// The page that says there is no place for a live page, and why.
+fn busy(why: &str) -> Response {
     error_page(
         StatusCode::SERVICE_UNAVAILABLE,
         "Busy",
-        "Too many live pages are open on this server; this one reloads instead.",
+        &format!("{why}; this one reloads now and then instead."),
     )
+}
+
+/// A place for a live page of `signed_in`, or why there is none.
+fn take_slot(console: &Console, signed_in: &SignedIn) -> Result<Slot, String> {
+    let Ok(server) = console.live.clone().try_acquire_owned() else {
+        return Err("Too many live pages are open on this server".to_owned());
+    };
+    if !console.sessions.enter_live(&signed_in.id, PER_SESSION) {
+        return Err(format!(
+            "This session has {PER_SESSION} live pages open already"
+        ));
+    }
+    Ok(Slot {
+        _server: server,
+        sessions: console.sessions.clone(),
+        session_id: signed_in.id.clone(),
+    })
 }
 
 /// `events` as a server-sent event stream, with comments to keep it open.
@@ -66,8 +101,9 @@ pub async fn events(
     signed_in: SignedIn,
     Path(id): Path<String>,
 ) -> Response {
-    let Ok(permit) = console.live.clone().try_acquire_owned() else {
-        return busy();
+    let slot = match take_slot(&console, &signed_in) {
+        Ok(slot) => slot,
+        Err(why) => return busy(&why),
     };
     // Subscribe first, so nothing committed after the check is missed.
     let Ok(stream_id) = StreamId::parse(&id) else {
@@ -89,7 +125,7 @@ pub async fn events(
         signed_in,
         stream_id,
         subscription,
-        _permit: permit,
+        _slot: slot,
         started: Instant::now(),
         checked: Instant::now(),
         over: false,
@@ -105,7 +141,7 @@ struct Live {
     signed_in: SignedIn,
     stream_id: StreamId,
     subscription: Subscription,
-    _permit: OwnedSemaphorePermit,
+    _slot: Slot,
     started: Instant,
     checked: Instant,
     over: bool,
@@ -186,8 +222,9 @@ pub async fn connector_events(
     signed_in: SignedIn,
     Path(name): Path<String>,
 ) -> Response {
-    let Ok(permit) = console.live.clone().try_acquire_owned() else {
-        return busy();
+    let slot = match take_slot(&console, &signed_in) {
+        Ok(slot) => slot,
+        Err(why) => return busy(&why),
     };
     let seen = match connectors::state_of(&console, &signed_in.who, &name).await {
         Ok(state) => state,
@@ -198,7 +235,7 @@ pub async fn connector_events(
         signed_in,
         name,
         seen,
-        _permit: permit,
+        _slot: slot,
         started: Instant::now(),
         checked: Instant::now(),
         over: false,
@@ -215,7 +252,7 @@ struct ConnectorLive {
     name: String,
     /// The state the page shows.
     seen: crate::proto::ConnectorState,
-    _permit: OwnedSemaphorePermit,
+    _slot: Slot,
     started: Instant,
     checked: Instant,
     over: bool,

@@ -104,6 +104,8 @@ impl Handout {
 pub struct Sessions {
     open: Mutex<HashMap<[u8; 32], Session>>,
     handouts: Mutex<HashMap<[u8; 32], Handout>>,
+    /// Live pages open, by session.
+    live: Mutex<HashMap<[u8; 32], usize>>,
 }
 
 impl Sessions {
@@ -145,6 +147,29 @@ impl Sessions {
             .lock()
             .expect("handouts lock")
             .remove(&key(id));
+    }
+
+    /// Counts a live page of session `id` in, unless it has `max` open already.
+    pub fn enter_live(&self, id: &str, max: usize) -> bool {
+        let mut live = self.live.lock().expect("live pages lock");
+        let open = live.entry(key(id)).or_default();
+        if *open >= max {
+            return false;
+        }
+        *open += 1;
+        true
+    }
+
+    /// Counts a live page of session `id` out.
+    pub fn leave_live(&self, id: &str) {
+        let mut live = self.live.lock().expect("live pages lock");
+        let k = key(id);
+        if let Some(open) = live.get_mut(&k) {
+            *open = open.saturating_sub(1);
+            if *open == 0 {
+                live.remove(&k);
+            }
+        }
     }
 
     /// Keeps `handout` for the session `id`'s next look at it (replacing any other; past
@@ -230,5 +255,15 @@ mod tests {
             sessions.take_handout(&id, "s1").is_none(),
             "gone with the session"
         );
+    }
+
+    #[test]
+    fn a_session_has_a_bounded_number_of_live_pages() {
+        let sessions = Sessions::default();
+        assert!(sessions.enter_live("a", 2) && sessions.enter_live("a", 2));
+        assert!(!sessions.enter_live("a", 2), "a third is refused");
+        assert!(sessions.enter_live("b", 2), "another session has its own");
+        sessions.leave_live("a");
+        assert!(sessions.enter_live("a", 2), "one closed, one may open");
     }
 }
