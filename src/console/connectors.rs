@@ -10,7 +10,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::{Markup, html};
 
-use super::pages::{layout, live_layout, local_time, page, refused};
+use super::pages::{layout, live_layout, local_time, page, refused, wire_time};
 use super::{Console, NoFields, Posted, SignedIn};
 use crate::grpc::Authenticated;
 use crate::proto;
@@ -34,13 +34,6 @@ fn page_of(name: &str) -> String {
         "/console/connectors/{}",
         percent_encoding::utf8_percent_encode(name, SEGMENT)
     )
-}
-
-fn time(ts: Option<&prost_types::Timestamp>) -> Markup {
-    match ts.and_then(crate::signature::timestamp) {
-        Some(at) => local_time(at),
-        None => html! { "—" },
-    }
 }
 
 /// A run's length in words: `850 ms`, `12.3 s`, `4 min`.
@@ -135,7 +128,7 @@ pub async fn list(State(console): State<Console>, signed_in: SignedIn) -> Respon
                             td { (state_badge(c)) }
                             td { code { (c.cursor.as_deref().unwrap_or("—")) } }
                             td.num { (c.consecutive_failures) }
-                            td { (time(c.last_run_ended.as_ref())) }
+                            td { (wire_time(c.last_run_ended.as_ref())) }
                             td.error { (c.last_error) }
                         }
                     }
@@ -194,9 +187,9 @@ pub async fn connector(
                     dt { "Enabled" } dd { @if state.enabled { "yes" } @else { "no: scheduled runs are skipped" } }
                     dt { "Cursor" } dd { code { (state.cursor.as_deref().unwrap_or("none yet")) } }
                     dt { "Failures in a row" } dd { (state.consecutive_failures) }
-                    dt { "Last run" } dd { (time(state.last_run_started.as_ref())) " → " (time(state.last_run_ended.as_ref())) }
+                    dt { "Last run" } dd { (wire_time(state.last_run_started.as_ref())) " → " (wire_time(state.last_run_ended.as_ref())) }
                     @if !state.last_error.is_empty() { dt { "Last error" } dd.error { (state.last_error) } }
-                    @if state.unfinished_slot.is_some() { dt { "Unfinished slot" } dd { (time(state.unfinished_slot.as_ref())) " (a runner stopped mid-run; it is taken up again)" } }
+                    @if state.unfinished_slot.is_some() { dt { "Unfinished slot" } dd { (wire_time(state.unfinished_slot.as_ref())) " (a runner stopped mid-run; it is taken up again)" } }
                     dt { "Run asked for" } dd #run-requested {
                         @match request_of(&state) {
                             Request::None => "no",
@@ -215,7 +208,7 @@ pub async fn connector(
                     tbody {
                         @for run in &runs {
                             tr class=[(!run.error.is_empty()).then_some("failed")] {
-                                td { (time(run.started_at.as_ref())) }
+                                td { (wire_time(run.started_at.as_ref())) }
                                 td { (trigger(run)) @if run.interrupted { " (stopped early)" } }
                                 td { (run.runner_id) }
                                 td.num { (run.records_pulled) }

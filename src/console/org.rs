@@ -7,12 +7,12 @@
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
-use maud::{Markup, html};
+use maud::html;
 use secrecy::SecretString;
 use serde::Deserialize;
 
 use super::admin::{hand_out, show_secret};
-use super::pages::{layout, local_time, page, refused};
+use super::pages::{layout, page, refused, wire_time};
 use super::session::Handout;
 use super::{Console, Posted, SignedIn};
 use crate::proto;
@@ -20,13 +20,6 @@ use crate::proto::stream_admin_server::StreamAdmin;
 
 /// Audit entries on one page of the log.
 const AUDIT_PAGE: u32 = 100;
-
-fn time(ts: Option<&prost_types::Timestamp>) -> Markup {
-    match ts.and_then(crate::signature::timestamp) {
-        Some(at) => local_time(at),
-        None => html! { "—" },
-    }
-}
 
 fn back_to(path: &str) -> Response {
     Redirect::to(path).into_response()
@@ -92,7 +85,7 @@ pub async fn people(State(console): State<Console>, signed_in: SignedIn) -> Resp
                                     } @else { (u.role) }
                                 }
                                 td { (u.teams.join(", ")) }
-                                td { (time(u.created_at.as_ref())) }
+                                td { (wire_time(u.created_at.as_ref())) }
                                 td {
                                     @if admin {
                                         form.inline method="post" action="/console/people/delete" {
@@ -159,10 +152,10 @@ pub async fn people(State(console): State<Console>, signed_in: SignedIn) -> Resp
                             tr class=[t.revoked_at.as_ref().map(|_| "revoked")] {
                                 td { (t.name) " " code { (t.id) } }
                                 td { (t.user) }
-                                td { (time(t.created_at.as_ref())) }
-                                td { (time(t.last_used_at.as_ref())) }
-                                td { (time(t.expires_at.as_ref())) }
-                                td { (time(t.revoked_at.as_ref())) }
+                                td { (wire_time(t.created_at.as_ref())) }
+                                td { (wire_time(t.last_used_at.as_ref())) }
+                                td { (wire_time(t.expires_at.as_ref())) }
+                                td { (wire_time(t.revoked_at.as_ref())) }
                                 td {
                                     @if t.revoked_at.is_none() {
                                         form.inline method="post" action="/console/tokens/revoke" {
@@ -552,7 +545,7 @@ pub async fn audit(
                 tbody {
                     @for e in answer.entries.iter().rev() {
                         tr {
-                            td { (time(e.at.as_ref())) }
+                            td { (wire_time(e.at.as_ref())) }
                             td { (e.actor) }
                             td { code { (e.action) } }
                             td { (e.target_kind) " " code { (e.target_id) } }

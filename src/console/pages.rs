@@ -331,6 +331,14 @@ fn utc(at: Timestamp) -> String {
     at.strftime("%Y-%m-%d %H:%M UTC").to_string()
 }
 
+/// An instant of the API's answers, as [`local_time`] shows it; `—` for none.
+pub fn wire_time(at: Option<&prost_types::Timestamp>) -> Markup {
+    match at.and_then(crate::signature::timestamp) {
+        Some(at) => local_time(at),
+        None => html! { "—" },
+    }
+}
+
 /// An instant in UTC, which the script shows in the viewer's time zone.
 pub fn local_time(at: Timestamp) -> Markup {
     html! { time datetime=(at.to_string()) data-local { (utc(at)) } }
@@ -648,10 +656,6 @@ pub async fn revisions(
     };
     let revisions = api!(console, query, signed_in, list_revisions, request).revisions;
     let def = &stream.definition;
-    let time = |t: Option<prost_types::Timestamp>| {
-        t.and_then(|t| Timestamp::new(t.seconds, t.nanos).ok())
-            .map_or_else(|| html! { "—" }, local_time)
-    };
     let markup = layout(
         &format!("{} · {period}", def.name),
         Some(&signed_in),
@@ -660,7 +664,7 @@ pub async fn revisions(
             h1 { (def.name) " · " (period) }
             @match &point {
                 Some(p) => p.summary {
-                    "Now " strong { (with_unit(&p.value, &def.value_type)) } ", since " (time(p.updated_at)) ", from key " code { (p.key_id) } "."
+                    "Now " strong { (with_unit(&p.value, &def.value_type)) } ", since " (wire_time(p.updated_at.as_ref())) ", from key " code { (p.key_id) } "."
                 },
                 None => p.summary { "This period holds no value." },
             }
@@ -673,7 +677,7 @@ pub async fn revisions(
                     tbody {
                         @for r in revisions.iter().rev() {
                             tr {
-                                td { (time(r.revised_at)) }
+                                td { (wire_time(r.revised_at.as_ref())) }
                                 td.num { (with_unit(&r.old_value, &def.value_type)) }
                                 td aria-hidden="true" { "→" }
                                 td.num { (with_unit(&r.new_value, &def.value_type)) }
